@@ -1,0 +1,49 @@
+"""Turn request media (URL, data: URI or bytes) into the form a provider accepts inline."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from ..errors import ValidationError
+
+
+def to_data_uri(content: bytes, content_type: str) -> str:
+    return f"data:{content_type};base64,{base64.b64encode(content).decode('ascii')}"
+
+
+def media_kind(media: Any) -> str:
+    """'bytes', 'data_uri' or 'url' (anything with a scheme such as https:// or gs://)."""
+    if isinstance(media, dict) and "content" in media:
+        return "bytes"
+    if isinstance(media, str):
+        if media.startswith("data:"):
+            return "data_uri"
+        if "://" in media:
+            return "url"
+    raise ValidationError(
+        "media must be a URL, a data: URI or {'content': bytes, 'content_type': str}; "
+        f"got {type(media).__name__}{' without a scheme' if isinstance(media, str) else ''}")
+
+
+def convert_media(media: Any, accepts: list[str], provider: str, max_inline_bytes: int | None = None) -> str:
+    """The media as a string the provider takes: URLs pass through, bytes become a data: URI."""
+    kind = media_kind(media)
+    if kind == "url":
+        if "url" not in accepts:
+            raise ValidationError(f"{provider} does not take media URLs; pass bytes instead", provider=provider)
+        return media
+    if kind == "bytes":
+        content = media["content"]
+        if max_inline_bytes is not None and len(content) > max_inline_bytes:
+            raise ValidationError(
+                f"{provider} takes at most {max_inline_bytes} bytes inline, got {len(content)}; "
+                "upload the file and pass its URL", provider=provider)
+        media = to_data_uri(content, media.get("content_type") or "application/octet-stream")
+    if "data_uri" not in accepts:
+        raise ValidationError(f"{provider} takes media only as URLs; upload the file and pass its URL",
+                              provider=provider)
+    return media
+
+
+__all__ = ["convert_media", "media_kind", "to_data_uri"]

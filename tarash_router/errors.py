@@ -1,0 +1,177 @@
+"""Exception hierarchy shared by specs, engine, handlers and routing.
+
+Every error raised to a caller is a `TarashException`. Messages never contain API keys or
+request headers; `raw_response` holds only the provider's response body (already free of secrets).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TarashException(Exception):
+    """Base error: carries where it happened and whether retrying may help."""
+
+    default_retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        provider: str | None = None,
+        model: str | None = None,
+        request_id: str | None = None,
+        raw_response: dict[str, Any] | None = None,
+        *,
+        retryable: bool | None = None,
+        job_may_exist: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+        self.request_id = request_id
+        self.raw_response = raw_response
+        self.retryable = self.default_retryable if retryable is None else retryable
+        # True when a remote job may have been created: the request must not be re-submitted.
+        self.job_may_exist = job_may_exist
+        # Filled in by routing with every attempt made before the failure.
+        self.execution_metadata: Any = None
+
+    def __str__(self) -> str:
+        where = "/".join(p for p in (self.provider, self.model) if p)
+        return f"[{where}] {self.message}" if where else self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, provider={self.provider!r}, "
+            f"model={self.model!r}, request_id={self.request_id!r}, retryable={self.retryable})"
+        )
+
+
+class ValidationError(TarashException):
+    """The request cannot be served by this model (raised before any request is sent when possible)."""
+
+
+class ContentModerationError(TarashException):
+    """The provider refused the prompt or input media, or filtered the output."""
+
+
+class HTTPError(TarashException):
+    """An HTTP error response that no more specific class describes."""
+
+    def __init__(self, message: str, *args: Any, status_code: int | None = None, **kwargs: Any) -> None:
+        if "retryable" not in kwargs or kwargs["retryable"] is None:
+            kwargs["retryable"] = status_code in RETRYABLE_STATUS_CODES
+        super().__init__(message, *args, **kwargs)
+        self.status_code = status_code
+
+
+class AuthenticationError(HTTPError):
+    """Missing or rejected API key (401/403)."""
+
+
+class RateLimitError(HTTPError):
+    """The provider throttled us (429); `retry_after` is in seconds when the provider said."""
+
+    def __init__(self, message: str, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("status_code", 429)
+        kwargs.setdefault("retryable", True)
+        super().__init__(message, *args, **kwargs)
+        self.retry_after = retry_after
+
+
+class GenerationFailedError(TarashException):
+    """The job ran but failed on the provider's side."""
+
+    default_retryable = True
+
+
+class HTTPConnectionError(TarashException):
+    """The connection failed (refused, reset, DNS, TLS)."""
+
+    default_retryable = True
+
+
+class TimeoutError(TarashException):  # noqa: A001 - the public name the seed API uses
+    """A request or the whole generation ran past its time limit."""
+
+    default_retryable = True
+
+    def __init__(self, message: str, *args: Any, timeout_seconds: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, *args, **kwargs)
+        self.timeout_seconds = timeout_seconds
+
+
+class SpecError(TarashException):
+    """A provider spec or routes file is invalid; names the file, line and key."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.column = column
+        self.key = key
+        super().__init__(message)
+
+    @property
+    def location(self) -> str:
+        parts = [self.file or "<spec>"]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.column is not None:
+                parts.append(str(self.column))
+        return ":".join(parts)
+
+    def __str__(self) -> str:
+        key = f" [{self.key}]" if self.key else ""
+        return f"{self.location}: {self.message}{key}"
+
+
+class ConfigError(SpecError):
+    """Settings, routes or configs are invalid."""
+
+
+RETRYABLE_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504})
+
+ERROR_CLASSES: dict[str, type[TarashException]] = {
+    cls.__name__: cls
+    for cls in (
+        TarashException,
+        ValidationError,
+        ContentModerationError,
+        HTTPError,
+        AuthenticationError,
+        RateLimitError,
+        GenerationFailedError,
+        HTTPConnectionError,
+        TimeoutError,
+    )
+}
+
+
+def is_retryable_error(exc: BaseException) -> bool:
+    """True when trying again (or falling back) may succeed."""
+    return isinstance(exc, TarashException) and exc.retryable
+
+
+__all__ = [
+    "TarashException",
+    "ValidationError",
+    "ContentModerationError",
+    "HTTPError",
+    "AuthenticationError",
+    "RateLimitError",
+    "GenerationFailedError",
+    "HTTPConnectionError",
+    "TimeoutError",
+    "SpecError",
+    "ConfigError",
+    "is_retryable_error",
+]

@@ -1,0 +1,314 @@
+"""Public data models: configs, requests, responses, progress updates, execution metadata.
+
+Names and defaults follow the seed API (tarash-gateway). Differences, on purpose:
+- `aspect_ratio` and `resolution` are plain strings; each model's spec says which values it takes,
+  so "auto" or "3:4" work where the provider accepts them and fail early where it does not.
+- `timeout` and `poll_interval` accept fractions of a second.
+- `api_key` never appears in a repr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any, Literal, Protocol, Union, runtime_checkable
+
+from typing_extensions import TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Resolution = Literal["360p", "480p", "720p", "1080p", "4k"]
+AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "21:9"]
+StatusType = Literal["queued", "processing", "completed", "failed"]
+ImageRole = Literal["reference", "first_frame", "last_frame", "asset", "style"]
+
+
+class MediaContent(TypedDict):
+    """Raw media bytes with their MIME type."""
+
+    content: bytes
+    content_type: str
+
+
+# A URL (https://, gs://), a data: URI, or raw bytes with a content type.
+MediaType = Union[str, MediaContent]
+
+
+class ImageType(TypedDict):
+    """An input image and the role it plays (first frame, reference, ...)."""
+
+    image: MediaType
+    type: ImageRole
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# ---------------------------------------------------------------- configs
+
+
+class MockPollingConfig(BaseModel):
+    """How the mock provider reports progress."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True
+    status_sequence: list[StatusType] = ["queued", "processing", "completed"]
+    delay_between_updates: float = 0.5
+    progress_percentages: list[int] | None = None
+    custom_updates: list[dict[str, Any]] | None = None
+
+
+class MockResponse(BaseModel):
+    """One weighted outcome of the mock provider: a video/images or an error."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    weight: float = Field(1.0, gt=0)
+    output_video: MediaType | None = None
+    output_images: list[str] | None = None
+    error: Exception | None = None
+
+
+class MockConfig(BaseModel):
+    """Serve a config from the in-process mock provider instead of the network."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool
+    responses: list[MockResponse] = Field(default_factory=lambda: [MockResponse()])
+    polling: MockPollingConfig | None = None
+
+
+class _GenerationConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str
+    provider: str
+    api_key: str | None = Field(default=None, repr=False)
+    base_url: str | None = None
+    api_version: str | None = None
+    provider_config: dict[str, Any] = Field(default_factory=dict)
+    mock: MockConfig | None = None
+
+
+class VideoGenerationConfig(_GenerationConfig):
+    """Where and how to run one video generation; `fallback_configs` are tried in order on failure."""
+
+    timeout: float = Field(600, gt=0, description="Overall deadline of one generation, seconds")
+    max_poll_attempts: int = Field(120, ge=1)
+    poll_interval: float = Field(5, ge=0)
+    fallback_configs: list[VideoGenerationConfig] | None = None
+
+
+class ImageGenerationConfig(_GenerationConfig):
+    """Where and how to run one image generation."""
+
+    timeout: float = Field(120, gt=0)
+    max_poll_attempts: int = Field(60, ge=1)
+    poll_interval: float = Field(2, ge=0)
+    fallback_configs: list[ImageGenerationConfig] | None = None
+
+
+# ---------------------------------------------------------------- requests
+
+
+class _GenerationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str
+    negative_prompt: str | None = None
+    image_list: list[ImageType] = Field(default_factory=list)
+    seed: int | None = None
+    aspect_ratio: str | None = None
+    extra_params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _capture_extra_fields(cls, data: Any) -> Any:
+        """Move unknown keyword arguments into `extra_params` (they win over same-named keys)."""
+        if not isinstance(data, dict):
+            return data
+        known = set(cls.model_fields)
+        extra = dict(data.get("extra_params") or {})
+        unknown = {k: v for k, v in data.items() if k not in known}
+        if not unknown:
+            return data
+        extra.update(unknown)
+        cleaned = {k: v for k, v in data.items() if k in known}
+        cleaned["extra_params"] = extra
+        return cleaned
+
+
+class VideoGenerationRequest(_GenerationRequest):
+    """What to generate: the unified request every video spec maps from."""
+
+    duration_seconds: int | None = None
+    resolution: str | None = None
+    generate_audio: bool | None = None
+    video: MediaType | None = None
+    number_of_videos: int = 1
+    enhance_prompt: bool | None = None
+
+
+class ImageGenerationRequest(_GenerationRequest):
+    """What to generate: the unified request every image spec maps from."""
+
+    size: str | None = None
+    quality: str | None = None
+    style: str | None = None
+    n: int | None = None
+    mask_image: MediaType | None = None
+
+
+# ---------------------------------------------------------------- execution metadata
+
+
+class AttemptMetadata(BaseModel):
+    """One attempt at one target (provider, model) in a chain."""
+
+    provider: str
+    model: str
+    attempt_number: int
+    started_at: datetime = Field(default_factory=_utcnow)
+    ended_at: datetime | None = None
+    status: Literal["success", "failed", "skipped"] = "failed"
+    error_type: str | None = None
+    error_message: str | None = None
+    is_retryable: bool | None = None
+    request_id: str | None = None
+    reason: str | None = None
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        if self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+class ExecutionMetadata(BaseModel):
+    """Every attempt made for one call, in order, success or not."""
+
+    total_attempts: int = 0
+    successful_attempt: int | None = None
+    attempts: list[AttemptMetadata] = Field(default_factory=list)
+    fallback_triggered: bool = False
+    configs_in_chain: int = 1
+
+    @property
+    def total_elapsed_seconds(self) -> float | None:
+        ended = [a.ended_at for a in self.attempts if a.ended_at]
+        if not self.attempts or not ended:
+            return None
+        return (max(ended) - self.attempts[0].started_at).total_seconds()
+
+
+# ---------------------------------------------------------------- responses and updates
+
+
+class VideoGenerationResponse(BaseModel):
+    """A finished video: a URL (or bytes for providers that only serve bytes)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str
+    video: MediaType
+    content_type: str | None = None
+    audio_url: str | None = None
+    duration: float | None = None
+    resolution: str | None = None
+    aspect_ratio: str | None = None
+    status: Literal["completed", "failed"] = "completed"
+    is_mock: bool = False
+    raw_response: dict[str, Any] = Field(default_factory=dict)
+    provider: str | None = None
+    model: str | None = None
+    execution_metadata: ExecutionMetadata | None = None
+
+
+class ImageGenerationResponse(BaseModel):
+    """Finished images as URLs or data: URIs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str
+    images: list[str]
+    content_type: str | None = "image/png"
+    status: Literal["completed", "failed"] = "completed"
+    is_mock: bool = False
+    revised_prompt: str | None = None
+    raw_response: dict[str, Any] = Field(default_factory=dict)
+    provider: str | None = None
+    model: str | None = None
+    execution_metadata: ExecutionMetadata | None = None
+
+
+class _GenerationUpdate(BaseModel):
+    request_id: str
+    status: StatusType
+    progress_percent: int | None = Field(default=None, ge=0, le=100)
+    queue_position: int | None = None
+    logs: list[Any] | None = None
+    update: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    provider: str | None = None
+    model: str | None = None
+
+
+class VideoGenerationUpdate(_GenerationUpdate):
+    """A progress event; `update` is the provider's raw status payload."""
+
+    result: VideoGenerationResponse | None = None
+
+
+class ImageGenerationUpdate(_GenerationUpdate):
+    """A progress event for an image job."""
+
+    result: ImageGenerationResponse | None = None
+
+
+ProgressCallback = Union[
+    Callable[[VideoGenerationUpdate], None], Callable[[VideoGenerationUpdate], Awaitable[None]]
+]
+ImageProgressCallback = Union[
+    Callable[[ImageGenerationUpdate], None], Callable[[ImageGenerationUpdate], Awaitable[None]]
+]
+
+
+@runtime_checkable
+class ProviderHandler(Protocol):
+    """What a custom provider implements (sync and async, video and image)."""
+
+    def generate_video(
+        self, config: VideoGenerationConfig, request: VideoGenerationRequest,
+        on_progress: ProgressCallback | None = None,
+    ) -> VideoGenerationResponse: ...
+
+    async def generate_video_async(
+        self, config: VideoGenerationConfig, request: VideoGenerationRequest,
+        on_progress: ProgressCallback | None = None,
+    ) -> VideoGenerationResponse: ...
+
+    def generate_image(
+        self, config: ImageGenerationConfig, request: ImageGenerationRequest,
+        on_progress: ImageProgressCallback | None = None,
+    ) -> ImageGenerationResponse: ...
+
+    async def generate_image_async(
+        self, config: ImageGenerationConfig, request: ImageGenerationRequest,
+        on_progress: ImageProgressCallback | None = None,
+    ) -> ImageGenerationResponse: ...
+
+
+GenerationConfig = Union[VideoGenerationConfig, ImageGenerationConfig]
+GenerationRequest = Union[VideoGenerationRequest, ImageGenerationRequest]
+GenerationResponse = Union[VideoGenerationResponse, ImageGenerationResponse]
+
+__all__ = [
+    "Resolution", "AspectRatio", "StatusType", "ImageRole", "MediaContent", "MediaType", "ImageType",
+    "MockConfig", "MockResponse", "MockPollingConfig",
+    "VideoGenerationConfig", "VideoGenerationRequest", "VideoGenerationResponse", "VideoGenerationUpdate",
+    "ImageGenerationConfig", "ImageGenerationRequest", "ImageGenerationResponse", "ImageGenerationUpdate",
+    "ProgressCallback", "ImageProgressCallback", "AttemptMetadata", "ExecutionMetadata", "ProviderHandler",
+]

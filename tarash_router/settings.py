@@ -1,0 +1,67 @@
+"""Process-wide settings, read from `TARASH_*` environment variables (pydantic-settings).
+
+API keys are not settings fields: each provider spec names the environment variable its
+key lives in (`auth.env`), and `resolve_api_key` reads it at call time, so a key set after
+import still works and no key is ever stored on a settings object that might be printed.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_paths(cls: type, value: object) -> object:
+    if isinstance(value, str):
+        return [p for p in value.replace(",", os.pathsep).split(os.pathsep) if p.strip()]
+    return value
+
+
+class TarashSettings(BaseSettings):
+    """Settings for spec/route discovery, connection pools and HTTP timeouts."""
+
+    model_config = SettingsConfigDict(env_prefix="TARASH_", extra="ignore")
+
+    # Extra directories of provider specs, loaded after the built-in ones (os.pathsep or comma separated).
+    spec_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    route_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    # Connections per provider host; in-flight requests beyond this wait outside httpx's pool.
+    max_connections: int = Field(20, ge=1)
+    # Upper bound for one HTTP request; the generation deadline may cut it shorter.
+    request_timeout: float = Field(60.0, gt=0)
+    connect_timeout: float = Field(10.0, gt=0)
+    # Consecutive failed polls tolerated before the job is given up on.
+    max_poll_errors: int = Field(5, ge=0)
+    # Submit attempts when the provider cannot have created the job (connection refused, 429, 503).
+    submit_attempts: int = Field(3, ge=1)
+    # Longest wait between retries, whatever Retry-After says.
+    max_retry_wait: float = Field(30.0, ge=0)
+
+    _split_dirs = field_validator("spec_dirs", "route_dirs", mode="before")(_split_paths)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> TarashSettings:
+    """The settings of this process (read once; call `get_settings.cache_clear()` to re-read)."""
+    return TarashSettings()
+
+
+def resolve_api_key(explicit: str | None, env_names: list[str], join_env: list[str] | None = None) -> str | None:
+    """The config's key, else the first set environment variable, else a joined id:secret pair."""
+    if explicit:
+        return explicit
+    for name in env_names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    if join_env and all(os.environ.get(n) for n in join_env):
+        return ":".join(os.environ[n] for n in join_env)
+    return None
+
+
+__all__ = ["TarashSettings", "get_settings", "resolve_api_key"]

@@ -1,0 +1,195 @@
+"""Runtime spec objects: every template and JSONPath of a file compiled once, at load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ERROR_CLASSES, TarashException
+from ..models import ImageGenerationRequest, VideoGenerationRequest
+from .jsonpaths import JsonPath
+from .schema import ErrorRule, FamilyFile, ParamSpec, ProviderFile, RequestSpec, ResponseSpec, RoleSpec
+from .templates import ValueTree
+from .yaml_source import SourceDoc
+
+REQUEST_FIELDS = {
+    "video": frozenset(VideoGenerationRequest.model_fields),
+    "image": frozenset(ImageGenerationRequest.model_fields),
+}
+IMAGE_ROLES = ("reference", "first_frame", "last_frame", "asset", "style")
+
+# Names each kind of template may read.
+BODY_NAMES = ("request", "images", "video", "model", "extra", "provider_config")
+SUBMIT_NAMES = ("base_url", "model", "request", "provider_config", "payload")
+JOB_NAMES = ("base_url", "model", "job", "provider_config")
+
+
+@dataclass
+class CompiledRequest:
+    """A request template: method, URL, headers, query and body, each a compiled value tree."""
+
+    method: str
+    url: ValueTree
+    headers: ValueTree
+    query: ValueTree
+    body: ValueTree | None
+    body_format: str
+
+    @classmethod
+    def build(cls, spec: RequestSpec, default_body: Any = None) -> CompiledRequest:
+        body = spec.body if spec.body is not None else default_body
+        return cls(
+            method=spec.method,
+            url=ValueTree(spec.url, ("url",)),
+            headers=ValueTree(spec.headers, ("headers",)),
+            query=ValueTree(spec.query, ("query",)),
+            body=ValueTree(body, ("body",)) if body is not None else None,
+            body_format=spec.body_format,
+        )
+
+    def trees(self) -> list[tuple[str, ValueTree]]:
+        out = [("url", self.url), ("headers", self.headers), ("query", self.query)]
+        if self.body is not None:
+            out.append(("body", self.body))
+        return out
+
+
+@dataclass
+class CompiledErrorRule:
+    """An error rule with its JSONPaths compiled and its exception class resolved."""
+
+    status: frozenset[int] | None
+    phases: frozenset[str] | None
+    body_contains: str | None
+    json_path: JsonPath | None
+    equals: Any
+    contains: str | None
+    error_class: type[TarashException]
+    retryable: bool | None
+    message: JsonPath | None
+
+    @classmethod
+    def build(cls, rule: ErrorRule) -> CompiledErrorRule:
+        return cls(
+            status=frozenset(rule.status) if rule.status else None,
+            phases=frozenset(rule.phase) if rule.phase else None,
+            body_contains=rule.body_contains,
+            json_path=JsonPath(rule.json_path) if rule.json_path else None,
+            equals=rule.equals,
+            contains=rule.contains,
+            error_class=ERROR_CLASSES[rule.raise_],
+            retryable=rule.retryable,
+            message=JsonPath(rule.message) if rule.message else None,
+        )
+
+    def matches(self, phase: str, status: int | None, text: str, data: Any) -> bool:
+        if self.phases is not None and phase not in self.phases:
+            return False
+        if self.status is not None and status not in self.status:
+            return False
+        if self.body_contains is not None and self.body_contains not in text:
+            return False
+        if self.json_path is not None:
+            found = self.json_path.all(data)
+            if self.equals is not None:
+                return any(v == self.equals for v in found)
+            if self.contains is not None:
+                return any(isinstance(v, str) and self.contains in v for v in found)
+            return any(v is not None for v in found)
+        return True
+
+
+class ResponsePaths:
+    """The compiled `response:` section: field name -> JSONPaths tried in order."""
+
+    def __init__(self, spec: ResponseSpec, base: ResponsePaths | None = None) -> None:
+        self.paths: dict[str, list[JsonPath]] = dict(base.paths) if base else {}
+        for name, value in spec.model_dump(exclude_none=True).items():
+            exprs = [value] if isinstance(value, str) else value
+            self.paths[name] = [JsonPath(e) for e in exprs]
+
+    def extract(self, data: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, paths in self.paths.items():
+            for path in paths:
+                if name == "images":
+                    values = [v for v in path.all(data) if v is not None]
+                    if values:
+                        out[name] = values
+                        break
+                else:
+                    value = path.first(data)
+                    if value is not None:
+                        out[name] = value
+                        break
+        return out
+
+
+@dataclass
+class ProviderSpec:
+    """A loaded provider file."""
+
+    name: str
+    file: ProviderFile
+    source: SourceDoc
+    submit: CompiledRequest | None = None
+    poll: CompiledRequest | None = None
+    result: CompiledRequest | None = None
+    cancel: CompiledRequest | None = None
+    headers: ValueTree | None = None
+    job_paths: dict[str, JsonPath] = field(default_factory=dict)
+    poll_paths: dict[str, JsonPath] = field(default_factory=dict)
+    error_rules: list[CompiledErrorRule] = field(default_factory=list)
+    response: ResponsePaths | None = None
+
+    @property
+    def protocol(self):  # noqa: ANN201 - ProtocolSpec | None
+        return self.file.protocol
+
+    @property
+    def secret_headers(self) -> frozenset[str]:
+        auth = self.file.auth
+        return frozenset({auth.header.lower()}) if auth else frozenset()
+
+
+@dataclass
+class Params:
+    """Parsed `params:`: scalar constraints, image slots and whether a video input is taken."""
+
+    fields: dict[str, ParamSpec]
+    roles: dict[str, RoleSpec]
+    video: str | None  # "required" | "optional" | None (not taken)
+
+
+@dataclass
+class FamilySpec:
+    """A loaded family file, linked to its provider."""
+
+    name: str
+    file: FamilyFile
+    source: SourceDoc
+    provider: ProviderSpec
+    params: Params
+    body: ValueTree
+    response: ResponsePaths
+    submit: CompiledRequest | None
+    poll: CompiledRequest | None
+    result: CompiledRequest | None
+    cancel: CompiledRequest | None
+    poll_paths: dict[str, JsonPath]
+    used_fields: frozenset[str]
+
+    @property
+    def modality(self) -> str:
+        return self.file.modality
+
+    @property
+    def models(self) -> list[str]:
+        return self.file.models
+
+    @property
+    def is_handler(self) -> bool:
+        return bool(self.file.handler or self.provider.file.handler)
+
+    def describe(self) -> str:
+        return f"{self.provider.name}/{self.name} ({self.source.file})"

@@ -1,0 +1,273 @@
+"""Turn YAML files into compiled `ProviderSpec`/`FamilySpec` objects, with errors at file:line."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from ..errors import SpecError
+from .compiled import (
+    BODY_NAMES, IMAGE_ROLES, JOB_NAMES, REQUEST_FIELDS, SUBMIT_NAMES, CompiledErrorRule, CompiledRequest,
+    FamilySpec, Params, ProviderSpec, ResponsePaths,
+)
+from .jsonpaths import JsonPath, JsonPathSyntaxError
+from .schema import FamilyFile, ParamSpec, ProviderFile, RoleSpec
+from .templates import LeafError, ValueTree
+from .yaml_source import SourceDoc, load_yaml_file
+
+PROVIDER_FILE = "provider.yaml"
+
+
+def validate_model(doc: SourceDoc, model: type[pydantic.BaseModel], path: tuple[Any, ...] = ()) -> Any:
+    """Validate a document (or part of it) against a schema model; first error -> SpecError."""
+    data = doc.data
+    for key in path:
+        data = data[key]
+    if not isinstance(data, dict):
+        raise doc.error(f"expected a mapping, found {type(data).__name__}", path)
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise _pydantic_to_spec_error(doc, exc, model, path) from None
+
+
+def _pydantic_to_spec_error(doc: SourceDoc, exc: pydantic.ValidationError, model: type, base: tuple) -> SpecError:
+    err = exc.errors()[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    loc = tuple(_alias_back(p) for p in loc)
+    path = (*base, *loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent_fields = _fields_at(model, loc[:-1])
+        key = loc[-1]
+        hint = difflib.get_close_matches(str(key), parent_fields, n=1)
+        suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+        message = f"unknown key {key!r}{suggestion} (expected one of: {', '.join(parent_fields)})"
+    elif kind == "missing":
+        message = f"missing required key {loc[-1]!r}"
+    else:
+        found = err.get("input")
+        shown = repr(found) if not isinstance(found, (dict, list)) else type(found).__name__
+        message = f"{err['msg']} (found {shown})"
+    return doc.error(message, path)
+
+
+def _alias_back(part: Any) -> Any:
+    return {"raise": "raise", "from": "from"}.get(part, part)
+
+
+def _fields_at(model: type, loc: tuple) -> list[str]:
+    """Names allowed at a location in the schema (for 'did you mean')."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        info = getattr(current, "model_fields", {}).get(part) or next(
+            (f for f in getattr(current, "model_fields", {}).values() if f.alias == part), None)
+        current = _model_in(info.annotation) if info else None
+    if current is None or not hasattr(current, "model_fields"):
+        return []
+    return sorted(f.alias or n for n, f in current.model_fields.items())
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _compile_request(doc: SourceDoc, spec: Any, path: tuple, names: tuple[str, ...],
+                     request_fields: frozenset[str] | None = None, default_body: Any = None) -> CompiledRequest:
+    try:
+        compiled = CompiledRequest.build(spec, default_body)
+        rules = {"request": request_fields} if request_fields else None
+        for _, tree in compiled.trees():
+            tree.check_names(names, rules)
+        return compiled
+    except LeafError as exc:
+        raise doc.error(str(exc.error), (*path, *exc.path)) from None
+
+
+def _jsonpath(doc: SourceDoc, expression: str, path: tuple) -> JsonPath:
+    try:
+        return JsonPath(expression)
+    except JsonPathSyntaxError as exc:
+        raise doc.error(str(exc), path) from None
+
+
+def _response_paths(doc: SourceDoc, spec: Any, base: ResponsePaths | None, path: tuple) -> ResponsePaths:
+    try:
+        return ResponsePaths(spec, base)
+    except JsonPathSyntaxError as exc:
+        raise doc.error(str(exc), path) from None
+
+
+def load_provider(doc: SourceDoc) -> ProviderSpec:
+    """Validate and compile a provider file."""
+    pfile = validate_model(doc, ProviderFile)
+    spec = ProviderSpec(name=pfile.provider, file=pfile, source=doc)
+    if pfile.protocol is None and pfile.handler is None:
+        raise doc.error("a provider needs either `protocol` (HTTP) or `handler` (Python)", ("provider",))
+    spec.headers = _compile_request_headers(doc, pfile.headers)
+    proto = pfile.protocol
+    if proto is not None:
+        all_fields = REQUEST_FIELDS["video"] | REQUEST_FIELDS["image"]
+        spec.submit = _compile_request(doc, proto.submit, ("protocol", "submit"), SUBMIT_NAMES, all_fields,
+                                       default_body="{{ payload }}")
+        if proto.poll:
+            spec.poll = _compile_request(doc, proto.poll, ("protocol", "poll"), JOB_NAMES)
+            spec.poll_paths = _poll_paths(doc, proto.poll, ("protocol", "poll"))
+        if proto.result:
+            spec.result = _compile_request(doc, proto.result, ("protocol", "result"), JOB_NAMES)
+        if proto.cancel:
+            spec.cancel = _compile_request(doc, proto.cancel, ("protocol", "cancel"), JOB_NAMES)
+        if proto.job:
+            for key, expr in proto.job.model_dump(exclude_none=True).items():
+                spec.job_paths[key] = _jsonpath(doc, expr, ("protocol", "job", key))
+        elif proto.poll:
+            raise doc.error("`protocol.poll` needs `protocol.job` to know the job id", ("protocol", "poll"))
+    for index, rule in enumerate(pfile.errors):
+        try:
+            spec.error_rules.append(CompiledErrorRule.build(rule))
+        except JsonPathSyntaxError as exc:
+            raise doc.error(str(exc), ("errors", index)) from None
+    spec.response = _response_paths(doc, pfile.response, None, ("response",))
+    return spec
+
+
+def _compile_request_headers(doc: SourceDoc, headers: dict[str, str]) -> ValueTree:
+    try:
+        tree = ValueTree(headers, ("headers",))
+        tree.check_names(("base_url", "model", "provider_config"))
+        return tree
+    except LeafError as exc:
+        raise doc.error(str(exc.error), exc.path) from None
+
+
+def _poll_paths(doc: SourceDoc, poll: Any, path: tuple) -> dict[str, JsonPath]:
+    keys = ("status", "queue_position", "progress", "logs", "error", "error_type")
+    return {k: _jsonpath(doc, getattr(poll, k), (*path, k)) for k in keys if getattr(poll, k)}
+
+
+def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
+    """Validate and compile a family file against its (already loaded) provider."""
+    ffile = validate_model(doc, FamilyFile)
+    if ffile.provider != provider.name:
+        raise doc.error(f"family says provider {ffile.provider!r} but sits beside {provider.name!r}", ("provider",))
+    request_fields = REQUEST_FIELDS[ffile.modality]
+    params = _parse_params(doc, ffile.params, request_fields)
+    try:
+        body = ValueTree(ffile.body, ("body",))
+        body.check_names(BODY_NAMES, {"request": request_fields, "images": _slot_names(params)})
+    except LeafError as exc:
+        raise doc.error(str(exc.error), exc.path) from None
+    if params.video is None and "video" in body.names():
+        params.video = "optional"
+    override = ffile.protocol
+    submit, poll, result, cancel = provider.submit, provider.poll, provider.result, provider.cancel
+    poll_paths = provider.poll_paths
+    if override:
+        if override.submit:
+            submit = _compile_request(doc, override.submit, ("protocol", "submit"), SUBMIT_NAMES, request_fields,
+                                      default_body="{{ payload }}")
+        if override.poll:
+            poll = _compile_request(doc, override.poll, ("protocol", "poll"), JOB_NAMES)
+            poll_paths = _poll_paths(doc, override.poll, ("protocol", "poll"))
+        if override.result:
+            result = _compile_request(doc, override.result, ("protocol", "result"), JOB_NAMES)
+        if override.cancel:
+            cancel = _compile_request(doc, override.cancel, ("protocol", "cancel"), JOB_NAMES)
+    if submit is None and not (ffile.handler or provider.file.handler):
+        raise doc.error("no submit request: the provider has no protocol and the family no handler", ("models",))
+    response = _response_paths(doc, ffile.response, provider.response, ("response",))
+    return FamilySpec(
+        name=ffile.family or Path(doc.file).stem,
+        file=ffile, source=doc, provider=provider, params=params, body=body, response=response,
+        submit=submit, poll=poll, result=result, cancel=cancel, poll_paths=poll_paths,
+        used_fields=frozenset(body.attributes_of("request")),
+    )
+
+
+def _slot_names(params: Params) -> list[str]:
+    return list(params.roles)
+
+
+def _parse_params(doc: SourceDoc, raw: dict[str, Any], request_fields: frozenset[str]) -> Params:
+    fields: dict[str, ParamSpec] = {}
+    roles: dict[str, RoleSpec] = {}
+    video: str | None = None
+    for key, value in raw.items():
+        path = ("params", key)
+        if key == "images":
+            if not isinstance(value, dict):
+                raise doc.error("`images` maps image slots to required|optional or {required, max, from}", path)
+            for slot, slot_value in value.items():
+                roles[slot] = _parse_role(doc, slot, slot_value, (*path, slot))
+        elif key == "video":
+            if value not in ("required", "optional"):
+                raise doc.error(f"`video` must be required or optional, found {value!r}", path)
+            video = value
+        elif key in request_fields:
+            if not isinstance(value, dict):
+                raise doc.error(f"expected a mapping like {{allowed: [...]}}, found {value!r}", path)
+            fields[key] = validate_model(doc, ParamSpec, path)
+        else:
+            known = sorted(request_fields - {"image_list", "extra_params"} | {"images", "video"})
+            hint = difflib.get_close_matches(str(key), known, n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise doc.error(f"unknown request field {key!r}{suggestion} (known: {', '.join(known)})", path)
+    _check_roles_disjoint(doc, roles)
+    return Params(fields=fields, roles=roles, video=video)
+
+
+def _parse_role(doc: SourceDoc, slot: str, value: Any, path: tuple) -> RoleSpec:
+    if value in ("required", "optional"):
+        role = RoleSpec(required=value == "required")
+    elif isinstance(value, dict):
+        role = validate_model(doc, RoleSpec, path)
+    else:
+        raise doc.error(f"image slot must be required, optional or a mapping, found {value!r}", path)
+    sources = role.from_ or [slot]
+    for src in sources:
+        if src not in IMAGE_ROLES:
+            raise doc.error(f"unknown image role {src!r} (roles: {', '.join(IMAGE_ROLES)})", path)
+    role.from_ = sources
+    return role
+
+
+def _check_roles_disjoint(doc: SourceDoc, roles: dict[str, RoleSpec]) -> None:
+    seen: dict[str, str] = {}
+    for slot, role in roles.items():
+        for src in role.from_ or [slot]:
+            if src in seen:
+                raise doc.error(f"image role {src!r} feeds both {seen[src]!r} and {slot!r}", ("params", "images", slot))
+            seen[src] = slot
+
+
+def discover(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """All provider files and family files under the given files or directories, in a stable order.
+
+    A family file may sit in a folder without a provider file: it links to the provider it names,
+    which lets users add a model to a built-in provider by dropping one file into their folder.
+    """
+    providers: list[Path] = []
+    families: list[Path] = []
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise SpecError("spec path does not exist", file=str(root))
+        files = [root] if root.is_file() else sorted(
+            p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+        for path in files:
+            (providers if path.name == PROVIDER_FILE else families).append(path)
+    return providers, families
+
+
+__all__ = ["load_provider", "load_family", "discover", "validate_model", "load_yaml_file"]

@@ -1,0 +1,102 @@
+"""Check a request against a family's `params` before anything is sent (money is spent on submit)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ValidationError
+from ..models import GenerationRequest
+from .compiled import FamilySpec
+
+# Request fields that never need a template to be "used".
+_STRUCTURAL = frozenset({"prompt", "image_list", "extra_params", "video", "mask_image", "number_of_videos"})
+
+
+def _fmt(values: list[Any]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def check_request(family: FamilySpec, model: str, request: GenerationRequest) -> list[str]:
+    """Raise ValidationError naming the allowed values; return warnings for fields the model ignores."""
+    provider = family.provider.name
+
+    def fail(message: str) -> ValidationError:
+        return ValidationError(f"{model} {message}", provider=provider, model=model)
+
+    for name, rule in family.params.fields.items():
+        value = getattr(request, name, None)
+        if value is None:
+            if rule.required:
+                raise fail(f"requires {name}")
+            continue
+        if rule.allowed is not None and value not in rule.allowed:
+            raise fail(f"does not accept {name}={value!r}; allowed: {_fmt(rule.allowed)}")
+        if rule.min is not None and value < rule.min:
+            raise fail(f"does not accept {name}={value!r}; minimum is {rule.min:g}")
+        if rule.max is not None and value > rule.max:
+            raise fail(f"does not accept {name}={value!r}; maximum is {rule.max:g}")
+
+    _check_images(family, request, fail)
+    _check_video(family, request, fail)
+    _check_extra(family, request, fail)
+    return _unused_fields(family, request)
+
+
+def assign_images(family: FamilySpec, request: GenerationRequest) -> dict[str, list[Any]]:
+    """Group request images into the family's slots (slot -> images, in request order)."""
+    source_to_slot = {src: slot for slot, role in family.params.roles.items() for src in role.from_ or [slot]}
+    slots: dict[str, list[Any]] = {}
+    for item in request.image_list:
+        slot = source_to_slot.get(item["type"])
+        if slot is not None:
+            slots.setdefault(slot, []).append(item["image"])
+    return slots
+
+
+def _check_images(family: FamilySpec, request: GenerationRequest, fail: Any) -> None:
+    roles = family.params.roles
+    accepted = sorted({src for slot, role in roles.items() for src in role.from_ or [slot]})
+    for item in request.image_list:
+        if item["type"] not in accepted:
+            what = f"image roles: {', '.join(accepted)}" if accepted else "no image input"
+            raise fail(f"does not use an image with role {item['type']!r}; it takes {what}")
+    slots = assign_images(family, request)
+    for slot, role in roles.items():
+        count = len(slots.get(slot, []))
+        if role.required and count == 0:
+            raise fail(f"requires an image for {slot!r} (roles: {', '.join(role.from_ or [slot])})")
+        if count > role.max:
+            raise fail(f"takes at most {role.max} image(s) for {slot!r}, got {count}")
+
+
+def _check_video(family: FamilySpec, request: GenerationRequest, fail: Any) -> None:
+    mode = family.params.video
+    has_video = getattr(request, "video", None) is not None
+    if has_video and mode is None:
+        raise fail("takes no video input")
+    if not has_video and mode == "required":
+        raise fail("requires a video input (request.video)")
+
+
+def _check_extra(family: FamilySpec, request: GenerationRequest, fail: Any) -> None:
+    policy = family.file.extra_params
+    if not request.extra_params or policy == "merge":
+        return
+    allowed = [] if policy == "reject" else policy["allow"]
+    unknown = sorted(set(request.extra_params) - set(allowed))
+    if unknown:
+        what = f"allowed: {_fmt(allowed)}" if allowed else "it takes no extra params"
+        raise fail(f"does not accept extra_params {_fmt(unknown)}; {what}")
+
+
+def _unused_fields(family: FamilySpec, request: GenerationRequest) -> list[str]:
+    unused = sorted(
+        name for name in request.model_fields_set - _STRUCTURAL
+        if getattr(request, name) is not None and name not in family.used_fields
+    )
+    if not unused:
+        return []
+    return [f"{family.provider.name} model family {family.name!r} ignores {', '.join(unused)}"]
+
+
+__all__ = ["check_request", "assign_images"]

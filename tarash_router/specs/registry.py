@@ -1,0 +1,161 @@
+"""The set of loaded specs, and model-id -> family resolution (segment-aware, longest prefix wins)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..errors import SpecError, ValidationError
+from ..settings import get_settings
+from .compiled import FamilySpec, ProviderSpec
+from .loader import discover, load_family, load_provider, validate_model
+from .schema import FamilyFile
+from .yaml_source import load_yaml_file
+
+WILDCARD = "*"
+
+
+def builtin_spec_dir() -> Path:
+    """Built-in specs: inside the wheel, or `provider_specs/` of a source checkout."""
+    packaged = Path(__file__).resolve().parent.parent / "_builtin_specs"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "provider_specs"
+
+
+def model_matches(model: str, prefix: str) -> bool:
+    """`fal-ai/veo3` matches `fal-ai/veo3` and `fal-ai/veo3/fast`, never `fal-ai/veo3.1`."""
+    return model == prefix or model.startswith(prefix.rstrip("/") + "/")
+
+
+class SpecRegistry:
+    """Providers and families by name; later layers (user dirs) override earlier ones (built-ins)."""
+
+    def __init__(self) -> None:
+        self.providers: dict[str, ProviderSpec] = {}
+        self.aliases: dict[str, str] = {}
+        # provider -> prefix -> (family, layer)
+        self._prefixes: dict[str, dict[str, tuple[FamilySpec, int]]] = {}
+        self._generic: dict[tuple[str, str], FamilySpec] = {}
+        self._layer = 0
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ loading
+
+    def load_paths(self, paths: Iterable[Path | str]) -> list[FamilySpec]:
+        """Load every provider and family file under `paths` as one layer; raise on the first error."""
+        provider_files, family_files = discover([Path(p) for p in paths])
+        with self._lock:
+            self._layer += 1
+            for path in provider_files:
+                self.add_provider(load_provider(load_yaml_file(path)))
+            return [self._add_family_file(path) for path in family_files]
+
+    def _add_family_file(self, path: Path) -> FamilySpec:
+        doc = load_yaml_file(path)
+        if not isinstance(doc.data, dict):
+            raise doc.error("expected a mapping at the top of the file")
+        name = doc.data.get("provider")
+        provider = self.providers.get(self.aliases.get(name, name)) if isinstance(name, str) else None
+        if provider is None:
+            validate_model(doc, FamilyFile)  # report schema problems first when there are any
+            known = ", ".join(sorted(self.providers)) or "none loaded"
+            raise doc.error(f"unknown provider {name!r}: no provider.yaml defines it (known: {known})", ("provider",))
+        family = load_family(doc, provider)
+        self.add_family(family)
+        return family
+
+    def add_provider(self, spec: ProviderSpec) -> None:
+        self.providers[spec.name] = spec
+        for alias in spec.file.aliases:
+            self.aliases[alias] = spec.name
+
+    def add_family(self, family: FamilySpec, layer: int | None = None) -> None:
+        """Index a family's model prefixes; a prefix claimed twice in one layer is an error."""
+        layer = self._layer if layer is None else layer
+        table = self._prefixes.setdefault(family.provider.name, {})
+        for index, prefix in enumerate(family.models):
+            if prefix == WILDCARD:
+                self._generic[(family.provider.name, family.modality)] = family
+                continue
+            existing = table.get(prefix)
+            if existing and existing[1] == layer and existing[0] is not family:
+                raise family.source.error(
+                    f"model prefix {prefix!r} is already claimed by {existing[0].describe()}", ("models", index))
+            table[prefix] = (family, layer)
+
+    # ------------------------------------------------------------ lookup
+
+    def provider_name(self, name: str) -> str:
+        return self.aliases.get(name, name)
+
+    def has_provider(self, name: str) -> bool:
+        return self.provider_name(name) in self.providers
+
+    def families(self, provider: str | None = None) -> list[FamilySpec]:
+        seen: dict[int, FamilySpec] = {}
+        for pname, table in self._prefixes.items():
+            if provider is None or pname == self.provider_name(provider):
+                for family, _ in table.values():
+                    seen[id(family)] = family
+        for (pname, _), family in self._generic.items():
+            if provider is None or pname == self.provider_name(provider):
+                seen[id(family)] = family
+        return list(seen.values())
+
+    def resolve(self, provider: str, model: str, modality: str) -> FamilySpec:
+        """The family serving `model`; ValidationError when none does (or it has the other modality)."""
+        pname = self.provider_name(provider)
+        if pname not in self.providers:
+            known = ", ".join(sorted(self.providers))
+            raise ValidationError(f"unknown provider {provider!r} (known: {known})", provider=provider, model=model)
+        best: FamilySpec | None = None
+        best_len = -1
+        for prefix, (family, _) in self._prefixes.get(pname, {}).items():
+            if len(prefix) > best_len and model_matches(model, prefix):
+                best, best_len = family, len(prefix)
+        if best is not None:
+            if best.modality != modality:
+                raise ValidationError(
+                    f"{model!r} is a {best.modality} model ({best.describe()}); it cannot generate {modality}",
+                    provider=pname, model=model)
+            return best
+        generic = self._generic.get((pname, modality))
+        if generic is None:
+            raise ValidationError(f"no {modality} spec of provider {pname!r} serves model {model!r}",
+                                  provider=pname, model=model)
+        return generic
+
+
+_DEFAULT: SpecRegistry | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def get_registry() -> SpecRegistry:
+    """The process-wide registry: built-in specs, then `TARASH_SPEC_DIRS`, loaded on first use."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        with _DEFAULT_LOCK:
+            if _DEFAULT is None:
+                registry = SpecRegistry()
+                registry.load_paths([builtin_spec_dir()])
+                extra = get_settings().spec_dirs
+                if extra:
+                    registry.load_paths(extra)
+                _DEFAULT = registry
+    return _DEFAULT
+
+
+def load_specs(*paths: Path | str) -> list[FamilySpec]:
+    """Add spec files or directories to the process-wide registry (they override built-ins)."""
+    return get_registry().load_paths(paths)
+
+
+def reset_registry() -> None:
+    """Forget loaded specs; the next lookup reloads built-ins and configured directories."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        _DEFAULT = None
+
+
+__all__ = ["SpecRegistry", "get_registry", "load_specs", "reset_registry", "builtin_spec_dir", "model_matches",
+           "SpecError"]

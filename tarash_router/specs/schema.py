@@ -1,0 +1,214 @@
+"""The spec file format, version 1, as pydantic models (unknown keys are errors).
+
+Two kinds of file live in a provider folder:
+- `provider.yaml`: the transport envelope shared by all of a provider's models (auth, protocol,
+  error rules, media handling, response defaults);
+- one family file per model family: the models it serves, the params it accepts, the request body,
+  where the result is in the response, and golden examples.
+The JSON Schema published by `tarash-router schema` is generated from these models.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Status = Literal["queued", "processing", "completed", "failed"]
+Phase = Literal["submit", "poll", "result", "cancel", "job"]
+ErrorName = Literal[
+    "ValidationError", "ContentModerationError", "HTTPError", "AuthenticationError", "RateLimitError",
+    "GenerationFailedError", "HTTPConnectionError", "TimeoutError",
+]
+Modality = Literal["video", "image"]
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _listify(value: Any) -> Any:
+    return [value] if isinstance(value, (str, int)) else value
+
+
+class AuthSpec(_Strict):
+    """How the API key is sent: `{header}: {scheme} {key}`; the key comes from config or `env`."""
+
+    header: str = "Authorization"
+    scheme: str | None = Field(None, description="Prefix such as 'Key' or 'Bearer'; none sends the bare key")
+    env: list[str] = Field(default_factory=list, description="Environment variables tried in order")
+    join_env: list[str] | None = Field(None, description="Variables joined with ':' when `env` is unset")
+
+    _l = field_validator("env", mode="before")(lambda cls, v: _listify(v))
+
+
+class RequestSpec(_Strict):
+    """One HTTP request of the job lifecycle; `url`, header, query and body values are templates."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, Any] = Field(default_factory=dict)
+    body: Any = Field(None, description="Submit: defaults to the family body ('{{ payload }}')")
+    body_format: Literal["json", "multipart", "form", "none"] = "json"
+
+
+class JobSpec(_Strict):
+    """Where the submit response keeps the job id and the URLs to poll, fetch and cancel it."""
+
+    id: str
+    status_url: str | None = None
+    result_url: str | None = None
+    cancel_url: str | None = None
+    status: str | None = Field(None, description="Status already reported in the submit response")
+    queue_position: str | None = None
+
+
+class PollSpec(RequestSpec):
+    """The status request, and where its response keeps status, progress, logs and errors."""
+
+    status: str
+    queue_position: str | None = None
+    progress: str | None = None
+    progress_scale: float = Field(1.0, gt=0, description="Multiplier to percent, e.g. 100 for a 0..1 value")
+    logs: str | None = None
+    error: str | None = Field(None, description="Error message; present means the job failed")
+    error_type: str | None = None
+
+
+class ProtocolSpec(_Strict):
+    """The job lifecycle: submit, then (optionally) poll, fetch the result, cancel."""
+
+    submit: RequestSpec
+    job: JobSpec | None = None
+    poll: PollSpec | None = None
+    status_map: dict[str, Status] = Field(default_factory=dict)
+    result: RequestSpec | None = Field(None, description="Omitted: the last poll response is the result")
+    cancel: RequestSpec | None = None
+
+
+class ProtocolOverride(_Strict):
+    """A family may replace whole phases of its provider's protocol."""
+
+    submit: RequestSpec | None = None
+    poll: PollSpec | None = None
+    result: RequestSpec | None = None
+    cancel: RequestSpec | None = None
+
+
+class ErrorRule(_Strict):
+    """Map a provider error to an exception class; the first rule that matches wins."""
+
+    status: list[int] | None = None
+    phase: list[Phase] | None = None
+    body_contains: str | None = None
+    json_path: str | None = None
+    equals: Any = None
+    contains: str | None = None
+    raise_: ErrorName = Field(alias="raise")
+    retryable: bool | None = None
+    message: str | None = Field(None, description="JSONPath of the message to report")
+
+    _s = field_validator("status", "phase", mode="before")(lambda cls, v: _listify(v))
+
+
+class MediaSpec(_Strict):
+    """Which media forms the provider accepts inline; bytes become a data: URI when allowed."""
+
+    accepts: list[Literal["url", "data_uri"]] = Field(default_factory=lambda: ["url", "data_uri"])
+    max_inline_bytes: int | None = None
+
+
+PathOrPaths = Union[str, list[str]]
+
+
+class ResponseSpec(_Strict):
+    """JSONPaths into the result; a list tries each path in turn."""
+
+    video: PathOrPaths | None = None
+    content_type: PathOrPaths | None = None
+    audio_url: PathOrPaths | None = None
+    duration: PathOrPaths | None = None
+    resolution: PathOrPaths | None = None
+    aspect_ratio: PathOrPaths | None = None
+    images: PathOrPaths | None = None
+    revised_prompt: PathOrPaths | None = None
+
+
+class ProviderFile(_Strict):
+    """`provider.yaml`: what every model of one provider shares."""
+
+    spec_version: Literal[1]
+    provider: str = Field(pattern=NAME_PATTERN)
+    description: str | None = None
+    docs: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+    base_url: str | None = None
+    auth: AuthSpec | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    protocol: ProtocolSpec | None = None
+    handler: str | None = None
+    errors: list[ErrorRule] = Field(default_factory=list)
+    media: MediaSpec = Field(default_factory=MediaSpec)
+    response: ResponseSpec = Field(default_factory=ResponseSpec)
+
+
+class ParamSpec(_Strict):
+    """Constraints on one request field, checked before any HTTP call."""
+
+    allowed: list[Any] | None = None
+    min: float | None = None
+    max: float | None = None
+    required: bool = False
+
+
+class RoleSpec(_Strict):
+    """An image slot: which request roles feed it, whether it is required, how many it takes."""
+
+    required: bool = False
+    max: int = Field(1, ge=1)
+    from_: list[str] | None = Field(None, alias="from")
+
+
+class ExampleSpec(_Strict):
+    """A golden case: a request and the body it must render to (or the error it must raise)."""
+
+    name: str | None = None
+    model: str | None = None
+    request: dict[str, Any]
+    body: dict[str, Any] | None = None
+    raises: ErrorName | None = None
+    message_contains: str | None = None
+    response: Any = Field(None, description="A recorded provider result to extract from")
+    result: dict[str, Any] | None = Field(None, description="What `response` must extract to")
+
+
+class FamilyFile(_Strict):
+    """One model family: models, params, body mapping, response paths, examples."""
+
+    spec_version: Literal[1]
+    provider: str = Field(pattern=NAME_PATTERN)
+    family: str | None = None
+    description: str | None = None
+    docs: str | None = None
+    notes: str | None = None
+    models: list[str] = Field(min_length=1)
+    modality: Modality
+    capabilities: list[str] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
+    body: dict[str, Any] = Field(default_factory=dict)
+    extra_params: Union[Literal["merge", "reject"], dict[Literal["allow"], list[str]]] = "merge"
+    protocol: ProtocolOverride | None = None
+    response: ResponseSpec = Field(default_factory=ResponseSpec)
+    handler: str | None = None
+    deprecated: str | None = None
+    shutdown: date | None = None
+    examples: list[ExampleSpec] = Field(default_factory=list)
+
+
+__all__ = [
+    "ProviderFile", "FamilyFile", "AuthSpec", "RequestSpec", "JobSpec", "PollSpec", "ProtocolSpec",
+    "ProtocolOverride", "ErrorRule", "MediaSpec", "ResponseSpec", "ParamSpec", "RoleSpec", "ExampleSpec",
+]

@@ -1,0 +1,179 @@
+"""Sandboxed Jinja templates that render to native Python values, compiled once at load.
+
+A string that is exactly one `{{ expression }}` compiles to an expression and yields the value
+itself (str, int, bool, list, dict, None), so a prompt with quotes, newlines or `{{ }}` passes
+through byte-exact; nothing is re-parsed as JSON. Any other string with `{{`/`{%` renders as text.
+Plain strings, numbers and booleans are literals. `None` or an undefined result drops the key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
+
+
+class SpecTemplateError(Exception):
+    """A template does not compile or uses a name it may not use."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def _suffix(value: Any, suffix: str) -> Any:
+    """`duration | suffix('s')`: append a unit, keeping None as None."""
+    return None if value is None or isinstance(value, Undefined) else f"{value}{suffix}"
+
+
+def _to_str(value: Any) -> Any:
+    """`x | string_or_none`: str(x), keeping None as None (Jinja's `string` turns None into 'None')."""
+    return None if value is None or isinstance(value, Undefined) else str(value)
+
+
+def _build_env(undefined: type[Undefined]) -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(undefined=undefined, autoescape=False, keep_trailing_newline=True)
+    env.filters["suffix"] = _suffix
+    env.filters["string_or_none"] = _to_str
+    return env
+
+
+# Undefined (not Strict) so an optional field that is unset simply drops its key.
+ENV = _build_env(Undefined)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """One compiled template leaf."""
+
+    source: str
+    render: Callable[[dict[str, Any]], Any]
+    names: frozenset[str]
+    attributes: frozenset[tuple[str, str]]
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def compile_leaf(source: str) -> Compiled:
+    """Compile one template string (expression or text template)."""
+    match = _EXPRESSION.match(source)
+    is_expr = bool(match) and "{{" not in match.group("expr") and "}}" not in match.group("expr")
+    try:
+        if is_expr:
+            expr_src = match.group("expr")  # type: ignore[union-attr]
+            ast = ENV.parse("{{" + expr_src + "}}")
+            fn = ENV.compile_expression(expr_src, undefined_to_none=True)
+            render: Callable[[dict[str, Any]], Any] = lambda ctx, _fn=fn: _fn(**ctx)  # noqa: E731
+        else:
+            ast = ENV.parse(source)
+            tmpl = ENV.from_string(source)
+            render = lambda ctx, _t=tmpl: _t.render(ctx)  # noqa: E731
+    except TemplateSyntaxError as exc:
+        raise SpecTemplateError(f"template syntax error: {exc.message}", exc.lineno) from None
+    names, attrs = _references(ast)
+    return Compiled(source=source, render=render, names=names, attributes=attrs)
+
+
+def _references(ast: nodes.Template) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
+    """Top-level names a template reads, and `name.attr` pairs (to check e.g. `request.<field>`)."""
+    assigned = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    names = {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"} - assigned
+    attrs = set()
+    for node in ast.find_all(nodes.Getattr):
+        if isinstance(node.node, nodes.Name) and node.node.ctx == "load":
+            attrs.add((node.node.name, node.attr))
+    for node in ast.find_all(nodes.Getitem):
+        if isinstance(node.node, nodes.Name) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            attrs.add((node.node.name, node.arg.value))
+    return frozenset(names), frozenset(attrs)
+
+
+class DROP:
+    """Marker: the key is left out of the rendered output."""
+
+
+class ValueTree:
+    """A YAML value (dict/list/scalar) whose string leaves may be templates; renders to native data."""
+
+    def __init__(self, value: Any, path: tuple[Any, ...] = ()) -> None:
+        self.leaves: list[tuple[tuple[Any, ...], Compiled]] = []
+        self._root = self._compile(value, path)
+
+    def _compile(self, value: Any, path: tuple[Any, ...]) -> Any:
+        if isinstance(value, dict):
+            return {k: self._compile(v, (*path, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._compile(v, (*path, i)) for i, v in enumerate(value)]
+        if is_template(value):
+            try:
+                leaf = compile_leaf(value)
+            except SpecTemplateError as exc:
+                exc.args = (exc.args[0],)
+                raise _LeafError(path, exc) from None
+            self.leaves.append((path, leaf))
+            return leaf
+        return value
+
+    def render(self, ctx: dict[str, Any]) -> Any:
+        out = _render_node(self._root, ctx)
+        return None if out is DROP else out
+
+    def check_names(self, allowed: Iterable[str], attribute_rules: dict[str, Iterable[str]] | None = None) -> None:
+        """Raise `_LeafError` for a name (or `name.attr`) outside what the field may read."""
+        allowed_set = set(allowed)
+        rules = {k: set(v) for k, v in (attribute_rules or {}).items()}
+        for path, leaf in self.leaves:
+            unknown = sorted(leaf.names - allowed_set)
+            if unknown:
+                raise _LeafError(path, SpecTemplateError(
+                    f"undefined template variable {unknown[0]!r}; available here: {', '.join(sorted(allowed_set))}"))
+            for name, attr in sorted(leaf.attributes):
+                if attr.startswith("_"):
+                    raise _LeafError(path, SpecTemplateError(
+                        f"'{name}.{attr}': templates may not reach private or internal attributes"))
+                if name in rules and attr not in rules[name]:
+                    raise _LeafError(path, SpecTemplateError(
+                        f"'{name}.{attr}' is not a field of {name}; known fields: {', '.join(sorted(rules[name]))}"))
+
+    def attributes_of(self, name: str) -> set[str]:
+        return {attr for _, leaf in self.leaves for n, attr in leaf.attributes if n == name}
+
+    def names(self) -> set[str]:
+        return {n for _, leaf in self.leaves for n in leaf.names}
+
+
+class _LeafError(Exception):
+    def __init__(self, path: tuple[Any, ...], error: SpecTemplateError) -> None:
+        super().__init__(str(error))
+        self.path = path
+        self.error = error
+
+
+LeafError = _LeafError
+
+
+def _render_node(node: Any, ctx: dict[str, Any]) -> Any:
+    if isinstance(node, Compiled):
+        value = node.render(ctx)
+        return DROP if value is None or isinstance(value, Undefined) else value
+    if isinstance(node, dict):
+        out = {}
+        for key, child in node.items():
+            value = _render_node(child, ctx)
+            if value is not DROP:
+                out[key] = value
+        return out
+    if isinstance(node, list):
+        return [v for v in (_render_node(c, ctx) for c in node) if v is not DROP]
+    return node
+
+
+__all__ = ["ValueTree", "Compiled", "compile_leaf", "is_template", "SpecTemplateError", "LeafError", "StrictUndefined"]

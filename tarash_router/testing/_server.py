@@ -1,0 +1,425 @@
+"""Reusable base for loopback fake provider servers.
+
+A :class:`FakeServer` runs an aiohttp application on 127.0.0.1 in its own daemon
+thread and event loop, so the same fake works from sync tests, from async tests
+on any loop, and from a separate process (:meth:`FakeServer.main`). Every request
+is recorded, and :class:`Failure` scripts faults (error bodies, delays, resets,
+truncated bodies) that subclasses apply with :func:`apply_failure`.
+
+Depends only on the standard library and aiohttp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json as _json
+import signal
+import socket
+import struct
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["FakeServer", "Failure", "Headers", "RecordedRequest", "apply_failure", "json_loads_or_none"]
+
+# Large enough for base64 data-URI inputs; the real providers accept tens of MiB.
+_CLIENT_MAX_SIZE = 64 * 1024 * 1024
+# Benchmarks open ~1,000 connections at once; the default backlog (128) drops SYNs.
+_BACKLOG = 4096
+
+# A plain string key: web.RequestKey only exists in newer aiohttp releases.
+_REQUEST_KEY = "tarash_recorded_request"
+_SERVER_KEY = web.AppKey("tarash_fake_server", object)
+
+
+class Headers(dict[str, str]):
+    """A plain dict of headers with lower-cased keys and case-insensitive lookup."""
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__()
+        pairs = items.items() if hasattr(items, "items") else items
+        for key, value in pairs:
+            lower = key.lower()
+            # Repeated headers are folded the way HTTP allows (comma-joined).
+            super().__setitem__(lower, f"{self[lower]}, {value}" if lower in self else value)
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __setitem__(self, key: str, value: str) -> None:
+        super().__setitem__(key.lower(), value)
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key.lower() if isinstance(key, str) else key)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the fake received it (body byte-exact, JSON parsed when possible)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: Headers
+    body: bytes
+    json: Any | None = None
+
+
+def json_loads_or_none(body: bytes) -> Any | None:
+    """Parse a JSON body, returning None for empty or invalid bodies."""
+    if not body:
+        return None
+    try:
+        return _json.loads(body)
+    except ValueError:
+        return None
+
+
+@dataclass
+class Failure:
+    """A scripted fault returned instead of the normal response.
+
+    ``json``/``text`` give the body (``text`` wins, for HTML or malformed JSON);
+    ``delay`` sleeps first (to trip client timeouts); ``reset`` aborts the TCP
+    connection without a response; ``truncate`` declares a longer
+    Content-Length than it sends, then closes.
+    """
+
+    status: int = 500
+    json: Any = None
+    text: str | None = None
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    reset: bool = False
+    truncate: bool = False
+
+    @classmethod
+    def rate_limited(cls, retry_after: float | None = 1) -> Failure:
+        """429 with a JSON detail and, when given, a Retry-After header (seconds)."""
+        headers = {} if retry_after is None else {"Retry-After": _format_seconds(retry_after)}
+        return cls(status=429, json={"detail": "Rate limit exceeded"}, headers=headers)
+
+    @classmethod
+    def server_error(cls, status: int = 500) -> Failure:
+        """A plain 5xx with a JSON ``detail`` naming the status."""
+        return cls(status=status, json={"detail": _reason(status)})
+
+    @classmethod
+    def connection_reset(cls) -> Failure:
+        """Abort the connection with a TCP RST and no HTTP response."""
+        return cls(reset=True)
+
+    @classmethod
+    def timeout(cls, seconds: float) -> Failure:
+        """Answer 504 only after ``seconds``, so a shorter client timeout fires first."""
+        return cls(status=504, json={"detail": "Gateway Timeout"}, delay=seconds)
+
+    @classmethod
+    def html(cls, status: int = 502) -> Failure:
+        """An nginx-style HTML error page (a proxy in front of the API failing)."""
+        title = f"{status} {_reason(status)}"
+        page = (
+            f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+        )
+        return cls(status=status, text=page, content_type="text/html")
+
+    @classmethod
+    def malformed_json(cls, status: int = 200) -> Failure:
+        """A body that claims to be JSON but does not parse."""
+        return cls(status=status, text='{"bad', content_type="application/json")
+
+    @classmethod
+    def truncated(cls, status: int = 200, json: Any = None) -> Failure:
+        """A response whose body ends before its declared Content-Length."""
+        body = json if json is not None else {"detail": "truncated response body padding " * 4}
+        return cls(status=status, json=body, truncate=True)
+
+    def render(self) -> tuple[bytes, str]:
+        """Return the body bytes and Content-Type this failure sends."""
+        if self.text is not None:
+            return self.text.encode(), self.content_type or "text/plain; charset=utf-8"
+        payload = self.json if self.json is not None else {"detail": _reason(self.status)}
+        return _json.dumps(payload).encode(), self.content_type or "application/json"
+
+
+def _format_seconds(value: float) -> str:
+    """Render seconds for a header: ``2`` rather than ``2.0``."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _reason(status: int) -> str:
+    """The standard reason phrase for a status code (or a generic one)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+async def apply_failure(request: web.Request, failure: Failure) -> web.StreamResponse:
+    """Produce the response (or the broken connection) that ``failure`` describes."""
+    if failure.delay > 0:
+        await asyncio.sleep(failure.delay)
+    if failure.reset:
+        _abort_connection(request)
+        # Never sent: aiohttp sees the closed transport and drops it quietly.
+        return web.Response(status=failure.status)
+    body, content_type = failure.render()
+    headers = {**failure.headers, "Content-Type": content_type}
+    if failure.truncate:
+        return await _send_truncated(request, failure.status, body, headers)
+    return web.Response(status=failure.status, body=body, headers=headers)
+
+
+def _abort_connection(request: web.Request) -> None:
+    """Close the socket with SO_LINGER=0 so the peer gets a RST, not a clean FIN."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
+
+
+async def _send_truncated(
+    request: web.Request, status: int, body: bytes, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Send headers promising more bytes than follow, then close the connection."""
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = len(body) + 1024
+    await response.prepare(request)
+    await response.write(body[: max(1, len(body) // 2)])
+    if request.transport is not None:
+        request.transport.close()  # flushes what was written, then FIN
+    return response
+
+
+@web.middleware
+async def _record_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Record the request (see :meth:`FakeServer.recorded`) before dispatching it."""
+    server: FakeServer = request.app[_SERVER_KEY]
+    body = await request.read()
+    record = RecordedRequest(
+        method=request.method,
+        path=request.path,
+        query=dict(request.query),
+        headers=Headers(request.headers.items()),
+        body=body,
+        json=json_loads_or_none(body),
+    )
+    request[_REQUEST_KEY] = record
+    if server.record:
+        with server._lock:
+            server.requests.append(record)
+    return await handler(request)
+
+
+
+class FakeServer:
+    """Base loopback HTTP server; subclasses add routes by overriding :meth:`routes`.
+
+    Use ``with Fake() as fake:`` (or ``async with``), or ``start()``/``stop()``.
+    ``record=False`` skips keeping every request (long benchmark runs).
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, record: bool = True) -> None:
+        self.host = host
+        self.port = port
+        self.record = record
+        self.requests: list[RecordedRequest] = []
+        self._lock = threading.RLock()
+        self._bound_port: int | None = None
+        self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- to override -------------------------------------------------------------------------
+
+    def routes(self, app: web.Application) -> None:
+        """Register the provider's routes on ``app`` (subclasses override)."""
+
+    def clear(self) -> None:
+        """Forget recorded requests; subclasses also reset their scripted state."""
+        with self._lock:
+            self.requests.clear()
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add subclass-specific command-line options for :meth:`main`."""
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> FakeServer:
+        """Build an instance from parsed command-line options."""
+        return cls(host=args.host, port=args.port, record=not args.no_record)
+
+    # -- addresses / records ----------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>`` of the running server."""
+        if self._bound_port is None:
+            raise RuntimeError(f"{type(self).__name__} is not running; call start() first")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self._bound_port}"
+
+    @staticmethod
+    def recorded(request: web.Request) -> RecordedRequest:
+        """The :class:`RecordedRequest` of an in-flight request (body already read)."""
+        return request[_REQUEST_KEY]  # type: ignore[return-value]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        """Create the aiohttp application with recording middleware and the routes."""
+        app = web.Application(middlewares=[_record_middleware], client_max_size=_CLIENT_MAX_SIZE)
+        app[_SERVER_KEY] = self
+        self.routes(app)
+        return app
+
+    async def _bind(self) -> None:
+        """Start listening on ``self.host``/``self.port`` in the current loop."""
+        # Short shutdown timeout: stop() must not wait for handlers sleeping in a delay.
+        runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, backlog=_BACKLOG, reuse_address=True)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._bound_port = runner.addresses[0][1]
+
+    async def _unbind(self) -> None:
+        """Stop listening and close every connection."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        self._bound_port = None
+
+    def start(self) -> FakeServer:
+        """Start serving in a daemon thread; returns once the port is listening."""
+        if self._thread is not None:
+            return self
+        ready = threading.Event()
+        errors: list[BaseException] = []
+        loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._bind())
+            except BaseException as exc:  # reported to start()'s caller
+                errors.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                _cancel_pending(loop)
+                loop.close()
+
+        thread = threading.Thread(target=run, name=f"{type(self).__name__}-server", daemon=True)
+        thread.start()
+        ready.wait()
+        if errors:
+            thread.join()
+            raise errors[0]
+        self._loop, self._thread = loop, thread
+        return self
+
+    def stop(self) -> None:
+        """Close all connections, stop the loop and join the thread (idempotent)."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._unbind(), loop).result(timeout=10)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            self._loop = self._thread = None
+
+    def __enter__(self) -> FakeServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> FakeServer:
+        # start()/stop() block briefly on thread hand-off; keep the caller's loop free.
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    # -- separate-process mode ---------------------------------------------------------------
+
+    def serve_forever(self, host: str | None = None, port: int | None = None) -> None:
+        """Serve in the current thread; print the base URL as the first stdout line."""
+        if host is not None:
+            self.host = host
+        if port is not None:
+            self.port = port
+
+        async def serve() -> None:
+            stopping = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.add_signal_handler(sig, stopping.set)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass  # not the main thread / not supported: rely on default handling
+            await self._bind()
+            print(self.base_url, flush=True)
+            try:
+                await stopping.wait()
+            finally:
+                await self._unbind()
+
+        try:
+            asyncio.run(serve())
+        except KeyboardInterrupt:
+            pass
+
+    @classmethod
+    def main(cls, argv: Sequence[str] | None = None) -> None:
+        """Command-line entry: ``--host``, ``--port`` (0 = random) plus subclass options."""
+        parser = argparse.ArgumentParser(description=f"Run {cls.__name__} until killed.")
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=0)
+        parser.add_argument("--no-record", action="store_true", help="do not keep every request in memory")
+        cls.add_arguments(parser)
+        args = parser.parse_args(argv)
+        cls.from_args(args).serve_forever()
+
+
+def _cancel_pending(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel tasks left on a stopped loop so closing it does not warn."""
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())

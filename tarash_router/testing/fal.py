@@ -1,0 +1,489 @@
+"""Fake fal.ai queue API (submit / status / result / cancel) on loopback.
+
+Follows the wire protocol in provider-protocols.md §1: submit to the full endpoint
+path, poll status/result/cancel under the app id (``owner/alias``) or the full path,
+202 while queued/running and 200 once COMPLETED, failures surfacing on the result
+GET. Each job follows a :class:`FalJob` script; faults are :class:`Failure` objects.
+
+Run standalone (benchmarks): ``python -m tarash_router.testing.fal --port 0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json as _json
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from ._server import FakeServer, Failure, Headers, apply_failure
+
+__all__ = ["FakeFal", "FalJob", "FalJobState", "FalSubmit", "app_id_of"]
+
+IN_QUEUE, IN_PROGRESS, COMPLETED = "IN_QUEUE", "IN_PROGRESS", "COMPLETED"
+_NAMESPACES = frozenset({"workflows", "comfy"})
+_TRUE = frozenset({"1", "true", "True", "TRUE", "yes"})
+_CDN = "https://v3.fal.media/files/fake"
+
+# Typical status codes of fal's infrastructure error types (docs.fal.ai request-errors).
+_ERROR_TYPE_STATUS = {
+    "request_timeout": 504,
+    "startup_timeout": 504,
+    "runner_scheduling_failure": 503,
+    "runner_connection_timeout": 503,
+    "runner_disconnected": 503,
+    "runner_connection_refused": 503,
+    "runner_connection_error": 503,
+    "runner_incomplete_response": 502,
+    "runner_server_error": 500,
+    "internal_error": 500,
+}
+
+ResultFactory = Callable[[str, Any], Any]
+"""A callable result: ``(request_id, submitted_json) -> model output``."""
+
+
+def app_id_of(endpoint: str) -> str:
+    """The fal app id of an endpoint id: ``owner/alias`` (``ns/owner/alias`` for workflows/comfy)."""
+    parts = endpoint.strip("/").split("/")
+    size = 3 if parts[0] in _NAMESPACES else 2
+    return "/".join(parts[:size])
+
+
+def _now_iso() -> str:
+    """Current UTC time in the ISO form fal uses in log timestamps."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _log(message: str, level: str = "INFO") -> dict[str, str]:
+    """One fal log line."""
+    return {"message": message, "level": level, "source": "USER", "timestamp": _now_iso()}
+
+
+@dataclass
+class FalJob:
+    """Script for one submitted request.
+
+    ``statuses`` is what successive status polls return (the last repeats); an entry
+    is a status name or a dict with ``status`` and any of ``queue_position``, ``logs``,
+    ``error``, ``error_type``, ``metrics``. ``result`` is the model output (or a
+    :data:`ResultFactory`); ``result_status``/``result_body`` script a failing result.
+    Failures are consumed per attempt; ``poll_failures`` is keyed by 1-based poll number.
+    """
+
+    statuses: list[str | dict[str, Any]] = field(default_factory=lambda: [IN_QUEUE, IN_PROGRESS, COMPLETED])
+    submit_status: str = IN_QUEUE
+    result: Any = None
+    result_status: int = 200
+    result_body: Any = None
+    result_headers: dict[str, str] = field(default_factory=dict)
+    submit_failures: list[Failure] = field(default_factory=list)
+    poll_failures: dict[int, Failure] = field(default_factory=dict)
+    result_failures: list[Failure] = field(default_factory=list)
+    cancel_failures: list[Failure] = field(default_factory=list)
+    delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.statuses:
+            raise ValueError("FalJob.statuses must not be empty")
+
+    @classmethod
+    def images(cls, n: int = 1, **kwargs: Any) -> FalJob:
+        """A job whose result is an image-model output with ``n`` images, echoing the prompt."""
+
+        def output(request_id: str, submitted: Any) -> dict[str, Any]:
+            prompt = submitted.get("prompt", "") if isinstance(submitted, dict) else ""
+            images = [
+                {
+                    "url": f"{_CDN}/{request_id}_{i}.jpg",
+                    "width": 1024,
+                    "height": 1024,
+                    "content_type": "image/jpeg",
+                }
+                for i in range(n)
+            ]
+            return {
+                "images": images,
+                "timings": {"inference": 1.2},
+                "seed": 42,
+                "has_nsfw_concepts": [False] * n,
+                "prompt": prompt,
+            }
+
+        return cls(result=output, **kwargs)
+
+    @classmethod
+    def moderated(cls, msg: str | None = None, **kwargs: Any) -> FalJob:
+        """A job that completes normally but whose result GET is a 422 content-policy error."""
+        detail = {
+            "loc": ["body", "prompt"],
+            "msg": msg
+            or "The content could not be processed because it contained material flagged by a content checker.",
+            "type": "content_policy_violation",
+            "url": "https://docs.fal.ai/errors#content_policy_violation",
+        }
+        kwargs.setdefault("result_headers", {"X-Fal-Retryable": "false"})
+        return cls(result_status=422, result_body={"detail": [detail]}, **kwargs)
+
+    @classmethod
+    def completed_with_error(
+        cls,
+        error: str = "Runner disconnected",
+        error_type: str = "runner_disconnected",
+        result_status: int | None = None,
+        **kwargs: Any,
+    ) -> FalJob:
+        """A job whose final status is COMPLETED with ``error``/``error_type`` (infra failure)."""
+        final = {"status": COMPLETED, "error": error, "error_type": error_type, "metrics": {}}
+        kwargs.setdefault("statuses", [IN_QUEUE, IN_PROGRESS, final])
+        return cls(
+            result_status=result_status or _ERROR_TYPE_STATUS.get(error_type, 500),
+            result_body={"detail": error, "error_type": error_type},
+            result_headers={"X-Fal-Error-Type": error_type},
+            **kwargs,
+        )
+
+    def resolved_statuses(self) -> list[dict[str, Any]]:
+        """Expand ``statuses`` into full entries (queue positions, logs, metrics filled in)."""
+        entries = [{"status": s} if isinstance(s, str) else dict(s) for s in self.statuses]
+        queued_left = sum(1 for e in entries if e.get("status") == IN_QUEUE)
+        running_total = sum(1 for e in entries if e.get("status") == IN_PROGRESS)
+        running_seen = 0
+        for entry in entries:
+            status = entry.get("status")
+            if status == IN_QUEUE:
+                queued_left -= 1
+                entry.setdefault("queue_position", queued_left)
+                entry.setdefault("logs", [])
+            elif status == IN_PROGRESS:
+                running_seen += 1
+                entry.setdefault("logs", [_log(f"step {running_seen}/{running_total}")])
+            elif status == COMPLETED:
+                entry.setdefault("metrics", {} if "error" in entry else {"inference_time": 1.2})
+                entry.setdefault("logs", [])
+        return entries
+
+
+@dataclass
+class FalSubmit:
+    """An accepted submit as received (body byte-exact)."""
+
+    request_id: str
+    endpoint: str
+    body: bytes
+    json: Any
+    headers: Headers
+    webhook: str | None = None
+
+
+@dataclass
+class FalJobState:
+    """Server-side state of one request: its script, progress and counters."""
+
+    request_id: str
+    endpoint: str
+    app_id: str
+    script: FalJob
+    output: Any
+    entries: list[dict[str, Any]]
+    urls: dict[str, str]
+    status: str
+    step: int = 0
+    poll_attempts: int = 0
+    result_attempts: int = 0
+    cancel_attempts: int = 0
+    cancelled: bool = False
+
+    @property
+    def completed(self) -> bool:
+        """Whether the result is final (COMPLETED observed, or cancelled)."""
+        return self.cancelled or self.status == COMPLETED
+
+
+_CANCELLED_ENTRY = {
+    "status": COMPLETED,
+    "metrics": {},
+    "error": "Request cancelled",
+    "error_type": "cancelled",
+    "logs": [],
+}
+
+
+def _json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON response (compact encoding; this sits on the benchmark hot path)."""
+    return web.Response(
+        status=status, body=_json.dumps(body).encode(), content_type="application/json", headers=headers
+    )
+
+
+class FakeFal(FakeServer):
+    """Loopback fake of fal.ai's queue API, scripted per job with :class:`FalJob`.
+
+    ``api_key=None`` accepts any ``Authorization: Key <x>``; otherwise it must be exact.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        default_job: FalJob | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        record: bool = True,
+    ) -> None:
+        super().__init__(host=host, port=port, record=record)
+        self.api_key = api_key
+        self.default_job = default_job or FalJob()
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """(Re)create the scripted and observed state."""
+        self._scripts: deque[FalJob] = deque()
+        self._pending: FalJob | None = None  # taken script still burning submit_failures
+        self.jobs: dict[str, FalJobState] = {}
+        self.submits: list[FalSubmit] = []
+        self.cancels: list[str] = []
+        self.submit_attempts = 0
+
+    # -- scripting / inspection --------------------------------------------------------------
+
+    def queue(self, *jobs: FalJob) -> FakeFal:
+        """Script the next submits, FIFO; afterwards ``default_job`` copies are used."""
+        with self._lock:
+            self._scripts.extend(jobs)
+        return self
+
+    def clear(self) -> None:
+        """Forget requests, jobs and queued scripts (``api_key``/``default_job`` stay)."""
+        with self._lock:
+            super().clear()
+            self._init_state()
+
+    def submit_count(self, endpoint: str | None = None) -> int:
+        """Accepted submits, optionally only those to ``endpoint`` (full endpoint id)."""
+        if endpoint is None:
+            return len(self.submits)
+        wanted = endpoint.strip("/")
+        return sum(1 for s in self.submits if s.endpoint == wanted)
+
+    def status_polls(self, request_id: str) -> int:
+        """Status polls received for ``request_id``, including scripted failures."""
+        job = self.jobs.get(request_id)
+        return job.poll_attempts if job else 0
+
+    # -- routing -----------------------------------------------------------------------------
+
+    def routes(self, app: web.Application) -> None:
+        """One catch-all route: fal endpoint ids have arbitrary depth."""
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        """Route by path shape: ``…/requests/{id}[/status|/cancel]`` or submit."""
+        path = request.path.strip("/")
+        prefix, sep, rest = path.rpartition("/requests/")
+        if not sep:
+            if request.method != "POST":
+                return _json_response(405, {"detail": "Method Not Allowed"})
+            return await self._submit(request, path)
+        unauthorized = self._check_auth(request)
+        if unauthorized is not None:
+            return unauthorized
+        request_id, _, action = rest.partition("/")
+        job = self.jobs.get(request_id)
+        if job is not None and prefix not in (job.app_id, job.endpoint):
+            job = None  # real fal scopes ids to the app
+        if action == "status" and request.method == "GET":
+            return await self._status(request, job)
+        if action == "" and request.method == "GET":
+            return await self._result(request, job)
+        if action == "cancel" and request.method == "PUT":
+            return await self._cancel(request, job)
+        if action in ("", "status", "cancel"):
+            return _json_response(405, {"detail": "Method Not Allowed"})
+        return _json_response(404, {"detail": "Not Found"})
+
+    def _check_auth(self, request: web.Request) -> web.Response | None:
+        """401 unless ``Authorization: Key <key>`` (matching ``api_key`` when set)."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme == "Key" and key and (self.api_key is None or key == self.api_key):
+            return None
+        detail = "Missing Authorization header" if not header else "Invalid API key"
+        return _json_response(401, {"detail": detail})
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    async def _submit(self, request: web.Request, endpoint: str) -> web.StreamResponse:
+        """Accept a job (or play the script's next submit failure)."""
+        with self._lock:
+            self.submit_attempts += 1
+        unauthorized = self._check_auth(request)
+        if unauthorized is not None:
+            return unauthorized
+        record = self.recorded(request)
+        if not isinstance(record.json, dict):
+            return _json_response(422, _invalid_body_detail(record.body))
+        script, failure = self._take_script()
+        if script.delay:
+            await asyncio.sleep(script.delay)
+        if failure is not None:
+            return await apply_failure(request, failure)
+        job = self._create_job(script, endpoint, record.json)
+        webhook = request.query.get("fal_webhook")
+        with self._lock:
+            self.jobs[job.request_id] = job
+            self.submits.append(
+                FalSubmit(job.request_id, endpoint, record.body, record.json, record.headers, webhook)
+            )
+        body: dict[str, Any] = {"status": job.status, "request_id": job.request_id, **job.urls}
+        if job.status == IN_QUEUE:
+            body["queue_position"] = _first_queue_position(job.entries)
+        if webhook:
+            body["gateway_request_id"] = job.request_id
+        return _json_response(200, body, {"x-fal-request-id": job.request_id})
+
+    def _take_script(self) -> tuple[FalJob, Failure | None]:
+        """The script for this attempt and its next submit failure, if any remain."""
+        with self._lock:
+            script = self._pending
+            if script is None:
+                script = self._scripts.popleft() if self._scripts else copy.deepcopy(self.default_job)
+            if script.submit_failures:
+                self._pending = script
+                return script, script.submit_failures.pop(0)
+            self._pending = None
+            return script, None
+
+    def _create_job(self, script: FalJob, endpoint: str, submitted: Any) -> FalJobState:
+        """Build the state of a newly accepted job."""
+        request_id = str(uuid.uuid4())
+        app_id = app_id_of(endpoint)
+        base = f"{self.base_url}/{app_id}/requests/{request_id}"
+        result = script.result
+        if callable(result):
+            output = result(request_id, submitted)
+        elif result is None:
+            output = _default_video(request_id)
+        else:
+            output = copy.deepcopy(result)
+        return FalJobState(
+            request_id=request_id,
+            endpoint=endpoint,
+            app_id=app_id,
+            script=script,
+            output=output,
+            entries=script.resolved_statuses(),
+            urls={"response_url": base, "status_url": f"{base}/status", "cancel_url": f"{base}/cancel"},
+            status=script.submit_status,
+        )
+
+    async def _status(self, request: web.Request, job: FalJobState | None) -> web.StreamResponse:
+        """Return the next scripted status (202 until COMPLETED, then 200)."""
+        if job is None:
+            return _json_response(404, {"detail": "Request not found"})
+        job.poll_attempts += 1
+        if job.script.delay:
+            await asyncio.sleep(job.script.delay)
+        failure = job.script.poll_failures.get(job.poll_attempts)
+        if failure is not None:
+            return await apply_failure(request, failure)  # does not advance the sequence
+        if job.cancelled:
+            entry = _CANCELLED_ENTRY
+        else:
+            entry = job.entries[min(job.step, len(job.entries) - 1)]
+            job.step += 1
+            job.status = entry.get("status", job.status)
+        with_logs = request.query.get("logs", "") in _TRUE
+        body: dict[str, Any] = {k: v for k, v in entry.items() if k != "logs"}
+        body["request_id"] = job.request_id
+        body.update(job.urls)
+        body["logs"] = entry.get("logs", []) if with_logs else None
+        return _json_response(200 if body.get("status") == COMPLETED else 202, body)
+
+    async def _result(self, request: web.Request, job: FalJobState | None) -> web.StreamResponse:
+        """Return the model output once completed, or the scripted error."""
+        if job is None:
+            return _json_response(404, {"detail": "Request not found"})
+        job.result_attempts += 1
+        script = job.script
+        if script.delay:
+            await asyncio.sleep(script.delay)
+        if script.result_failures:
+            return await apply_failure(request, script.result_failures.pop(0))
+        headers = {"x-fal-request-id": job.request_id}
+        if job.cancelled:
+            return _json_response(400, {"detail": "Request was cancelled"}, headers)
+        if not job.completed:
+            return _json_response(400, {"detail": "Request is still in progress"}, headers)
+        body = script.result_body if script.result_body is not None else job.output
+        return _json_response(script.result_status, body, {**headers, **script.result_headers})
+
+    async def _cancel(self, request: web.Request, job: FalJobState | None) -> web.StreamResponse:
+        """202 CANCELLATION_REQUESTED while running; 400 once completed; 404 if unknown."""
+        if job is None:
+            return _json_response(404, {"status": "NOT_FOUND"})
+        job.cancel_attempts += 1
+        if job.script.delay:
+            await asyncio.sleep(job.script.delay)
+        if job.script.cancel_failures:
+            return await apply_failure(request, job.script.cancel_failures.pop(0))
+        if job.completed:
+            return _json_response(400, {"status": "ALREADY_COMPLETED"})
+        job.cancelled = True
+        with self._lock:
+            self.cancels.append(job.request_id)
+        return _json_response(202, {"status": "CANCELLATION_REQUESTED"})
+
+    # -- command line ------------------------------------------------------------------------
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """``--api-key``: require exactly this key."""
+        parser.add_argument("--api-key", default=None, help="require Authorization: Key <api-key>")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> FakeFal:
+        """Build a FakeFal from command-line options."""
+        return cls(api_key=args.api_key, host=args.host, port=args.port, record=not args.no_record)
+
+
+def _default_video(request_id: str) -> dict[str, Any]:
+    """The default model output: one fal File for an mp4."""
+    return {
+        "video": {
+            "url": f"{_CDN}/{request_id}.mp4",
+            "content_type": "video/mp4",
+            "file_name": f"{request_id}.mp4",
+            "file_size": 1048576,
+        }
+    }
+
+
+def _first_queue_position(entries: list[dict[str, Any]]) -> int:
+    """Queue position reported at submit: that of the first IN_QUEUE poll."""
+    for entry in entries:
+        if entry.get("status") == IN_QUEUE:
+            return int(entry.get("queue_position", 0))
+    return 0
+
+
+def _invalid_body_detail(body: bytes) -> dict[str, Any]:
+    """A FastAPI-style 422 for a body that is not a JSON object."""
+    msg = "Input should be a valid dictionary" if body else "Field required"
+    return {"detail": [{"loc": ["body"], "msg": msg, "type": "value_error"}]}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m tarash_router.testing.fal [--port N] [--api-key K]``."""
+    FakeFal.main(argv)
+
+
+if __name__ == "__main__":
+    main()
