@@ -178,6 +178,7 @@ class FamilySpec:
     cancel: CompiledRequest | None
     poll_paths: dict[str, JsonPath]
     used_fields: frozenset[str]
+    progress_scale: float = 1.0
 
     @property
     def modality(self) -> str:

@@ -173,6 +173,7 @@ def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
     override = ffile.protocol
     submit, poll, result, cancel = provider.submit, provider.poll, provider.result, provider.cancel
     poll_paths = provider.poll_paths
+    poll_spec = provider.file.protocol.poll if provider.file.protocol else None
     if override:
         if override.submit:
             submit = _compile_request(doc, override.submit, ("protocol", "submit"), SUBMIT_NAMES, request_fields,
@@ -180,6 +181,7 @@ def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
         if override.poll:
             poll = _compile_request(doc, override.poll, ("protocol", "poll"), JOB_NAMES)
             poll_paths = _poll_paths(doc, override.poll, ("protocol", "poll"))
+            poll_spec = override.poll
         if override.result:
             result = _compile_request(doc, override.result, ("protocol", "result"), JOB_NAMES)
         if override.cancel:
@@ -192,6 +194,7 @@ def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
         file=ffile, source=doc, provider=provider, params=params, body=body, response=response,
         submit=submit, poll=poll, result=result, cancel=cancel, poll_paths=poll_paths,
         used_fields=frozenset(body.attributes_of("request")),
+        progress_scale=poll_spec.progress_scale if poll_spec else 1.0,
     )
 
 

@@ -1,0 +1,71 @@
+"""The public facade: generate video/images (sync and async), register providers, dry-run requests."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .engine.render import prepare_job
+from .engine.sync import run_sync
+from .handlers import register_provider
+from .models import (
+    ImageGenerationConfig, ImageGenerationRequest, ImageGenerationResponse, ImageProgressCallback,
+    ProgressCallback, VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse,
+)
+from .routing import execute
+from .specs.mapping import get_provider_field_mapping, register_provider_field_mapping
+from .specs.registry import get_registry
+
+logger = logging.getLogger("tarash_router.api")
+
+
+async def generate_video_async(
+    config: VideoGenerationConfig, request: VideoGenerationRequest, on_progress: ProgressCallback | None = None,
+) -> VideoGenerationResponse:
+    """Generate a video; falls back through `config.fallback_configs` on retryable errors."""
+    logger.info("generate_video provider=%s model=%s", config.provider, config.model)
+    return await execute(config, request, on_progress, "video")
+
+
+def generate_video(
+    config: VideoGenerationConfig, request: VideoGenerationRequest, on_progress: ProgressCallback | None = None,
+) -> VideoGenerationResponse:
+    """Blocking `generate_video_async`; works inside a running event loop too; async callbacks are awaited."""
+    return run_sync(generate_video_async(config, request, on_progress))
+
+
+async def generate_image_async(
+    config: ImageGenerationConfig, request: ImageGenerationRequest, on_progress: ImageProgressCallback | None = None,
+) -> ImageGenerationResponse:
+    """Generate images; falls back through `config.fallback_configs` on retryable errors."""
+    logger.info("generate_image provider=%s model=%s", config.provider, config.model)
+    return await execute(config, request, on_progress, "image")
+
+
+def generate_image(
+    config: ImageGenerationConfig, request: ImageGenerationRequest, on_progress: ImageProgressCallback | None = None,
+) -> ImageGenerationResponse:
+    """Blocking `generate_image_async`."""
+    return run_sync(generate_image_async(config, request, on_progress))
+
+
+def render_request(
+    config: VideoGenerationConfig | ImageGenerationConfig,
+    request: VideoGenerationRequest | ImageGenerationRequest,
+) -> dict[str, Any]:
+    """The first HTTP request a generation would send, as JSON, with secrets masked. No network.
+
+    Raises ValidationError exactly where a real call would, before anything is sent.
+    """
+    modality = "image" if isinstance(config, ImageGenerationConfig) else "video"
+    family = get_registry().resolve(config.provider, config.model, modality)
+    if family.submit is None:
+        raise NotImplementedError(f"{config.provider} is served by a Python handler; it has no HTTP dry run")
+    job = prepare_job(family, config, request, dry_run=True)
+    return job.build(family.submit, dry_run=True).redacted()
+
+
+__all__ = [
+    "generate_video", "generate_video_async", "generate_image", "generate_image_async", "register_provider",
+    "register_provider_field_mapping", "get_provider_field_mapping", "render_request",
+]

@@ -1,0 +1,128 @@
+"""Map provider failures (HTTP errors, transport errors, failed jobs) to exceptions via spec rules."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import httpx
+
+from ..errors import (
+    AuthenticationError, GenerationFailedError, HTTPConnectionError, HTTPError, RateLimitError, TarashException,
+    TimeoutError, ValidationError,
+)
+from ..specs.compiled import ProviderSpec
+
+_MAX_TEXT = 2000
+
+
+def parse_retry_after(headers: httpx.Headers | dict[str, str]) -> float | None:
+    """Seconds from `Retry-After` (delta or HTTP date) or `retry-after-ms`."""
+    get = headers.get
+    ms = get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def raw_body(status: int | None, data: Any, text: str) -> dict[str, Any]:
+    """What we keep of an error response: status and body (never request headers)."""
+    body = data if data is not None else (text[:_MAX_TEXT] if text else None)
+    return {"status_code": status, "body": body}
+
+
+def default_message(data: Any, text: str) -> str:
+    """Best-effort human message from common error body shapes."""
+    if isinstance(data, dict):
+        for key in ("detail", "error", "message", "title"):
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, dict):
+                inner = value.get("message") or value.get("msg")
+                if isinstance(inner, str):
+                    return inner
+            if isinstance(value, list) and value:
+                msgs = [v.get("msg") or v.get("message") for v in value if isinstance(v, dict)]
+                msgs = [m for m in msgs if isinstance(m, str)]
+                if msgs:
+                    return "; ".join(msgs)
+    snippet = " ".join(text.split())[:200]
+    return snippet or "no response body"
+
+
+def error_from_response(
+    provider: ProviderSpec, phase: str, status: int | None, headers: httpx.Headers | dict[str, str], text: str,
+    data: Any, *, model: str, request_id: str | None, job_may_exist: bool,
+) -> TarashException:
+    """The exception for an error response (or a failed job when phase == 'job')."""
+    raw = raw_body(status, data, text) if phase != "job" else (data if isinstance(data, dict) else raw_body(None, data, text))
+    common = {"provider": provider.name, "model": model, "request_id": request_id, "raw_response": raw,
+              "job_may_exist": job_may_exist}
+    for rule in provider.error_rules:
+        if rule.matches(phase, status, text, data):
+            message = (rule.message.first(data) if rule.message else None) or default_message(data, text)
+            if not isinstance(message, str):
+                message = str(message)
+            return _instantiate(rule.error_class, message, status, headers, rule.retryable, common)
+    message = default_message(data, text)
+    if phase == "job":
+        return GenerationFailedError(message, **common)
+    return _instantiate(_default_class(status), message, status, headers, None, common)
+
+
+def _default_class(status: int | None) -> type[TarashException]:
+    if status in (400, 422):
+        return ValidationError
+    if status in (401, 403):
+        return AuthenticationError
+    if status == 429:
+        return RateLimitError
+    return HTTPError
+
+
+def _instantiate(cls: type[TarashException], message: str, status: int | None, headers: Any,
+                 retryable: bool | None, common: dict[str, Any]) -> TarashException:
+    prefix = f"HTTP {status}: " if status else ""
+    if issubclass(cls, RateLimitError):
+        return cls(prefix + message, status_code=status, retry_after=parse_retry_after(headers),
+                   retryable=retryable, **common)
+    if issubclass(cls, HTTPError):
+        return cls(prefix + message, status_code=status, retryable=retryable, **common)
+    return cls(prefix + message, retryable=retryable, **common)
+
+
+def error_from_transport(exc: Exception, provider: str, model: str, phase: str, request_id: str | None,
+                         timeout: float | None) -> TarashException:
+    """The exception for a request that got no usable response."""
+    # A refused or failed connect never reached the provider, so no job can exist.
+    reached = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+    may_exist = phase != "submit" or reached
+    common = {"provider": provider, "model": model, "request_id": request_id, "job_may_exist": may_exist}
+    name = type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return TimeoutError(f"{phase} request timed out ({name})", timeout_seconds=timeout, **common)
+    return HTTPConnectionError(f"{phase} request failed: {name}: {exc}", **common)
+
+
+def is_submit_retry_safe(exc: TarashException) -> bool:
+    """Submit may be sent again only when the provider cannot have created the job."""
+    if exc.job_may_exist:
+        return False
+    if isinstance(exc, (HTTPConnectionError, TimeoutError)):
+        return True
+    return isinstance(exc, HTTPError) and exc.status_code in (429, 503)
+
+
+__all__ = ["error_from_response", "error_from_transport", "parse_retry_after", "is_submit_retry_safe", "raw_body"]

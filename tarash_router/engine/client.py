@@ -1,0 +1,65 @@
+"""Pooled httpx clients, one per provider and event loop, with in-flight requests gated outside the pool.
+
+httpcore's pool scans its queue of waiting requests on every request and response, so cost per
+request grows with the number waiting inside it. A semaphore sized to the pool keeps that queue
+empty: excess requests wait on the semaphore, which is O(1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from dataclasses import dataclass
+
+import httpx
+
+from ..settings import get_settings
+
+
+@dataclass
+class PooledClient:
+    client: httpx.AsyncClient
+    gate: asyncio.Semaphore
+
+
+class ClientPool:
+    """Shared clients keyed by (event loop, provider); nothing is created per call."""
+
+    def __init__(self) -> None:
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, PooledClient]] = (
+            weakref.WeakKeyDictionary())
+
+    def get(self, provider: str) -> PooledClient:
+        loop = asyncio.get_running_loop()
+        clients = self._by_loop.get(loop)
+        if clients is None:
+            clients = self._by_loop[loop] = {}
+        pooled = clients.get(provider)
+        if pooled is None or pooled.client.is_closed:
+            settings = get_settings()
+            size = settings.max_connections
+            client = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                timeout=httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout),
+                follow_redirects=True,
+            )
+            pooled = clients[provider] = PooledClient(client, asyncio.Semaphore(size))
+        return pooled
+
+    async def aclose(self) -> None:
+        """Close the clients of the running loop (call before the loop ends to release sockets)."""
+        loop = asyncio.get_running_loop()
+        clients = self._by_loop.pop(loop, {})
+        for pooled in clients.values():
+            await pooled.client.aclose()
+
+
+POOL = ClientPool()
+
+
+async def aclose_clients() -> None:
+    """Close this event loop's pooled connections."""
+    await POOL.aclose()
+
+
+__all__ = ["ClientPool", "POOL", "aclose_clients", "PooledClient"]

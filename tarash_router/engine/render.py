@@ -1,0 +1,165 @@
+"""Render a spec's requests: validate the request, map it to the provider payload, build HTTP requests."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from ..errors import AuthenticationError
+from ..models import GenerationConfig, GenerationRequest
+from ..settings import resolve_api_key
+from ..specs.compiled import CompiledRequest, FamilySpec
+from ..specs.params import assign_images, check_request
+from .media import convert_media
+
+logger = logging.getLogger("tarash_router.engine")
+USER_AGENT = "tarash-router/0.1"
+REDACTED = "***"
+
+
+@dataclass
+class PreparedRequest:
+    """One HTTP request ready to send; `secret_headers` are masked whenever it is shown."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    query: dict[str, Any] = field(default_factory=dict)
+    json: Any = None
+    form: dict[str, Any] | None = None
+    files: dict[str, Any] | None = None
+    secret_headers: frozenset[str] = frozenset()
+
+    def full_url(self) -> str:
+        if not self.query:
+            return self.url
+        sep = "&" if "?" in self.url else "?"
+        return f"{self.url}{sep}{urlencode(self.query)}"
+
+    def redacted(self) -> dict[str, Any]:
+        """The request as printable JSON, secret header values replaced by ***."""
+        out: dict[str, Any] = {
+            "method": self.method,
+            "url": self.full_url(),
+            "headers": {k: _mask(v) if k.lower() in self.secret_headers else v for k, v in self.headers.items()},
+        }
+        if self.json is not None:
+            out["json"] = self.json
+        if self.form is not None:
+            out["form"] = self.form
+        if self.files is not None:
+            out["files"] = {k: f"<{len(v[1]) if isinstance(v, tuple) else '?'} bytes>" for k, v in self.files.items()}
+        return out
+
+
+def _mask(value: str) -> str:
+    scheme, sep, _ = value.partition(" ")
+    return f"{scheme} {REDACTED}" if sep else REDACTED
+
+
+@dataclass
+class JobContext:
+    """Everything rendered once per generation and reused by every request of its lifecycle."""
+
+    family: FamilySpec
+    config: GenerationConfig
+    request: GenerationRequest
+    model: str
+    base_url: str
+    api_key: str | None
+    payload: dict[str, Any]
+    warnings: list[str]
+
+    @property
+    def provider(self) -> str:
+        return self.family.provider.name
+
+    def template_context(self, job: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "base_url": self.base_url,
+            "model": self.model,
+            "request": self.request,
+            "payload": self.payload,
+            "job": job or {},
+            "provider_config": self.config.provider_config,
+        }
+
+    def build(self, template: CompiledRequest, job: dict[str, Any] | None = None,
+              dry_run: bool = False) -> PreparedRequest:
+        ctx = self.template_context(job)
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        provider = self.family.provider
+        if provider.headers is not None:
+            headers.update({k: str(v) for k, v in provider.headers.render(ctx).items()})
+        headers.update({k: str(v) for k, v in template.headers.render(ctx).items()})
+        auth = provider.file.auth
+        if auth is not None:
+            key = REDACTED if dry_run and not self.api_key else self.api_key
+            headers[auth.header] = f"{auth.scheme} {key}" if auth.scheme else str(key)
+        prepared = PreparedRequest(
+            method=template.method,
+            url=str(template.url.render(ctx)),
+            headers=headers,
+            query={k: v for k, v in template.query.render(ctx).items()},
+            secret_headers=provider.secret_headers,
+        )
+        body = template.body.render(ctx) if template.body is not None else None
+        if body is not None and template.method != "GET":
+            if template.body_format == "json":
+                prepared.json = body
+            elif template.body_format == "form":
+                prepared.form = body
+            elif template.body_format == "multipart":
+                prepared.form, prepared.files = _split_files(body)
+        return prepared
+
+
+def _split_files(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    form: dict[str, Any] = {}
+    files: dict[str, Any] = {}
+    for key, value in body.items():
+        if isinstance(value, dict) and "content" in value:
+            files[key] = (value.get("filename") or key, value["content"], value.get("content_type"))
+        else:
+            form[key] = value
+    return form, files
+
+
+def prepare_job(family: FamilySpec, config: GenerationConfig, request: GenerationRequest,
+                dry_run: bool = False) -> JobContext:
+    """Validate the request (ValidationError before any HTTP) and render the provider payload."""
+    provider = family.provider
+    warnings = check_request(family, config.model, request)
+    for warning in warnings:
+        logger.warning("%s", warning)
+    media = provider.file.media
+    images: dict[str, Any] = {}
+    for slot, items in assign_images(family, request).items():
+        converted = [convert_media(i, media.accepts, provider.name, media.max_inline_bytes) for i in items]
+        images[slot] = converted[0] if family.params.roles[slot].max == 1 else converted
+    video = getattr(request, "video", None)
+    if video is not None:
+        video = convert_media(video, media.accepts, provider.name, media.max_inline_bytes)
+    body_ctx = {
+        "request": request, "images": images, "video": video, "model": config.model,
+        "extra": request.extra_params, "provider_config": config.provider_config,
+    }
+    payload = family.body.render(body_ctx) or {}
+    if request.extra_params and family.file.extra_params != "reject":
+        payload.update(request.extra_params)  # extra params win: they are the caller's explicit escape hatch
+    api_key = None
+    if provider.file.auth is not None:
+        auth = provider.file.auth
+        api_key = resolve_api_key(config.api_key, auth.env, auth.join_env)
+        if api_key is None and not dry_run:
+            names = " or ".join(auth.env + ([":".join(auth.join_env)] if auth.join_env else []))
+            raise AuthenticationError(f"no API key: set config.api_key or {names}",
+                                      provider=provider.name, model=config.model, retryable=False)
+    base_url = (config.base_url or provider.file.base_url or "").rstrip("/")
+    return JobContext(family=family, config=config, request=request, model=config.model, base_url=base_url,
+                      api_key=api_key, payload=payload, warnings=warnings)
+
+
+__all__ = ["PreparedRequest", "JobContext", "prepare_job", "REDACTED"]

@@ -1,0 +1,338 @@
+"""The generic async engine: run one generation through a spec's job lifecycle.
+
+submit (once) -> poll until a terminal status -> fetch the result -> extract. Poll and result
+errors are retried as polls (GETs are idempotent); submit is retried only when the provider cannot
+have created the job. On deadline or cancellation the remote job is cancelled where the spec can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import inspect
+import json
+import logging
+import random
+from typing import Any
+
+import httpx
+
+from ..errors import GenerationFailedError, HTTPError, TarashException
+from ..errors import TimeoutError as GenerationTimeoutError
+from ..models import (
+    GenerationConfig, GenerationRequest, ImageGenerationResponse, ImageGenerationUpdate, VideoGenerationResponse,
+    VideoGenerationUpdate,
+)
+from ..settings import get_settings
+from ..specs.compiled import FamilySpec
+from .classify import error_from_response, error_from_transport, is_submit_retry_safe
+from .client import POOL
+from .render import JobContext, PreparedRequest, prepare_job
+
+logger = logging.getLogger("tarash_router.engine")
+TERMINAL = ("completed", "failed")
+_CANCEL_TIMEOUT = 5.0
+
+
+class Reply:
+    """A response body that was read in full: status, headers, text and parsed JSON (when JSON)."""
+
+    __slots__ = ("status", "headers", "text", "data", "content")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status = response.status_code
+        self.headers = response.headers
+        self.content = response.content
+        self.text = ""
+        self.data: Any = None
+        if self.content:
+            try:
+                self.text = response.text
+                self.data = json.loads(self.text)
+            except (ValueError, UnicodeDecodeError):
+                self.data = None
+
+
+class Generation:
+    """One generation in flight: the job context, the provider's job handle and progress reporting."""
+
+    def __init__(self, jc: JobContext, modality: str, on_progress: Any) -> None:
+        self.jc = jc
+        self.modality = modality
+        self.on_progress = on_progress
+        self.settings = get_settings()
+        self.job: dict[str, Any] = {}
+        self.job_id: str | None = None
+        self.loop = asyncio.get_running_loop()
+        self.deadline = self.loop.time() + jc.config.timeout
+        self.last_status: str | None = None
+
+    # ------------------------------------------------------------ HTTP
+
+    async def send(self, prepared: PreparedRequest, phase: str) -> Reply:
+        """Send one request within the deadline; an error status or unreadable body raises."""
+        remaining = self.deadline - self.loop.time()
+        if remaining <= 0:
+            raise builtins.TimeoutError
+        s = self.settings
+        timeout = httpx.Timeout(min(s.request_timeout, remaining), connect=min(s.connect_timeout, remaining))
+        pooled = POOL.get(self.jc.provider)
+        try:
+            async with pooled.gate:
+                response = await pooled.client.request(
+                    prepared.method, prepared.url, params=prepared.query or None, headers=prepared.headers,
+                    json=prepared.json, data=prepared.form, files=prepared.files, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise error_from_transport(exc, self.jc.provider, self.jc.model, phase, self.job_id,
+                                       min(s.request_timeout, remaining)) from None
+        reply = Reply(response)
+        # Past submit a job exists; at submit, only a 5xx other than 503 may hide a created job.
+        may_exist = phase != "submit" or (reply.status >= 500 and reply.status != 503)
+        if reply.status >= 400:
+            raise error_from_response(self.jc.family.provider, phase, reply.status, reply.headers, reply.text,
+                                      reply.data, model=self.jc.model, request_id=self.job_id, job_may_exist=may_exist)
+        if reply.data is None and phase != "cancel":
+            snippet = " ".join(reply.text.split())[:120] if reply.text else "empty body"
+            raise HTTPError(f"{phase}: expected a JSON body, got {snippet!r}", provider=self.jc.provider,
+                            model=self.jc.model, request_id=self.job_id, status_code=reply.status,
+                            raw_response={"status_code": reply.status, "body": reply.text[:2000]},
+                            retryable=phase != "submit", job_may_exist=phase != "submit")
+        return reply
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(self) -> VideoGenerationResponse | ImageGenerationResponse:
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                return await self._lifecycle()
+        except builtins.TimeoutError:
+            await self._cancel_remote("deadline")
+            raise GenerationTimeoutError(
+                f"generation did not finish within {self.jc.config.timeout:g}s", provider=self.jc.provider,
+                model=self.jc.model, request_id=self.job_id, timeout_seconds=self.jc.config.timeout,
+                job_may_exist=self.job_id is not None) from None
+        except asyncio.CancelledError:
+            await self._cancel_remote("caller cancelled")
+            raise
+
+    async def _lifecycle(self) -> VideoGenerationResponse | ImageGenerationResponse:
+        family = self.jc.family
+        reply = await self._submit()
+        if family.poll is None:  # synchronous provider: the submit response is the result
+            self.job_id = self._extract_job(reply.data) or self.job_id
+            return await self._finish(reply.data)
+        self.job_id = self._extract_job(reply.data)
+        if not self.job_id:
+            raise GenerationFailedError("submit response has no job id", provider=self.jc.provider,
+                                        model=self.jc.model, raw_response=_as_dict(reply.data), retryable=False,
+                                        job_may_exist=True)
+        status = self._map_status(self.job.get("status")) if self.job.get("status") is not None else "queued"
+        await self._emit(status, reply.data, queue_position=self.job.get("queue_position"))
+        data = reply.data
+        if status != "completed":
+            data = await self._poll_until_done()
+        if family.result is not None:
+            data = (await self._get_with_retries(family.result, "result")).data
+        return await self._finish(data)
+
+    async def _submit(self) -> Reply:
+        prepared = self.jc.build(self.jc.family.submit)
+        attempts = self.settings.submit_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self.send(prepared, "submit")
+            except TarashException as exc:
+                if attempt == attempts or not is_submit_retry_safe(exc):
+                    raise
+                wait = self._retry_wait(exc, attempt)
+                logger.info("%s/%s submit not accepted (%s); retrying in %.2fs", self.jc.provider,
+                            self.jc.model, type(exc).__name__, wait)
+                await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _extract_job(self, data: Any) -> str | None:
+        paths = self.jc.family.provider.job_paths
+        self.job = {name: path.first(data) for name, path in paths.items()}
+        job_id = self.job.get("id")
+        return str(job_id) if job_id is not None else None
+
+    async def _poll_until_done(self) -> Any:
+        config = self.jc.config
+        family = self.jc.family
+        paths = family.poll_paths
+        prepared = self.jc.build(family.poll, self.job)
+        polls = errors = 0
+        delay = config.poll_interval
+        while True:
+            await asyncio.sleep(delay)
+            if polls >= config.max_poll_attempts:
+                await self._cancel_remote("max_poll_attempts")
+                raise GenerationTimeoutError(
+                    f"job not finished after {polls} polls (max_poll_attempts)", provider=self.jc.provider,
+                    model=self.jc.model, request_id=self.job_id, job_may_exist=True,
+                    timeout_seconds=polls * config.poll_interval)
+            polls += 1
+            try:
+                reply = await self.send(prepared, "poll")
+            except TarashException as exc:
+                errors += 1
+                if not exc.retryable or errors > self.settings.max_poll_errors:
+                    raise
+                delay = self._retry_wait(exc, errors)
+                logger.info("%s poll of job %s failed (%s); polling again in %.2fs", self.jc.provider,
+                            self.job_id, type(exc).__name__, delay)
+                continue
+            errors = 0
+            delay = config.poll_interval
+            data = reply.data
+            status = self._map_status(paths["status"].first(data) if "status" in paths else None)
+            error = paths["error"].first(data) if "error" in paths else None
+            if error is not None and status == "completed":
+                status = "failed"
+            progress = paths["progress"].first(data) if "progress" in paths else None
+            percent = _percent(progress, family.progress_scale)
+            await self._emit(status, data,
+                             queue_position=paths["queue_position"].first(data) if "queue_position" in paths else None,
+                             logs=paths["logs"].first(data) if "logs" in paths else None,
+                             percent=percent, error=str(error) if error is not None else None)
+            if status == "failed":
+                raise error_from_response(family.provider, "job", None, reply.headers, reply.text, data,
+                                          model=self.jc.model, request_id=self.job_id, job_may_exist=True)
+            if status == "completed":
+                return data
+
+    async def _get_with_retries(self, template: Any, phase: str) -> Reply:
+        prepared = self.jc.build(template, self.job)
+        errors = 0
+        while True:
+            try:
+                return await self.send(prepared, phase)
+            except TarashException as exc:
+                errors += 1
+                if not exc.retryable or errors > self.settings.max_poll_errors:
+                    raise
+                await asyncio.sleep(self._retry_wait(exc, errors))
+
+    def _retry_wait(self, exc: TarashException, attempt: int) -> float:
+        """Retry-After when given, else exponential backoff with jitter; never past the cap."""
+        cap = self.settings.max_retry_wait
+        hinted = getattr(exc, "retry_after", None)
+        if hinted is not None:
+            return min(hinted, cap)
+        base = max(self.jc.config.poll_interval, 0.05) * (2 ** (attempt - 1))
+        return min(cap, base) * random.uniform(0.5, 1.0)
+
+    def _map_status(self, raw: Any) -> str:
+        if raw is None:
+            return "processing"
+        mapped = self.jc.family.provider.protocol.status_map.get(str(raw))  # type: ignore[union-attr]
+        if mapped is None:
+            logger.warning("%s job %s: unknown status %r treated as processing", self.jc.provider, self.job_id, raw)
+            return "processing"
+        return mapped
+
+    # ------------------------------------------------------------ result and progress
+
+    async def _finish(self, data: Any) -> VideoGenerationResponse | ImageGenerationResponse:
+        fields = self.jc.family.response.extract(data)
+        request_id = self.job_id or _synthetic_id()
+        raw = _as_dict(data)
+        common = {"request_id": request_id, "raw_response": raw, "provider": self.jc.provider, "model": self.jc.model}
+        if self.modality == "video":
+            if not isinstance(fields.get("video"), (str, dict)):
+                raise GenerationFailedError("the result has no video", provider=self.jc.provider, model=self.jc.model,
+                                            request_id=request_id, raw_response=raw, retryable=False,
+                                            job_may_exist=True)
+            response: Any = VideoGenerationResponse(
+                video=fields["video"], content_type=fields.get("content_type"), audio_url=fields.get("audio_url"),
+                duration=_float(fields.get("duration")), resolution=fields.get("resolution"),
+                aspect_ratio=fields.get("aspect_ratio"), **common)
+        else:
+            images = [i for i in fields.get("images", []) if isinstance(i, str)]
+            if not images:
+                raise GenerationFailedError("the result has no images", provider=self.jc.provider,
+                                            model=self.jc.model, request_id=request_id, raw_response=raw,
+                                            retryable=False, job_may_exist=True)
+            response = ImageGenerationResponse(
+                images=images, content_type=fields.get("content_type") or "image/png",
+                revised_prompt=fields.get("revised_prompt"), **common)
+        await self._emit("completed", raw, percent=100, result=response)
+        return response
+
+    async def _emit(self, status: str, data: Any, *, queue_position: Any = None, logs: Any = None,
+                    percent: int | None = None, error: str | None = None, result: Any = None) -> None:
+        if self.on_progress is None:
+            return
+        if status == self.last_status == "completed" and result is None:
+            return
+        self.last_status = status
+        cls = VideoGenerationUpdate if self.modality == "video" else ImageGenerationUpdate
+        update = cls(
+            request_id=self.job_id or "", status=status, progress_percent=percent,
+            queue_position=queue_position if isinstance(queue_position, int) else None,
+            logs=logs if isinstance(logs, list) else None, update=_as_dict(data), error=error,
+            provider=self.jc.provider, model=self.jc.model, result=result)
+        await call_progress(self.on_progress, update)
+
+    async def _cancel_remote(self, reason: str) -> None:
+        """Best effort: ask the provider to stop the job so it is not billed further."""
+        template = self.jc.family.cancel
+        if template is None or self.job_id is None:
+            return
+        prepared = self.jc.build(template, self.job)
+        pooled = POOL.get(self.jc.provider)
+
+        async def _send() -> None:
+            response = await pooled.client.request(prepared.method, prepared.url, params=prepared.query or None,
+                                                   headers=prepared.headers, json=prepared.json,
+                                                   timeout=_CANCEL_TIMEOUT)
+            logger.info("%s job %s cancelled (%s): HTTP %s", self.jc.provider, self.job_id, reason,
+                        response.status_code)
+
+        try:
+            await asyncio.shield(asyncio.wait_for(_send(), _CANCEL_TIMEOUT))
+        except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - cancel is best effort
+            logger.warning("%s job %s: cancel failed (%s)", self.jc.provider, self.job_id, type(exc).__name__)
+
+
+async def call_progress(callback: Any, update: Any) -> None:
+    """Call a sync or async progress callback; its failure is logged, never fatal to a paid job."""
+    try:
+        result = callback(update)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:  # noqa: BLE001
+        logger.exception("progress callback raised; the generation continues")
+
+
+def _percent(value: Any, scale: float) -> int | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return max(0, min(100, int(round(value * scale))))
+    return None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _as_dict(data: Any) -> dict[str, Any]:
+    return data if isinstance(data, dict) else {"output": data}
+
+
+def _synthetic_id() -> str:
+    from ..utils import generate_unique_id
+
+    return generate_unique_id()
+
+
+async def run_generation(family: FamilySpec, config: GenerationConfig, request: GenerationRequest,
+                         on_progress: Any, modality: str) -> VideoGenerationResponse | ImageGenerationResponse:
+    """Validate, render and run one generation through `family`'s protocol."""
+    jc = prepare_job(family, config, request)
+    return await Generation(jc, modality, on_progress).run()
+
+
+__all__ = ["run_generation", "Generation", "call_progress"]
