@@ -65,7 +65,6 @@ class Generation:
         self.job_id: str | None = None
         self.loop = asyncio.get_running_loop()
         self.deadline = self.loop.time() + jc.config.timeout
-        self.last_status: str | None = None
 
     # ------------------------------------------------------------ HTTP
 
@@ -191,6 +190,8 @@ class Generation:
                 status = "failed"
             progress = paths["progress"].first(data) if "progress" in paths else None
             percent = _percent(progress, family.progress_scale)
+            if status == "completed":
+                return data  # the completed update goes out with the extracted result
             await self._emit(status, data,
                              queue_position=paths["queue_position"].first(data) if "queue_position" in paths else None,
                              logs=paths["logs"].first(data) if "logs" in paths else None,
@@ -198,8 +199,6 @@ class Generation:
             if status == "failed":
                 raise error_from_response(family.provider, "job", None, reply.headers, reply.text, data,
                                           model=self.jc.model, request_id=self.job_id, job_may_exist=True)
-            if status == "completed":
-                return data
 
     async def _get_with_retries(self, template: Any, phase: str) -> Reply:
         prepared = self.jc.build(template, self.job)
@@ -263,9 +262,6 @@ class Generation:
                     percent: int | None = None, error: str | None = None, result: Any = None) -> None:
         if self.on_progress is None:
             return
-        if status == self.last_status == "completed" and result is None:
-            return
-        self.last_status = status
         cls = VideoGenerationUpdate if self.modality == "video" else ImageGenerationUpdate
         update = cls(
             request_id=self.job_id or "", status=status, progress_percent=percent,

@@ -1,0 +1,84 @@
+"""Run a family's golden `examples` offline: request -> rendered body (or error), response -> fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+
+from ..errors import TarashException
+from ..models import ImageGenerationConfig, ImageGenerationRequest, VideoGenerationConfig, VideoGenerationRequest
+from .compiled import FamilySpec
+from .schema import ExampleSpec
+
+
+@dataclass
+class ExampleFailure:
+    """Why an example did not hold, with the key path of the example in its file."""
+
+    family: FamilySpec
+    index: int
+    message: str
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return ("examples", self.index)
+
+    def __str__(self) -> str:
+        line, _ = self.family.source.position(self.key)
+        where = f"{self.family.source.file}:{line}" if line else self.family.source.file
+        return f"{where}: example {self.index}: {self.message}"
+
+
+def example_model(family: FamilySpec, example: ExampleSpec) -> str:
+    if example.model:
+        return example.model
+    concrete = [m for m in family.models if m != "*"]
+    return concrete[0] if concrete else "example/model"
+
+
+def run_example(family: FamilySpec, index: int) -> ExampleFailure | None:
+    """Check one example; None when it holds."""
+    from ..engine.render import prepare_job  # engine depends on specs, not the reverse, at import time
+
+    example = family.file.examples[index]
+    config_cls, request_cls = ((VideoGenerationConfig, VideoGenerationRequest) if family.modality == "video"
+                               else (ImageGenerationConfig, ImageGenerationRequest))
+
+    def failure(message: str) -> ExampleFailure:
+        return ExampleFailure(family, index, message)
+
+    try:
+        request = request_cls.model_validate(example.request)
+    except pydantic.ValidationError as exc:
+        return failure(f"request is not a valid {request_cls.__name__}: {exc.errors()[0]['msg']}")
+    config = config_cls(provider=family.provider.name, model=example_model(family, example))
+    try:
+        job = prepare_job(family, config, request, dry_run=True)
+    except TarashException as exc:
+        if example.raises is None:
+            return failure(f"raised {type(exc).__name__}: {exc.message}")
+        if type(exc).__name__ != example.raises:
+            return failure(f"expected {example.raises}, got {type(exc).__name__}: {exc.message}")
+        if example.message_contains and example.message_contains not in exc.message:
+            return failure(f"error message {exc.message!r} lacks {example.message_contains!r}")
+        return None
+    if example.raises is not None:
+        return failure(f"expected {example.raises}, but the request rendered: {job.payload}")
+    if example.body is not None and job.payload != example.body:
+        return failure(f"body mismatch:\n  expected {example.body}\n  rendered {job.payload}")
+    if example.response is not None:
+        extracted = family.response.extract(example.response)
+        expected = example.result or {}
+        for key, value in expected.items():
+            if extracted.get(key) != value:
+                return failure(f"response field {key!r}: expected {value!r}, extracted {extracted.get(key)!r}")
+    return None
+
+
+def run_examples(family: FamilySpec) -> list[ExampleFailure]:
+    return [f for i in range(len(family.file.examples)) if (f := run_example(family, i)) is not None]
+
+
+__all__ = ["run_example", "run_examples", "ExampleFailure"]
