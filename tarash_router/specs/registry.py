@@ -102,6 +102,14 @@ class SpecRegistry:
                 seen[id(family)] = family
         return list(seen.values())
 
+    def modality_of(self, provider: str, model: str) -> str:
+        """The modality of the family whose prefix serves `model` ("video" when only generics match)."""
+        table = self._prefixes.get(self.provider_name(provider), {})
+        matches = [(len(p), f) for p, (f, _) in table.items() if model_matches(model, p)]
+        if matches:
+            return max(matches, key=lambda m: m[0])[1].modality
+        return "video" if (self.provider_name(provider), "video") in self._generic else "image"
+
     def resolve(self, provider: str, model: str, modality: str) -> FamilySpec:
         """The family serving `model`; ValidationError when none does (or it has the other modality)."""
         pname = self.provider_name(provider)

@@ -1,0 +1,24 @@
+# The README's two commands: `make demo` (main job on the built-in fake providers) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test validate clean
+
+$(BIN)/tarash-router: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(BIN)/tarash-router
+	$(BIN)/tarash-router demo
+
+test: $(BIN)/tarash-router
+	$(BIN)/python -m pytest -q
+
+validate: $(BIN)/tarash-router
+	$(BIN)/tarash-router validate provider_specs
+
+clean:
+	rm -rf $(VENV) .pytest_cache

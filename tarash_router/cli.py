@@ -1,0 +1,165 @@
+"""The `tarash-router` command: dry-run requests, list providers, validate specs, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from .errors import SpecError, TarashException
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+def _load_json(path: str) -> Any:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        return json.loads(text)
+    except OSError as exc:
+        raise SystemExit(_usage(f"cannot read {path}: {exc.strerror}"))
+    except json.JSONDecodeError as exc:
+        raise SystemExit(_usage(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"))
+
+
+def _usage(message: str) -> int:
+    print(f"tarash-router: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .api import render_request
+    from .models import ImageGenerationConfig, ImageGenerationRequest, VideoGenerationConfig, VideoGenerationRequest
+    from .specs.registry import get_registry
+
+    if args.spec_dir:
+        get_registry().load_paths(args.spec_dir)
+    modality = args.modality or get_registry().modality_of(args.provider, args.model)
+    data = _load_json(args.request)
+    if not isinstance(data, dict):
+        return _usage("the request file must hold a JSON object")
+    video = modality == "video"
+    config_cls = VideoGenerationConfig if video else ImageGenerationConfig
+    request_cls = VideoGenerationRequest if video else ImageGenerationRequest
+    config = config_cls(provider=args.provider, model=args.model, base_url=args.base_url)
+    request = request_cls.model_validate(data)
+    print(json.dumps(render_request(config, request), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def cmd_providers(args: argparse.Namespace) -> int:
+    from .specs.registry import get_registry
+
+    registry = get_registry()
+    if args.spec_dir:
+        registry.load_paths(args.spec_dir)
+    rows = []
+    for family in sorted(registry.families(args.provider), key=lambda f: (f.provider.name, f.name)):
+        for model in family.models:
+            rows.append({"provider": family.provider.name, "model": model, "family": family.name,
+                         "modality": family.modality, "capabilities": family.file.capabilities,
+                         "file": family.source.file})
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            print(f"{row['provider']:<10} {row['modality']:<6} {row['model']:<55} {row['family']}")
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .specs.examples import run_examples
+    from .specs.registry import SpecRegistry, builtin_spec_dir
+
+    registry = SpecRegistry()
+    findings: list[str] = []
+    try:
+        registry.load_paths([builtin_spec_dir()])
+        families = registry.families()
+        if args.paths:
+            families = registry.load_paths(args.paths)
+    except SpecError as exc:
+        print(f"{exc.location}: error: {exc.message}" + (f" [{exc.key}]" if exc.key else ""))
+        return EXIT_FINDINGS
+    for family in families:
+        for failure in run_examples(family):
+            line, column = family.source.position(failure.key)
+            findings.append(f"{family.source.file}:{line}:{column}: error: example {failure.index}: "
+                            f"{failure.message} [examples[{failure.index}]]")
+    for finding in findings:
+        print(finding)
+    count = len(families)
+    print(f"{count} families checked, {len(findings)} error(s)", file=sys.stderr)
+    return EXIT_FINDINGS if findings else EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .specs.schema import FamilyFile, ProviderFile
+
+    model = {"provider": ProviderFile, "family": FamilyFile}[args.kind]
+    print(json.dumps(model.model_json_schema(by_alias=True), indent=2))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(poll_interval=args.poll_interval)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tarash-router", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    render = sub.add_parser("render", help="print the first HTTP request a generation would send (no network)")
+    render.add_argument("--provider", required=True)
+    render.add_argument("--model", required=True)
+    render.add_argument("--request", required=True, help="JSON file with the request fields ('-' for stdin)")
+    render.add_argument("--modality", choices=["video", "image"], help="default: the modality of the model's spec")
+    render.add_argument("--base-url", help="override the provider's base URL")
+    render.add_argument("--spec-dir", action="append", default=[], help="extra spec directory (repeatable)")
+    render.set_defaults(func=cmd_render)
+
+    providers = sub.add_parser("providers", help="list providers and the models their specs serve")
+    providers.add_argument("provider", nargs="?")
+    providers.add_argument("--format", choices=["text", "json"], default="text")
+    providers.add_argument("--spec-dir", action="append", default=[])
+    providers.set_defaults(func=cmd_providers)
+
+    validate = sub.add_parser("validate", help="check spec files offline: schema, templates, examples")
+    validate.add_argument("paths", nargs="*", help="spec files or directories (default: the built-in specs)")
+    validate.set_defaults(func=cmd_validate)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of a spec file kind")
+    schema.add_argument("kind", choices=["provider", "family"])
+    schema.set_defaults(func=cmd_schema)
+
+    demo = sub.add_parser("demo", help="generate a video and an image on the built-in fake Fal server")
+    demo.add_argument("--poll-interval", type=float, default=0.2)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecError as exc:
+        print(f"{exc.location}: error: {exc.message}" + (f" [{exc.key}]" if exc.key else ""), file=sys.stderr)
+        return EXIT_FINDINGS
+    except TarashException as exc:
+        print(f"tarash-router: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FINDINGS
+    except pydantic.ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        return _usage(f"invalid request: {where}: {err['msg']}")
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
