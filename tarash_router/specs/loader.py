@@ -103,10 +103,10 @@ def _jsonpath(doc: SourceDoc, expression: str, path: tuple) -> JsonPath:
 
 
 def _response_paths(doc: SourceDoc, spec: Any, base: ResponsePaths | None, path: tuple) -> ResponsePaths:
-    try:
-        return ResponsePaths(spec, base)
-    except JsonPathSyntaxError as exc:
-        raise doc.error(str(exc), path) from None
+    for name, value in spec.model_dump(exclude_none=True).items():
+        for index, expression in enumerate([value] if isinstance(value, str) else value):
+            _jsonpath(doc, expression, (*path, name) if isinstance(value, str) else (*path, name, index))
+    return ResponsePaths(spec, base)
 
 
 def load_provider(doc: SourceDoc) -> ProviderSpec:
