@@ -292,6 +292,16 @@ def test_submit_rate_limited_then_accepted(fal: FakeFal, client: httpx.Client) -
     assert fal.jobs[accepted["request_id"]].script.result_status == 200
 
 
+def test_queued_scripts_are_independent_copies(fal: FakeFal, client: httpx.Client) -> None:
+    job = FalJob(submit_failures=[Failure.server_error(503)])
+    fal.queue(job, job)
+    codes = [client.post(f"{fal.base_url}/fal-ai/veo3", json={}).status_code for _ in range(4)]
+    assert codes == [503, 200, 503, 200]
+    assert job.submit_failures  # the caller's object is untouched
+    with pytest.raises(ValueError):
+        FalJob(statuses=[])
+
+
 def test_poll_failures_do_not_advance(fal: FakeFal, client: httpx.Client) -> None:
     fal.queue(
         FalJob(
@@ -390,15 +400,22 @@ async def test_usable_from_async_test() -> None:
 
 
 async def test_concurrent_submits_and_polls() -> None:
-    async with FakeFal() as fal, httpx.AsyncClient(headers=AUTH, timeout=10) as client:
+    # 200 jobs in flight at once, spread over 20 clients: httpcore's pool rescans every queued
+    # request on each state change, so one client with 200 in flight is slow client-side.
+    async with FakeFal(default_job=FalJob(statuses=["IN_PROGRESS", "COMPLETED"])) as fal:
+        clients = [httpx.AsyncClient(headers=AUTH, timeout=10) for _ in range(20)]
 
         async def run_one(i: int) -> dict:
+            client = clients[i % len(clients)]
             env = (await client.post(f"{fal.base_url}/fal-ai/veo3/fast", json={"prompt": f"p{i}"})).json()
             while (await client.get(env["status_url"])).status_code != 200:
                 pass
             return (await client.get(env["response_url"])).json()
 
-        results = await asyncio.gather(*(run_one(i) for i in range(200)))
+        try:
+            results = await asyncio.gather(*(run_one(i) for i in range(200)))
+        finally:
+            await asyncio.gather(*(c.aclose() for c in clients))
     assert len({r["video"]["url"] for r in results}) == 200
     assert fal.submit_count("fal-ai/veo3/fast") == 200
     assert sorted(s.json["prompt"] for s in fal.submits) == sorted(f"p{i}" for i in range(200))
@@ -406,21 +423,22 @@ async def test_concurrent_submits_and_polls() -> None:
 
 def test_runs_as_a_separate_process() -> None:
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "tarash_router.testing.fal", "--port", "0"],
         cwd=root,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
-    )
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 10)
-        assert ready, "fake did not print its URL"
-        url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:")
-        r = httpx.post(f"{url}/fal-ai/veo3", json={"prompt": "x"}, headers=AUTH, timeout=5)
-        assert r.status_code == 200
-        assert r.json()["status_url"].startswith(url)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], 10)
+            assert ready, "fake did not print its URL"
+            url = proc.stdout.readline().strip()
+            assert url.startswith("http://127.0.0.1:")
+            r = httpx.post(f"{url}/fal-ai/veo3", json={"prompt": "x"}, headers=AUTH, timeout=5)
+            assert r.status_code == 200
+            assert r.json()["status_url"].startswith(url)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)

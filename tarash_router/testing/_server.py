@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -33,8 +33,12 @@ _CLIENT_MAX_SIZE = 64 * 1024 * 1024
 # Benchmarks open ~1,000 connections at once; the default backlog (128) drops SYNs.
 _BACKLOG = 4096
 
-# A plain string key: web.RequestKey only exists in newer aiohttp releases.
-_REQUEST_KEY = "tarash_recorded_request"
+# web.RequestKey only exists in newer aiohttp releases; older ones take a plain string.
+_REQUEST_KEY: Any = (
+    web.RequestKey("tarash_recorded_request", object)
+    if hasattr(web, "RequestKey")
+    else "tarash_recorded_request"
+)
 _SERVER_KEY = web.AppKey("tarash_fake_server", object)
 
 
@@ -311,7 +315,7 @@ class FakeServer:
             await runner.cleanup()
         self._bound_port = None
 
-    def start(self) -> FakeServer:
+    def start(self) -> Self:
         """Start serving in a daemon thread; returns once the port is listening."""
         if self._thread is not None:
             return self
@@ -356,7 +360,7 @@ class FakeServer:
             thread.join(timeout=10)
             self._loop = self._thread = None
 
-    def __enter__(self) -> FakeServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -364,7 +368,7 @@ class FakeServer:
     ) -> None:
         self.stop()
 
-    async def __aenter__(self) -> FakeServer:
+    async def __aenter__(self) -> Self:
         # start()/stop() block briefly on thread hand-off; keep the caller's loop free.
         await asyncio.to_thread(self.start)
         return self

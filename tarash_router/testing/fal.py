@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -74,8 +74,10 @@ class FalJob:
     ``statuses`` is what successive status polls return (the last repeats); an entry
     is a status name or a dict with ``status`` and any of ``queue_position``, ``logs``,
     ``error``, ``error_type``, ``metrics``. ``result`` is the model output (or a
-    :data:`ResultFactory`); ``result_status``/``result_body`` script a failing result.
-    Failures are consumed per attempt; ``poll_failures`` is keyed by 1-based poll number.
+    :data:`ResultFactory`; None = a default video); ``result_status``/``result_body``
+    (body defaults to the output) script a failing result. Failures are consumed one
+    per attempt; ``poll_failures`` is keyed by 1-based poll number. ``delay`` is
+    added before every response about this job.
     """
 
     statuses: list[str | dict[str, Any]] = field(default_factory=lambda: [IN_QUEUE, IN_PROGRESS, COMPLETED])
@@ -254,10 +256,13 @@ class FakeFal(FakeServer):
 
     # -- scripting / inspection --------------------------------------------------------------
 
-    def queue(self, *jobs: FalJob) -> FakeFal:
-        """Script the next submits, FIFO; afterwards ``default_job`` copies are used."""
+    def queue(self, *jobs: FalJob) -> Self:
+        """Script the next submits, FIFO; afterwards ``default_job`` copies are used.
+
+        Jobs are copied, so queuing one FalJob twice gives two independent scripts.
+        """
         with self._lock:
-            self._scripts.extend(jobs)
+            self._scripts.extend(copy.deepcopy(job) for job in jobs)
         return self
 
     def clear(self) -> None:
@@ -298,7 +303,7 @@ class FakeFal(FakeServer):
         request_id, _, action = rest.partition("/")
         job = self.jobs.get(request_id)
         if job is not None and prefix not in (job.app_id, job.endpoint):
-            job = None  # real fal scopes ids to the app
+            job = None  # only reachable under its own app, so URL-building bugs show up
         if action == "status" and request.method == "GET":
             return await self._status(request, job)
         if action == "" and request.method == "GET":
