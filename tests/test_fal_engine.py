@@ -255,3 +255,31 @@ async def test_two_hundred_concurrent_jobs_in_one_process(fal):
         generate_video_async(config, VideoGenerationRequest(prompt=f"job {i}")) for i in range(200)))
     assert len({r.request_id for r in results}) == 200
     assert fal.submit_count() == 200
+
+
+def test_slow_poll_times_out_per_request_and_is_retried(fal, monkeypatch):
+    from tarash_router.settings import get_settings
+
+    monkeypatch.setenv("TARASH_REQUEST_TIMEOUT", "0.2")
+    get_settings.cache_clear()
+    try:
+        fal.queue(FalJob(poll_failures={1: Failure.timeout(1.0)}))
+        assert generate_video(video_config(fal), VideoGenerationRequest(prompt="x")).video
+    finally:
+        monkeypatch.delenv("TARASH_REQUEST_TIMEOUT")
+        get_settings.cache_clear()
+    assert fal.submit_count() == 1
+
+
+def test_result_not_found_is_http_error_with_the_job_id(fal):
+    fal.queue(FalJob(result_status=404, result_body={"detail": "Request not found"}))
+    with pytest.raises(HTTPError) as info:
+        generate_video(video_config(fal), VideoGenerationRequest(prompt="x"))
+    assert info.value.status_code == 404 and info.value.request_id == fal.submits[0].request_id
+    assert info.value.job_may_exist and fal.submit_count() == 1
+
+
+def test_unknown_status_is_treated_as_processing(fal, caplog):
+    fal.queue(FalJob(statuses=["IN_QUEUE", "WARMING_UP", "COMPLETED"]))
+    assert generate_video(video_config(fal), VideoGenerationRequest(prompt="x")).video
+    assert "unknown status 'WARMING_UP'" in caplog.text
