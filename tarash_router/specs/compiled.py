@@ -118,7 +118,9 @@ class ResponsePaths:
                         out[name] = values
                         break
                 else:
-                    value = path.first(data)
+                    # A scalar field skips containers, so `[$.output[0], $.output]` serves both shapes.
+                    value = next((v for v in path.all(data) if v is not None and not isinstance(v, (dict, list))),
+                                 None)
                     if value is not None:
                         out[name] = value
                         break
