@@ -67,19 +67,26 @@ def error_from_response(
     data: Any, *, model: str, request_id: str | None, job_may_exist: bool,
 ) -> TarashException:
     """The exception for an error response (or a failed job when phase == 'job')."""
-    raw = raw_body(status, data, text) if phase != "job" else (data if isinstance(data, dict) else raw_body(None, data, text))
+    in_body = phase in ("job", "output")
+    raw = data if in_body and isinstance(data, dict) else raw_body(status, data, text)
     common = {"provider": provider.name, "model": model, "request_id": request_id, "raw_response": raw,
               "job_may_exist": job_may_exist}
-    for rule in provider.error_rules:
-        if rule.matches(phase, status, text, data):
-            message = (rule.message.first(data) if rule.message else None) or default_message(data, text)
-            if not isinstance(message, str):
-                message = str(message)
-            return _instantiate(rule.error_class, message, status, headers, rule.retryable, common)
+    rule = next((r for r in provider.error_rules if r.matches(phase, status, text, data)), None)
+    if rule is not None:
+        message = (rule.message.first(data) if rule.message else None) or default_message(data, text)
+        return _instantiate(rule.error_class, str(message), status, headers, rule.retryable, common)
     message = default_message(data, text)
-    if phase == "job":
+    if in_body:
         return GenerationFailedError(message, **common)
     return _instantiate(_default_class(status), message, status, headers, None, common)
+
+
+def output_refusal(provider: ProviderSpec, data: Any, *, model: str, request_id: str | None) -> TarashException | None:
+    """The error for a successful result that an `output` rule marks as refused, else None."""
+    if not any(r.matches("output", None, "", data) for r in provider.error_rules):
+        return None
+    return error_from_response(provider, "output", None, {}, "", data, model=model, request_id=request_id,
+                               job_may_exist=True)
 
 
 def _default_class(status: int | None) -> type[TarashException]:

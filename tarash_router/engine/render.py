@@ -29,7 +29,7 @@ class PreparedRequest:
     query: dict[str, Any] = field(default_factory=dict)
     json: Any = None
     form: dict[str, Any] | None = None
-    files: dict[str, Any] | None = None
+    files: list[tuple[str, Any]] | None = None
     secret_headers: frozenset[str] = frozenset()
 
     def full_url(self) -> str:
@@ -50,7 +50,8 @@ class PreparedRequest:
         if self.form is not None:
             out["form"] = self.form
         if self.files is not None:
-            out["files"] = {k: f"<{len(v[1]) if isinstance(v, tuple) else '?'} bytes>" for k, v in self.files.items()}
+            out["form"] = {k: v[1] for k, v in self.files if v[0] is None}
+            out["files"] = {k: f"<{len(v[1])} bytes, {v[2]}>" for k, v in self.files if v[0] is not None}
         return out
 
 
@@ -112,19 +113,30 @@ class JobContext:
             elif template.body_format == "form":
                 prepared.form = body
             elif template.body_format == "multipart":
-                prepared.form, prepared.files = _split_files(body)
+                prepared.files = _multipart(body)
         return prepared
 
 
-def _split_files(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    form: dict[str, Any] = {}
-    files: dict[str, Any] = {}
+def _multipart(body: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Every field as a multipart part (so the body is multipart even with no file); bytes as files."""
+    parts: list[tuple[str, Any]] = []
     for key, value in body.items():
-        if isinstance(value, dict) and "content" in value:
-            files[key] = (value.get("filename") or key, value["content"], value.get("content_type"))
-        else:
-            form[key] = value
-    return form, files
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict) and "content" in item:
+                parts.append((key, (item.get("filename") or key, item["content"], item.get("content_type"))))
+            else:
+                parts.append((key, (None, _form_value(item))))
+    return parts
+
+
+def _form_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        import json
+
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
 
 
 def prepare_job(family: FamilySpec, config: GenerationConfig, request: GenerationRequest,

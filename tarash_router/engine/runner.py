@@ -25,7 +25,7 @@ from ..models import (
 )
 from ..settings import get_settings
 from ..specs.compiled import FamilySpec
-from .classify import error_from_response, error_from_transport, is_submit_retry_safe
+from .classify import error_from_response, error_from_transport, is_submit_retry_safe, output_refusal
 from .client import POOL
 from .render import JobContext, PreparedRequest, prepare_job
 
@@ -233,7 +233,10 @@ class Generation:
     # ------------------------------------------------------------ result and progress
 
     async def _finish(self, data: Any) -> VideoGenerationResponse | ImageGenerationResponse:
-        fields = self.jc.family.response.extract(data)
+        refusal = output_refusal(self.jc.family.provider, data, model=self.jc.model, request_id=self.job_id)
+        if refusal is not None:
+            raise refusal
+        fields = self.jc.family.response.extract(data, {"request": self.jc.request, "model": self.jc.model})
         request_id = self.job_id or _synthetic_id()
         raw = _as_dict(data)
         common = {"request_id": request_id, "raw_response": raw, "provider": self.jc.provider, "model": self.jc.model}

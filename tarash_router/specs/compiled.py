@@ -9,13 +9,14 @@ from ..errors import ERROR_CLASSES, TarashException
 from ..models import ImageGenerationRequest, VideoGenerationRequest
 from .jsonpaths import JsonPath
 from .schema import ErrorRule, FamilyFile, ParamSpec, ProviderFile, RequestSpec, ResponseSpec, RoleSpec
-from .templates import ValueTree
+from .templates import ValueTree, is_template
 from .yaml_source import SourceDoc
 
 REQUEST_FIELDS = {
     "video": frozenset(VideoGenerationRequest.model_fields),
     "image": frozenset(ImageGenerationRequest.model_fields),
 }
+HTTP_PHASES = frozenset({"submit", "poll", "result", "cancel"})
 IMAGE_ROLES = ("reference", "first_frame", "last_frame", "asset", "style")
 
 # Names each kind of template may read.
@@ -83,7 +84,8 @@ class CompiledErrorRule:
         )
 
     def matches(self, phase: str, status: int | None, text: str, data: Any) -> bool:
-        if self.phases is not None and phase not in self.phases:
+        # A rule without `phase` covers HTTP error responses only; job/output rules are opt-in.
+        if phase not in (self.phases if self.phases is not None else HTTP_PHASES):
             return False
         if self.status is not None and status not in self.status:
             return False
@@ -99,28 +101,46 @@ class CompiledErrorRule:
         return True
 
 
+RESPONSE_NAMES = ("result", "request", "model")
+
+
 class ResponsePaths:
-    """The compiled `response:` section: field name -> JSONPaths tried in order."""
+    """The compiled `response:` section: field name -> JSONPaths (or templates) tried in order.
+
+    A template (e.g. building a data: URI from a base64 field) sees `result`, `request` and `model`.
+    """
 
     def __init__(self, spec: ResponseSpec, base: ResponsePaths | None = None) -> None:
-        self.paths: dict[str, list[JsonPath]] = dict(base.paths) if base else {}
+        self.paths: dict[str, list[JsonPath | ValueTree]] = dict(base.paths) if base else {}
         for name, value in spec.model_dump(exclude_none=True).items():
             exprs = [value] if isinstance(value, str) else value
-            self.paths[name] = [JsonPath(e) for e in exprs]
+            self.paths[name] = [self._compile(e, name, i) for i, e in enumerate(exprs)]
 
-    def extract(self, data: Any) -> dict[str, Any]:
+    @staticmethod
+    def _compile(expression: str, name: str, index: int) -> JsonPath | ValueTree:
+        if is_template(expression):
+            tree = ValueTree(expression, (name,))
+            tree.check_names(RESPONSE_NAMES)
+            return tree
+        return JsonPath(expression)
+
+    def extract(self, data: Any, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, paths in self.paths.items():
             for path in paths:
+                if isinstance(path, ValueTree):
+                    rendered = path.render({**(ctx or {}), "result": data})
+                    values = rendered if isinstance(rendered, list) else [rendered]
+                else:
+                    values = path.all(data)
                 if name == "images":
-                    values = [v for v in path.all(data) if v is not None]
-                    if values:
-                        out[name] = values
+                    found = [v for v in values if v is not None]
+                    if found:
+                        out[name] = found
                         break
                 else:
                     # A scalar field skips containers, so `[$.output[0], $.output]` serves both shapes.
-                    value = next((v for v in path.all(data) if v is not None and not isinstance(v, (dict, list))),
-                                 None)
+                    value = next((v for v in values if v is not None and not isinstance(v, (dict, list))), None)
                     if value is not None:
                         out[name] = value
                         break

@@ -69,7 +69,7 @@ def run_example(family: FamilySpec, index: int) -> ExampleFailure | None:
     if example.body is not None and job.payload != example.body:
         return failure(f"body mismatch:\n  expected {example.body}\n  rendered {job.payload}")
     if example.response is not None:
-        extracted = family.response.extract(example.response)
+        extracted = family.response.extract(example.response, {"request": request, "model": config.model})
         expected = example.result or {}
         for key, value in expected.items():
             if extracted.get(key) != value:

@@ -105,7 +105,13 @@ def _jsonpath(doc: SourceDoc, expression: str, path: tuple) -> JsonPath:
 def _response_paths(doc: SourceDoc, spec: Any, base: ResponsePaths | None, path: tuple) -> ResponsePaths:
     for name, value in spec.model_dump(exclude_none=True).items():
         for index, expression in enumerate([value] if isinstance(value, str) else value):
-            _jsonpath(doc, expression, (*path, name) if isinstance(value, str) else (*path, name, index))
+            where = (*path, name) if isinstance(value, str) else (*path, name, index)
+            try:
+                ResponsePaths._compile(expression, name, index)
+            except JsonPathSyntaxError as exc:
+                raise doc.error(str(exc), where) from None
+            except LeafError as exc:
+                raise doc.error(str(exc.error), where) from None
     return ResponsePaths(spec, base)
 
 

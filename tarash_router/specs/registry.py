@@ -116,10 +116,12 @@ class SpecRegistry:
         if pname not in self.providers:
             known = ", ".join(sorted(self.providers))
             raise ValidationError(f"unknown provider {provider!r} (known: {known})", provider=provider, model=model)
+        # A pinned version (`owner/name:hash`, Replicate) is served by the family of `owner/name`.
+        base_model = model.split(":", 1)[0]
         best: FamilySpec | None = None
         best_len = -1
         for prefix, (family, _) in self._prefixes.get(pname, {}).items():
-            if len(prefix) > best_len and model_matches(model, prefix):
+            if len(prefix) > best_len and (model_matches(model, prefix) or model_matches(base_model, prefix)):
                 best, best_len = family, len(prefix)
         if best is not None:
             if best.modality != modality:

@@ -16,7 +16,9 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Status = Literal["queued", "processing", "completed", "failed"]
-Phase = Literal["submit", "poll", "result", "cancel", "job"]
+# HTTP phases answer with an error status; `job` is a job the provider reports as failed; `output`
+# is a successful result that still carries a refusal (e.g. finish_reason CONTENT_FILTERED).
+Phase = Literal["submit", "poll", "result", "cancel", "job", "output"]
 ErrorName = Literal[
     "ValidationError", "ContentModerationError", "HTTPError", "AuthenticationError", "RateLimitError",
     "GenerationFailedError", "HTTPConnectionError", "TimeoutError",

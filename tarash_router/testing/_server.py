@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import email as _email
+import email.policy as _email_policy
 import json as _json
 import signal
 import socket
@@ -86,6 +88,24 @@ def json_loads_or_none(body: bytes) -> Any | None:
         return _json.loads(body)
     except ValueError:
         return None
+
+
+def parse_multipart(content_type: str, body: bytes) -> dict[str, str | bytes] | None:
+    """Fields of a multipart/form-data body (text parts as str, file parts as bytes); None if not multipart."""
+    if not content_type.startswith("multipart/form-data"):
+        return None
+    message = _email.message_from_bytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body, policy=_email_policy.HTTP)
+    if not message.is_multipart():
+        return None
+    fields: dict[str, str | bytes] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name is None:
+            continue
+        payload = part.get_payload(decode=True) or b""
+        fields[name] = payload if part.get_filename() else payload.decode("utf-8")
+    return fields
 
 
 @dataclass
