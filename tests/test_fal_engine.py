@@ -283,3 +283,16 @@ def test_unknown_status_is_treated_as_processing(fal, caplog):
     fal.queue(FalJob(statuses=["IN_QUEUE", "WARMING_UP", "COMPLETED"]))
     assert generate_video(video_config(fal), VideoGenerationRequest(prompt="x")).video
     assert "unknown status 'WARMING_UP'" in caplog.text
+
+
+def test_sync_call_from_a_sync_callback_fails_clearly_instead_of_deadlocking(fal):
+    errors: list[BaseException] = []
+
+    def on_progress(update: VideoGenerationUpdate) -> None:
+        try:
+            generate_video(video_config(fal), VideoGenerationRequest(prompt="nested"))
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    generate_video(video_config(fal), VideoGenerationRequest(prompt="outer"), on_progress=on_progress)
+    assert errors and "would deadlock" in str(errors[0])

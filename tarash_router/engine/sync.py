@@ -29,7 +29,12 @@ class _LoopThread:
             return self._loop
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop())
+        loop = self.loop()
+        if threading.current_thread().name == "tarash-router-loop":
+            coro.close()
+            raise RuntimeError("a sync tarash_router call from a progress callback would deadlock; "
+                               "use the async API (await generate_video_async(...)) there")
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
             return future.result()
         except KeyboardInterrupt:
