@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         return _usage(f"invalid request: {where}: {err['msg']}")
     except SystemExit as exc:
         return int(exc.code or 0)
+    except BrokenPipeError:  # `tarash-router schema family | head`
+        sys.stderr.close()
+        return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

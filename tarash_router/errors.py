@@ -39,7 +39,9 @@ class TarashException(Exception):
 
     def __str__(self) -> str:
         where = "/".join(p for p in (self.provider, self.model) if p)
-        return f"[{where}] {self.message}" if where else self.message
+        if not where or (self.model and self.message.startswith(self.model)):
+            return self.message
+        return f"[{where}] {self.message}"
 
     def __repr__(self) -> str:
         return (

@@ -147,3 +147,12 @@ def test_mock_error_falls_back_to_next_config():
 def test_mock_images():
     config = ImageGenerationConfig(provider="x", model="m", mock=MockConfig(enabled=True))
     assert len(generate_image(config, ImageGenerationRequest(prompt="x", n=3)).images) == 3
+
+
+def test_mock_of_a_real_model_validates_like_it():
+    from tarash_router import ValidationError
+
+    config = VideoGenerationConfig(provider="fal", model="fal-ai/veo3", mock=MockConfig(enabled=True))
+    with pytest.raises(ValidationError, match="4, 6, 8"):
+        generate_video(config, VideoGenerationRequest(prompt="x", duration_seconds=5))
+    assert generate_video(config, VideoGenerationRequest(prompt="x", duration_seconds=8)).is_mock

@@ -211,3 +211,34 @@ def test_templates_render_native_values_and_drop_none():
     tree = ValueTree({"n": "{{ x }}", "s": "v{{ x }}", "gone": "{{ missing }}", "lit": 3,
                       "nested": {"list": ["{{ x }}", "{{ missing }}"]}})
     assert tree.render({"x": 5}) == {"n": 5, "s": "v5", "lit": 3, "nested": {"list": [5]}}
+
+
+def test_declared_image_slot_the_body_never_uses(tmp_path):
+    family = FAMILY.replace("  duration_seconds: {allowed: [5, 10]}",
+                            "  duration_seconds: {allowed: [5, 10]}\n  images: {first_frame: optional}")
+    err = load_error(tmp_path, family)
+    assert err.key == "params.images.first_frame" and "silently dropped" in err.message
+
+
+def test_unknown_handler_name(tmp_path):
+    err = load_error(tmp_path, FAMILY + "handler: magic_sdk\n")
+    assert err.key == "handler" and "unknown handler 'magic_sdk'" in err.message
+
+
+def test_text_template_with_a_missing_value_drops_the_key():
+    from tarash_router.specs.templates import ValueTree
+
+    tree = ValueTree({"duration": "{{ d }}s", "label": "v{{ n }}"})
+    assert tree.render({"n": 2}) == {"label": "v2"}
+    assert tree.render({"d": 5, "n": 0}) == {"duration": "5s", "label": "v0"}
+
+
+def test_runtime_mapping_is_not_displaced_by_a_later_file_layer(tmp_path):
+    from tarash_router import register_provider_field_mapping
+    from tarash_router.specs.registry import get_registry
+
+    register_provider_field_mapping("fal", {"fal-ai/pinned-by-code": {"prompt": "{{ request.prompt }}"}})
+    family = FAMILY.replace("provider: acme", "provider: fal").replace("acme/video-1", "fal-ai/pinned-by-code")
+    write(tmp_path, {"late.yaml": family})
+    get_registry().load_paths([tmp_path])
+    assert get_registry().resolve("fal", "fal-ai/pinned-by-code", "video").source.file.startswith("<register")

@@ -74,6 +74,10 @@ def error_from_response(
     rule = next((r for r in provider.error_rules if r.matches(phase, status, text, data)), None)
     if rule is not None:
         message = (rule.message.first(data) if rule.message else None) or default_message(data, text)
+        if phase == "output" and rule.message is None:
+            what = rule.json_path.expression if rule.json_path else "the result"
+            message = f"the provider refused the output ({what} = {rule.equals!r})" if rule.equals is not None \
+                else f"the provider refused the output ({what})"
         return _instantiate(rule.error_class, str(message), status, headers, rule.retryable, common)
     message = default_message(data, text)
     if in_body:

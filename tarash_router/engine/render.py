@@ -50,7 +50,12 @@ class PreparedRequest:
         if self.form is not None:
             out["form"] = self.form
         if self.files is not None:
-            out["form"] = {k: v[1] for k, v in self.files if v[0] is None}
+            form: dict[str, Any] = {}
+            for key, (filename, value, *_) in self.files:
+                if filename is None:
+                    form[key] = [*form[key], value] if isinstance(form.get(key), list) else (
+                        [form[key], value] if key in form else value)
+            out["form"] = form
             out["files"] = {k: f"<{len(v[1])} bytes, {v[2]}>" for k, v in self.files if v[0] is not None}
         return out
 

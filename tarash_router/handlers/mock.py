@@ -23,6 +23,7 @@ async def run_mock(config: GenerationConfig, request: GenerationRequest, on_prog
 
     mock = config.mock
     assert mock is not None
+    _validate_like_the_real_model(config, request, modality)
     choice: MockResponse = random.choices(mock.responses, weights=[r.weight for r in mock.responses])[0]
     request_id = f"mock_{generate_unique_id()}"
     response = None if choice.error is not None else _response(choice, request, request_id, config, modality)
@@ -46,6 +47,19 @@ async def run_mock(config: GenerationConfig, request: GenerationRequest, on_prog
     if choice.error is not None:
         raise choice.error
     return response
+
+
+def _validate_like_the_real_model(config: GenerationConfig, request: GenerationRequest, modality: str) -> None:
+    """A mocked config that names a real model rejects what that model would reject."""
+    from ..errors import ValidationError
+    from ..specs.params import check_request
+    from ..specs.registry import get_registry
+
+    try:
+        family = get_registry().resolve(config.provider, config.model, modality)
+    except ValidationError:
+        return  # a made-up provider or model: nothing to check against
+    check_request(family, config.model, request)
 
 
 def _response(choice: MockResponse, request: GenerationRequest, request_id: str, config: GenerationConfig,

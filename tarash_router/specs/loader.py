@@ -19,6 +19,8 @@ from .templates import LeafError, ValueTree
 from .yaml_source import SourceDoc, load_yaml_file
 
 PROVIDER_FILE = "provider.yaml"
+# Python handlers a spec may name (`handler:`); the SDK special cases register here.
+KNOWN_HANDLERS: set[str] = set()
 
 
 def validate_model(doc: SourceDoc, model: type[pydantic.BaseModel], path: tuple[Any, ...] = ()) -> Any:
@@ -165,7 +167,7 @@ def _poll_paths(doc: SourceDoc, poll: Any, path: tuple) -> dict[str, JsonPath]:
 def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
     """Validate and compile a family file against its (already loaded) provider."""
     ffile = validate_model(doc, FamilyFile)
-    if ffile.provider != provider.name:
+    if ffile.provider != provider.name and ffile.provider not in provider.file.aliases:
         raise doc.error(f"family says provider {ffile.provider!r} but sits beside {provider.name!r}", ("provider",))
     request_fields = REQUEST_FIELDS[ffile.modality]
     params = _parse_params(doc, ffile.params, request_fields)
@@ -174,6 +176,11 @@ def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
         body.check_names(BODY_NAMES, {"request": request_fields, "images": _slot_names(params)})
     except LeafError as exc:
         raise doc.error(str(exc.error), exc.path) from None
+    used_slots = body.attributes_of("images")
+    for slot in params.roles:
+        if slot not in used_slots:
+            raise doc.error(f"image slot {slot!r} is declared but the body never uses images.{slot}; "
+                            "an image sent for it would be silently dropped", ("params", "images", slot))
     if params.video is None and "video" in body.names():
         params.video = "optional"
     override = ffile.protocol
@@ -192,6 +199,11 @@ def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
             result = _compile_request(doc, override.result, ("protocol", "result"), JOB_NAMES)
         if override.cancel:
             cancel = _compile_request(doc, override.cancel, ("protocol", "cancel"), JOB_NAMES)
+    handler = ffile.handler or provider.file.handler
+    if handler is not None and handler not in KNOWN_HANDLERS:
+        where = ("handler",) if ffile.handler else ("provider",)
+        known = ", ".join(sorted(KNOWN_HANDLERS)) or "none are available yet"
+        raise doc.error(f"unknown handler {handler!r} (known: {known})", where)
     if submit is None and not (ffile.handler or provider.file.handler):
         raise doc.error("no submit request: the provider has no protocol and the family no handler", ("models",))
     response = _response_paths(doc, ffile.response, provider.response, ("response",))

@@ -81,7 +81,8 @@ class SpecRegistry:
             if existing and existing[1] == layer and existing[0] is not family:
                 raise family.source.error(
                     f"model prefix {prefix!r} is already claimed by {existing[0].describe()}", ("models", index))
-            table[prefix] = (family, layer)
+            if existing is None or existing[1] <= layer:  # a lower layer never displaces a higher one
+                table[prefix] = (family, layer)
 
     # ------------------------------------------------------------ lookup
 

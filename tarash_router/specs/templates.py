@@ -37,8 +37,18 @@ def _to_str(value: Any) -> Any:
     return None if value is None or isinstance(value, Undefined) else str(value)
 
 
+_MISSING_MARK = "\x00tarash-missing\x00"
+
+
+def _finalize(value: Any) -> Any:
+    # In a text template ("{{ x }}s"), a missing value must not print as "None" or "": mark it so
+    # the whole key is dropped, like a bare expression that yields None.
+    return _MISSING_MARK if value is None or isinstance(value, Undefined) else value
+
+
 def _build_env(undefined: type[Undefined]) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=undefined, autoescape=False, keep_trailing_newline=True)
+    env = ImmutableSandboxedEnvironment(undefined=undefined, autoescape=False, keep_trailing_newline=True,
+                                        finalize=_finalize)
     env.filters["suffix"] = _suffix
     env.filters["string_or_none"] = _to_str
     return env
@@ -75,11 +85,15 @@ def compile_leaf(source: str) -> Compiled:
         else:
             ast = ENV.parse(source)
             tmpl = ENV.from_string(source)
-            render = lambda ctx, _t=tmpl: _t.render(ctx)  # noqa: E731
+            render = lambda ctx, _t=tmpl: _text_or_none(_t.render(ctx))  # noqa: E731
     except TemplateSyntaxError as exc:
         raise SpecTemplateError(f"template syntax error: {exc.message}", exc.lineno) from None
     names, attrs = _references(ast)
     return Compiled(source=source, render=render, names=names, attributes=attrs)
+
+
+def _text_or_none(text: str) -> str | None:
+    return None if _MISSING_MARK in text else text
 
 
 def _references(ast: nodes.Template) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
@@ -140,8 +154,8 @@ class ValueTree:
                     raise _LeafError(path, SpecTemplateError(
                         f"'{name}.{attr}': templates may not reach private or internal attributes"))
                 if name in rules and attr not in rules[name]:
-                    raise _LeafError(path, SpecTemplateError(
-                        f"'{name}.{attr}' is not a field of {name}; known fields: {', '.join(sorted(rules[name]))}"))
+                    known = ", ".join(sorted(rules[name])) or "none declared"
+                    raise _LeafError(path, SpecTemplateError(f"'{name}.{attr}' is not a field of {name}; known: {known}"))
 
     def attributes_of(self, name: str) -> set[str]:
         return {attr for _, leaf in self.leaves for n, attr in leaf.attributes if n == name}
