@@ -232,6 +232,7 @@ def test_image_generation(fal):
     fal.queue(FalJob.images(2))
     response = generate_image(image_config(fal), __import__("tarash_router").ImageGenerationRequest(prompt="a", n=2))
     assert len(response.images) == 2 and all(u.startswith("https://") for u in response.images)
+    assert response.content_type == "image/jpeg"
     assert json.loads(fal.submits[0].body)["num_images"] == 2
 
 
