@@ -149,8 +149,9 @@ def prepare_job(family: FamilySpec, config: GenerationConfig, request: Generatio
     """Validate the request (ValidationError before any HTTP) and render the provider payload."""
     provider = family.provider
     warnings = check_request(family, config.model, request)
-    for warning in warnings:
-        logger.warning("%s", warning)
+    if not dry_run:
+        for warning in warnings:
+            logger.warning("%s", warning)
     media = provider.file.media
     images: dict[str, Any] = {}
     for slot, items in assign_images(family, request).items():
