@@ -22,6 +22,7 @@ from .models import (
     ImageGenerationUpdate, ImageType, MediaContent, Resolution, VideoGenerationConfig, VideoGenerationRequest,
     VideoGenerationResponse, VideoGenerationUpdate,
 )
+from .routing import Router, get_router, load_routes
 from .specs.registry import get_registry, load_specs
 
 try:
@@ -32,7 +33,7 @@ except PackageNotFoundError:  # running from a source tree
 __all__ = [
     "generate_video", "generate_video_async", "generate_image", "generate_image_async", "register_provider",
     "register_provider_field_mapping", "get_provider_field_mapping", "render_request", "load_specs", "get_registry",
-    "aclose_clients",
+    "aclose_clients", "Router", "get_router", "load_routes",
     "VideoGenerationConfig", "VideoGenerationRequest", "VideoGenerationResponse", "VideoGenerationUpdate",
     "ImageGenerationConfig", "ImageGenerationRequest", "ImageGenerationResponse", "ImageGenerationUpdate",
     "ExecutionMetadata", "MediaContent", "ImageType", "Resolution", "AspectRatio",

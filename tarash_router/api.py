@@ -12,38 +12,45 @@ from .models import (
     ImageGenerationConfig, ImageGenerationRequest, ImageGenerationResponse, ImageProgressCallback,
     ProgressCallback, VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse,
 )
-from .routing import execute
+from .routing import execute, get_router
 from .specs.mapping import get_provider_field_mapping, register_provider_field_mapping
 from .specs.registry import get_registry
 
 logger = logging.getLogger("tarash_router.api")
 
 
+async def _run(config: Any, request: Any, on_progress: Any, modality: str) -> Any:
+    if isinstance(config, str):
+        logger.info("generate_%s route=%s", modality, config)
+        return await get_router().run(config, request, on_progress, modality)
+    logger.info("generate_%s provider=%s model=%s", modality, config.provider, config.model)
+    return await execute(config, request, on_progress, modality)
+
+
 async def generate_video_async(
-    config: VideoGenerationConfig, request: VideoGenerationRequest, on_progress: ProgressCallback | None = None,
+    config: VideoGenerationConfig | str, request: VideoGenerationRequest, on_progress: ProgressCallback | None = None,
 ) -> VideoGenerationResponse:
-    """Generate a video; falls back through `config.fallback_configs` on retryable errors."""
-    logger.info("generate_video provider=%s model=%s", config.provider, config.model)
-    return await execute(config, request, on_progress, "video")
+    """Generate a video with a config (and its fallbacks) or through a named route."""
+    return await _run(config, request, on_progress, "video")
 
 
 def generate_video(
-    config: VideoGenerationConfig, request: VideoGenerationRequest, on_progress: ProgressCallback | None = None,
+    config: VideoGenerationConfig | str, request: VideoGenerationRequest, on_progress: ProgressCallback | None = None,
 ) -> VideoGenerationResponse:
     """Blocking `generate_video_async`; works inside a running event loop too; async callbacks are awaited."""
     return run_sync(generate_video_async(config, request, on_progress))
 
 
 async def generate_image_async(
-    config: ImageGenerationConfig, request: ImageGenerationRequest, on_progress: ImageProgressCallback | None = None,
+    config: ImageGenerationConfig | str, request: ImageGenerationRequest,
+    on_progress: ImageProgressCallback | None = None,
 ) -> ImageGenerationResponse:
-    """Generate images; falls back through `config.fallback_configs` on retryable errors."""
-    logger.info("generate_image provider=%s model=%s", config.provider, config.model)
-    return await execute(config, request, on_progress, "image")
+    """Generate images with a config (and its fallbacks) or through a named route."""
+    return await _run(config, request, on_progress, "image")
 
 
 def generate_image(
-    config: ImageGenerationConfig, request: ImageGenerationRequest, on_progress: ImageProgressCallback | None = None,
+    config: ImageGenerationConfig | str, request: ImageGenerationRequest, on_progress: ImageProgressCallback | None = None,
 ) -> ImageGenerationResponse:
     """Blocking `generate_image_async`."""
     return run_sync(generate_image_async(config, request, on_progress))

@@ -96,6 +96,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if findings else EXIT_OK
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .models import ImageGenerationRequest, VideoGenerationRequest
+    from .routing import Router, get_router
+
+    router = Router.from_dir(*args.routes) if args.routes else get_router()
+    route = router.get(args.route)
+    request_cls = VideoGenerationRequest if route.modality == "video" else ImageGenerationRequest
+    data = _load_json(args.request)
+    if not isinstance(data, dict):
+        return _usage("the request file must hold a JSON object")
+    print(router.explain(args.route, request_cls.model_validate(data)).render())
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from .specs.schema import FamilyFile, ProviderFile
 
@@ -132,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check spec files offline: schema, templates, examples")
     validate.add_argument("paths", nargs="*", help="spec files or directories (default: the built-in specs)")
     validate.set_defaults(func=cmd_validate)
+
+    explain = sub.add_parser("explain", help="show how a route would serve a request: order, skips, policies")
+    explain.add_argument("--route", required=True)
+    explain.add_argument("--request", required=True, help="JSON file with the request fields ('-' for stdin)")
+    explain.add_argument("--routes", action="append", default=[],
+                         help="routes file or directory (repeatable; default: TARASH_ROUTE_DIRS)")
+    explain.set_defaults(func=cmd_explain)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a spec file kind")
     schema.add_argument("kind", choices=["provider", "family"])

@@ -179,6 +179,7 @@ class AttemptMetadata(BaseModel):
     is_retryable: bool | None = None
     request_id: str | None = None
     reason: str | None = None
+    retry_number: int = 0  # 0 for the first try on a target, 1.. for retries of it
 
     @property
     def elapsed_seconds(self) -> float | None:
@@ -195,6 +196,7 @@ class ExecutionMetadata(BaseModel):
     attempts: list[AttemptMetadata] = Field(default_factory=list)
     fallback_triggered: bool = False
     configs_in_chain: int = 1
+    route: str | None = None
 
     @property
     def total_elapsed_seconds(self) -> float | None:

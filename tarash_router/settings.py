@@ -37,8 +37,6 @@ class TarashSettings(BaseSettings):
     connect_timeout: float = Field(10.0, gt=0)
     # Consecutive failed polls tolerated before the job is given up on.
     max_poll_errors: int = Field(5, ge=0)
-    # Submit attempts when the provider cannot have created the job (connection refused, 429, 503).
-    submit_attempts: int = Field(3, ge=1)
     # Longest wait between retries, whatever Retry-After says.
     max_retry_wait: float = Field(30.0, ge=0)
 

@@ -127,13 +127,4 @@ def error_from_transport(exc: Exception, provider: str, model: str, phase: str, 
     return HTTPConnectionError(f"{phase} request failed: {name}: {exc}", **common)
 
 
-def is_submit_retry_safe(exc: TarashException) -> bool:
-    """Submit may be sent again only when the provider cannot have created the job."""
-    if exc.job_may_exist:
-        return False
-    if isinstance(exc, (HTTPConnectionError, TimeoutError)):
-        return True
-    return isinstance(exc, HTTPError) and exc.status_code in (429, 503)
-
-
-__all__ = ["error_from_response", "error_from_transport", "parse_retry_after", "is_submit_retry_safe", "raw_body"]
+__all__ = ["error_from_response", "error_from_transport", "parse_retry_after", "raw_body"]

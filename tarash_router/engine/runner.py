@@ -25,7 +25,7 @@ from ..models import (
 )
 from ..settings import get_settings
 from ..specs.compiled import FamilySpec
-from .classify import error_from_response, error_from_transport, is_submit_retry_safe, output_refusal
+from .classify import error_from_response, error_from_transport, output_refusal
 from .client import POOL
 from .render import JobContext, PreparedRequest, prepare_job
 
@@ -65,6 +65,7 @@ class Generation:
         self.job_id: str | None = None
         self.loop = asyncio.get_running_loop()
         self.deadline = self.loop.time() + jc.config.timeout
+        self.terminal = False  # the provider reported the job finished (completed or failed)
 
     # ------------------------------------------------------------ HTTP
 
@@ -113,6 +114,12 @@ class Generation:
         except asyncio.CancelledError:
             await self._cancel_remote("caller cancelled")
             raise
+        except TarashException as exc:
+            # Giving up on a job that may still run (e.g. polls kept failing): stop it so a
+            # fallback target does not leave two paid jobs running.
+            if self.job_id is not None and not self.terminal and exc.job_may_exist:
+                await self._cancel_remote(f"giving up after {type(exc).__name__}")
+            raise
 
     async def _lifecycle(self) -> VideoGenerationResponse | ImageGenerationResponse:
         family = self.jc.family
@@ -128,6 +135,7 @@ class Generation:
         status = self._map_status(self.job.get("status")) if self.job.get("status") is not None else "queued"
         await self._emit(status, reply.data, queue_position=self.job.get("queue_position"))
         data = reply.data
+        self.terminal = status in TERMINAL
         if status != "completed":
             data = await self._poll_until_done()
         if family.result is not None:
@@ -135,19 +143,9 @@ class Generation:
         return await self._finish(data)
 
     async def _submit(self) -> Reply:
-        prepared = self.jc.build(self.jc.family.submit)
-        attempts = self.settings.submit_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                return await self.send(prepared, "submit")
-            except TarashException as exc:
-                if attempt == attempts or not is_submit_retry_safe(exc):
-                    raise
-                wait = self._retry_wait(exc, attempt)
-                logger.info("%s/%s submit not accepted (%s); retrying in %.2fs", self.jc.provider,
-                            self.jc.model, type(exc).__name__, wait)
-                await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
+        # Sent once: whether a failed submit may be retried is routing's call (see RetryPolicy),
+        # made from `job_may_exist` on the error.
+        return await self.send(self.jc.build(self.jc.family.submit), "submit")
 
     def _extract_job(self, data: Any) -> str | None:
         paths = self.jc.family.provider.job_paths
@@ -190,6 +188,7 @@ class Generation:
                 status = "failed"
             progress = paths["progress"].first(data) if "progress" in paths else None
             percent = _percent(progress, family.progress_scale)
+            self.terminal = status in TERMINAL
             if status == "completed":
                 return data  # the completed update goes out with the extracted result
             await self._emit(status, data,

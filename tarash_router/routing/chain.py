@@ -1,18 +1,37 @@
-"""Run a config's fallback chain (the seed API's `fallback_configs`), recording every attempt."""
+"""Run a call through its targets: capability skip, cooldown, retries (tenacity), fallback, deadline.
+
+One implementation serves routes files and the seed API's `fallback_configs`. Every try, retry and
+skip is an `AttemptMetadata`; the metadata is returned on the response and attached to the raised
+exception when every target failed.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+import time
 from datetime import datetime, timezone
 from typing import Any
 
+from tenacity import (
+    AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential, wait_random,
+)
+
 from ..engine.runner import run_generation
-from ..errors import TarashException
+from ..errors import TarashException, ValidationError
+from ..errors import TimeoutError as GenerationTimeoutError
 from ..handlers import get_handler
 from ..models import AttemptMetadata, ExecutionMetadata, GenerationConfig, GenerationRequest
+from ..settings import get_settings, resolve_api_key
+from ..specs.params import check_request
 from ..specs.registry import get_registry
+from .cooldown import CooldownStore, InMemoryCooldowns
+from .policy import HEALTH_KINDS, RoutePolicy, error_kind
+from .routes import Target
 
 logger = logging.getLogger("tarash_router.routing")
+DEFAULT_COOLDOWNS = InMemoryCooldowns()
 
 
 def collect_fallback_chain(config: GenerationConfig) -> list[GenerationConfig]:
@@ -24,7 +43,7 @@ def collect_fallback_chain(config: GenerationConfig) -> list[GenerationConfig]:
 
 
 async def dispatch(config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str) -> Any:
-    """Run one target: a mock, a registered handler, or the spec engine."""
+    """Run one target once: a mock, a registered handler, or the spec engine."""
     if config.mock is not None and config.mock.enabled:
         from ..handlers.mock import run_mock
 
@@ -37,48 +56,197 @@ async def dispatch(config: GenerationConfig, request: GenerationRequest, on_prog
     return await run_generation(family, config, request, on_progress, modality)
 
 
+def unsupported_reason(config: GenerationConfig, request: GenerationRequest, modality: str) -> str | None:
+    """Why this target cannot serve the request (checked offline, before any HTTP), or None."""
+    if (config.mock is not None and config.mock.enabled) or get_handler(config.provider) is not None:
+        return None
+    try:
+        family = get_registry().resolve(config.provider, config.model, modality)
+        check_request(family, config.model, request)
+    except ValidationError as exc:
+        return exc.message
+    auth = family.provider.file.auth
+    if auth is not None and resolve_api_key(config.api_key, auth.env, auth.join_env) is None:
+        names = " or ".join(auth.env) or "config.api_key"
+        return f"no API key for {family.provider.name} (set {names} or config.api_key)"
+    return None
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _as_tarash(exc: Exception, config: GenerationConfig) -> TarashException:
+def _as_tarash(exc: BaseException, target: Target) -> TarashException:
     if isinstance(exc, TarashException):
         return exc
-    wrapped = TarashException(f"{type(exc).__name__}: {exc}", provider=config.provider, model=config.model,
+    wrapped = TarashException(f"{type(exc).__name__}: {exc}", provider=target.provider, model=target.model,
                               retryable=False)
     wrapped.__cause__ = exc
     return wrapped
 
 
+def order_targets(targets: list[Target], policy: RoutePolicy) -> list[Target]:
+    """`weighted`: pick the first target by weight, then fall back through the rest in order."""
+    if policy.strategy != "weighted" or len(targets) < 2:
+        return list(targets)
+    first = random.choices(range(len(targets)), weights=[t.weight for t in targets])[0]
+    return [targets[first], *targets[:first], *targets[first + 1:]]
+
+
+class RouteRun:
+    """One routed call in flight: the budget (deadline, max attempts) and the metadata."""
+
+    def __init__(self, targets: list[Target], policy: RoutePolicy, modality: str, route: str | None,
+                 cooldowns: CooldownStore | None) -> None:
+        self.targets = order_targets(targets, policy)
+        self.policy = policy
+        self.modality = modality
+        self.route = route
+        self.cooldowns = cooldowns if cooldowns is not None else DEFAULT_COOLDOWNS
+        self.metadata = ExecutionMetadata(configs_in_chain=len(targets), route=route)
+        self.started = time.monotonic()
+        self.tries = 0
+
+    def time_left(self) -> float | None:
+        if self.policy.deadline is None:
+            return None
+        return self.policy.deadline - (time.monotonic() - self.started)
+
+    def budget_exhausted(self) -> str | None:
+        left = self.time_left()
+        if left is not None and left <= 0:
+            return f"route deadline of {self.policy.deadline:g}s reached"
+        if self.policy.max_attempts is not None and self.tries >= self.policy.max_attempts:
+            return f"max_attempts ({self.policy.max_attempts}) reached"
+        return None
+
+    def _record(self, target: Target, **fields: Any) -> AttemptMetadata:
+        attempt = AttemptMetadata(provider=target.provider, model=target.model,
+                                  attempt_number=len(self.metadata.attempts) + 1, **fields)
+        self.metadata.attempts.append(attempt)
+        self.metadata.total_attempts = sum(1 for a in self.metadata.attempts if a.status != "skipped")
+        return attempt
+
+    def skip(self, target: Target, reason: str) -> None:
+        now = _now()
+        self._record(target, status="skipped", reason=reason, started_at=now, ended_at=now)
+        logger.info("route %s: skipping %s: %s", self.route or "-", target.key, reason)
+
+    async def execute(self, request: GenerationRequest, on_progress: Any) -> Any:
+        last_error: TarashException | None = None
+        for index, target in enumerate(self.targets):
+            exhausted = self.budget_exhausted()
+            if exhausted:
+                last_error = last_error or GenerationTimeoutError(exhausted, provider=target.provider,
+                                                                  model=target.model)
+                break
+            target_request = target.apply_params(request)
+            config = target.build_config(self.modality, self.time_left())
+            if self.policy.skip_unsupported and len(self.targets) > 1:
+                reason = unsupported_reason(config, target_request, self.modality)
+                if reason is not None:
+                    self.skip(target, f"unsupported: {reason}")
+                    continue
+            if self.policy.cooldown is not None:
+                wait = self.cooldowns.check(target.key, self.policy.cooldown)
+                if wait is not None:
+                    self.skip(target, f"cooling down for {wait:.1f}s more")
+                    continue
+            try:
+                response = await self._try_target(target, config, target_request, on_progress)
+            except TarashException as exc:
+                last_error = exc
+                kind = error_kind(exc)
+                if self.policy.cooldown is not None and kind in HEALTH_KINDS:
+                    self.cooldowns.record_failure(target.key, self.policy.cooldown)
+                if kind not in self.policy.fallback_on:
+                    break
+                if index + 1 < len(self.targets):
+                    logger.warning("route %s: %s failed (%s); falling back", self.route or "-", target.key,
+                                   type(exc).__name__)
+                continue
+            if self.policy.cooldown is not None:
+                self.cooldowns.record_success(target.key)
+            tried = [a for a in self.metadata.attempts if a.status != "skipped"]
+            self.metadata.successful_attempt = self.metadata.attempts[-1].attempt_number
+            self.metadata.fallback_triggered = len({(a.provider, a.model) for a in tried}) > 1 or any(
+                a.status == "skipped" for a in self.metadata.attempts)
+            return response.model_copy(update={"execution_metadata": self.metadata})
+        raise self._final_error(last_error)
+
+    def _final_error(self, error: TarashException | None) -> TarashException:
+        if error is None:  # every target was skipped
+            reasons = "; ".join(f"{a.provider}/{a.model}: {a.reason}" for a in self.metadata.attempts)
+            error = ValidationError(f"no target can serve this request ({reasons})")
+        self.metadata.fallback_triggered = len(self.metadata.attempts) > 1
+        error.execution_metadata = self.metadata
+        return error
+
+    async def _try_target(self, target: Target, config: GenerationConfig, request: GenerationRequest,
+                          on_progress: Any) -> Any:
+        retry = self.policy.retry
+        backoff = retry.backoff
+        exponential = wait_exponential(multiplier=backoff.initial, max=backoff.max)
+        if backoff.jitter:
+            exponential = exponential + wait_random(0, backoff.initial)
+        cap = get_settings().max_retry_wait
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            hinted = getattr(exc, "retry_after", None)
+            seconds = min(float(hinted), cap) if hinted is not None else exponential(state)
+            left = self.time_left()
+            return max(0.0, min(seconds, left)) if left is not None else seconds
+
+        def should_retry(exc: BaseException) -> bool:
+            return retry.should_retry(exc) and self.budget_exhausted() is None
+
+        retrying = AsyncRetrying(stop=stop_after_attempt(retry.attempts), wait=wait,
+                                 retry=retry_if_exception(should_retry), reraise=True, sleep=asyncio.sleep)
+        retries = 0
+        async for attempt_state in retrying:
+            with attempt_state:
+                attempt = self._record(target, retry_number=retries)
+                retries += 1
+                self.tries += 1
+                if retries > 1:  # the route's time shrinks between tries
+                    config = target.build_config(self.modality, self.time_left())
+                try:
+                    response = await dispatch(config, request, on_progress, self.modality)
+                except BaseException as raw:  # noqa: BLE001 - every failure is recorded
+                    if isinstance(raw, (asyncio.CancelledError, KeyboardInterrupt)):
+                        raise
+                    exc = _as_tarash(raw, target)
+                    attempt.ended_at = _now()
+                    attempt.error_type = type(exc).__name__
+                    attempt.error_message = exc.message
+                    attempt.is_retryable = retry.should_retry(exc)
+                    attempt.request_id = exc.request_id
+                    attempt.reason = error_kind(exc)
+                    if exc is raw:
+                        raise
+                    raise exc from raw
+                attempt.ended_at = _now()
+                attempt.status = "success"
+                attempt.request_id = getattr(response, "request_id", None)
+                return response
+        raise AssertionError("unreachable")
+
+
+async def execute_targets(targets: list[Target], policy: RoutePolicy, request: GenerationRequest, on_progress: Any,
+                          modality: str, route: str | None = None, cooldowns: CooldownStore | None = None) -> Any:
+    """Route one call through `targets` under `policy`."""
+    return await RouteRun(targets, policy, modality, route, cooldowns).execute(request, on_progress)
+
+
+SEED_POLICY = RoutePolicy()
+
+
 async def execute(config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str) -> Any:
-    """Try each config of the chain in order; fall back only on retryable errors."""
-    chain = collect_fallback_chain(config)
-    metadata = ExecutionMetadata(configs_in_chain=len(chain))
-    for number, target in enumerate(chain, start=1):
-        attempt = AttemptMetadata(provider=target.provider, model=target.model, attempt_number=number)
-        metadata.attempts.append(attempt)
-        metadata.total_attempts = number
-        metadata.fallback_triggered = number > 1
-        try:
-            response = await dispatch(target, request, on_progress, modality)
-        except Exception as raw:  # noqa: BLE001 - every failure is recorded, then re-raised or fallen back from
-            exc = _as_tarash(raw, target)
-            attempt.ended_at = _now()
-            attempt.error_type = type(exc).__name__
-            attempt.error_message = str(exc.message)
-            attempt.is_retryable = exc.retryable
-            attempt.request_id = exc.request_id
-            if not exc.retryable or number == len(chain):
-                exc.execution_metadata = metadata
-                if exc is raw:
-                    raise
-                raise exc from raw
-            logger.warning("%s/%s failed (%s); falling back to %s/%s", target.provider, target.model,
-                           type(exc).__name__, chain[number].provider, chain[number].model)
-            continue
-        attempt.ended_at = _now()
-        attempt.status = "success"
-        attempt.request_id = getattr(response, "request_id", None)
-        metadata.successful_attempt = number
-        return response.model_copy(update={"execution_metadata": metadata})
-    raise AssertionError("empty chain")
+    """The seed API: `config` then its `fallback_configs`, under the default policy."""
+    targets = [Target.from_config(c) for c in collect_fallback_chain(config)]
+    return await execute_targets(targets, SEED_POLICY, request, on_progress, modality)
+
+
+__all__ = ["execute", "execute_targets", "collect_fallback_chain", "dispatch", "unsupported_reason",
+           "order_targets", "DEFAULT_COOLDOWNS"]

@@ -23,20 +23,22 @@ PROVIDER_FILE = "provider.yaml"
 KNOWN_HANDLERS: set[str] = set()
 
 
-def validate_model(doc: SourceDoc, model: type[pydantic.BaseModel], path: tuple[Any, ...] = ()) -> Any:
-    """Validate a document (or part of it) against a schema model; first error -> SpecError."""
+def validate_model(doc: SourceDoc, model: type[pydantic.BaseModel], path: tuple[Any, ...] = (),
+                   cls: type[SpecError] = SpecError) -> Any:
+    """Validate a document (or part of it) against a schema model; first error -> SpecError (or `cls`)."""
     data = doc.data
     for key in path:
         data = data[key]
     if not isinstance(data, dict):
-        raise doc.error(f"expected a mapping, found {type(data).__name__}", path)
+        raise doc.error(f"expected a mapping, found {type(data).__name__}", path, cls)
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise _pydantic_to_spec_error(doc, exc, model, path) from None
+        raise _pydantic_to_spec_error(doc, exc, model, path, cls) from None
 
 
-def _pydantic_to_spec_error(doc: SourceDoc, exc: pydantic.ValidationError, model: type, base: tuple) -> SpecError:
+def _pydantic_to_spec_error(doc: SourceDoc, exc: pydantic.ValidationError, model: type, base: tuple,
+                            cls: type[SpecError] = SpecError) -> SpecError:
     err = exc.errors()[0]
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
     loc = tuple(_alias_back(p) for p in loc)
@@ -53,8 +55,9 @@ def _pydantic_to_spec_error(doc: SourceDoc, exc: pydantic.ValidationError, model
     else:
         found = err.get("input")
         shown = repr(found) if not isinstance(found, (dict, list)) else type(found).__name__
-        message = f"{err['msg']} (found {shown})"
-    return doc.error(message, path)
+        text = err["msg"].removeprefix("Value error, ")
+        message = text if "found" in text else f"{text} (found {shown})"
+    return doc.error(message, path, cls)
 
 
 def _alias_back(part: Any) -> Any:
@@ -64,12 +67,16 @@ def _alias_back(part: Any) -> Any:
 def _fields_at(model: type, loc: tuple) -> list[str]:
     """Names allowed at a location in the schema (for 'did you mean')."""
     current: Any = model
+    skip_key = False
     for part in loc:
-        if isinstance(part, int) or current is None:
+        if skip_key or isinstance(part, int) or current is None:
+            skip_key = False
             continue
         info = getattr(current, "model_fields", {}).get(part) or next(
             (f for f in getattr(current, "model_fields", {}).values() if f.alias == part), None)
         current = _model_in(info.annotation) if info else None
+        # dict[str, Model]: the next location part is a mapping key, not a field name.
+        skip_key = info is not None and getattr(info.annotation, "__origin__", None) is dict
     if current is None or not hasattr(current, "model_fields"):
         return []
     return sorted(f.alias or n for n, f in current.model_fields.items())

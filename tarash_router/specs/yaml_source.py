@@ -125,6 +125,10 @@ def _build(node: yaml.Node, path: KeyPath, doc: SourceDoc, cls: type[SpecError])
 def _scalar(node: yaml.Node) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         raise SpecError("mapping keys must be plain scalars")
+    # YAML 1.2 booleans: only true/false. YAML 1.1 would read `on:` (as in `retry: {on: [...]}`),
+    # `no` or `off` as booleans, which is never what a spec author means.
+    if node.tag == "tag:yaml.org,2002:bool" and node.value.lower() not in ("true", "false"):
+        return node.value
     return _SCALAR_CONSTRUCTOR.construct_object(node, deep=True)
 
 

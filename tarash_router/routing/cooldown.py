@@ -1,0 +1,93 @@
+"""Per-target circuit breaker: closed -> open after N failures in a window -> half-open trial -> closed.
+
+`CooldownStore` is the interface; `InMemoryCooldowns` serves one process. A shared backend (Redis)
+implements the same three methods so several processes agree that a target is cooling down.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .policy import CooldownPolicy
+
+
+class CooldownStore(Protocol):
+    """State of every target's breaker, keyed by 'provider/model'."""
+
+    def check(self, key: str, policy: CooldownPolicy, now: float | None = None) -> float | None:
+        """None when the target may be tried (closed, or this caller gets the half-open trial);
+        otherwise the seconds until it may be tried again."""
+
+    def remaining(self, key: str, now: float | None = None) -> float | None:
+        """Seconds the target stays open, without taking the half-open trial (for `explain`)."""
+
+    def record_failure(self, key: str, policy: CooldownPolicy, now: float | None = None) -> None: ...
+
+    def record_success(self, key: str) -> None: ...
+
+
+@dataclass
+class _Breaker:
+    failures: deque[float] = field(default_factory=deque)
+    open_until: float | None = None
+    trial_in_flight: bool = False
+
+
+class InMemoryCooldowns:
+    """Thread-safe, process-local breaker state."""
+
+    def __init__(self) -> None:
+        self._breakers: dict[str, _Breaker] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key: str, policy: CooldownPolicy, now: float | None = None) -> float | None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            breaker = self._breakers.get(key)
+            if breaker is None or breaker.open_until is None:
+                return None
+            if now < breaker.open_until:
+                return breaker.open_until - now
+            if breaker.trial_in_flight:  # someone else is already making the half-open trial
+                return policy.duration
+            breaker.trial_in_flight = True
+            return None
+
+    def remaining(self, key: str, now: float | None = None) -> float | None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            breaker = self._breakers.get(key)
+            if breaker is None or breaker.open_until is None or now >= breaker.open_until:
+                return None
+            return breaker.open_until - now
+
+    def record_failure(self, key: str, policy: CooldownPolicy, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            breaker = self._breakers.setdefault(key, _Breaker())
+            if breaker.trial_in_flight:  # the half-open trial failed: open again
+                breaker.trial_in_flight = False
+                breaker.open_until = now + policy.duration
+                breaker.failures.clear()
+                return
+            breaker.failures.append(now)
+            while breaker.failures and breaker.failures[0] < now - policy.window:
+                breaker.failures.popleft()
+            if len(breaker.failures) >= policy.failures:
+                breaker.open_until = now + policy.duration
+                breaker.failures.clear()
+
+    def record_success(self, key: str) -> None:
+        with self._lock:
+            self._breakers.pop(key, None)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._breakers.clear()
+
+
+__all__ = ["CooldownStore", "InMemoryCooldowns"]

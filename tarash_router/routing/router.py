@@ -1,0 +1,170 @@
+"""`Router`: routes loaded from files, run by name, explained offline, reloaded safely."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, SpecError, ValidationError
+from ..models import GenerationRequest
+from ..settings import get_settings
+from ..specs.registry import SpecRegistry, get_registry
+from .chain import execute_targets, unsupported_reason
+from .cooldown import CooldownStore, InMemoryCooldowns
+from .routes import Route, load_routes_paths
+
+logger = logging.getLogger("tarash_router.routing")
+
+
+@dataclass
+class PlanStep:
+    """One target of an explained route: whether it would be tried, and why not."""
+
+    provider: str
+    model: str
+    action: str  # "try" | "skip"
+    reason: str | None = None
+    weight: float | None = None
+
+
+@dataclass
+class Plan:
+    """What a call through a route would do, computed offline."""
+
+    route: str
+    modality: str
+    strategy: str
+    steps: list[PlanStep] = field(default_factory=list)
+    policy: dict[str, Any] = field(default_factory=dict)
+
+    def render(self) -> str:
+        lines = [f"route {self.route} ({self.modality}, strategy {self.strategy})"]
+        for number, step in enumerate(self.steps, start=1):
+            weight = f" weight {step.weight:g}" if step.weight is not None else ""
+            reason = f": {step.reason}" if step.reason else ""
+            lines.append(f"  {number}. {step.action:<4} {step.provider}/{step.model}{weight}{reason}")
+        for key, value in self.policy.items():
+            lines.append(f"  {key}: {value}")
+        return "\n".join(lines)
+
+
+class Router:
+    """Named routes from one or more directories or files."""
+
+    def __init__(self, paths: list[Path | str] | None = None, *, registry: SpecRegistry | None = None,
+                 cooldowns: CooldownStore | None = None) -> None:
+        self.paths = [Path(p) for p in paths or []]
+        self._registry = registry
+        self.cooldowns = cooldowns if cooldowns is not None else InMemoryCooldowns()
+        self.routes: dict[str, Route] = {}
+        self._lock = threading.Lock()
+        if self.paths:
+            self.routes = load_routes_paths(self.paths, self.registry)
+
+    @classmethod
+    def from_dir(cls, *paths: Path | str, **kwargs: Any) -> Router:
+        return cls(list(paths), **kwargs)
+
+    @property
+    def registry(self) -> SpecRegistry:
+        return self._registry or get_registry()
+
+    def load(self, *paths: Path | str) -> list[str]:
+        """Add routes from more paths; a name already loaded is an error. Returns the new names."""
+        new = load_routes_paths([Path(p) for p in paths], self.registry)
+        clash = sorted(set(new) & set(self.routes))
+        if clash:
+            route = new[clash[0]]
+            raise route.source.error(f"route {clash[0]!r} is already loaded", ("routes", clash[0]), ConfigError) \
+                if route.source else ConfigError(f"route {clash[0]!r} is already loaded")
+        with self._lock:
+            self.paths += [Path(p) for p in paths]
+            self.routes.update(new)
+        return sorted(new)
+
+    def reload(self) -> list[SpecError]:
+        """Re-read every path. On an error the routes in force stay as they were; the errors are returned."""
+        try:
+            fresh = load_routes_paths(self.paths, self.registry)
+        except SpecError as exc:
+            logger.error("routes reload failed, keeping the previous routes: %s", exc)
+            return [exc]
+        with self._lock:
+            self.routes = fresh
+        return []
+
+    def get(self, name: str, modality: str | None = None) -> Route:
+        route = self.routes.get(name)
+        if route is None:
+            known = ", ".join(sorted(self.routes)) or "none loaded"
+            raise ValidationError(f"unknown route {name!r} (known: {known})")
+        if modality is not None and route.modality != modality:
+            raise ValidationError(f"route {name!r} is a {route.modality} route; it cannot generate {modality}")
+        return route
+
+    async def run(self, name: str, request: GenerationRequest, on_progress: Any, modality: str) -> Any:
+        route = self.get(name, modality)
+        return await execute_targets(route.targets, route.policy, request, on_progress, modality, route=name,
+                                     cooldowns=self.cooldowns)
+
+    def explain(self, name: str, request: GenerationRequest) -> Plan:
+        """The plan for `request` through route `name`: order, skips and why, policies. No network."""
+        route = self.get(name)
+        policy = route.policy
+        plan = Plan(route=name, modality=route.modality, strategy=policy.strategy)
+        for target in route.targets:
+            config = target.build_config(route.modality, None)
+            reason = unsupported_reason(config, target.apply_params(request), route.modality)
+            step = PlanStep(target.provider, target.model, "try",
+                            weight=target.weight if policy.strategy == "weighted" else None)
+            if reason is not None:
+                skips = policy.skip_unsupported and len(route.targets) > 1  # as the chain does
+                step.action, step.reason = ("skip", f"unsupported: {reason}") if skips else (
+                    "try", f"will fail: {reason}")
+            elif policy.cooldown is not None and (left := self.cooldowns.remaining(target.key)) is not None:
+                step.action, step.reason = "skip", f"cooling down for {left:.1f}s more"
+            plan.steps.append(step)
+        retry = policy.retry
+        plan.policy = {
+            "retry": f"{retry.attempts} tries per target on {', '.join(sorted(retry.on)) or 'nothing'}; backoff "
+                     f"{retry.backoff.initial:g}s..{retry.backoff.max:g}s{' with jitter' if retry.backoff.jitter else ''}"
+                     ", Retry-After honoured; a job that may exist is never re-submitted",
+            "fallback_on": ", ".join(sorted(policy.fallback_on)) or "nothing",
+            "skip_unsupported": policy.skip_unsupported,
+            "cooldown": (f"{policy.cooldown.failures} failures in {policy.cooldown.window:g}s open a target for "
+                         f"{policy.cooldown.duration:g}s") if policy.cooldown else "off",
+            "deadline": f"{policy.deadline:g}s" if policy.deadline else "none",
+            "max_attempts": policy.max_attempts or "unlimited",
+        }
+        return plan
+
+
+_DEFAULT: Router | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def get_router() -> Router:
+    """The process-wide router: routes from `TARASH_ROUTE_DIRS` plus whatever `load_routes` added."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        with _DEFAULT_LOCK:
+            if _DEFAULT is None:
+                _DEFAULT = Router(list(get_settings().route_dirs))
+    return _DEFAULT
+
+
+def load_routes(*paths: Path | str) -> list[str]:
+    """Add routes files or directories to the process-wide router; returns the route names added."""
+    return get_router().load(*paths)
+
+
+def reset_router() -> None:
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        _DEFAULT = None
+
+
+__all__ = ["Router", "Plan", "PlanStep", "get_router", "load_routes", "reset_router"]

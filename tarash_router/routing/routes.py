@@ -1,0 +1,231 @@
+"""Routes files: named routes (modality, targets, strategy, retry/fallback/cooldown policy), strictly loaded.
+
+```yaml
+spec_version: 1
+routes:
+  video-default:
+    modality: video
+    strategy: fallback            # fallback | weighted
+    targets:
+      - {provider: fal, model: fal-ai/veo3/fast, timeout: 10m}
+      - {provider: fal, model: fal-ai/kling-video/v2.6/pro/text-to-video, params: {negative_prompt: blur}}
+    retry: {attempts: 3, on: [rate_limit, server_error], backoff: {initial: 1s, max: 30s, jitter: true}}
+    fallback_on: [rate_limit, server_error, connection, timeout, generation_failed]
+    skip_unsupported: true
+    cooldown: {failures: 3, window: 60s, duration: 30s}
+    deadline: 15m
+    max_attempts: 6
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from ..errors import ConfigError, ValidationError
+from ..handlers import get_handler
+from ..models import GenerationConfig, GenerationRequest, ImageGenerationConfig, VideoGenerationConfig
+from ..specs.loader import validate_model
+from ..specs.registry import SpecRegistry
+from ..specs.yaml_source import SourceDoc, load_yaml_file
+from .policy import (
+    DEFAULT_FALLBACK_ON, DEFAULT_RETRY_ON, Backoff, CooldownPolicy, RetryPolicy, RoutePolicy, parse_duration,
+)
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+ErrorKind = Literal["rate_limit", "server_error", "connection", "timeout", "generation_failed", "moderation",
+                    "validation", "auth", "client_error", "other"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TargetFile(_Strict):
+    provider: str
+    model: str
+    weight: float = Field(1.0, gt=0)
+    timeout: Duration | None = None
+    poll_interval: Duration | None = None
+    max_poll_attempts: int | None = Field(None, ge=1)
+    base_url: str | None = None
+    api_key_env: str | None = Field(None, description="Environment variable holding this target's key")
+    provider_config: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict, description="Default request fields for this target")
+
+
+class BackoffFile(_Strict):
+    initial: Duration = 1.0
+    max: Duration = 30.0
+    jitter: bool = True
+
+
+class RetryFile(_Strict):
+    attempts: int = Field(3, ge=1, description="Tries per target, the first included")
+    on: list[ErrorKind] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))
+    backoff: BackoffFile = Field(default_factory=BackoffFile)
+
+
+class CooldownFile(_Strict):
+    failures: int = Field(3, ge=1)
+    window: Duration = 60.0
+    duration: Duration = 30.0
+
+
+class RouteFile(_Strict):
+    description: str | None = None
+    modality: Literal["video", "image"]
+    strategy: Literal["fallback", "weighted"] = "fallback"
+    targets: list[TargetFile] = Field(min_length=1)
+    retry: RetryFile = Field(default_factory=RetryFile)
+    fallback_on: list[ErrorKind] = Field(default_factory=lambda: list(DEFAULT_FALLBACK_ON))
+    skip_unsupported: bool = True
+    cooldown: CooldownFile | None = None
+    deadline: Duration | None = None
+    max_attempts: int | None = Field(None, ge=1)
+
+
+class RoutesFile(_Strict):
+    spec_version: Literal[1]
+    routes: dict[str, RouteFile]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One provider/model a call may go to, with its per-target overrides."""
+
+    provider: str
+    model: str
+    weight: float = 1.0
+    timeout: float | None = None
+    poll_interval: float | None = None
+    max_poll_attempts: int | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    provider_config: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    config: GenerationConfig | None = field(default=None, repr=False)  # set when built from a seed config
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+    @classmethod
+    def from_config(cls, config: GenerationConfig) -> Target:
+        return cls(provider=config.provider, model=config.model, config=config)
+
+    def build_config(self, modality: str, time_left: float | None) -> GenerationConfig:
+        """The config for one attempt; the route's remaining time caps the target's timeout."""
+        if self.config is not None:
+            base = self.config.model_copy(update={"fallback_configs": None})
+        else:
+            import os
+
+            cls_ = VideoGenerationConfig if modality == "video" else ImageGenerationConfig
+            values: dict[str, Any] = {"provider": self.provider, "model": self.model,
+                                      "provider_config": dict(self.provider_config), "base_url": self.base_url}
+            if self.api_key_env:
+                values["api_key"] = os.environ.get(self.api_key_env)
+            for name in ("timeout", "poll_interval", "max_poll_attempts"):
+                if getattr(self, name) is not None:
+                    values[name] = getattr(self, name)
+            base = cls_(**values)
+        if time_left is not None and time_left < base.timeout:
+            base = base.model_copy(update={"timeout": max(time_left, 0.001)})
+        return base
+
+    def apply_params(self, request: GenerationRequest) -> GenerationRequest:
+        """Fill request fields the caller left unset from the target's default params."""
+        if not self.params:
+            return request
+        known = type(request).model_fields
+        update = {k: v for k, v in self.params.items() if k in known and getattr(request, k) in (None, [], {})}
+        extra = {k: v for k, v in self.params.items() if k not in known}
+        if extra:
+            update["extra_params"] = {**extra, **request.extra_params}
+        return request.model_copy(update=update) if update else request
+
+
+@dataclass
+class Route:
+    """A named route: targets in order plus the policy that governs calls through it."""
+
+    name: str
+    modality: str
+    targets: list[Target]
+    policy: RoutePolicy
+    source: SourceDoc | None = None
+    description: str | None = None
+
+
+def route_from_file(name: str, spec: RouteFile, doc: SourceDoc | None) -> Route:
+    retry = RetryPolicy(attempts=spec.retry.attempts, on=frozenset(spec.retry.on),
+                        backoff=Backoff(spec.retry.backoff.initial, spec.retry.backoff.max, spec.retry.backoff.jitter))
+    cooldown = (CooldownPolicy(spec.cooldown.failures, spec.cooldown.window, spec.cooldown.duration)
+                if spec.cooldown else None)
+    policy = RoutePolicy(retry=retry, fallback_on=frozenset(spec.fallback_on), skip_unsupported=spec.skip_unsupported,
+                         cooldown=cooldown, deadline=spec.deadline, max_attempts=spec.max_attempts,
+                         strategy=spec.strategy)
+    targets = [Target(**t.model_dump()) for t in spec.targets]
+    return Route(name=name, modality=spec.modality, targets=targets, policy=policy, source=doc,
+                 description=spec.description)
+
+
+def load_routes_file(path: Path, registry: SpecRegistry) -> dict[str, Route]:
+    """Load and check one routes file: schema, durations, and that every target resolves to a spec."""
+    doc = load_yaml_file(path, ConfigError)
+    parsed = validate_model(doc, RoutesFile, cls=ConfigError)
+    routes: dict[str, Route] = {}
+    for name, spec in parsed.routes.items():
+        for index, target in enumerate(spec.targets):
+            _check_target(doc, registry, name, index, target, spec.modality)
+        routes[name] = route_from_file(name, spec, doc)
+    return routes
+
+
+def _check_target(doc: SourceDoc, registry: SpecRegistry, route: str, index: int, target: TargetFile,
+                  modality: str) -> None:
+    path = ("routes", route, "targets", index)
+    if get_handler(target.provider) is not None:
+        return  # a registered Python handler serves any model name it likes
+    if not registry.has_provider(target.provider):
+        known = ", ".join(sorted(registry.providers))
+        raise doc.error(f"unknown provider {target.provider!r} (known: {known})", (*path, "provider"), ConfigError)
+    try:
+        registry.resolve(target.provider, target.model, modality)
+    except ValidationError as exc:
+        raise doc.error(exc.message, (*path, "model"), ConfigError) from None
+
+
+def discover_routes(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise ConfigError("routes path does not exist", file=str(root))
+        files += [root] if root.is_file() else sorted(
+            p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    return files
+
+
+def load_routes_paths(paths: list[Path], registry: SpecRegistry) -> dict[str, Route]:
+    """Every route under `paths`; a name defined twice is an error naming both places."""
+    routes: dict[str, Route] = {}
+    for path in discover_routes(paths):
+        for name, route in load_routes_file(path, registry).items():
+            if name in routes:
+                first = routes[name].source
+                where = f"{first.file}:{first.position(('routes', name))[0]}" if first else "elsewhere"
+                assert route.source is not None
+                raise route.source.error(f"duplicate route name {name!r} (first defined at {where})",
+                                         ("routes", name), ConfigError)
+            routes[name] = route
+    return routes
+
+
+__all__ = ["Target", "Route", "RoutesFile", "RouteFile", "TargetFile", "load_routes_paths", "load_routes_file",
+           "route_from_file"]
