@@ -18,7 +18,7 @@ test: $(BIN)/tarash-router
 	$(BIN)/python -m pytest -q
 
 validate: $(BIN)/tarash-router
-	$(BIN)/tarash-router validate provider_specs
+	$(BIN)/tarash-router validate provider_specs routes
 
 clean:
 	rm -rf $(VENV) .pytest_cache

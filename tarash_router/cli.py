@@ -71,29 +71,17 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .specs.examples import run_examples
-    from .specs.registry import SpecRegistry, builtin_spec_dir
+    from .validate import format_findings, validate_paths
 
-    registry = SpecRegistry()
-    findings: list[str] = []
-    try:
-        registry.load_paths([builtin_spec_dir()])
-        families = registry.families()
-        if args.paths:
-            families = registry.load_paths(args.paths)
-    except SpecError as exc:
-        print(f"{exc.location}: error: {exc.message}" + (f" [{exc.key}]" if exc.key else ""))
-        return EXIT_FINDINGS
-    for family in families:
-        for failure in run_examples(family):
-            line, column = family.source.position(failure.key)
-            findings.append(f"{family.source.file}:{line}:{column}: error: example {failure.index}: "
-                            f"{failure.message} [examples[{failure.index}]]")
-    for finding in findings:
-        print(finding)
-    count = len(families)
-    print(f"{count} families checked, {len(findings)} error(s)", file=sys.stderr)
-    return EXIT_FINDINGS if findings else EXIT_OK
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        return _usage(f"no such file or directory: {missing[0]}")
+    findings = validate_paths([Path(p) for p in args.paths])
+    if findings:
+        print(format_findings(findings, args.format))
+    errors = sum(f.severity == "error" for f in findings)
+    print(f"{errors} error(s), {len(findings) - errors} warning(s)", file=sys.stderr)
+    return EXIT_FINDINGS if errors else EXIT_OK
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -144,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     providers.set_defaults(func=cmd_providers)
 
     validate = sub.add_parser("validate", help="check spec files offline: schema, templates, examples")
-    validate.add_argument("paths", nargs="*", help="spec files or directories (default: the built-in specs)")
+    validate.add_argument("paths", nargs="*", help="spec/routes files or directories (default: the built-in specs)")
+    validate.add_argument("--format", choices=["text", "json", "github"], default="text")
     validate.set_defaults(func=cmd_validate)
 
     explain = sub.add_parser("explain", help="show how a route would serve a request: order, skips, policies")

@@ -133,7 +133,8 @@ class Generation:
                                         model=self.jc.model, raw_response=_as_dict(reply.data), retryable=False,
                                         job_may_exist=True)
         status = self._map_status(self.job.get("status")) if self.job.get("status") is not None else "queued"
-        await self._emit(status, reply.data, queue_position=self.job.get("queue_position"))
+        if status != "completed":  # a finished job gets one completed update, with its result
+            await self._emit(status, reply.data, queue_position=self.job.get("queue_position"))
         data = reply.data
         self.terminal = status in TERMINAL
         if status != "completed":
@@ -268,7 +269,7 @@ class Generation:
         update = cls(
             request_id=self.job_id or "", status=status, progress_percent=percent,
             queue_position=queue_position if isinstance(queue_position, int) else None,
-            logs=logs if isinstance(logs, list) else None, update=_as_dict(data), error=error,
+            logs=_logs(logs), update=_as_dict(data), error=error,
             provider=self.jc.provider, model=self.jc.model, result=result)
         await call_progress(self.on_progress, update)
 
@@ -301,6 +302,15 @@ async def call_progress(callback: Any, update: Any) -> None:
             await result
     except Exception:  # noqa: BLE001
         logger.exception("progress callback raised; the generation continues")
+
+
+def _logs(value: Any) -> list[Any] | None:
+    """Provider logs as a list: lists pass through, a log string (Replicate) becomes its lines."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str) and value:
+        return value.splitlines()
+    return None
 
 
 def _percent(value: Any, scale: float) -> int | None:

@@ -39,7 +39,9 @@ def validate_model(doc: SourceDoc, model: type[pydantic.BaseModel], path: tuple[
 
 def _pydantic_to_spec_error(doc: SourceDoc, exc: pydantic.ValidationError, model: type, base: tuple,
                             cls: type[SpecError] = SpecError) -> SpecError:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # A typo shows up twice (unknown key + missing key): report the unknown key, the root cause.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
     loc = tuple(_alias_back(p) for p in loc)
     path = (*base, *loc)

@@ -45,12 +45,16 @@ class SpecRegistry:
         """Load every provider and family file under `paths` as one layer; raise on the first error."""
         provider_files, family_files = discover([Path(p) for p in paths])
         with self._lock:
-            self._layer += 1
+            self.begin_layer()
             for path in provider_files:
                 self.add_provider(load_provider(load_yaml_file(path)))
-            return [self._add_family_file(path) for path in family_files]
+            return [self.add_family_file(path) for path in family_files]
 
-    def _add_family_file(self, path: Path) -> FamilySpec:
+    def begin_layer(self) -> None:
+        """Files added from now on override earlier ones; a prefix claimed twice within a layer is an error."""
+        self._layer += 1
+
+    def add_family_file(self, path: Path) -> FamilySpec:
         doc = load_yaml_file(path)
         if not isinstance(doc.data, dict):
             raise doc.error("expected a mapping at the top of the file")
@@ -119,22 +123,24 @@ class SpecRegistry:
             raise ValidationError(f"unknown provider {provider!r} (known: {known})", provider=provider, model=model)
         # A pinned version (`owner/name:hash`, Replicate) is served by the family of `owner/name`.
         base_model = model.split(":", 1)[0]
-        best: FamilySpec | None = None
-        best_len = -1
+        # Longest prefix among families of the requested modality, else that modality's generic family.
+        best: dict[str, tuple[int, FamilySpec]] = {}
         for prefix, (family, _) in self._prefixes.get(pname, {}).items():
-            if len(prefix) > best_len and (model_matches(model, prefix) or model_matches(base_model, prefix)):
-                best, best_len = family, len(prefix)
-        if best is not None:
-            if best.modality != modality:
-                raise ValidationError(
-                    f"{model!r} is a {best.modality} model ({best.describe()}); it cannot generate {modality}",
-                    provider=pname, model=model)
-            return best
+            if model_matches(model, prefix) or model_matches(base_model, prefix):
+                if len(prefix) > best.get(family.modality, (-1, None))[0]:
+                    best[family.modality] = (len(prefix), family)
+        if modality in best:
+            return best[modality][1]
         generic = self._generic.get((pname, modality))
-        if generic is None:
-            raise ValidationError(f"no {modality} spec of provider {pname!r} serves model {model!r}",
-                                  provider=pname, model=model)
-        return generic
+        if generic is not None:
+            return generic
+        other = next(iter(best.values()), None)
+        if other is not None:
+            raise ValidationError(
+                f"{model!r} is a {other[1].modality} model ({other[1].describe()}); it cannot generate {modality}",
+                provider=pname, model=model)
+        raise ValidationError(f"no {modality} spec of provider {pname!r} serves model {model!r}",
+                              provider=pname, model=model)
 
 
 _DEFAULT: SpecRegistry | None = None

@@ -1,0 +1,135 @@
+"""Offline checks of spec and routes files for CI: every problem found, each at file:line:col.
+
+Spec files are loaded one by one (so one broken file does not hide the others), their examples run,
+deprecations become warnings; then routes files are checked against the specs that loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+
+from .errors import SpecError
+from .routing.routes import load_routes_file
+from .specs.examples import run_examples
+from .specs.loader import PROVIDER_FILE, load_provider
+from .specs.registry import SpecRegistry, builtin_spec_dir
+from .specs.yaml_source import load_yaml_file
+
+
+@dataclass
+class Finding:
+    """One problem (or warning) at a place in a file."""
+
+    file: str
+    line: int | None
+    column: int | None
+    severity: str  # "error" | "warning"
+    message: str
+    key: str | None = None
+
+    @classmethod
+    def from_error(cls, exc: SpecError, severity: str = "error") -> Finding:
+        return cls(exc.file or "<unknown>", exc.line, exc.column, severity, exc.message, exc.key)
+
+    def text(self) -> str:
+        where = ":".join(str(p) for p in (self.file, self.line, self.column) if p is not None)
+        key = f" [{self.key}]" if self.key else ""
+        return f"{where}: {self.severity}: {self.message}{key}"
+
+    def github(self) -> str:
+        level = "error" if self.severity == "error" else "warning"
+        parts = [f"file={self.file}"] + [f"{k}={v}" for k, v in (("line", self.line), ("col", self.column)) if v]
+        message = self.message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        key = f" [{self.key}]" if self.key else ""
+        return f"::{level} {','.join(parts)}::{message}{key}"
+
+
+def _yaml_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for root in paths:
+        files += [root] if root.is_file() else sorted(
+            p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    return files
+
+
+def _is_routes_file(path: Path) -> bool:
+    try:
+        doc = load_yaml_file(path)
+    except SpecError:
+        return False  # reported when it is loaded as a spec
+    return isinstance(doc.data, dict) and "routes" in doc.data and "provider" not in doc.data
+
+
+def validate_paths(paths: list[Path], *, today: date | None = None) -> list[Finding]:
+    """Check spec and routes files under `paths` (default: the built-in specs). Never raises SpecError."""
+    today = today or date.today()
+    findings: list[Finding] = []
+    registry = SpecRegistry()
+    builtin = builtin_spec_dir()
+    targets = [Path(p) for p in paths] or [builtin]
+    if not any(Path(p).resolve() == builtin.resolve() for p in targets):
+        try:
+            registry.load_paths([builtin])  # user families may extend built-in providers
+        except SpecError as exc:
+            findings.append(Finding.from_error(exc))
+    files = _yaml_files(targets)
+    routes_files = [f for f in files if _is_routes_file(f)]
+    spec_files = [f for f in files if f not in routes_files]
+    registry.begin_layer()  # the checked files form one layer: a prefix claimed twice among them is an error
+    for path in sorted(spec_files, key=lambda p: p.name != PROVIDER_FILE):
+        try:
+            if path.name == PROVIDER_FILE:
+                registry.add_provider(load_provider(load_yaml_file(path)))
+                continue
+            family = registry.add_family_file(path)
+        except SpecError as exc:
+            findings.append(Finding.from_error(exc))
+            continue
+        for failure in run_examples(family):
+            line, column = family.source.position(failure.key)
+            findings.append(Finding(family.source.file, line, column, "error",
+                                    f"example {failure.index}: {failure.message}", f"examples[{failure.index}]"))
+        findings += _deprecations(family, today)
+    seen: dict[str, str] = {}
+    for path in routes_files:
+        try:
+            routes = load_routes_file(path, registry)
+        except SpecError as exc:
+            findings.append(Finding.from_error(exc))
+            continue
+        for name, route in routes.items():
+            line, column = route.source.position(("routes", name)) if route.source else (None, None)
+            if name in seen:
+                findings.append(Finding(str(path), line, column, "error",
+                                        f"duplicate route name {name!r} (first defined in {seen[name]})",
+                                        f"routes.{name}"))
+            seen.setdefault(name, str(path))
+    return findings
+
+
+def _deprecations(family, today: date) -> list[Finding]:  # noqa: ANN001 - FamilySpec
+    out = []
+    spec = family.file
+    if spec.deprecated:
+        line, column = family.source.position(("deprecated",))
+        out.append(Finding(family.source.file, line, column, "warning", f"deprecated: {spec.deprecated}",
+                           "deprecated"))
+    if spec.shutdown and spec.shutdown <= today:
+        line, column = family.source.position(("shutdown",))
+        out.append(Finding(family.source.file, line, column, "warning",
+                           f"the provider shut these models down on {spec.shutdown.isoformat()}", "shutdown"))
+    return out
+
+
+def format_findings(findings: list[Finding], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([asdict(f) for f in findings], indent=2)
+    if fmt == "github":
+        return "\n".join(f.github() for f in findings)
+    return "\n".join(f.text() for f in findings)
+
+
+__all__ = ["Finding", "validate_paths", "format_findings"]
