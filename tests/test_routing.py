@@ -227,7 +227,8 @@ def test_unknown_provider_and_model(tmp_path, fal):
     err = load_error(tmp_path, fal, ROUTES.replace("{provider: fal, model: fal-ai/veo3/fast",
                                                    "{provider: fol, model: fal-ai/veo3/fast"))
     assert err.line == 6 and "unknown provider 'fol'" in err.message
-    err = load_error(tmp_path, fal, ROUTES.replace("modality: video", "modality: image"))
+    err = load_error(tmp_path, fal, ROUTES.replace("modality: video", "modality: image").replace(
+        "{provider: fal, model: fal-ai/veo3/fast", "{provider: runway, model: gen4.5"))
     assert err.line == 6 and "video model" in err.message
 
 
