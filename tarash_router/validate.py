@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import SpecError
@@ -47,6 +48,13 @@ class Finding:
         return f"::{level} {','.join(parts)}::{message}{key}"
 
 
+@lru_cache(maxsize=1)
+def _builtin_registry() -> SpecRegistry:
+    registry = SpecRegistry()
+    registry.load_paths([builtin_spec_dir()])
+    return registry
+
+
 def _yaml_files(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for root in paths:
@@ -72,7 +80,7 @@ def validate_paths(paths: list[Path], *, today: date | None = None) -> list[Find
     targets = [Path(p) for p in paths] or [builtin]
     if not any(Path(p).resolve() == builtin.resolve() for p in targets):
         try:
-            registry.load_paths([builtin])  # user families may extend built-in providers
+            registry = _builtin_registry().copy()  # user families may extend built-in providers
         except SpecError as exc:
             findings.append(Finding.from_error(exc))
     files = _yaml_files(targets)

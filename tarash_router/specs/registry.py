@@ -50,6 +50,16 @@ class SpecRegistry:
                 self.add_provider(load_provider(load_yaml_file(path)))
             return [self.add_family_file(path) for path in family_files]
 
+    def copy(self) -> SpecRegistry:
+        """An independent registry with the same specs (compiled specs are shared, indexes copied)."""
+        clone = SpecRegistry()
+        clone.providers = dict(self.providers)
+        clone.aliases = dict(self.aliases)
+        clone._prefixes = {name: dict(table) for name, table in self._prefixes.items()}
+        clone._generic = dict(self._generic)
+        clone._layer = self._layer
+        return clone
+
     def begin_layer(self) -> None:
         """Files added from now on override earlier ones; a prefix claimed twice within a layer is an error."""
         self._layer += 1

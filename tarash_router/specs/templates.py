@@ -9,6 +9,7 @@ Plain strings, numbers and booleans are literals. `None` or an undefined result 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -72,8 +73,9 @@ def is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
+@lru_cache(maxsize=None)
 def compile_leaf(source: str) -> Compiled:
-    """Compile one template string (expression or text template)."""
+    """Compile one template string (expression or text template); shared by every spec using it."""
     match = _EXPRESSION.match(source)
     is_expr = bool(match) and "{{" not in match.group("expr") and "}}" not in match.group("expr")
     try:
