@@ -99,10 +99,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .specs.schema import FamilyFile, ProviderFile
+    from .specs.schema import json_schema
 
-    model = {"provider": ProviderFile, "family": FamilyFile}[args.kind]
-    print(json.dumps(model.model_json_schema(by_alias=True), indent=2))
+    print(json.dumps(json_schema(args.kind), indent=2))
     return EXIT_OK
 
 
@@ -144,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(func=cmd_explain)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a spec file kind")
-    schema.add_argument("kind", choices=["provider", "family"])
+    schema.add_argument("kind", choices=["provider", "family", "routes"])
     schema.set_defaults(func=cmd_schema)
 
     demo = sub.add_parser("demo", help="generate a video and an image on the built-in fake Fal server")

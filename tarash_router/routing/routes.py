@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from ..errors import ConfigError, ValidationError
 from ..handlers import get_handler
@@ -36,7 +36,10 @@ from .policy import (
     DEFAULT_FALLBACK_ON, DEFAULT_RETRY_ON, Backoff, CooldownPolicy, RetryPolicy, RoutePolicy, parse_duration,
 )
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema({"anyOf": [
+    {"type": "number", "minimum": 0},
+    {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)?\s*$", "examples": ["500ms", "30s", "15m", "1h"]},
+]})]
 ErrorKind = Literal["rate_limit", "server_error", "connection", "timeout", "generation_failed", "moderation",
                     "validation", "auth", "client_error", "other"]
 

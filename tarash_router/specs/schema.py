@@ -11,9 +11,9 @@ The JSON Schema published by `tarash-router schema` is generated from these mode
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 Status = Literal["queued", "processing", "completed", "failed"]
 # HTTP phases answer with an error status; `job` is a job the provider reports as failed; `output`
@@ -40,7 +40,9 @@ class AuthSpec(_Strict):
 
     header: str = "Authorization"
     scheme: str | None = Field(None, description="Prefix such as 'Key' or 'Bearer'; none sends the bare key")
-    env: list[str] = Field(default_factory=list, description="Environment variables tried in order")
+    env: Annotated[list[str], WithJsonSchema({"anyOf": [
+        {"type": "string"}, {"type": "array", "items": {"type": "string"}}]})] = Field(
+        default_factory=list, description="Environment variables tried in order")
     join_env: list[str] | None = Field(None, description="Variables joined with ':' when `env` is unset")
 
     _l = field_validator("env", mode="before")(lambda cls, v: _listify(v))
@@ -103,8 +105,11 @@ class ProtocolOverride(_Strict):
 class ErrorRule(_Strict):
     """Map a provider error to an exception class; the first rule that matches wins."""
 
-    status: list[int] | None = None
-    phase: list[Phase] | None = None
+    status: Annotated[list[int] | None, WithJsonSchema({"anyOf": [
+        {"type": "integer"}, {"type": "array", "items": {"type": "integer"}}, {"type": "null"}]})] = None
+    phase: Annotated[list[Phase] | None, WithJsonSchema({"anyOf": [
+        {"enum": list(get_args(Phase))}, {"type": "array", "items": {"enum": list(get_args(Phase))}},
+        {"type": "null"}]})] = None
     body_contains: str | None = None
     json_path: str | None = None
     equals: Any = None
@@ -210,7 +215,25 @@ class FamilyFile(_Strict):
     examples: list[ExampleSpec] = Field(default_factory=list)
 
 
+SCHEMA_KINDS = ("provider", "family", "routes")
+
+
+def json_schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of a file kind, as committed under `tarash_router/schemas/` for editors."""
+    if kind == "routes":
+        from ..routing.routes import RoutesFile  # routing sits above specs; imported only when asked
+
+        model: type[BaseModel] = RoutesFile
+    else:
+        model = {"provider": ProviderFile, "family": FamilyFile}[kind]
+    schema = model.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = f"tarash-router {kind} file, spec_version 1"
+    return schema
+
+
 __all__ = [
+    "json_schema", "SCHEMA_KINDS",
     "ProviderFile", "FamilyFile", "AuthSpec", "RequestSpec", "JobSpec", "PollSpec", "ProtocolSpec",
     "ProtocolOverride", "ErrorRule", "MediaSpec", "ResponseSpec", "ParamSpec", "RoleSpec", "ExampleSpec",
 ]
