@@ -8,6 +8,7 @@ from typing import Any
 from .engine.render import prepare_job
 from .engine.sync import run_sync
 from .handlers import register_provider
+from .handlers.base import get_spec_handler
 from .models import (
     ImageGenerationConfig, ImageGenerationRequest, ImageGenerationResponse, ImageProgressCallback,
     ProgressCallback, VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse,
@@ -66,8 +67,8 @@ def render_request(
     """
     modality = "image" if isinstance(config, ImageGenerationConfig) else "video"
     family = get_registry().resolve(config.provider, config.model, modality)
-    if family.submit is None:
-        raise NotImplementedError(f"{config.provider} is served by a Python handler; it has no HTTP dry run")
+    if family.handler_name is not None:
+        return get_spec_handler(family.handler_name).render(family, config, request)
     job = prepare_job(family, config, request, dry_run=True)
     return job.build(family.submit, dry_run=True).redacted()
 

@@ -35,3 +35,15 @@ def get_handler(provider: str) -> Any | None:
 
 
 __all__ = ["register_provider", "unregister_provider", "get_handler"]
+
+
+# Built-in SDK handlers, imported on first use (their SDKs are optional extras).
+def _register_builtin_handlers() -> None:
+    from .base import register_spec_handler
+
+    for name, target in BUILTIN_SPEC_HANDLERS.items():
+        register_spec_handler(name, target)
+
+
+BUILTIN_SPEC_HANDLERS: dict[str, str] = {}
+_register_builtin_handlers()

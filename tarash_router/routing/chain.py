@@ -22,6 +22,7 @@ from ..engine.runner import run_generation
 from ..errors import TarashException, ValidationError
 from ..errors import TimeoutError as GenerationTimeoutError
 from ..handlers import get_handler
+from ..handlers.base import get_spec_handler
 from ..models import AttemptMetadata, ExecutionMetadata, GenerationConfig, GenerationRequest
 from ..settings import get_settings, resolve_api_key
 from ..specs.params import check_request
@@ -53,6 +54,8 @@ async def dispatch(config: GenerationConfig, request: GenerationRequest, on_prog
         method = getattr(handler, f"generate_{modality}_async")
         return await method(config, request, on_progress)
     family = get_registry().resolve(config.provider, config.model, modality)
+    if family.handler_name is not None:
+        return await get_spec_handler(family.handler_name).run(family, config, request, on_progress, modality)
     return await run_generation(family, config, request, on_progress, modality)
 
 

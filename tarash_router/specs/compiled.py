@@ -211,8 +211,13 @@ class FamilySpec:
         return self.file.models
 
     @property
+    def handler_name(self) -> str | None:
+        """The Python handler serving this family (the family's, else the provider's), if any."""
+        return self.file.handler or self.provider.file.handler
+
+    @property
     def is_handler(self) -> bool:
-        return bool(self.file.handler or self.provider.file.handler)
+        return self.handler_name is not None
 
     def describe(self) -> str:
         return f"{self.provider.name}/{self.name} ({self.source.file})"

@@ -132,6 +132,9 @@ def load_provider(doc: SourceDoc) -> ProviderSpec:
     spec = ProviderSpec(name=pfile.provider, file=pfile, source=doc)
     if pfile.protocol is None and pfile.handler is None:
         raise doc.error("a provider needs either `protocol` (HTTP) or `handler` (Python)", ("provider",))
+    if pfile.handler is not None and pfile.handler not in KNOWN_HANDLERS:
+        known = ", ".join(sorted(KNOWN_HANDLERS)) or "none are available yet"
+        raise doc.error(f"unknown handler {pfile.handler!r} (known: {known})", ("handler",))
     spec.headers = _compile_request_headers(doc, pfile.headers)
     proto = pfile.protocol
     if proto is not None:
