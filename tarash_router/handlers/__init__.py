@@ -45,5 +45,11 @@ def _register_builtin_handlers() -> None:
         register_spec_handler(name, target)
 
 
-BUILTIN_SPEC_HANDLERS: dict[str, str] = {}
+BUILTIN_SPEC_HANDLERS: dict[str, str] = {
+    "openai_videos": "tarash_router.handlers.openai_videos:OpenAIVideosHandler",
+    "openai_images": "tarash_router.handlers.openai_images:OpenAIImagesHandler",
+    "azure_openai_videos": "tarash_router.handlers.openai_videos:AzureOpenAIVideosHandler",
+    "azure_openai_images": "tarash_router.handlers.openai_images:AzureOpenAIImagesHandler",
+    "google_vertex": "tarash_router.handlers.google_vertex:VertexHandler",
+}
 _register_builtin_handlers()
