@@ -156,7 +156,7 @@ def prepare_job(family: FamilySpec, config: GenerationConfig, request: Generatio
     images: dict[str, Any] = {}
     for slot, items in assign_images(family, request).items():
         converted = [convert_media(i, media.accepts, provider.name, media.max_inline_bytes) for i in items]
-        images[slot] = converted[0] if family.params.roles[slot].max == 1 else converted
+        images[slot] = converted if family.params.renders_list(slot) else converted[0]
     video = getattr(request, "video", None)
     if video is not None:
         video = convert_media(video, media.accepts, provider.name, media.max_inline_bytes)

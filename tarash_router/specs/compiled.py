@@ -181,6 +181,12 @@ class Params:
     fields: dict[str, ParamSpec]
     roles: dict[str, RoleSpec]
     video: str | None  # "required" | "optional" | None (not taken)
+    extra: dict[str, ParamSpec] = field(default_factory=dict)  # constraints on extra_params values
+    checks: list[tuple[ValueTree, str]] = field(default_factory=list)  # (when, error)
+
+    def renders_list(self, slot: str) -> bool:
+        role = self.roles[slot]
+        return role.as_list if role.as_list is not None else role.max != 1
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,7 @@ def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
         raise doc.error(f"family says provider {ffile.provider!r} but sits beside {provider.name!r}", ("provider",))
     request_fields = REQUEST_FIELDS[ffile.modality]
     params = _parse_params(doc, ffile.params, request_fields)
+    params.checks = _compile_checks(doc, ffile, request_fields)
     try:
         body = ValueTree(ffile.body, ("body",))
         body.check_names(BODY_NAMES, {"request": request_fields, "images": _slot_names(params)})
@@ -235,6 +237,7 @@ def _slot_names(params: Params) -> list[str]:
 def _parse_params(doc: SourceDoc, raw: dict[str, Any], request_fields: frozenset[str]) -> Params:
     fields: dict[str, ParamSpec] = {}
     roles: dict[str, RoleSpec] = {}
+    extra: dict[str, ParamSpec] = {}
     video: str | None = None
     for key, value in raw.items():
         path = ("params", key)
@@ -243,6 +246,10 @@ def _parse_params(doc: SourceDoc, raw: dict[str, Any], request_fields: frozenset
                 raise doc.error("`images` maps image slots to required|optional or {required, max, from}", path)
             for slot, slot_value in value.items():
                 roles[slot] = _parse_role(doc, slot, slot_value, (*path, slot))
+        elif key == "extra":
+            if not isinstance(value, dict):
+                raise doc.error("`extra` maps extra_params keys to constraints like {required: true}", path)
+            extra = {name: validate_model(doc, ParamSpec, (*path, name)) for name in value}
         elif key == "video":
             if value not in ("required", "optional"):
                 raise doc.error(f"`video` must be required or optional, found {value!r}", path)
@@ -252,12 +259,33 @@ def _parse_params(doc: SourceDoc, raw: dict[str, Any], request_fields: frozenset
                 raise doc.error(f"expected a mapping like {{allowed: [...]}}, found {value!r}", path)
             fields[key] = validate_model(doc, ParamSpec, path)
         else:
-            known = sorted(request_fields - {"image_list", "extra_params"} | {"images", "video"})
+            known = sorted(request_fields - {"image_list", "extra_params"} | {"images", "video", "extra"})
             hint = difflib.get_close_matches(str(key), known, n=1)
             suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
             raise doc.error(f"unknown request field {key!r}{suggestion} (known: {', '.join(known)})", path)
     _check_roles_disjoint(doc, roles)
-    return Params(fields=fields, roles=roles, video=video)
+    for name, spec in [*fields.items(), *extra.items()]:
+        if spec.pattern is not None:
+            try:
+                re.compile(spec.pattern)
+            except re.error as exc:
+                raise doc.error(f"invalid pattern: {exc}", ("params", name, "pattern")) from None
+    return Params(fields=fields, roles=roles, video=video, extra=extra)
+
+
+CHECK_NAMES = ("request", "model", "extra", "images", "image_roles")
+
+
+def _compile_checks(doc: SourceDoc, family: FamilyFile, request_fields: frozenset[str]) -> list[tuple[ValueTree, str]]:
+    checks = []
+    for index, check in enumerate(family.checks):
+        try:
+            tree = ValueTree(check.when, ("checks", index, "when"))
+            tree.check_names(CHECK_NAMES, {"request": request_fields})
+        except LeafError as exc:
+            raise doc.error(str(exc.error), exc.path) from None
+        checks.append((tree, check.error))
+    return checks
 
 
 def _parse_role(doc: SourceDoc, slot: str, value: Any, path: tuple) -> RoleSpec:

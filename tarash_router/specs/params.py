@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..errors import ValidationError
@@ -24,22 +25,47 @@ def check_request(family: FamilySpec, model: str, request: GenerationRequest) ->
         return ValidationError(f"{model} {message}", provider=provider, model=model)
 
     for name, rule in family.params.fields.items():
-        value = getattr(request, name, None)
-        if value is None:
-            if rule.required:
-                raise fail(f"requires {name}")
-            continue
-        if rule.allowed is not None and value not in rule.allowed:
-            raise fail(f"does not accept {name}={value!r}; allowed: {_fmt(rule.allowed)}")
-        if rule.min is not None and value < rule.min:
-            raise fail(f"does not accept {name}={value!r}; minimum is {rule.min:g}")
-        if rule.max is not None and value > rule.max:
-            raise fail(f"does not accept {name}={value!r}; maximum is {rule.max:g}")
+        _check_value(name, getattr(request, name, None), rule, fail)
+    for name, rule in family.params.extra.items():
+        _check_value(f"extra_params.{name}", request.extra_params.get(name), rule, fail)
 
     _check_images(family, request, fail)
     _check_video(family, request, fail)
     _check_extra(family, request, fail)
+    _run_checks(family, model, request, fail)
     return _unused_fields(family, request)
+
+
+def _check_value(name: str, value: Any, rule: Any, fail: Any) -> None:
+    why = f" ({rule.message})" if rule.message else ""
+    if value is None:
+        if rule.required:
+            raise fail(f"requires {name}{why}")
+        return
+    if rule.forbidden:
+        raise fail(f"does not support {name}{why}")
+    if rule.allowed is not None and value not in rule.allowed:
+        raise fail(f"does not accept {name}={value!r}; allowed: {_fmt(rule.allowed)}{why}")
+    if rule.min is not None and value < rule.min:
+        raise fail(f"does not accept {name}={value!r}; minimum is {_num(rule.min)}{why}")
+    if rule.max is not None and value > rule.max:
+        raise fail(f"does not accept {name}={value!r}; maximum is {_num(rule.max)}{why}")
+    if rule.pattern is not None and not re.fullmatch(rule.pattern, str(value)):
+        raise fail(f"does not accept {name}={value!r}; expected a value matching {rule.pattern}{why}")
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _run_checks(family: FamilySpec, model: str, request: GenerationRequest, fail: Any) -> None:
+    if not family.params.checks:
+        return
+    ctx = {"request": request, "model": model, "extra": request.extra_params,
+           "images": assign_images(family, request), "image_roles": [i["type"] for i in request.image_list]}
+    for when, error in family.params.checks:
+        if when.render(ctx):
+            raise fail(error)
 
 
 def assign_images(family: FamilySpec, request: GenerationRequest) -> dict[str, list[Any]]:
@@ -65,7 +91,7 @@ def _check_images(family: FamilySpec, request: GenerationRequest, fail: Any) -> 
         count = len(slots.get(slot, []))
         if role.required and count == 0:
             raise fail(f"requires an image for {slot!r} (roles: {', '.join(role.from_ or [slot])})")
-        if count > role.max:
+        if role.max is not None and count > role.max:
             raise fail(f"takes at most {role.max} image(s) for {slot!r}, got {count}")
 
 

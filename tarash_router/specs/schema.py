@@ -168,15 +168,30 @@ class ParamSpec(_Strict):
     allowed: list[Any] | None = None
     min: float | None = None
     max: float | None = None
+    pattern: str | None = Field(None, description="Regular expression the whole value must match")
     required: bool = False
+    forbidden: bool = Field(False, description="The model does not take this field: setting it is an error")
+    message: str | None = Field(None, description="Explanation added to the error")
 
 
 class RoleSpec(_Strict):
     """An image slot: which request roles feed it, whether it is required, how many it takes."""
 
     required: bool = False
-    max: int = Field(1, ge=1)
+    max: int | None = Field(1, ge=1, description="Most images the slot takes; null for no limit")
+    as_list: bool | None = Field(None, alias="list", description="Render as a list (default: when max is not 1)")
     from_: list[str] | None = Field(None, alias="from")
+
+
+class CheckSpec(_Strict):
+    """A cross-field rule: when the template is true the request is refused with `error`.
+
+    The template sees `request`, `model`, `extra` (extra_params), `images` (slot -> list of
+    images) and `image_roles` (the roles the request's images have).
+    """
+
+    when: str
+    error: str
 
 
 class ExampleSpec(_Strict):
@@ -205,6 +220,7 @@ class FamilyFile(_Strict):
     modality: Modality
     capabilities: list[str] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
+    checks: list[CheckSpec] = Field(default_factory=list)
     body: dict[str, Any] = Field(default_factory=dict)
     extra_params: Union[Literal["merge", "reject"], dict[Literal["allow"], list[str]]] = "merge"
     protocol: ProtocolOverride | None = None
@@ -235,5 +251,5 @@ def json_schema(kind: str) -> dict[str, Any]:
 __all__ = [
     "json_schema", "SCHEMA_KINDS",
     "ProviderFile", "FamilyFile", "AuthSpec", "RequestSpec", "JobSpec", "PollSpec", "ProtocolSpec",
-    "ProtocolOverride", "ErrorRule", "MediaSpec", "ResponseSpec", "ParamSpec", "RoleSpec", "ExampleSpec",
+    "ProtocolOverride", "ErrorRule", "MediaSpec", "ResponseSpec", "ParamSpec", "RoleSpec", "CheckSpec", "ExampleSpec",
 ]
