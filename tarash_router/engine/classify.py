@@ -73,8 +73,9 @@ def error_from_response(
               "job_may_exist": job_may_exist}
     rule = next((r for r in provider.error_rules if r.matches(phase, status, text, data)), None)
     if rule is not None:
-        message = (rule.message.first(data) if rule.message else None) or default_message(data, text)
-        if phase == "output" and rule.message is None:
+        message = rule.message_text or (rule.message.first(data) if rule.message else None) or \
+            default_message(data, text)
+        if phase == "output" and rule.message is None and rule.message_text is None:
             what = rule.json_path.expression if rule.json_path else "the result"
             message = f"the provider refused the output ({what} = {rule.equals!r})" if rule.equals is not None \
                 else f"the provider refused the output ({what})"

@@ -46,4 +46,44 @@ def convert_media(media: Any, accepts: list[str], provider: str, max_inline_byte
     return media
 
 
-__all__ = ["convert_media", "media_kind", "to_data_uri"]
+async def fetch_media(urls: list[str], provider: str, max_bytes: int) -> dict[str, dict[str, Any]]:
+    """Download URL media for providers that only take inline bytes; url -> MediaContent."""
+    import asyncio
+
+    import httpx
+
+    from ..errors import HTTPConnectionError
+    from .client import POOL
+
+    pooled = POOL.get(f"media:{provider}")
+
+    async def fetch(url: str) -> tuple[str, dict[str, Any]]:
+        try:
+            async with pooled.gate, pooled.client.stream("GET", url) as response:
+                if response.status_code >= 400:
+                    raise ValidationError(f"could not fetch input media {url}: HTTP {response.status_code}",
+                                          provider=provider)
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ValidationError(f"input media {url} is larger than {max_bytes} bytes",
+                                              provider=provider)
+                    chunks.append(chunk)
+                content_type = response.headers.get("content-type", "application/octet-stream").split(";")[0]
+                return url, {"content": b"".join(chunks), "content_type": content_type}
+        except httpx.HTTPError as exc:
+            raise HTTPConnectionError(f"could not fetch input media {url}: {type(exc).__name__}",
+                                      provider=provider) from None
+
+    return dict(await asyncio.gather(*(fetch(u) for u in dict.fromkeys(urls))))
+
+
+def media_urls(request: Any) -> list[str]:
+    """Every URL among a request's images, video and mask."""
+    items = [i["image"] for i in request.image_list]
+    items += [getattr(request, name, None) for name in ("video", "mask_image")]
+    return [i for i in items if isinstance(i, str) and media_kind(i) == "url"]
+
+
+__all__ = ["convert_media", "media_kind", "to_data_uri", "fetch_media", "media_urls"]

@@ -12,7 +12,7 @@ from ..models import GenerationConfig, GenerationRequest
 from ..settings import resolve_api_key
 from ..specs.compiled import CompiledRequest, FamilySpec
 from ..specs.params import assign_images, check_request
-from .media import convert_media
+from .media import convert_media, media_kind
 
 logger = logging.getLogger("tarash_router.engine")
 USER_AGENT = "tarash-router/0.1"
@@ -84,6 +84,7 @@ class JobContext:
 
     def template_context(self, job: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
+            "timeout": self.config.timeout,
             "base_url": self.base_url,
             "model": self.model,
             "request": self.request,
@@ -145,23 +146,32 @@ def _form_value(value: Any) -> str:
 
 
 def prepare_job(family: FamilySpec, config: GenerationConfig, request: GenerationRequest,
-                dry_run: bool = False) -> JobContext:
+                dry_run: bool = False, fetched: dict[str, Any] | None = None) -> JobContext:
     """Validate the request (ValidationError before any HTTP) and render the provider payload."""
     provider = family.provider
     warnings = check_request(family, config.model, request)
     if not dry_run:
         for warning in warnings:
             logger.warning("%s", warning)
-    media = provider.file.media
+    media = family.media
+    fetched = fetched or {}
+
+    def convert(item: Any) -> str:
+        if media.download and isinstance(item, str) and item in fetched:
+            item = fetched[item]  # a URL the provider cannot take, fetched by the engine beforehand
+        elif media.download and isinstance(item, str) and dry_run and media_kind(item) == "url":
+            return f"<bytes of {item}, fetched at send time>"
+        return convert_media(item, media.accepts, provider.name, media.max_inline_bytes)
+
     images: dict[str, Any] = {}
     for slot, items in assign_images(family, request).items():
-        converted = [convert_media(i, media.accepts, provider.name, media.max_inline_bytes) for i in items]
+        converted = [convert(i) for i in items]
         images[slot] = converted if family.params.renders_list(slot) else converted[0]
     video = getattr(request, "video", None)
-    if video is not None:
-        video = convert_media(video, media.accepts, provider.name, media.max_inline_bytes)
+    mask = getattr(request, "mask_image", None)
     body_ctx = {
-        "request": request, "images": images, "video": video, "model": config.model,
+        "request": request, "images": images, "video": convert(video) if video is not None else None,
+        "mask": convert(mask) if mask is not None else None, "model": config.model,
         "extra": request.extra_params, "provider_config": config.provider_config,
     }
     payload = family.body.render(body_ctx) or {}

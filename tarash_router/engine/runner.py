@@ -25,8 +25,10 @@ from ..models import (
 )
 from ..settings import get_settings
 from ..specs.compiled import FamilySpec
+from ..specs.params import check_request
 from .classify import error_from_response, error_from_transport, output_refusal
 from .client import POOL
+from .media import fetch_media, media_urls
 from .render import JobContext, PreparedRequest, prepare_job
 
 logger = logging.getLogger("tarash_router.engine")
@@ -69,7 +71,7 @@ class Generation:
 
     # ------------------------------------------------------------ HTTP
 
-    async def send(self, prepared: PreparedRequest, phase: str) -> Reply:
+    async def send(self, prepared: PreparedRequest, phase: str, allow_empty: set[int] | None = None) -> Reply:
         """Send one request within the deadline; an error status or unreadable body raises."""
         remaining = self.deadline - self.loop.time()
         if remaining <= 0:
@@ -91,7 +93,7 @@ class Generation:
         if reply.status >= 400:
             raise error_from_response(self.jc.family.provider, phase, reply.status, reply.headers, reply.text,
                                       reply.data, model=self.jc.model, request_id=self.job_id, job_may_exist=may_exist)
-        if reply.data is None and phase != "cancel":
+        if reply.data is None and phase != "cancel" and not (allow_empty and reply.status in allow_empty):
             snippet = " ".join(reply.text.split())[:120] if reply.text else "empty body"
             raise HTTPError(f"{phase}: expected a JSON body, got {snippet!r}", provider=self.jc.provider,
                             model=self.jc.model, request_id=self.job_id, status_code=reply.status,
@@ -157,7 +159,8 @@ class Generation:
     async def _poll_until_done(self) -> Any:
         config = self.jc.config
         family = self.jc.family
-        paths = family.poll_paths
+        extract = family.poll_extract
+        assert extract is not None
         prepared = self.jc.build(family.poll, self.job)
         polls = errors = 0
         delay = config.poll_interval
@@ -171,7 +174,7 @@ class Generation:
                     timeout_seconds=polls * config.poll_interval)
             polls += 1
             try:
-                reply = await self.send(prepared, "poll")
+                reply = await self.send(prepared, "poll", allow_empty=set(extract.status_codes))
             except TarashException as exc:
                 errors += 1
                 if not exc.retryable or errors > self.settings.max_poll_errors:
@@ -183,19 +186,17 @@ class Generation:
             errors = 0
             delay = config.poll_interval
             data = reply.data
-            status = self._map_status(paths["status"].first(data) if "status" in paths else None)
-            error = paths["error"].first(data) if "error" in paths else None
+            status = (extract.status_codes[reply.status] if reply.status in extract.status_codes
+                      else self._map_status(extract.raw_status(reply.status, data)))
+            error = extract.get("error", data)
             if error is not None and status == "completed":
                 status = "failed"
-            progress = paths["progress"].first(data) if "progress" in paths else None
-            percent = _percent(progress, family.progress_scale)
             self.terminal = status in TERMINAL
             if status == "completed":
                 return data  # the completed update goes out with the extracted result
-            await self._emit(status, data,
-                             queue_position=paths["queue_position"].first(data) if "queue_position" in paths else None,
-                             logs=paths["logs"].first(data) if "logs" in paths else None,
-                             percent=percent, error=str(error) if error is not None else None)
+            await self._emit(status, data, queue_position=extract.get("queue_position", data),
+                             logs=extract.get("logs", data), percent=extract.percent(data),
+                             error=str(error) if error is not None else None)
             if status == "failed":
                 raise error_from_response(family.provider, "job", None, reply.headers, reply.text, data,
                                           model=self.jc.model, request_id=self.job_id, job_may_exist=True)
@@ -313,12 +314,6 @@ def _logs(value: Any) -> list[Any] | None:
     return None
 
 
-def _percent(value: Any, scale: float) -> int | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return max(0, min(100, int(round(value * scale))))
-    return None
-
-
 def _float(value: Any) -> float | None:
     try:
         return float(value) if value is not None else None
@@ -339,7 +334,12 @@ def _synthetic_id() -> str:
 async def run_generation(family: FamilySpec, config: GenerationConfig, request: GenerationRequest,
                          on_progress: Any, modality: str) -> VideoGenerationResponse | ImageGenerationResponse:
     """Validate, render and run one generation through `family`'s protocol."""
-    jc = prepare_job(family, config, request)
+    media = family.media
+    fetched = None
+    if media.download and (urls := media_urls(request)):
+        check_request(family, config.model, request)  # refuse a bad request before downloading anything
+        fetched = await fetch_media(urls, family.provider.name, media.max_download_bytes)
+    jc = prepare_job(family, config, request, fetched=fetched)
     return await Generation(jc, modality, on_progress).run()
 
 

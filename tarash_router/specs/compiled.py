@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +21,8 @@ HTTP_PHASES = frozenset({"submit", "poll", "result", "cancel"})
 IMAGE_ROLES = ("reference", "first_frame", "last_frame", "asset", "style")
 
 # Names each kind of template may read.
-BODY_NAMES = ("request", "images", "video", "model", "extra", "provider_config")
-SUBMIT_NAMES = ("base_url", "model", "request", "provider_config", "payload")
+BODY_NAMES = ("request", "images", "video", "mask", "model", "extra", "provider_config")
+SUBMIT_NAMES = ("base_url", "model", "request", "provider_config", "payload", "timeout")
 JOB_NAMES = ("base_url", "model", "job", "provider_config")
 
 
@@ -65,9 +66,11 @@ class CompiledErrorRule:
     json_path: JsonPath | None
     equals: Any
     contains: str | None
+    regex: re.Pattern[str] | None
     error_class: type[TarashException]
     retryable: bool | None
     message: JsonPath | None
+    message_text: str | None
 
     @classmethod
     def build(cls, rule: ErrorRule) -> CompiledErrorRule:
@@ -78,9 +81,11 @@ class CompiledErrorRule:
             json_path=JsonPath(rule.json_path) if rule.json_path else None,
             equals=rule.equals,
             contains=rule.contains,
+            regex=re.compile(rule.matches) if rule.matches else None,
             error_class=ERROR_CLASSES[rule.raise_],
             retryable=rule.retryable,
-            message=JsonPath(rule.message) if rule.message else None,
+            message=JsonPath(rule.message) if rule.message and rule.message.startswith("$") else None,
+            message_text=rule.message if rule.message and not rule.message.startswith("$") else None,
         )
 
     def matches(self, phase: str, status: int | None, text: str, data: Any) -> bool:
@@ -97,6 +102,8 @@ class CompiledErrorRule:
                 return any(v == self.equals for v in found)
             if self.contains is not None:
                 return any(isinstance(v, str) and self.contains in v for v in found)
+            if self.regex is not None:
+                return any(isinstance(v, str) and self.regex.search(v) for v in found)
             return any(v is not None for v in found)
         return True
 
@@ -148,6 +155,42 @@ class ResponsePaths:
 
 
 @dataclass
+class PollExtract:
+    """What a poll response says: status (from the body or the HTTP code), progress, logs, errors."""
+
+    status: list[JsonPath]
+    status_codes: dict[int, str]
+    paths: dict[str, JsonPath]  # queue_position, progress, logs, error, error_type
+    progress_pattern: re.Pattern[str] | None = None
+    progress_scale: float = 1.0
+
+    def get(self, name: str, data: Any) -> Any:
+        path = self.paths.get(name)
+        return path.first(data) if path is not None else None
+
+    def raw_status(self, http_status: int, data: Any) -> Any:
+        if http_status in self.status_codes:
+            return _CODE_STATUS
+        for path in self.status:
+            value = path.first(data)
+            if value is not None:
+                return value
+        return None
+
+    def percent(self, data: Any) -> int | None:
+        value = self.get("progress", data)
+        if isinstance(value, str) and self.progress_pattern is not None:
+            found = self.progress_pattern.findall(value)
+            value = float(found[-1]) if found else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return max(0, min(100, int(round(value * self.progress_scale))))
+        return None
+
+
+_CODE_STATUS = object()  # marker: the status comes from `status_codes`
+
+
+@dataclass
 class ProviderSpec:
     """A loaded provider file."""
 
@@ -160,7 +203,7 @@ class ProviderSpec:
     cancel: CompiledRequest | None = None
     headers: ValueTree | None = None
     job_paths: dict[str, JsonPath] = field(default_factory=dict)
-    poll_paths: dict[str, JsonPath] = field(default_factory=dict)
+    poll_extract: PollExtract | None = None
     error_rules: list[CompiledErrorRule] = field(default_factory=list)
     response: ResponsePaths | None = None
 
@@ -204,9 +247,12 @@ class FamilySpec:
     poll: CompiledRequest | None
     result: CompiledRequest | None
     cancel: CompiledRequest | None
-    poll_paths: dict[str, JsonPath]
+    poll_extract: PollExtract | None
     used_fields: frozenset[str]
-    progress_scale: float = 1.0
+
+    @property
+    def media(self):  # noqa: ANN201 - MediaSpec
+        return self.file.media or self.provider.file.media
 
     @property
     def modality(self) -> str:

@@ -12,7 +12,7 @@ import pydantic
 from ..errors import SpecError
 from .compiled import (
     BODY_NAMES, IMAGE_ROLES, JOB_NAMES, REQUEST_FIELDS, SUBMIT_NAMES, CompiledErrorRule, CompiledRequest,
-    FamilySpec, Params, ProviderSpec, ResponsePaths,
+    FamilySpec, Params, PollExtract, ProviderSpec, ResponsePaths,
 )
 from .jsonpaths import JsonPath, JsonPathSyntaxError
 from .schema import FamilyFile, ParamSpec, ProviderFile, RoleSpec
@@ -144,7 +144,7 @@ def load_provider(doc: SourceDoc) -> ProviderSpec:
                                        default_body="{{ payload }}")
         if proto.poll:
             spec.poll = _compile_request(doc, proto.poll, ("protocol", "poll"), JOB_NAMES)
-            spec.poll_paths = _poll_paths(doc, proto.poll, ("protocol", "poll"))
+            spec.poll_extract = _poll_extract(doc, proto.poll, ("protocol", "poll"))
         if proto.result:
             spec.result = _compile_request(doc, proto.result, ("protocol", "result"), JOB_NAMES)
         if proto.cancel:
@@ -159,6 +159,8 @@ def load_provider(doc: SourceDoc) -> ProviderSpec:
             spec.error_rules.append(CompiledErrorRule.build(rule))
         except JsonPathSyntaxError as exc:
             raise doc.error(str(exc), ("errors", index)) from None
+        except re.error as exc:
+            raise doc.error(f"invalid regex in `matches`: {exc}", ("errors", index, "matches")) from None
     spec.response = _response_paths(doc, pfile.response, None, ("response",))
     return spec
 
@@ -172,9 +174,21 @@ def _compile_request_headers(doc: SourceDoc, headers: dict[str, str]) -> ValueTr
         raise doc.error(str(exc.error), exc.path) from None
 
 
-def _poll_paths(doc: SourceDoc, poll: Any, path: tuple) -> dict[str, JsonPath]:
-    keys = ("status", "queue_position", "progress", "logs", "error", "error_type")
-    return {k: _jsonpath(doc, getattr(poll, k), (*path, k)) for k in keys if getattr(poll, k)}
+def _poll_extract(doc: SourceDoc, poll: Any, path: tuple) -> PollExtract:
+    if poll.status is None and not poll.status_codes:
+        raise doc.error("a poll needs `status` (JSONPath) or `status_codes`", path)
+    statuses = [poll.status] if isinstance(poll.status, str) else (poll.status or [])
+    status = [_jsonpath(doc, expr, (*path, "status")) for expr in statuses]
+    keys = ("queue_position", "progress", "logs", "error", "error_type")
+    paths = {k: _jsonpath(doc, getattr(poll, k), (*path, k)) for k in keys if getattr(poll, k)}
+    pattern = None
+    if poll.progress_pattern:
+        try:
+            pattern = re.compile(poll.progress_pattern)
+        except re.error as exc:
+            raise doc.error(f"invalid progress_pattern: {exc}", (*path, "progress_pattern")) from None
+    return PollExtract(status=status, status_codes=dict(poll.status_codes), paths=paths,
+                       progress_pattern=pattern, progress_scale=poll.progress_scale)
 
 
 def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
@@ -199,20 +213,24 @@ def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
         params.video = "optional"
     override = ffile.protocol
     submit, poll, result, cancel = provider.submit, provider.poll, provider.result, provider.cancel
-    poll_paths = provider.poll_paths
-    poll_spec = provider.file.protocol.poll if provider.file.protocol else None
+    poll_extract = provider.poll_extract
     if override:
+        removed = {name for name in override.model_fields_set if getattr(override, name) is None}
         if override.submit:
             submit = _compile_request(doc, override.submit, ("protocol", "submit"), SUBMIT_NAMES, request_fields,
                                       default_body="{{ payload }}")
         if override.poll:
             poll = _compile_request(doc, override.poll, ("protocol", "poll"), JOB_NAMES)
-            poll_paths = _poll_paths(doc, override.poll, ("protocol", "poll"))
-            poll_spec = override.poll
+            poll_extract = _poll_extract(doc, override.poll, ("protocol", "poll"))
         if override.result:
             result = _compile_request(doc, override.result, ("protocol", "result"), JOB_NAMES)
         if override.cancel:
             cancel = _compile_request(doc, override.cancel, ("protocol", "cancel"), JOB_NAMES)
+        if "submit" in removed:
+            raise doc.error("a family cannot remove the submit request", ("protocol", "submit"))
+        poll, poll_extract = (None, None) if "poll" in removed else (poll, poll_extract)
+        result = None if "result" in removed else result
+        cancel = None if "cancel" in removed else cancel
     handler = ffile.handler or provider.file.handler
     if handler is not None and handler not in KNOWN_HANDLERS:
         where = ("handler",) if ffile.handler else ("provider",)
@@ -224,9 +242,8 @@ def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
     return FamilySpec(
         name=ffile.family or Path(doc.file).stem,
         file=ffile, source=doc, provider=provider, params=params, body=body, response=response,
-        submit=submit, poll=poll, result=result, cancel=cancel, poll_paths=poll_paths,
+        submit=submit, poll=poll, result=result, cancel=cancel, poll_extract=poll_extract,
         used_fields=frozenset(body.attributes_of("request")),
-        progress_scale=poll_spec.progress_scale if poll_spec else 1.0,
     )
 
 

@@ -102,6 +102,8 @@ def _check_video(family: FamilySpec, request: GenerationRequest, fail: Any) -> N
         raise fail("takes no video input")
     if not has_video and mode == "required":
         raise fail("requires a video input (request.video)")
+    if getattr(request, "mask_image", None) is not None and "mask" not in family.body.names():
+        raise fail("takes no mask image")
 
 
 def _check_extra(family: FamilySpec, request: GenerationRequest, fail: Any) -> None:

@@ -614,16 +614,16 @@ def _check_model_ref(provider: str, model: str) -> None:
 
 
 def _output_plan(provider: str, output: dict[str, Any] | None, root: Any
-                 ) -> tuple[str | None, dict[str, str], Any, str, list[str]]:
-    """(modality or None, response paths, a sample result, what the output is, modality hints)."""
+                 ) -> tuple[str | None, dict[str, str], Any, str]:
+    """(modality or None, response paths, a sample result, what the output is)."""
     if output is None:
-        return None, {}, None, "no output schema", []
+        return None, {}, None, "no output schema"
     if provider == "replicate":
         types = json_types(output)
         if types == {"string"}:
-            return None, {"_single": "$.output"}, "https://example.com/output", "a URL string", []
+            return None, {"_single": "$.output"}, "https://example.com/output", "a URL string"
         if types == {"array"}:
-            return None, {"_list": "$.output"}, ["https://example.com/output"], "a list of URLs", []
+            return None, {"_list": "$.output"}, ["https://example.com/output"], "a list of URLs"
         props = output.get("properties") if isinstance(output.get("properties"), dict) else {}
         for key in ("video", "images", "image"):
             if key in props:
@@ -631,10 +631,10 @@ def _output_plan(provider: str, output: dict[str, Any] | None, root: Any
                 modality = "video" if key == "video" else "image"
                 if json_types(flat) == {"array"}:
                     return modality, {("images" if modality == "image" else "video"): f"$.output.{key}[*]"}, \
-                        {key: ["https://example.com/output"]}, f"an object with {key}", []
+                        {key: ["https://example.com/output"]}, f"an object with {key}"
                 return modality, {("images" if modality == "image" else "video"): f"$.output.{key}"}, \
-                    {key: "https://example.com/output"}, f"an object with {key}", []
-        return None, {}, None, f"{'/'.join(sorted(types)) or 'an untyped'} output", []
+                    {key: "https://example.com/output"}, f"an object with {key}"
+        return None, {}, None, f"{'/'.join(sorted(types)) or 'an untyped'} output"
     props = output.get("properties") if isinstance(output.get("properties"), dict) else {}
     for key, modality, field_name in (("video", "video", "video"), ("videos", "video", "video"),
                                       ("images", "image", "images"), ("image", "image", "images")):
@@ -651,15 +651,15 @@ def _output_plan(provider: str, output: dict[str, Any] | None, root: Any
             else:
                 path = f"$.{key}[*]" if field_name == "images" else f"$.{key}[0]"
                 sample = [f"https://example.com/output.{ext}"]
-            return modality, {field_name: path}, {key: sample}, f"{key}: a list", []
+            return modality, {field_name: path}, {key: sample}, f"{key}: a list"
         if "string" in types and "object" not in types:
             return modality, {field_name: f"$.{key}"}, {key: f"https://example.com/output.{ext}"}, \
-                f"{key}: a URL string", []
+                f"{key}: a URL string"
         return modality, {field_name: f"$.{key}.url"}, {key: {"url": f"https://example.com/output.{ext}"}}, \
-            f"{key}: a file object", []
+            f"{key}: a file object"
     if "video_url" in props:
-        return "video", {"video": "$.video_url"}, {"video_url": "https://example.com/output.mp4"}, "video_url", []
-    return None, {}, None, f"output properties {', '.join(props) or '(none)'}", []
+        return "video", {"video": "$.video_url"}, {"video_url": "https://example.com/output.mp4"}, "video_url"
+    return None, {}, None, f"output properties {', '.join(props) or '(none)'}"
 
 
 def _modality_hints(model: str, props: list[Prop]) -> list[tuple[str, str]]:
@@ -686,7 +686,7 @@ def build_plan(provider: str, model: str, schemas: Schemas, modality: str | None
     from .compiled import REQUEST_FIELDS
 
     props = properties(schemas.input, schemas.root)
-    out_modality, response, sample, out_what, _ = _output_plan(provider, schemas.output, schemas.root)
+    out_modality, response, sample, out_what = _output_plan(provider, schemas.output, schemas.root)
     if modality:
         reason = "from --modality"
         if out_modality and out_modality != modality:
@@ -800,7 +800,7 @@ def build_plan(provider: str, model: str, schemas: Schemas, modality: str | None
 
     # Body in the provider's property order; params for the constraints.
     slots_by_prop = {s.prop.name: s for s in plan.slots}
-    scalar_by_prop = dict(scalar)
+    scalar_by_prop = {p.name: t for p, t in scalar}
     video_entries = {e.key: e for e in plan.body}
     plan.body = []
     for prop in props:
@@ -905,8 +905,9 @@ def _plan_example(plan: Plan, props: list[Prop], mapped_fields: set[str]) -> Non
         rule, name = entry.rule, entry.field
         if rule.get("allowed"):
             allowed = rule["allowed"]
-            if all(isinstance(v, int) for v in allowed):
-                bad: Any = next(v for v in range(max(allowed) + 1, max(allowed) + 100) if v not in allowed)
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in allowed):
+                # A gap between the offered values is the telling case (6 s where only 5 and 10 exist).
+                bad: Any = next(v for v in range(min(allowed), max(allowed) + 2) if v not in allowed)
             else:
                 bad = next(v for v in ("21:9", "3:2", "240p", "huge", "not-a-value") if v not in allowed)
             fragment = "allowed: " + ", ".join(str(v) for v in allowed)
@@ -990,7 +991,7 @@ def _describe_type(prop: Prop) -> str:
     return text
 
 
-def render_yaml(plan: Plan, with_examples: bool = True) -> str:
+def render_yaml(plan: Plan) -> str:
     """The family file text for a plan."""
     out: list[str] = []
     add = out.append
@@ -1067,33 +1068,41 @@ def render_yaml(plan: Plan, with_examples: bool = True) -> str:
             add(f"  {name}: {_scalar(path)}")
     else:
         add(f"# TODO: {_clean(plan.response_todo or '', 300)}")
-    if with_examples:
-        add("examples:")
-        add("  - name: the required inputs and the first allowed values")
-        add(f"    request: {_scalar(plan.example_request)}")
-        if plan.example_body is not None:
-            add(f"    body: {_scalar(plan.example_body)}")
-        if plan.sample_result is not None:
-            field_name, value = next(iter(plan.sample_result.items()))
-            path = plan.response[field_name]
-            add(f"  - name: the result {'video' if field_name == 'video' else 'images'} is read from {path}")
-            add(f"    request: {_scalar({'prompt': EXAMPLE_PROMPT, **_image_part(plan)})}")
-            add(f"    response: {_scalar(plan.sample_response)}")
-            add(f"    result: {_scalar(plan.sample_result)}")
-        if plan.rejected is not None:
-            request, fragment, why = plan.rejected
-            add("  # TODO: add an example of a request the model must reject before anything is sent, e.g.")
-            add(f"  # - name: {why}")
-            add(f"  #   request: {_scalar(request)}")
-            add("  #   raises: ValidationError")
-            add(f"  #   message_contains: {_scalar(fragment)}")
-        else:
-            add("  # TODO: add an example of a request the model must reject (a value it does not offer)")
+    add("examples:")
+    add("  - name: the required inputs and the first allowed values")
+    out += _block("request", plan.example_request, 4)
+    if plan.example_body is not None:
+        out += _block("body", plan.example_body, 4)
+    if plan.sample_result is not None:
+        field_name = next(iter(plan.sample_result))
+        what = "video is" if field_name == "video" else "images are"
+        add(f"  - name: the result {what} read from {plan.response[field_name]}")
+        out += _block("request", plan.example_request, 4)
+        out += _block("response", plan.sample_response, 4)
+        out += _block("result", plan.sample_result, 4)
+    if plan.rejected is not None:
+        request, fragment, why = plan.rejected
+        add("  # TODO: add an example of a request the model must reject before anything is sent, e.g.")
+        add(f"  # - name: {why}")
+        out += ["  #   " + line[4:] for line in _block("request", request, 4)]
+        add("  #   raises: ValidationError")
+        add(f"  #   message_contains: {_scalar(fragment)}")
+    else:
+        add("  # TODO: add an example of a request the model must reject (a value it does not offer)")
     return "\n".join(out) + "\n"
 
 
-def _image_part(plan: Plan) -> dict[str, Any]:
-    return {k: v for k, v in plan.example_request.items() if k in ("image_list", "video")}
+def _block(key: str, value: Any, indent: int, depth: int = 0) -> list[str]:
+    """`key: value` in block style for the first level (lists of mappings as `- {...}` items)."""
+    pad = " " * indent
+    if isinstance(value, dict) and value and depth == 0:
+        lines = [f"{pad}{key}:"]
+        for name, item in value.items():
+            lines += _block(_scalar(str(name)), item, indent + 2, depth + 1)
+        return lines
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return [f"{pad}{key}:"] + [f"{pad}  - {_scalar(v)}" for v in value]
+    return [f"{pad}{key}: {_scalar(value)}"]
 
 
 # ---------------------------------------------------------------- building and checking

@@ -27,6 +27,9 @@ Modality = Literal["video", "image"]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 
 
+PathOrPaths = Union[str, list[str]]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -73,12 +76,16 @@ class JobSpec(_Strict):
 class PollSpec(RequestSpec):
     """The status request, and where its response keeps status, progress, logs and errors."""
 
-    status: str
+    status: PathOrPaths | None = Field(None, description="JSONPath(s) of the status; the first present wins")
+    status_codes: dict[int, Status] = Field(
+        default_factory=dict, description="HTTP status codes that alone give the status (e.g. 202: processing)")
     queue_position: str | None = None
     progress: str | None = None
+    progress_pattern: str | None = Field(
+        None, description="Regex over a text progress value; the last match's first group is the number")
     progress_scale: float = Field(1.0, gt=0, description="Multiplier to percent, e.g. 100 for a 0..1 value")
     logs: str | None = None
-    error: str | None = Field(None, description="Error message; present means the job failed")
+    error: str | None = Field(None, description="Error message; present on a finished job means it failed")
     error_type: str | None = None
 
 
@@ -94,7 +101,7 @@ class ProtocolSpec(_Strict):
 
 
 class ProtocolOverride(_Strict):
-    """A family may replace whole phases of its provider's protocol."""
+    """A family may replace whole phases of its provider's protocol (`poll: null` removes one)."""
 
     submit: RequestSpec | None = None
     poll: PollSpec | None = None
@@ -114,9 +121,10 @@ class ErrorRule(_Strict):
     json_path: str | None = None
     equals: Any = None
     contains: str | None = None
+    matches: str | None = Field(None, description="Regex searched in the values json_path finds")
     raise_: ErrorName = Field(alias="raise")
     retryable: bool | None = None
-    message: str | None = Field(None, description="JSONPath of the message to report")
+    message: str | None = Field(None, description="JSONPath ($...) of the message to report, or a fixed text")
 
     _s = field_validator("status", "phase", mode="before")(lambda cls, v: _listify(v))
 
@@ -126,9 +134,8 @@ class MediaSpec(_Strict):
 
     accepts: list[Literal["url", "data_uri"]] = Field(default_factory=lambda: ["url", "data_uri"])
     max_inline_bytes: int | None = None
-
-
-PathOrPaths = Union[str, list[str]]
+    download: bool = Field(False, description="Fetch URL media and send the bytes inline (for APIs that take no URLs)")
+    max_download_bytes: int = Field(50 * 1024 * 1024, gt=0)
 
 
 class ResponseSpec(_Strict):
@@ -224,6 +231,7 @@ class FamilyFile(_Strict):
     body: dict[str, Any] = Field(default_factory=dict)
     extra_params: Union[Literal["merge", "reject"], dict[Literal["allow"], list[str]]] = "merge"
     protocol: ProtocolOverride | None = None
+    media: MediaSpec | None = Field(None, description="Replaces the provider's media rules for this family")
     response: ResponseSpec = Field(default_factory=ResponseSpec)
     handler: str | None = None
     deprecated: str | None = None

@@ -47,11 +47,38 @@ def _finalize(value: Any) -> Any:
     return _MISSING_MARK if value is None or isinstance(value, Undefined) else value
 
 
+def _data_uri(value: Any, mime: str = "image/png") -> Any:
+    """`b64 | data_uri('image/jpeg')`: base64 text -> a data: URI (None stays None)."""
+    if value is None or isinstance(value, Undefined):
+        return None
+    return value if str(value).startswith("data:") else f"data:{mime};base64,{value}"
+
+
+def _data_uri_parts(value: Any) -> Any:
+    """`uri | data_uri_parts`: a base64 data: URI -> {mime_type, data}; anything else -> None."""
+    if not isinstance(value, str) or not value.startswith("data:") or ";base64," not in value:
+        return None
+    header, _, data = value.partition(",")
+    return {"mime_type": header[5:].split(";")[0] or "application/octet-stream", "data": data}
+
+
+_DIMS = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+
+
+def _dims(value: Any) -> Any:
+    """`"1024x768" | dims` -> {width: 1024, height: 768}; not a WxH string -> None."""
+    match = _DIMS.match(value) if isinstance(value, str) else None
+    return {"width": int(match.group(1)), "height": int(match.group(2))} if match else None
+
+
 def _build_env(undefined: type[Undefined]) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(undefined=undefined, autoescape=False, keep_trailing_newline=True,
                                         finalize=_finalize)
     env.filters["suffix"] = _suffix
     env.filters["string_or_none"] = _to_str
+    env.filters["data_uri"] = _data_uri
+    env.filters["data_uri_parts"] = _data_uri_parts
+    env.filters["dims"] = _dims
     return env
 
 

@@ -1,0 +1,164 @@
+"""Protocol features for providers that need them: status from HTTP codes, status fallbacks, progress
+from log text, removing an inherited phase, downloading URL media, regex error rules, filters."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from aiohttp import web
+
+from tarash_router import ContentModerationError, generate_video, render_request
+from tarash_router.models import VideoGenerationConfig, VideoGenerationRequest, VideoGenerationUpdate
+from tarash_router.specs.registry import get_registry
+from tarash_router.specs.templates import compile_leaf
+from tarash_router.testing._server import FakeServer
+
+PROVIDER = """\
+spec_version: 1
+provider: slowpoke
+base_url: https://api.slowpoke.test
+auth: {header: Authorization, scheme: Bearer, env: SLOWPOKE_KEY}
+protocol:
+  submit: {method: POST, url: "{{ base_url }}/jobs", headers: {X-Deadline: "{{ timeout }}"}}
+  job: {id: $.id}
+  poll:
+    url: "{{ base_url }}/jobs/{{ job.id }}"
+    status: [$.state, $.result.state]
+    status_codes: {202: processing}
+    progress: $.logs
+    progress_pattern: '(\\d+)%'
+    logs: $.logs
+  status_map: {done: completed, failed: failed}
+media: {accepts: [data_uri], download: true}
+errors:
+  - {phase: job, json_path: $.reason, matches: '^SAFETY\\.', raise: ContentModerationError, message: "refused by the safety system"}
+response:
+  video: [$.video, $.result.video]
+"""
+FAMILY = """\
+spec_version: 1
+provider: slowpoke
+models: [slow-1]
+modality: video
+params:
+  images: {first_frame: optional}
+body:
+  prompt: "{{ request.prompt }}"
+  image: "{{ (images.first_frame | data_uri_parts).data if images.first_frame }}"
+  image_type: "{{ (images.first_frame | data_uri_parts).mime_type if images.first_frame }}"
+examples:
+  - request: {prompt: p, image_list: [{image: "data:image/png;base64,QUJD", type: first_frame}]}
+    body: {prompt: p, image: QUJD, image_type: image/png}
+"""
+SYNC_FAMILY = """\
+spec_version: 1
+provider: slowpoke
+models: [instant-1]
+modality: video
+protocol: {poll: null}
+body: {prompt: "{{ request.prompt }}"}
+response: {video: $.result.video}
+examples:
+  - request: {prompt: p}
+    body: {prompt: p}
+"""
+
+
+class Slowpoke(FakeServer):
+    """202 with an empty body while busy, progress only in log text, status sometimes nested."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.polls = 0
+
+    def routes(self, app: web.Application) -> None:
+        async def asset(request: web.Request) -> web.Response:
+            return web.Response(body=b"PNGDATA", content_type="image/png")
+
+        async def submit(request: web.Request) -> web.Response:
+            body = await request.json()
+            if body["prompt"] == "instant":
+                return web.json_response({"id": "j0", "result": {"state": "done", "video": "https://v/instant.mp4"}})
+            self.polls = 0
+            return web.json_response({"id": "j1"})
+
+        async def poll(request: web.Request) -> web.Response:
+            self.polls += 1
+            body = self.recorded(request)
+            if self.polls == 1:
+                return web.Response(status=202)
+            if self.polls == 2:
+                return web.json_response({"state": "running", "logs": "step 1\n 40%|####\n 80%|########"})
+            if self.submitted_prompt() == "unsafe":
+                return web.json_response({"state": "failed", "reason": "SAFETY.INPUT.TEXT"})
+            return web.json_response({"result": {"state": "done", "video": "https://v/out.mp4"}})
+
+        app.router.add_get("/asset.png", asset)
+        app.router.add_post("/jobs", submit)
+        app.router.add_get("/jobs/{id}", poll)
+
+    def submitted_prompt(self) -> str:
+        submits = [r for r in self.requests if r.method == "POST"]
+        return submits[-1].json["prompt"]
+
+
+@pytest.fixture(scope="module")
+def slowpoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("slowpoke") / "slowpoke"
+    root.mkdir()
+    (root / "provider.yaml").write_text(textwrap.dedent(PROVIDER))
+    (root / "slow.yaml").write_text(textwrap.dedent(FAMILY))
+    (root / "instant.yaml").write_text(textwrap.dedent(SYNC_FAMILY))
+    get_registry().load_paths([root])
+    with Slowpoke() as server:
+        yield server
+
+
+def config(server, model="slow-1"):
+    return VideoGenerationConfig(provider="slowpoke", model=model, api_key="k", base_url=server.base_url,
+                                 poll_interval=0.005, timeout=10)
+
+
+def test_status_codes_progress_pattern_status_fallback_and_download(slowpoke):
+    updates: list[VideoGenerationUpdate] = []
+    request = VideoGenerationRequest(prompt="go", image_list=[
+        {"image": f"{slowpoke.base_url}/asset.png", "type": "first_frame"}])
+    response = generate_video(config(slowpoke), request, on_progress=updates.append)
+    assert response.video == "https://v/out.mp4"
+    assert [(u.status, u.progress_percent) for u in updates] == [
+        ("queued", None), ("processing", None), ("processing", 80), ("completed", 100)]
+    assert updates[2].logs == ["step 1", " 40%|####", " 80%|########"]
+    submit = next(r for r in slowpoke.requests if r.method == "POST")
+    assert submit.json["image"] == "UE5HREFUQQ==" and submit.json["image_type"] == "image/png"
+    assert submit.headers["x-deadline"] == "10.0"
+
+
+def test_regex_rule_with_fixed_message(slowpoke):
+    with pytest.raises(ContentModerationError, match="refused by the safety system"):
+        generate_video(config(slowpoke), VideoGenerationRequest(prompt="unsafe"))
+
+
+def test_family_removes_the_inherited_poll(slowpoke):
+    before = len(slowpoke.requests)
+    response = generate_video(config(slowpoke, "instant-1"), VideoGenerationRequest(prompt="instant"))
+    assert response.video == "https://v/instant.mp4" and len(slowpoke.requests) == before + 1
+
+
+def test_dry_run_does_not_download(slowpoke):
+    before = len(slowpoke.requests)
+    rendered = render_request(config(slowpoke), VideoGenerationRequest(prompt="go", image_list=[
+        {"image": "https://example.invalid/cat.png", "type": "first_frame"}]))
+    assert len(slowpoke.requests) == before
+    assert rendered["json"]["prompt"] == "go"
+
+
+@pytest.mark.parametrize(("source", "context", "expected"), [
+    ("{{ b | data_uri('image/jpeg') }}", {"b": "QUJD"}, "data:image/jpeg;base64,QUJD"),
+    ("{{ b | data_uri }}", {}, None),
+    ("{{ s | dims }}", {"s": "1024x768"}, {"width": 1024, "height": 768}),
+    ("{{ s | dims }}", {"s": "square_hd"}, None),
+    ("{{ u | data_uri_parts }}", {"u": "data:image/webp;base64,AAA"}, {"mime_type": "image/webp", "data": "AAA"}),
+])
+def test_filters(source, context, expected):
+    assert compile_leaf(source).render(context) == expected
