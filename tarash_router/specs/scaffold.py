@@ -546,10 +546,11 @@ def _example_value(prop: Prop) -> tuple[bool, Any]:
     types = prop.types
     if "string" in types:
         return True, f"https://example.com/{prop.name}.png" if _is_url_like(prop.name, prop.flat) else "example"
+    low = _bound(prop.flat, "min")
     if "integer" in types:
-        return True, int(_bound(prop.flat, "min") or 1)
+        return True, int(low) if low is not None else 1
     if "number" in types:
-        return True, float(_bound(prop.flat, "min") or 1.0)
+        return True, low if low is not None else 1.0
     if "boolean" in types:
         return True, False
     return False, None
@@ -818,7 +819,7 @@ def build_plan(provider: str, model: str, schemas: Schemas, modality: str | None
     if "prompt" not in mapped_fields:
         plan.todos.append("the input has no prompt field: request.prompt is not sent")
     plan.capabilities = _capabilities(model, modality, plan, mapped_fields)
-    _plan_example(plan, props, mapped_fields)
+    _plan_example(plan)
     return plan
 
 
@@ -836,11 +837,12 @@ def _map_scalar(plan: Plan, prop: Prop, target: str) -> None:
         template, rule, todos = mapped
         if values:
             comment_bits.append(" | ".join(json.dumps(v) for v in values))
-    elif target in ("prompt",):
+    elif target == "prompt":
         pass
     elif values is not None:
-        fitting = [v for v in values if _type_of(v) in FIELD_TYPES[target]
-                   or (_type_of(v) == "integer" and "number" in FIELD_TYPES[target])]
+        # n and seed are integers in the request, whatever JSON type the provider declares.
+        kinds = {"integer"} if target in ("n", "seed") else FIELD_TYPES[target]
+        fitting = [v for v in values if _type_of(v) in kinds]
         if fitting:
             rule["allowed"] = fitting
         if len(fitting) < len(values):
@@ -868,7 +870,8 @@ def _map_scalar(plan: Plan, prop: Prop, target: str) -> None:
     plan.body.append(BodyEntry(prop.name, template, ", ".join(comment_bits) or None, todos))
 
 
-def _plan_example(plan: Plan, props: list[Prop], mapped_fields: set[str]) -> None:
+def _plan_example(plan: Plan) -> None:
+    """The example request (required inputs, first allowed values) and a value to reject."""
     request: dict[str, Any] = {"prompt": EXAMPLE_PROMPT}
     for entry in plan.params:
         rule = entry.rule
@@ -909,7 +912,9 @@ def _plan_example(plan: Plan, props: list[Prop], mapped_fields: set[str]) -> Non
                 # A gap between the offered values is the telling case (6 s where only 5 and 10 exist).
                 bad: Any = next(v for v in range(min(allowed), max(allowed) + 2) if v not in allowed)
             else:
-                bad = next(v for v in ("21:9", "3:2", "240p", "huge", "not-a-value") if v not in allowed)
+                bad = next((v for v in ("21:9", "3:2", "240p", "huge", "not-a-value") if v not in allowed), None)
+                if bad is None or not all(isinstance(v, str) for v in allowed):
+                    continue
             fragment = "allowed: " + ", ".join(str(v) for v in allowed)
         elif rule.get("max") is not None:
             bad = int(rule["max"]) + 1
@@ -941,7 +946,7 @@ def _scalar(value: Any) -> str:
     if isinstance(value, str):
         if _PLAIN.match(value) and value.lower() not in _RESERVED:
             return value
-        return json.dumps(value, ensure_ascii=False)
+        return _quote(value)
     if isinstance(value, list):
         return "[" + ", ".join(_scalar(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -949,8 +954,26 @@ def _scalar(value: Any) -> str:
     return json.dumps(str(value))
 
 
+def _quote(text: str) -> str:
+    """A YAML double-quoted scalar; anything unprintable is escaped (YAML rejects it raw)."""
+    out = []
+    for char in text:
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif char.isprintable():
+            out.append(char)
+        elif ord(char) < 0x100:
+            out.append(f"\\x{ord(char):02x}")
+        elif ord(char) < 0x10000:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    return '"' + "".join(out) + '"'
+
+
 def _clean(text: str, limit: int = 110) -> str:
-    text = " ".join(str(text).split())
+    """One comment-safe line: whitespace collapsed, unprintable characters dropped, long text cut."""
+    text = "".join(c for c in " ".join(str(text).split()) if c.isprintable())
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
@@ -1131,6 +1154,8 @@ def _load(text: str, file: str, provider_spec: Any) -> Any:
 
 
 def _render_body(family: Any, request_data: dict[str, Any]) -> Any:
+    import pydantic
+
     from ..engine.render import prepare_job
     from ..errors import TarashException
     from ..models import ImageGenerationConfig, ImageGenerationRequest, VideoGenerationConfig, VideoGenerationRequest
@@ -1139,10 +1164,10 @@ def _render_body(family: Any, request_data: dict[str, Any]) -> Any:
     video = family.modality == "video"
     config = (VideoGenerationConfig if video else ImageGenerationConfig)(
         provider=family.provider.name, model=example_model(family, family.file.examples[0]))
-    request = (VideoGenerationRequest if video else ImageGenerationRequest).model_validate(request_data)
     try:
+        request = (VideoGenerationRequest if video else ImageGenerationRequest).model_validate(request_data)
         return prepare_job(family, config, request, dry_run=True).payload
-    except TarashException as exc:
+    except (TarashException, pydantic.ValidationError) as exc:
         return exc
 
 
