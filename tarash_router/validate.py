@@ -100,6 +100,7 @@ def validate_paths(paths: list[Path], *, today: date | None = None) -> list[Find
             line, column = family.source.position(failure.key)
             findings.append(Finding(family.source.file, line, column, "error",
                                     f"example {failure.index}: {failure.message}", f"examples[{failure.index}]"))
+        findings += _examples_resolve_here(registry, family)
         findings += _deprecations(family, today)
     seen: dict[str, str] = {}
     for path in routes_files:
@@ -116,6 +117,25 @@ def validate_paths(paths: list[Path], *, today: date | None = None) -> list[Find
                                         f"routes.{name}"))
             seen.setdefault(name, str(path))
     return findings
+
+
+def _examples_resolve_here(registry: SpecRegistry, family) -> list[Finding]:  # noqa: ANN001 - FamilySpec
+    """An example naming a model that another family serves tests the wrong spec."""
+    out = []
+    for index, example in enumerate(family.file.examples):
+        if not example.model:
+            continue
+        try:
+            served_by = registry.resolve(family.provider.name, example.model, family.modality)
+        except Exception:  # noqa: BLE001 - reported as the finding below
+            served_by = None
+        if served_by is not family:
+            where = served_by.describe() if served_by else "no family"
+            line, column = family.source.position(("examples", index, "model"))
+            out.append(Finding(family.source.file, line, column, "error",
+                               f"example {index}: model {example.model!r} is served by {where}, not this family",
+                               f"examples[{index}].model"))
+    return out
 
 
 def _deprecations(family, today: date) -> list[Finding]:  # noqa: ANN001 - FamilySpec
