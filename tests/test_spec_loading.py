@@ -242,3 +242,13 @@ def test_runtime_mapping_is_not_displaced_by_a_later_file_layer(tmp_path):
     write(tmp_path, {"late.yaml": family})
     get_registry().load_paths([tmp_path])
     assert get_registry().resolve("fal", "fal-ai/pinned-by-code", "video").source.file.startswith("<register")
+
+
+def test_exact_model_entries_do_not_serve_sub_paths(tmp_path):
+    exact = FAMILY.replace("models: [acme/video-1]", "models: [{id: acme/video-1/pro, exact: true}]").replace(
+        "  seconds:", "  secs:")
+    write(tmp_path, {"acme/provider.yaml": PROVIDER, "acme/base.yaml": FAMILY, "acme/exact.yaml": exact})
+    registry = SpecRegistry()
+    registry.load_paths([tmp_path])
+    assert registry.resolve("acme", "acme/video-1/pro", "video").name == "exact"
+    assert registry.resolve("acme", "acme/video-1/pro/turbo", "video").name == "base"

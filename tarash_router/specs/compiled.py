@@ -260,7 +260,11 @@ class FamilySpec:
 
     @property
     def models(self) -> list[str]:
-        return self.file.models
+        return [m if isinstance(m, str) else m.id for m in self.file.models]
+
+    @property
+    def exact_models(self) -> frozenset[str]:
+        return frozenset(m.id for m in self.file.models if not isinstance(m, str) and m.exact)
 
     @property
     def handler_name(self) -> str | None:

@@ -14,6 +14,7 @@ from .schema import FamilyFile
 from .yaml_source import load_yaml_file
 
 WILDCARD = "*"
+EXACT = "="  # index-key prefix of ids a family serves exactly (no sub-paths)
 
 
 def builtin_spec_dir() -> Path:
@@ -91,6 +92,8 @@ class SpecRegistry:
             if prefix == WILDCARD:
                 self._generic[(family.provider.name, family.modality)] = family
                 continue
+            if prefix in family.exact_models:
+                prefix = EXACT + prefix
             existing = table.get(prefix)
             if existing and existing[1] == layer and existing[0] is not family:
                 raise family.source.error(
@@ -120,7 +123,8 @@ class SpecRegistry:
     def modality_of(self, provider: str, model: str) -> str:
         """The modality of the family whose prefix serves `model` ("video" when only generics match)."""
         table = self._prefixes.get(self.provider_name(provider), {})
-        matches = [(len(p), f) for p, (f, _) in table.items() if model_matches(model, p)]
+        matches = [(len(p), f) for p, (f, _) in table.items()
+                   if (p[1:] == model if p.startswith(EXACT) else model_matches(model, p))]
         if matches:
             return max(matches, key=lambda m: m[0])[1].modality
         return "video" if (self.provider_name(provider), "video") in self._generic else "image"
@@ -136,7 +140,11 @@ class SpecRegistry:
         # Longest prefix among families of the requested modality, else that modality's generic family.
         best: dict[str, tuple[int, FamilySpec]] = {}
         for prefix, (family, _) in self._prefixes.get(pname, {}).items():
-            if model_matches(model, prefix) or model_matches(base_model, prefix):
+            if prefix.startswith(EXACT):
+                matched = prefix[1:] in (model, base_model)
+            else:
+                matched = model_matches(model, prefix) or model_matches(base_model, prefix)
+            if matched:
                 if len(prefix) > best.get(family.modality, (-1, None))[0]:
                     best[family.modality] = (len(prefix), family)
         if modality in best:

@@ -214,6 +214,13 @@ class ExampleSpec(_Strict):
     result: dict[str, Any] | None = Field(None, description="What `response` must extract to")
 
 
+class ModelEntry(_Strict):
+    """A model id with options; `exact: true` serves that id only, not ids below it."""
+
+    id: str
+    exact: bool = False
+
+
 class FamilyFile(_Strict):
     """One model family: models, params, body mapping, response paths, examples."""
 
@@ -223,7 +230,8 @@ class FamilyFile(_Strict):
     description: str | None = None
     docs: str | None = None
     notes: str | None = None
-    models: list[str] = Field(min_length=1)
+    models: list[Union[str, ModelEntry]] = Field(
+        min_length=1, description="Model id prefixes (segment-aware; longest wins), '*' for the generic family")
     modality: Modality
     capabilities: list[str] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
