@@ -16,6 +16,7 @@ import yaml
 
 from tarash_router import ValidationError, load_specs, render_request
 from tarash_router.cli import main as cli_main
+from tarash_router.engine.render import prepare_job
 from tarash_router.models import (
     ImageGenerationConfig, ImageGenerationRequest, VideoGenerationConfig, VideoGenerationRequest,
 )
@@ -277,7 +278,7 @@ VIDEO_OUT = {"video": {"$ref": "#/components/schemas/File"}}
 IMAGES_OUT = {"images": {"type": "array", "items": {"$ref": "#/components/schemas/File"}}}
 
 
-def test_reference_list_without_max_items_gets_a_placeholder_and_a_todo():
+def test_reference_list_without_max_items_is_uncapped_with_a_todo():
     doc = fal_document("acme/refs/reference-to-video", {
         "prompt": {"type": "string"},
         "start_image_url": {"type": "string"},
@@ -287,8 +288,9 @@ def test_reference_list_without_max_items_gets_a_placeholder_and_a_todo():
     # The references take the reference role, so the start image takes first_frame only.
     assert "    first_frame: optional  # start_image_url" in text
     assert '  start_image_url: "{{ images.first_frame }}"  # image roles: first_frame' in text
-    assert "    # TODO: reference_image_urls is a list and the schema gives no maxItems: 4 is a placeholder" in text
-    assert "    reference: {required: true, max: 4}  # reference_image_urls" in text
+    assert ("    # TODO: reference_image_urls is a list and the schema gives no maxItems: the slot takes any number "
+            "(max: null); set the provider's real limit if it has one") in text
+    assert "    reference: {required: true, max: null}  # reference_image_urls" in text
     assert '  reference_image_urls: "{{ images.reference }}"' in text
     assert "capabilities: [reference_to_video]" in text
     example = yaml.safe_load(text)["examples"][0]
@@ -306,9 +308,25 @@ def test_image_list_with_max_items_and_an_edit_endpoint():
     assert "modality: image" in text
     assert "capabilities: [image_to_image]" in text
     assert "    reference: {required: true, max: 3}  # image_urls" in text
-    assert "  #   mask_url: string, a mask: request.mask_image is not converted for specs yet" in text
+    assert '  mask_url: "{{ mask }}"  # request.mask_image' in text
     family = load_text(text, "fal")
     assert run_examples(family) == []
+
+
+def test_a_mask_reaches_the_provider_after_load_specs(tmp_path, registry_reset):
+    doc = fal_document("acme/pix/inpaint", {
+        "prompt": {"type": "string"},
+        "image_url": {"type": "string"},
+        "mask_url": {"type": "string"},
+    }, ["prompt", "image_url", "mask_url"], IMAGES_OUT)
+    out = tmp_path / "inpaint.yaml"
+    out.write_text(scaffold_spec("fal", "acme/pix/inpaint", doc))
+    load_specs(out)
+    rendered = render_request(ImageGenerationConfig(provider="fal", model="acme/pix/inpaint"), ImageGenerationRequest(
+        prompt="fill", image_list=[{"image": "https://example.com/in.png", "type": "reference"}],
+        mask_image="https://example.com/mask.png"))
+    assert rendered["json"] == {"prompt": "fill", "image_url": "https://example.com/in.png",
+                                "mask_url": "https://example.com/mask.png"}
 
 
 def test_a_one_item_list_is_wrapped_in_a_list():
@@ -317,7 +335,8 @@ def test_a_one_item_list_is_wrapped_in_a_list():
         "image_urls": {"type": "array", "items": {"type": "string"}, "maxItems": 1},
     }, ["image_urls"], VIDEO_OUT)
     text = scaffold_spec("fal", "acme/one/image-to-video", doc)
-    assert '  image_urls: "{{ [images.reference] if images.reference }}"' in text
+    assert "    reference: {required: true, list: true}  # image_urls" in text
+    assert '  image_urls: "{{ images.reference }}"' in text
     assert yaml.safe_load(text)["examples"][0]["body"]["image_urls"] == ["https://example.com/reference.png"]
 
 
@@ -333,6 +352,13 @@ def test_video_input_and_required_unmapped_inputs_in_the_example():
     assert '  video_url: "{{ video }}"  # request.video' in text
     assert "capabilities: [video_to_video]" in text
     assert "  #   strength: number 0..1, REQUIRED" in text
+    # Required inputs nobody maps are checked as extra_params before anything is sent.
+    assert "  extra:\n    strength: {required: true, min: 0, max: 1}\n    style: {required: true, allowed: [anime, clay]}" \
+        in text
+    family = load_text(text, "fal")
+    with pytest.raises(ValidationError, match="requires extra_params.strength"):
+        prepare_job(family, VideoGenerationConfig(provider="fal", model="acme/vid/video-to-video"),
+                    VideoGenerationRequest(prompt="x", video="https://example.com/v.mp4"), dry_run=True)
     example = yaml.safe_load(text)["examples"][0]
     # Required inputs nobody maps are shown through extra_params, so the example body is complete.
     assert example["request"]["extra_params"] == {"strength": 0, "style": "anime"}

@@ -8,7 +8,9 @@ whose name has a known unified meaning is mapped (prompt, duration -> duration_s
 image_url -> an image slot, ...), with `allowed`/`min`/`max`/`required` taken from the schema; every
 other property is left out of the body (callers reach it through `extra_params`, which are merged)
 and listed in a `# TODO:` block with its type, default and description, so a human decides the
-mapping. The example's expected body is not guessed: it is rendered through the loaded draft with the
+mapping; one the provider requires is also checked under `params.extra`. Image inputs become slots
+(start image -> first_frame fed by the first_frame/reference roles, end image -> last_frame, lists ->
+reference with maxItems or no limit), video_url -> request.video, a mask -> request.mask_image. The example's expected body is not guessed: it is rendered through the loaded draft with the
 real loader and engine, and the draft is checked with the same example runner `validate` uses.
 
 Inputs (the command never fetches anything; `--openapi` is required):
@@ -36,8 +38,6 @@ from typing import Any
 
 SUPPORTED_PROVIDERS = ("fal", "replicate")
 EXIT_OK, EXIT_ERROR = 0, 1
-# An image list whose schema gives no maxItems still needs a limit (`max` > 1 renders a list).
-PLACEHOLDER_LIST_MAX = 4
 EXAMPLE_PROMPT = "a red fox running through fresh snow"
 # Values for a required request field that has no enum (the example must fill it in).
 SAMPLE_VALUES: dict[str, Any] = {
@@ -411,7 +411,8 @@ class Slot:
     prop: Prop
     kind: str  # first | last | reference | style
     sources: list[str]
-    max: int = 1
+    max: int | None = 1  # None: no limit
+    as_list: bool = False  # a one-image slot the provider takes as a list
     todo: str | None = None
 
     @property
@@ -449,6 +450,8 @@ class Plan:
     params: list[ParamEntry] = field(default_factory=list)
     slots: list[Slot] = field(default_factory=list)
     video: str | None = None
+    mask: str | None = None  # the input that takes request.mask_image
+    extra: list[ParamEntry] = field(default_factory=list)  # constraints on required unmapped inputs
     body: list[BodyEntry] = field(default_factory=list)
     unmapped: list[tuple[Prop, str | None]] = field(default_factory=list)
     todos: list[str] = field(default_factory=list)
@@ -509,7 +512,7 @@ def _image_kind(prop: Prop) -> str | None:
     if not url_like:
         return None
     if "mask" in name:
-        return "mask"
+        return None if prop.is_list else "mask"
     if prop.is_list:
         return "reference" if ("image" in name or "frame" in name or name in _REFERENCE_IMAGES) else None
     if name in _VIDEO_INPUT or ("video" in name and "image" not in name):
@@ -756,7 +759,12 @@ def build_plan(provider: str, model: str, schemas: Schemas, modality: str | None
                 plan.unmapped.append((prop, "a video input" + (" (already mapped)" if plan.video else "")))
             continue
         if kind == "mask":
-            plan.unmapped.append((prop, "a mask: request.mask_image is not converted for specs yet"))
+            if modality == "image" and plan.mask is None:
+                plan.mask = prop.name
+                plan.body.append(BodyEntry(prop.name, "{{ mask }}", "request.mask_image"))
+            else:
+                plan.unmapped.append((prop, "a mask" + (" (already mapped)" if plan.mask else
+                                                        ": video requests have no mask_image")))
             continue
         target = FIELD_NAMES.get(prop.name)
         if target is None:
@@ -793,27 +801,25 @@ def build_plan(provider: str, model: str, schemas: Schemas, modality: str | None
             max_items = prop.flat.get("maxItems")
             if isinstance(max_items, int) and max_items >= 1:
                 slot.max = max_items
+                slot.as_list = max_items == 1
             else:
-                slot.max = PLACEHOLDER_LIST_MAX
-                slot.todo = (f"{prop.name} is a list and the schema gives no maxItems: {PLACEHOLDER_LIST_MAX} is a "
-                             "placeholder, set the real limit")
+                slot.max = None
+                slot.todo = (f"{prop.name} is a list and the schema gives no maxItems: the slot takes any number "
+                             "(max: null); set the provider's real limit if it has one")
         plan.slots.append(slot)
 
     # Body in the provider's property order; params for the constraints.
     slots_by_prop = {s.prop.name: s for s in plan.slots}
     scalar_by_prop = {p.name: t for p, t in scalar}
-    video_entries = {e.key: e for e in plan.body}
+    media_entries = {e.key: e for e in plan.body}  # video and mask inputs
     plan.body = []
     for prop in props:
-        if prop.name in video_entries:
-            plan.body.append(video_entries[prop.name])
+        if prop.name in media_entries:
+            plan.body.append(media_entries[prop.name])
         elif prop.name in slots_by_prop:
             slot = slots_by_prop[prop.name]
-            template = "{{ images.%s }}" % slot.name
-            if prop.is_list and slot.max == 1:
-                template = "{{ [images.%s] if images.%s }}" % (slot.name, slot.name)
             roles = ", ".join(slot.sources)
-            plan.body.append(BodyEntry(prop.name, template, f"image roles: {roles}"))
+            plan.body.append(BodyEntry(prop.name, "{{ images.%s }}" % slot.name, f"image roles: {roles}"))
         elif prop.name in scalar_by_prop:
             _map_scalar(plan, prop, scalar_by_prop[prop.name])
     if "prompt" not in mapped_fields:
@@ -870,6 +876,20 @@ def _map_scalar(plan: Plan, prop: Prop, target: str) -> None:
     plan.body.append(BodyEntry(prop.name, template, ", ".join(comment_bits) or None, todos))
 
 
+def _extra_rule(prop: Prop) -> dict[str, Any]:
+    """`params.extra` constraints for a required input that reaches the provider through extra_params."""
+    rule: dict[str, Any] = {"required": True}
+    values = enum_values(prop.flat)
+    if values and all(isinstance(v, (str, int, float)) for v in values):
+        rule["allowed"] = values
+    elif prop.types & {"integer", "number"}:
+        for which in ("min", "max"):
+            bound = _bound(prop.flat, which)
+            if bound is not None:
+                rule[which] = bound
+    return rule
+
+
 def _plan_example(plan: Plan) -> None:
     """The example request (required inputs, first allowed values) and a value to reject."""
     request: dict[str, Any] = {"prompt": EXAMPLE_PROMPT}
@@ -899,6 +919,7 @@ def _plan_example(plan: Plan) -> None:
             ok, value = _example_value(prop)
             if ok:
                 extra[prop.name] = value
+                plan.extra.append(ParamEntry(prop.name, _extra_rule(prop)))
     if extra:
         request["extra_params"] = extra
     plan.example_request = request
@@ -1040,7 +1061,7 @@ def render_yaml(plan: Plan) -> str:
     add(f"modality: {plan.modality}  # {_clean(plan.modality_reason, 200)}")
     add("# TODO: check the capabilities (guessed from the model id and the inputs)")
     add(f"capabilities: {_scalar(plan.capabilities)}")
-    if plan.params or plan.slots or plan.video:
+    if plan.params or plan.slots or plan.video or plan.extra:
         add("params:")
         for entry in plan.params:
             for todo in entry.todos:
@@ -1057,12 +1078,20 @@ def render_yaml(plan: Plan) -> str:
                     rule["required"] = True
                 if slot.max != 1:
                     rule["max"] = slot.max
+                if slot.as_list:
+                    rule["list"] = True
                 if slot.sources != [slot.name]:
                     rule["from"] = slot.sources
                 value = _scalar(rule) if rule else "optional"
                 add(f"    {slot.name}: {value}  # {slot.prop.name}")
         if plan.video:
             add(f"  video: {plan.video}")
+        if plan.extra:
+            add(f"  # TODO: {plan.provider} requires these inputs and nothing maps them: callers must send them in")
+            add("  # extra_params (checked here before anything is sent), or map them to request fields.")
+            add("  extra:")
+            for entry in plan.extra:
+                add(f"    {_scalar(entry.field)}: {_scalar(entry.rule)}")
     add("body:" if plan.body else "body: {}")
     for entry in plan.body:
         for todo in entry.todos:
