@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="generate a video and an image on the built-in fake Fal server")
     demo.add_argument("--poll-interval", type=float, default=0.2)
     demo.set_defaults(func=cmd_demo)
+
+    from .specs.scaffold import add_command
+
+    add_command(sub)
     return parser
 
 
