@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .api import (
     generate_image, generate_image_async, generate_video, generate_video_async, get_provider_field_mapping,
-    register_provider, register_provider_field_mapping, render_request,
+    register_provider, register_provider_field_mapping, render_request, resume, resume_async,
 )
 from .engine.client import aclose_clients
 from .errors import (
@@ -33,7 +33,7 @@ except PackageNotFoundError:  # running from a source tree
 __all__ = [
     "generate_video", "generate_video_async", "generate_image", "generate_image_async", "register_provider",
     "register_provider_field_mapping", "get_provider_field_mapping", "render_request", "load_specs", "get_registry",
-    "aclose_clients", "Router", "get_router", "load_routes",
+    "aclose_clients", "Router", "get_router", "load_routes", "resume", "resume_async",
     "VideoGenerationConfig", "VideoGenerationRequest", "VideoGenerationResponse", "VideoGenerationUpdate",
     "ImageGenerationConfig", "ImageGenerationRequest", "ImageGenerationResponse", "ImageGenerationUpdate",
     "ExecutionMetadata", "MediaContent", "ImageType", "Resolution", "AspectRatio",

@@ -13,7 +13,12 @@ from .models import (
     ImageGenerationConfig, ImageGenerationRequest, ImageGenerationResponse, ImageProgressCallback,
     ProgressCallback, VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse,
 )
-from .routing import execute, get_router
+from .engine.runner import resume_generation
+from .errors import GenerationFailedError, ValidationError
+from .journal import get_journal
+from .journal.idempotency import run_idempotent
+from .routing import collect_fallback_chain, execute, get_router
+from .settings import get_settings
 from .specs.mapping import get_provider_field_mapping, register_provider_field_mapping
 from .specs.registry import get_registry
 
@@ -23,9 +28,51 @@ logger = logging.getLogger("tarash_router.api")
 async def _run(config: Any, request: Any, on_progress: Any, modality: str) -> Any:
     if isinstance(config, str):
         logger.info("generate_%s route=%s", modality, config)
-        return await get_router().run(config, request, on_progress, modality)
-    logger.info("generate_%s provider=%s model=%s", modality, config.provider, config.model)
-    return await execute(config, request, on_progress, modality)
+
+        def run() -> Any:
+            return get_router().run(config, request, on_progress, modality)
+
+        target, timeout = f"route:{config}", get_router().get(config, modality).policy.deadline or 3600.0
+    else:
+        logger.info("generate_%s provider=%s model=%s", modality, config.provider, config.model)
+
+        def run() -> Any:
+            return execute(config, request, on_progress, modality)
+
+        chain = collect_fallback_chain(config)
+        target = "|".join(f"{c.provider}/{c.model}" for c in chain)
+        timeout = sum(c.timeout for c in chain)
+    if request.idempotency_key:
+        return await run_idempotent(request.idempotency_key, target, request, modality, timeout, run,
+                                    lambda job_id: resume_async(job_id, on_progress=on_progress))
+    return await run()
+
+
+async def resume_async(job_id: str, *, api_key: str | None = None, on_progress: Any = None,
+                       timeout: float | None = None) -> VideoGenerationResponse | ImageGenerationResponse:
+    """Re-attach to a journaled job (e.g. after a crash) and finish it without submitting again."""
+    record = await get_journal().get(job_id)
+    if record is None:
+        raise ValidationError(f"no journaled job {job_id!r} (journal: {get_settings().journal})")
+    response_cls = VideoGenerationResponse if record.modality == "video" else ImageGenerationResponse
+    if record.state == "completed" and record.result is not None:
+        return response_cls.model_validate(record.result)
+    if record.state in ("failed", "cancelled"):
+        error = record.error or {}
+        raise GenerationFailedError(f"job {job_id} {record.state}: {error.get('message', 'no detail')}",
+                                    provider=record.provider, model=record.model, request_id=job_id,
+                                    raw_response=error, retryable=False, job_may_exist=True)
+    config_cls = VideoGenerationConfig if record.modality == "video" else ImageGenerationConfig
+    config = config_cls(provider=record.provider, model=record.model, api_key=api_key, base_url=record.base_url,
+                        timeout=timeout or record.timeout, poll_interval=record.poll_interval,
+                        max_poll_attempts=record.max_poll_attempts, provider_config=record.provider_config)
+    return await resume_generation(record, config, on_progress)
+
+
+def resume(job_id: str, *, api_key: str | None = None, on_progress: Any = None,
+           timeout: float | None = None) -> VideoGenerationResponse | ImageGenerationResponse:
+    """Blocking `resume_async`."""
+    return run_sync(resume_async(job_id, api_key=api_key, on_progress=on_progress, timeout=timeout))
 
 
 async def generate_video_async(
@@ -75,5 +122,5 @@ def render_request(
 
 __all__ = [
     "generate_video", "generate_video_async", "generate_image", "generate_image_async", "register_provider",
-    "register_provider_field_mapping", "get_provider_field_mapping", "render_request",
+    "register_provider_field_mapping", "get_provider_field_mapping", "render_request", "resume", "resume_async",
 ]

@@ -123,6 +123,10 @@ class _GenerationRequest(BaseModel):
     seed: int | None = None
     aspect_ratio: str | None = None
     extra_params: dict[str, Any] = Field(default_factory=dict)
+    # The same key with the same request returns the first call's result (or waits for it) instead
+    # of generating again, across processes sharing a SQLite/Redis journal; with another request it
+    # is a ValidationError.
+    idempotency_key: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -212,7 +216,7 @@ class ExecutionMetadata(BaseModel):
 class VideoGenerationResponse(BaseModel):
     """A finished video: a URL (or bytes for providers that only serve bytes)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
 
     request_id: str
     video: MediaType

@@ -39,6 +39,10 @@ class TarashSettings(BaseSettings):
     max_poll_errors: int = Field(5, ge=0)
     # Longest wait between retries, whatever Retry-After says.
     max_retry_wait: float = Field(30.0, ge=0)
+    # Job journal: "memory" (default), "sqlite:///path/to/jobs.db" or "redis://host:6379/0".
+    journal: str = "memory"
+    # A process waiting on someone else's idempotency key takes it over after this many silent seconds.
+    idempotency_lease: float = Field(30.0, gt=0)
 
     _split_dirs = field_validator("spec_dirs", "route_dirs", mode="before")(_split_paths)
 

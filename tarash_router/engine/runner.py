@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextvars
 import inspect
 import json
 import logging
@@ -28,10 +29,15 @@ from ..specs.compiled import FamilySpec
 from ..specs.params import check_request
 from .classify import error_from_response, error_from_transport, output_refusal
 from .client import POOL
+from ..journal import get_journal
+from ..journal.records import JobRecord
+from ..journal.store import JobStore
 from .media import fetch_media, media_urls
 from .render import JobContext, PreparedRequest, prepare_job
 
 logger = logging.getLogger("tarash_router.engine")
+# The request fingerprint of the call in flight (set by the API layer for idempotency bookkeeping).
+CURRENT_FINGERPRINT: contextvars.ContextVar[str] = contextvars.ContextVar("tarash_fingerprint", default="")
 TERMINAL = ("completed", "failed")
 _CANCEL_TIMEOUT = 5.0
 
@@ -58,10 +64,15 @@ class Reply:
 class Generation:
     """One generation in flight: the job context, the provider's job handle and progress reporting."""
 
-    def __init__(self, jc: JobContext, modality: str, on_progress: Any) -> None:
+    def __init__(self, jc: JobContext, modality: str, on_progress: Any, journal: JobStore | None = None,
+                 idempotency_key: str | None = None, fingerprint: str = "") -> None:
         self.jc = jc
         self.modality = modality
         self.on_progress = on_progress
+        self.journal = journal
+        self.idempotency_key = idempotency_key
+        self.fingerprint = fingerprint
+        self.recorded_state: str | None = None
         self.settings = get_settings()
         self.job: dict[str, Any] = {}
         self.job_id: str | None = None
@@ -103,24 +114,34 @@ class Generation:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def run(self) -> VideoGenerationResponse | ImageGenerationResponse:
+    async def run(self, resume: JobRecord | None = None) -> VideoGenerationResponse | ImageGenerationResponse:
+        """Run the whole lifecycle, or (with `resume`) follow a journaled job without submitting."""
         try:
             async with asyncio.timeout_at(self.deadline):
+                if resume is not None:
+                    return await self._follow_recorded(resume)
                 return await self._lifecycle()
         except builtins.TimeoutError:
-            await self._cancel_remote("deadline")
+            if await self._cancel_remote("deadline"):
+                await self._record("cancelled", error={"type": "TimeoutError", "message": "deadline reached"})
             raise GenerationTimeoutError(
                 f"generation did not finish within {self.jc.config.timeout:g}s", provider=self.jc.provider,
                 model=self.jc.model, request_id=self.job_id, timeout_seconds=self.jc.config.timeout,
                 job_may_exist=self.job_id is not None) from None
         except asyncio.CancelledError:
-            await self._cancel_remote("caller cancelled")
+            if await self._cancel_remote("caller cancelled"):
+                await self._record("cancelled", error={"type": "CancelledError", "message": "caller cancelled"})
             raise
         except TarashException as exc:
+            error = {"type": type(exc).__name__, "message": exc.message}
+            if self.terminal:  # the provider reported the job failed
+                await self._record("failed", error=error)
             # Giving up on a job that may still run (e.g. polls kept failing): stop it so a
-            # fallback target does not leave two paid jobs running.
-            if self.job_id is not None and not self.terminal and exc.job_may_exist:
-                await self._cancel_remote(f"giving up after {type(exc).__name__}")
+            # fallback target does not leave two paid jobs running. If the cancel fails, the
+            # journal keeps the job open so `resume` can still collect it.
+            elif self.job_id is not None and exc.job_may_exist:
+                if await self._cancel_remote(f"giving up after {type(exc).__name__}"):
+                    await self._record("cancelled", error=error)
             raise
 
     async def _lifecycle(self) -> VideoGenerationResponse | ImageGenerationResponse:
@@ -135,15 +156,56 @@ class Generation:
                                         model=self.jc.model, raw_response=_as_dict(reply.data), retryable=False,
                                         job_may_exist=True)
         status = self._map_status(self.job.get("status")) if self.job.get("status") is not None else "queued"
+        await self._journal_submitted(status)
         if status != "completed":  # a finished job gets one completed update, with its result
             await self._emit(status, reply.data, queue_position=self.job.get("queue_position"))
-        data = reply.data
+        return await self._follow(status, reply.data)
+
+    async def _follow(self, status: str, data: Any) -> VideoGenerationResponse | ImageGenerationResponse:
+        """From an accepted job to its response: poll until done, fetch the result, extract."""
         self.terminal = status in TERMINAL
         if status != "completed":
             data = await self._poll_until_done()
-        if family.result is not None:
-            data = (await self._get_with_retries(family.result, "result")).data
+        if self.jc.family.result is not None:
+            data = (await self._get_with_retries(self.jc.family.result, "result")).data
         return await self._finish(data)
+
+    async def _follow_recorded(self, record: JobRecord) -> VideoGenerationResponse | ImageGenerationResponse:
+        self.job, self.job_id, self.recorded_state = dict(record.job), record.job_id, record.state
+        status = record.state if record.state in ("queued", "processing") else "queued"
+        return await self._follow(status, None)
+
+    # ------------------------------------------------------------ journal
+
+    async def _journal_submitted(self, status: str) -> None:
+        if self.journal is None or self.job_id is None:
+            return
+        config = self.jc.config
+        record = JobRecord(
+            job_id=self.job_id, provider=self.jc.provider, model=self.jc.model, modality=self.modality,
+            state="queued" if status not in ("processing", "completed") else "processing", job=self.job,
+            base_url=self.jc.base_url, provider_config=config.provider_config, timeout=config.timeout,
+            poll_interval=config.poll_interval, max_poll_attempts=config.max_poll_attempts,
+            fingerprint=self.fingerprint, idempotency_key=self.idempotency_key)
+        try:
+            await self.journal.put(record)
+            self.recorded_state = record.state
+            if self.idempotency_key:
+                from ..journal.idempotency import record_job_on_claim
+
+                await record_job_on_claim(self.job_id)
+        except Exception as exc:  # noqa: BLE001 - a journal outage must not lose a paid job
+            logger.warning("journal write failed for job %s: %s", self.job_id, type(exc).__name__)
+
+    async def _record(self, state: str, **changes: Any) -> None:
+        """Move the journaled job forward (no-op without a journal or when the state is unchanged)."""
+        if self.journal is None or self.job_id is None or state == self.recorded_state:
+            return
+        try:
+            await self.journal.advance(self.job_id, state, **changes)
+            self.recorded_state = state
+        except Exception as exc:  # noqa: BLE001 - a journal outage must not lose a paid job
+            logger.warning("journal update failed for job %s: %s", self.job_id, type(exc).__name__)
 
     async def _submit(self) -> Reply:
         # Sent once: whether a failed submit may be retried is routing's call (see RetryPolicy),
@@ -194,6 +256,8 @@ class Generation:
             self.terminal = status in TERMINAL
             if status == "completed":
                 return data  # the completed update goes out with the extracted result
+            if status == "processing":
+                await self._record("processing")
             await self._emit(status, data, queue_position=extract.get("queue_position", data),
                              logs=extract.get("logs", data), percent=extract.percent(data),
                              error=str(error) if error is not None else None)
@@ -259,6 +323,7 @@ class Generation:
             response = ImageGenerationResponse(
                 images=images, content_type=fields.get("content_type") or "image/png",
                 revised_prompt=fields.get("revised_prompt"), **common)
+        await self._record("completed", result=response.model_dump(mode="json"))
         await self._emit("completed", raw, percent=100, result=response)
         return response
 
@@ -274,25 +339,27 @@ class Generation:
             provider=self.jc.provider, model=self.jc.model, result=result)
         await call_progress(self.on_progress, update)
 
-    async def _cancel_remote(self, reason: str) -> None:
-        """Best effort: ask the provider to stop the job so it is not billed further."""
+    async def _cancel_remote(self, reason: str) -> bool:
+        """Best effort: ask the provider to stop the job so it is not billed further. True if it said yes."""
         template = self.jc.family.cancel
         if template is None or self.job_id is None:
-            return
+            return False
         prepared = self.jc.build(template, self.job)
         pooled = POOL.get(self.jc.provider)
 
-        async def _send() -> None:
+        async def _send() -> bool:
             response = await pooled.client.request(prepared.method, prepared.url, params=prepared.query or None,
                                                    headers=prepared.headers, json=prepared.json,
                                                    timeout=_CANCEL_TIMEOUT)
             logger.info("%s job %s cancelled (%s): HTTP %s", self.jc.provider, self.job_id, reason,
                         response.status_code)
+            return response.status_code < 300
 
         try:
-            await asyncio.shield(asyncio.wait_for(_send(), _CANCEL_TIMEOUT))
+            return await asyncio.shield(asyncio.wait_for(_send(), _CANCEL_TIMEOUT))
         except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - cancel is best effort
             logger.warning("%s job %s: cancel failed (%s)", self.jc.provider, self.job_id, type(exc).__name__)
+            return False
 
 
 async def call_progress(callback: Any, update: Any) -> None:
@@ -333,14 +400,29 @@ def _synthetic_id() -> str:
 
 async def run_generation(family: FamilySpec, config: GenerationConfig, request: GenerationRequest,
                          on_progress: Any, modality: str) -> VideoGenerationResponse | ImageGenerationResponse:
-    """Validate, render and run one generation through `family`'s protocol."""
+    """Validate, render and run one generation through `family`'s protocol, journaling the job."""
     media = family.media
     fetched = None
     if media.download and (urls := media_urls(request)):
         check_request(family, config.model, request)  # refuse a bad request before downloading anything
         fetched = await fetch_media(urls, family.provider.name, media.max_download_bytes)
     jc = prepare_job(family, config, request, fetched=fetched)
-    return await Generation(jc, modality, on_progress).run()
+    key = getattr(request, "idempotency_key", None)
+    return await Generation(jc, modality, on_progress, journal=get_journal(), idempotency_key=key,
+                            fingerprint=CURRENT_FINGERPRINT.get()).run()
+
+
+async def resume_generation(record: JobRecord, config: GenerationConfig, on_progress: Any) -> Any:
+    """Follow a journaled job to its result without submitting anything."""
+    from ..models import ImageGenerationRequest, VideoGenerationRequest
+    from ..specs.registry import get_registry
+
+    family = get_registry().resolve(record.provider, record.model, record.modality)
+    request = (VideoGenerationRequest if record.modality == "video" else ImageGenerationRequest)(prompt="")
+    jc = prepare_job(family, config, request)
+    jc.base_url = record.base_url or jc.base_url
+    return await Generation(jc, record.modality, on_progress, journal=get_journal(),
+                            idempotency_key=record.idempotency_key, fingerprint=record.fingerprint).run(resume=record)
 
 
 __all__ = ["run_generation", "Generation", "call_progress"]

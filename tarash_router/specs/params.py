@@ -10,7 +10,8 @@ from ..models import GenerationRequest
 from .compiled import FamilySpec
 
 # Request fields that never need a template to be "used".
-_STRUCTURAL = frozenset({"prompt", "image_list", "extra_params", "video", "mask_image", "number_of_videos"})
+_STRUCTURAL = frozenset({"prompt", "image_list", "extra_params", "video", "mask_image", "number_of_videos",
+                         "idempotency_key"})
 
 
 def _fmt(values: list[Any]) -> str:

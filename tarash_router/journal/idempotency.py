@@ -1,0 +1,133 @@
+"""Idempotency keys: one generation per key and request, in one process or across processes.
+
+The first caller claims the key in the journal (atomically) and runs; later callers with the same
+key and request wait for its result, or take the claim over when its owner stopped heartbeating,
+resuming the owner's job from the journal instead of submitting again when one was accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..errors import TimeoutError as GenerationTimeoutError
+from ..errors import ValidationError
+from ..settings import get_settings
+from . import get_journal
+from .records import TERMINAL_STATES, Claim, fingerprint
+
+# (key, owner) of the claim the current call holds; the engine records the job id on it at submit.
+CURRENT_CLAIM: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("tarash_claim", default=None)
+
+
+def _new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def _response(claim: Claim) -> Any:
+    from ..models import ImageGenerationResponse, VideoGenerationResponse
+
+    cls = VideoGenerationResponse if claim.modality == "video" else ImageGenerationResponse
+    return cls.model_validate(claim.result)
+
+
+async def run_idempotent(key: str, target: str, request: Any, modality: str, timeout: float,
+                         run: Callable[[], Awaitable[Any]], resume: Callable[[str], Awaitable[Any]]) -> Any:
+    """Run `run()` at most once for (key, request); otherwise return or wait for the first result."""
+    from ..engine.runner import CURRENT_FINGERPRINT
+
+    journal = get_journal()
+    fp = fingerprint(target, request)
+    owner = _new_owner()
+    deadline = time.monotonic() + timeout
+    while True:
+        claim = await journal.claim(Claim(key=key, fingerprint=fp, owner=owner, modality=modality))
+        if claim.fingerprint != fp:
+            raise ValidationError(f"idempotency key {key!r} was already used for a different request")
+        if claim.owner == owner:
+            break
+        if claim.state == "completed":
+            return _response(claim)
+        taken = await _wait(journal, key, claim, owner, deadline)
+        if isinstance(taken, Claim):
+            if taken.state == "completed":
+                return _response(taken)
+            if taken.job_id:  # the owner died after submitting: collect its job, never submit again
+                return await _own(journal, key, owner, lambda: resume(taken.job_id))
+            break  # the owner died before submitting: run it ourselves
+        # the claim was released (the owner's call failed): try to claim it again
+    fp_token = CURRENT_FINGERPRINT.set(fp)
+    try:
+        return await _own(journal, key, owner, run)
+    finally:
+        CURRENT_FINGERPRINT.reset(fp_token)
+
+
+async def _own(journal: Any, key: str, owner: str, run: Callable[[], Awaitable[Any]]) -> Any:
+    """Run while holding the claim: heartbeat it, then store the result (or release it on failure)."""
+    lease = get_settings().idempotency_lease
+    token = CURRENT_CLAIM.set((key, owner))
+
+    async def heartbeat() -> None:
+        while True:
+            await asyncio.sleep(lease / 3)
+            await journal.update_claim(key, owner, heartbeat=time.time())
+
+    beating = asyncio.create_task(heartbeat())
+    try:
+        response = await run()
+    except BaseException:
+        await _abandon(journal, key, owner)
+        raise
+    finally:
+        beating.cancel()
+        CURRENT_CLAIM.reset(token)
+    await journal.update_claim(key, owner, state="completed", job_id=response.request_id,
+                               result=response.model_dump(mode="json"), heartbeat=time.time())
+    return response
+
+
+async def _abandon(journal: Any, key: str, owner: str) -> None:
+    """After a failed call: release the key, unless a job it accepted may still be running, in which
+    case the claim is left for the next caller to take over at once and collect that job."""
+    claim = await journal.get_claim(key)
+    job = await journal.get(claim.job_id) if claim is not None and claim.job_id else None
+    if job is not None and job.state not in TERMINAL_STATES:
+        await journal.update_claim(key, owner, heartbeat=0.0)
+    else:
+        await journal.release(key, owner)
+
+
+async def _wait(journal: Any, key: str, claim: Claim, owner: str, deadline: float) -> Claim | None:
+    """Wait for another owner's result. Returns the finished claim, a claim we took over, or None
+    when the owner released it."""
+    lease = get_settings().idempotency_lease
+    delay = 0.02
+    while time.monotonic() < deadline:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+        current = await journal.get_claim(key)
+        if current is None:
+            return None
+        if current.state == "completed":
+            return current
+        if time.time() - current.heartbeat > lease and await journal.take_over(key, current.owner, owner):
+            return current.model_copy(update={"owner": owner})
+    raise GenerationTimeoutError(f"waited too long for the call holding idempotency key {key!r}",
+                                 timeout_seconds=None)
+
+
+async def record_job_on_claim(job_id: str) -> None:
+    """Called by the engine when a job is accepted, so a successor can resume instead of resubmitting."""
+    held = CURRENT_CLAIM.get()
+    if held is not None:
+        await get_journal().update_claim(held[0], held[1], job_id=job_id, heartbeat=time.time())
+
+
+__all__ = ["run_idempotent", "record_job_on_claim", "CURRENT_CLAIM"]

@@ -1,0 +1,113 @@
+"""SQLite journal: durable on one machine, shared by the processes that open the same file.
+
+Writes run in `BEGIN IMMEDIATE` transactions so a forward-only update or a claim is atomic across
+processes; the database runs in WAL mode so readers never block writers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .records import Claim, JobRecord, can_move
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY, state TEXT NOT NULL, created_at REAL NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
+CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, data TEXT NOT NULL);
+"""
+
+
+class SQLiteJobStore:
+    """Journal in one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def _write(self, fn: Any) -> Any:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return result
+
+    async def put(self, record: JobRecord) -> None:
+        self._write(lambda db: db.execute(
+            "INSERT OR REPLACE INTO jobs (job_id, state, created_at, data) VALUES (?, ?, ?, ?)",
+            (record.job_id, record.state, record.created_at, record.model_dump_json())))
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return JobRecord.model_validate_json(row[0]) if row else None
+
+    async def advance(self, job_id: str, state: str, **changes: Any) -> JobRecord | None:
+        def update(db: sqlite3.Connection) -> JobRecord | None:
+            row = db.execute("SELECT data FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            record = JobRecord.model_validate_json(row[0])
+            if can_move(record.state, state):
+                record = record.model_copy(update={"state": state, "updated_at": time.time(), **changes})
+                db.execute("UPDATE jobs SET state = ?, data = ? WHERE job_id = ?",
+                           (record.state, record.model_dump_json(), job_id))
+            return record
+
+        return self._write(update)
+
+    async def list(self, limit: int = 100) -> list[JobRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT data FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        return [JobRecord.model_validate_json(r[0]) for r in rows]
+
+    async def claim(self, claim: Claim) -> Claim:
+        def insert(db: sqlite3.Connection) -> Claim:
+            db.execute("INSERT OR IGNORE INTO claims (key, owner, data) VALUES (?, ?, ?)",
+                       (claim.key, claim.owner, claim.model_dump_json()))
+            row = db.execute("SELECT data FROM claims WHERE key = ?", (claim.key,)).fetchone()
+            return Claim.model_validate_json(row[0])
+
+        return self._write(insert)
+
+    async def get_claim(self, key: str) -> Claim | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM claims WHERE key = ?", (key,)).fetchone()
+        return Claim.model_validate_json(row[0]) if row else None
+
+    async def update_claim(self, key: str, holder: str, **changes: Any) -> bool:
+        def update(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT data FROM claims WHERE key = ? AND owner = ?", (key, holder)).fetchone()
+            if row is None:
+                return False
+            claim = Claim.model_validate_json(row[0]).model_copy(update=changes)
+            db.execute("UPDATE claims SET owner = ?, data = ? WHERE key = ?", (claim.owner, claim.model_dump_json(), key))
+            return True
+
+        return self._write(update)
+
+    async def take_over(self, key: str, old_owner: str, new_owner: str) -> bool:
+        return await self.update_claim(key, old_owner, owner=new_owner, heartbeat=time.time())
+
+    async def release(self, key: str, owner: str) -> None:
+        self._write(lambda db: db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, owner)))
+
+    async def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+__all__ = ["SQLiteJobStore"]

@@ -1,0 +1,204 @@
+"""The job journal: states move forward, resume after a crash, idempotency keys, for every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from conftest import API_KEY, video_config
+from journal_helpers import redis_server
+from tarash_router import (
+    GenerationFailedError, ValidationError, generate_video, generate_video_async, resume, resume_async,
+)
+from tarash_router.journal import get_journal, open_journal, set_journal
+from tarash_router.journal.records import Claim, JobRecord
+from tarash_router.models import VideoGenerationRequest
+from tarash_router.testing import FalJob
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def journal_url(request, tmp_path):
+    if request.param == "memory":
+        return "memory"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/jobs.db"
+    return request.getfixturevalue("redis_url")
+
+
+@pytest.fixture
+def journal(journal_url):
+    store = open_journal(journal_url)
+    set_journal(store)
+    if journal_url.startswith("redis"):
+        asyncio.run(_flush(store))
+        store = open_journal(journal_url)  # a fresh client for the test's own event loops
+        set_journal(store)
+    yield store
+    set_journal(None)
+
+
+async def _flush(store) -> None:
+    await store._redis.flushdb()
+    await store.close()
+
+
+def test_states_move_forward_only(journal):
+    async def scenario():
+        await journal.put(JobRecord(job_id="j1", provider="fal", model="m", modality="video"))
+        await journal.advance("j1", "processing")
+        assert (await journal.advance("j1", "queued")).state == "processing"
+        await journal.advance("j1", "completed", result={"video": "u"})
+        assert (await journal.advance("j1", "processing")).state == "completed"
+        assert (await journal.get("j1")).result == {"video": "u"}
+        assert [r.job_id for r in await journal.list()] == ["j1"]
+        assert await journal.advance("missing", "completed") is None
+    asyncio.run(scenario())
+
+
+def test_claims_are_exclusive(journal):
+    async def scenario():
+        first = await journal.claim(Claim(key="k", fingerprint="f", owner="a"))
+        second = await journal.claim(Claim(key="k", fingerprint="f", owner="b"))
+        assert first.owner == second.owner == "a"
+        assert not await journal.update_claim("k", "b", state="completed")
+        assert await journal.take_over("k", "a", "b") and not await journal.take_over("k", "a", "c")
+        await journal.release("k", "a")  # not the owner any more: ignored
+        assert (await journal.get_claim("k")).owner == "b"
+        await journal.release("k", "b")
+        assert await journal.get_claim("k") is None
+    asyncio.run(scenario())
+
+
+def test_generation_is_journaled(journal, fal):
+    response = generate_video(video_config(fal), VideoGenerationRequest(prompt="x"))
+    record = asyncio.run(journal.get(response.request_id))
+    assert record.state == "completed" and record.result["video"] == response.video
+    assert record.job["status_url"].startswith(fal.base_url)
+    assert API_KEY not in record.model_dump_json()
+
+
+def test_resume_collects_a_job_without_submitting(journal, fal):
+    fal.queue(FalJob(statuses=["IN_QUEUE"] * 3 + ["COMPLETED"]))
+
+    async def start_and_abandon():
+        task = asyncio.create_task(generate_video_async(video_config(fal, model="fal-ai/veo3"),
+                                                        VideoGenerationRequest(prompt="x")))
+        while not fal.submits:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.02)
+        return task
+
+    # Stand-in for a crash: the process stops polling without cancelling the remote job.
+    loop = asyncio.new_event_loop()
+    task = loop.run_until_complete(start_and_abandon())
+    task.remove_done_callback  # noqa: B018 - keep a reference; the loop is dropped without cancelling
+    job_id = fal.submits[0].request_id
+    response = resume(job_id, api_key=API_KEY)
+    assert response.request_id == job_id and response.video.endswith(".mp4")
+    assert fal.submit_count() == 1 and fal.cancels == []
+
+
+def test_resume_of_a_finished_or_unknown_job(journal, fal):
+    response = generate_video(video_config(fal), VideoGenerationRequest(prompt="x"))
+    before = len(fal.requests)
+    assert resume(response.request_id).video == response.video
+    assert len(fal.requests) == before
+    with pytest.raises(ValidationError, match="no journaled job"):
+        resume("nope")
+    fal.queue(FalJob.completed_with_error())
+    with pytest.raises(GenerationFailedError):
+        generate_video(video_config(fal), VideoGenerationRequest(prompt="x"))
+    with pytest.raises(GenerationFailedError, match="failed"):
+        resume(fal.submits[-1].request_id)
+
+
+def test_idempotency_key_same_process(journal, fal):
+    request = VideoGenerationRequest(prompt="x", idempotency_key="order-17")
+
+    async def twice():
+        return await asyncio.gather(generate_video_async(video_config(fal), request),
+                                    generate_video_async(video_config(fal), request))
+
+    first, second = asyncio.run(twice())
+    assert first.request_id == second.request_id and fal.submit_count() == 1
+    assert generate_video(video_config(fal), request).request_id == first.request_id
+    with pytest.raises(ValidationError, match="different request"):
+        generate_video(video_config(fal), VideoGenerationRequest(prompt="y", idempotency_key="order-17"))
+    assert fal.submit_count() == 1
+
+
+def test_failed_call_releases_its_key(journal, fal):
+    fal.queue(FalJob.moderated())
+    request = VideoGenerationRequest(prompt="x", idempotency_key="retry-me")
+    with pytest.raises(Exception):
+        generate_video(video_config(fal), request)
+    assert generate_video(video_config(fal), request).video
+    assert fal.submit_count() == 2
+
+
+CHILD = textwrap.dedent("""
+    import sys
+    from tarash_router import generate_video
+    from tarash_router.journal import open_journal, set_journal
+    from tarash_router.models import VideoGenerationConfig, VideoGenerationRequest
+    base_url, journal, key, model = sys.argv[1:5]
+    set_journal(open_journal(journal))
+    config = VideoGenerationConfig(provider="fal", model=model, api_key="k", base_url=base_url,
+                                   poll_interval=0.02, timeout=60)
+    response = generate_video(config, VideoGenerationRequest(prompt="x", idempotency_key=key or None))
+    print(response.request_id, flush=True)
+""")
+
+
+def child(fal, journal_url, key="", model="fal-ai/veo3/fast") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CHILD, fal.base_url, journal_url, key, model],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_process_killed_after_submit_then_resumed(backend, fal, tmp_path, request):
+    url = f"sqlite:///{tmp_path}/jobs.db" if backend == "sqlite" else request.getfixturevalue("redis_url")
+    fal.queue(FalJob(statuses=["IN_QUEUE"] * 400 + ["COMPLETED"]))
+    proc = child(fal, url)
+    deadline = time.monotonic() + 20
+    while not (fal.submits and fal.status_polls(fal.submits[0].request_id) >= 2) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    job_id = fal.submits[0].request_id
+    fal.jobs[job_id].step = 400  # the provider finishes meanwhile
+    set_journal(open_journal(url))
+    try:
+        response = resume(job_id, api_key="k")
+    finally:
+        set_journal(None)
+    assert response.request_id == job_id and fal.submit_count() == 1
+
+
+def test_two_processes_same_key_submit_once(fal, redis_url):
+    fal.queue(FalJob(statuses=["IN_QUEUE"] * 20 + ["COMPLETED"]))
+    procs = [child(fal, redis_url, key="shared-key-1") for _ in range(2)]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outputs]
+    ids = {o[0].strip() for o in outputs}
+    assert len(ids) == 1 and fal.submit_count() == 1
+
+
+def test_unknown_journal_url():
+    from tarash_router import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown journal"):
+        open_journal("mongodb://x")
