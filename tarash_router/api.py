@@ -13,7 +13,7 @@ from .models import (
     ImageGenerationConfig, ImageGenerationRequest, ImageGenerationResponse, ImageProgressCallback,
     ProgressCallback, VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse,
 )
-from .engine.runner import resume_generation
+from .engine.runner import cancel_recorded, resume_generation
 from .errors import GenerationFailedError, ValidationError
 from .journal import get_journal
 from .journal.idempotency import run_idempotent
@@ -62,11 +62,24 @@ async def resume_async(job_id: str, *, api_key: str | None = None, on_progress: 
         raise GenerationFailedError(f"job {job_id} {record.state}: {error.get('message', 'no detail')}",
                                     provider=record.provider, model=record.model, request_id=job_id,
                                     raw_response=error, retryable=False, job_may_exist=True)
+    return await resume_generation(record, _config_for(record, api_key, timeout), on_progress)
+
+
+async def cancel_job_async(job_id: str, *, api_key: str | None = None) -> bool:
+    """Cancel a journaled job at its provider; True if the provider accepted the cancel."""
+    record = await get_journal().get(job_id)
+    if record is None:
+        raise ValidationError(f"no journaled job {job_id!r} (journal: {get_settings().journal})")
+    if record.state in ("completed", "failed", "cancelled"):
+        return False
+    return await cancel_recorded(record, _config_for(record, api_key, None))
+
+
+def _config_for(record: Any, api_key: str | None, timeout: float | None) -> Any:
     config_cls = VideoGenerationConfig if record.modality == "video" else ImageGenerationConfig
-    config = config_cls(provider=record.provider, model=record.model, api_key=api_key, base_url=record.base_url,
-                        timeout=timeout or record.timeout, poll_interval=record.poll_interval,
-                        max_poll_attempts=record.max_poll_attempts, provider_config=record.provider_config)
-    return await resume_generation(record, config, on_progress)
+    return config_cls(provider=record.provider, model=record.model, api_key=api_key, base_url=record.base_url,
+                      timeout=timeout or record.timeout, poll_interval=record.poll_interval,
+                      max_poll_attempts=record.max_poll_attempts, provider_config=record.provider_config)
 
 
 def resume(job_id: str, *, api_key: str | None = None, on_progress: Any = None,

@@ -98,6 +98,38 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_jobs(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .api import cancel_job_async, resume_async
+    from .journal import get_journal, open_journal, set_journal
+
+    if args.journal:
+        set_journal(open_journal(args.journal))
+    journal = get_journal()
+    if args.action == "list":
+        records = asyncio.run(journal.list(args.limit))
+        for r in records:
+            print(f"{r.job_id:<40} {r.state:<10} {r.provider:<10} {r.model}")
+        return EXIT_OK
+    if not args.job_id:
+        return _usage(f"jobs {args.action} needs a job id")
+    if args.action == "show":
+        record = asyncio.run(journal.get(args.job_id))
+        if record is None:
+            print(f"tarash-router: no journaled job {args.job_id!r}", file=sys.stderr)
+            return EXIT_FINDINGS
+        print(record.model_dump_json(indent=2))
+        return EXIT_OK
+    if args.action == "resume":
+        response = asyncio.run(resume_async(args.job_id))
+        print(response.model_dump_json(indent=2, exclude={"raw_response"}))
+        return EXIT_OK
+    cancelled = asyncio.run(cancel_job_async(args.job_id))
+    print("cancelled" if cancelled else "not cancelled (finished already, or the provider refused)")
+    return EXIT_OK if cancelled else EXIT_FINDINGS
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from .specs.schema import json_schema
 
@@ -141,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--routes", action="append", default=[],
                          help="routes file or directory (repeatable; default: TARASH_ROUTE_DIRS)")
     explain.set_defaults(func=cmd_explain)
+
+    jobs = sub.add_parser("jobs", help="journaled provider jobs: list, show, resume, cancel")
+    jobs.add_argument("action", choices=["list", "show", "resume", "cancel"])
+    jobs.add_argument("job_id", nargs="?")
+    jobs.add_argument("--journal", help="journal URL (default: TARASH_JOURNAL): sqlite:///path or redis://...")
+    jobs.add_argument("--limit", type=int, default=50)
+    jobs.set_defaults(func=cmd_jobs)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a spec file kind")
     schema.add_argument("kind", choices=["provider", "family", "routes"])

@@ -202,3 +202,36 @@ def test_unknown_journal_url():
 
     with pytest.raises(ConfigError, match="unknown journal"):
         open_journal("mongodb://x")
+
+
+def test_jobs_cli_list_show_resume_cancel(fal, tmp_path, capsys, monkeypatch):
+    from tarash_router.cli import main
+
+    monkeypatch.setenv("FAL_KEY", API_KEY)
+    url = f"sqlite:///{tmp_path}/cli.db"
+    set_journal(open_journal(url))
+    try:
+        done = generate_video(video_config(fal), VideoGenerationRequest(prompt="x"))
+        fal.queue(FalJob(statuses=["IN_QUEUE"] * 1000))
+
+        async def start_then_drop():
+            task = asyncio.create_task(generate_video_async(video_config(fal), VideoGenerationRequest(prompt="y")))
+            while len(fal.submits) < 2:
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.02)
+            return task
+
+        asyncio.new_event_loop().run_until_complete(start_then_drop())
+        pending = fal.submits[1].request_id
+    finally:
+        set_journal(None)
+    assert main(["jobs", "list", "--journal", url]) == 0
+    listing = capsys.readouterr().out
+    assert done.request_id in listing and pending in listing
+    assert main(["jobs", "show", done.request_id, "--journal", url]) == 0
+    assert '"state": "completed"' in capsys.readouterr().out
+    assert main(["jobs", "cancel", pending, "--journal", url]) == 0
+    assert fal.cancels == [pending]
+    assert main(["jobs", "resume", done.request_id, "--journal", url]) == 0
+    assert done.video in capsys.readouterr().out
+    assert main(["jobs", "show", "missing", "--journal", url]) == 1

@@ -412,8 +412,8 @@ async def run_generation(family: FamilySpec, config: GenerationConfig, request: 
                             fingerprint=CURRENT_FINGERPRINT.get()).run()
 
 
-async def resume_generation(record: JobRecord, config: GenerationConfig, on_progress: Any) -> Any:
-    """Follow a journaled job to its result without submitting anything."""
+def _attach(record: JobRecord, config: GenerationConfig, on_progress: Any) -> Generation:
+    """A Generation bound to a journaled job (no submit)."""
     from ..models import ImageGenerationRequest, VideoGenerationRequest
     from ..specs.registry import get_registry
 
@@ -421,8 +421,24 @@ async def resume_generation(record: JobRecord, config: GenerationConfig, on_prog
     request = (VideoGenerationRequest if record.modality == "video" else ImageGenerationRequest)(prompt="")
     jc = prepare_job(family, config, request)
     jc.base_url = record.base_url or jc.base_url
-    return await Generation(jc, record.modality, on_progress, journal=get_journal(),
-                            idempotency_key=record.idempotency_key, fingerprint=record.fingerprint).run(resume=record)
+    generation = Generation(jc, record.modality, on_progress, journal=get_journal(),
+                            idempotency_key=record.idempotency_key, fingerprint=record.fingerprint)
+    generation.job, generation.job_id, generation.recorded_state = dict(record.job), record.job_id, record.state
+    return generation
+
+
+async def resume_generation(record: JobRecord, config: GenerationConfig, on_progress: Any) -> Any:
+    """Follow a journaled job to its result without submitting anything."""
+    return await _attach(record, config, on_progress).run(resume=record)
+
+
+async def cancel_recorded(record: JobRecord, config: GenerationConfig) -> bool:
+    """Ask the provider to cancel a journaled job; True (and journaled as cancelled) if it agreed."""
+    generation = _attach(record, config, None)
+    if await generation._cancel_remote("requested"):
+        await generation._record("cancelled", error={"type": "Cancelled", "message": "cancelled on request"})
+        return True
+    return False
 
 
 __all__ = ["run_generation", "Generation", "call_progress"]
