@@ -1,0 +1,592 @@
+"""Google Vertex AI (Veo videos, Imagen images) through the google-genai SDK.
+
+The family spec maps the unified request to the SDK's arguments (`source` and `config` for
+`generate_videos`, `prompt` and `config` for `generate_images`); this handler does the transport:
+- builds one `genai.Client(vertexai=True, ...)` per (event loop, base URL, key, project, location,
+  credentials), from `config.provider_config` (`project`, `location`, and `credentials_path` for
+  a service-account file, `credentials` for a google-auth object or `access_token` for a bearer
+  token; else Application Default Credentials), or express mode with `config.api_key`;
+- turns image strings into SDK images: a data: URI into bytes, a gs:// URI into `gcs_uri`, and an
+  https URL is downloaded first and sent as bytes (the reference system sent every string as
+  `gcs_uri`, which Vertex rejects for https);
+- submits once, polls the operation (`:fetchPredictOperation`) within the config's deadline and
+  poll limits, reports queued/processing/completed updates, and maps SDK errors to
+  `tarash_router.errors` (ClientError 400 -> ValidationError, 403 -> AuthenticationError unless
+  the message is about safety, 429 -> RateLimitError, ServerError -> retryable HTTPError,
+  Responsible-AI filtering -> ContentModerationError).
+`raw_response` is the provider's JSON as received (captured at the HTTP layer), with base64
+media bodies elided.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import builtins
+import contextvars
+import json
+import logging
+import mimetypes
+import os
+import random
+import re
+import weakref
+from typing import Any
+
+import httpx
+
+from ..engine.classify import error_from_transport, parse_retry_after
+from ..engine.media import fetch_media, media_kind, to_data_uri
+from ..engine.render import REDACTED, prepare_job
+from ..engine.runner import call_progress
+from ..errors import (
+    AuthenticationError, ContentModerationError, GenerationFailedError, HTTPError, RateLimitError, TarashException,
+    TimeoutError, ValidationError,
+)
+from ..models import (
+    ImageGenerationResponse, ImageGenerationUpdate, VideoGenerationResponse, VideoGenerationUpdate,
+)
+from ..settings import get_settings
+from ..specs.compiled import FamilySpec
+from ..specs.params import check_request
+from .base import require_sdk
+
+logger = logging.getLogger("tarash_router.handlers.google_vertex")
+
+EXTRA = "google"
+DEFAULT_LOCATION = "us-central1"
+SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+# Words Google uses when a prompt or media is refused for safety (not a documented code).
+_SAFETY = re.compile(r"(?i)usage guidelines|responsible ai|safety|prohibited|sensitive words")
+_SAFETY_400 = re.compile(r"(?i)usage guidelines|responsible ai|blocked for safety|safety (filter|reasons|policy)"
+                         r"|sensitive words")
+_B64_KEYS = ("bytesBase64Encoded", "encodedVideo")
+_MAX_RAW_B64 = 256
+# Transport-level headers left out of a dry run.
+_NOISE_HEADERS = {"host", "content-length", "accept-encoding", "connection", "accept"}
+
+# Responses of the current generation, recorded by an httpx hook (one list per task context).
+_CAPTURE: contextvars.ContextVar[list[httpx.Response] | None] = contextvars.ContextVar(
+    "tarash_vertex_capture", default=None)
+
+
+async def _record_response(response: httpx.Response) -> None:
+    sink = _CAPTURE.get()
+    if sink is not None:
+        await response.aread()
+        sink.append(response)
+
+
+class _Captured(Exception):
+    """Raised by the dry-run transport with the request the SDK was about to send."""
+
+    def __init__(self, request: httpx.Request) -> None:
+        super().__init__("captured")
+        self.request = request
+
+
+class VertexHandler:
+    """`handler: google_vertex` — Veo (`generate_videos`) and Imagen (`generate_images`) on Vertex AI."""
+
+    def __init__(self) -> None:
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, Any]] = (
+            weakref.WeakKeyDictionary())
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self, family: FamilySpec, config: Any, request: Any, on_progress: Any, modality: str) -> Any:
+        genai = require_sdk("google.genai", EXTRA, family.provider.name)
+        provider, model = family.provider.name, config.model
+        check_request(family, model, request)  # refuse a bad request before downloading anything
+        request = await _inline_web_media(family, request)
+        job = prepare_job(family, config, request)
+        call = _SdkCall(job.payload, modality, provider, model)
+        call.validate(genai)
+        client = self._client(genai, config, provider)
+        run = _Run(self, genai, client, config, provider, model, modality, on_progress)
+        token = _CAPTURE.set([])
+        try:
+            loop = asyncio.get_running_loop()
+            async with asyncio.timeout_at(loop.time() + config.timeout):
+                if modality == "video":
+                    return await run.video(call)
+                return await run.images(call)
+        except builtins.TimeoutError:
+            raise TimeoutError(f"generation did not finish within {config.timeout:g}s", provider=provider,
+                               model=model, request_id=run.request_id, timeout_seconds=config.timeout,
+                               job_may_exist=run.request_id is not None) from None
+        finally:
+            _CAPTURE.reset(token)
+
+    def _client(self, genai: Any, config: Any, provider: str) -> Any:
+        """One SDK client per event loop and connection settings (never one per call)."""
+        settings = _client_settings(config)
+        key = (provider, config.base_url, config.api_key, config.api_version, settings["project"],
+               settings["location"], settings["credentials_key"])
+        loop = asyncio.get_running_loop()
+        clients = self._clients.setdefault(loop, {})
+        client = clients.get(key)
+        if client is None:
+            limits = get_settings()
+            http = httpx.AsyncClient(
+                timeout=httpx.Timeout(limits.request_timeout, connect=limits.connect_timeout),
+                limits=httpx.Limits(max_connections=limits.max_connections,
+                                    max_keepalive_connections=limits.max_connections),
+                event_hooks={"response": [_record_response]})
+            client = clients[key] = _make_client(genai, config, settings, async_client=http)
+        return client
+
+    # ------------------------------------------------------------------ render
+
+    def render(self, family: FamilySpec, config: Any, request: Any) -> dict[str, Any]:
+        """The first request the SDK would send (submit), captured without network; secrets masked."""
+        genai = require_sdk("google.genai", EXTRA, family.provider.name)
+        modality = family.modality
+        placeholders: dict[str, str] = {}
+        request = _placeholder_web_media(request, placeholders)
+        job = prepare_job(family, config, request, dry_run=True)
+        call = _SdkCall(job.payload, modality, family.provider.name, config.model)
+        call.validate(genai)
+
+        def capture(http_request: httpx.Request) -> httpx.Response:
+            raise _Captured(http_request)
+
+        settings = _client_settings(config, dry_run=True)
+        client = _make_client(genai, config, settings, sync_client=httpx.Client(
+            transport=httpx.MockTransport(capture)))
+        try:
+            if modality == "video":
+                client.models.generate_videos(model=config.model, source=call.source, config=call.config)
+            else:
+                _generate_images(client.models, config.model, call)
+        except _Captured as captured:
+            sent = captured.request
+        else:  # pragma: no cover - the transport always raises
+            raise RuntimeError("the SDK sent no request")
+        headers = {k: v for k, v in sent.headers.items() if k.lower() not in _NOISE_HEADERS}
+        for name in headers:
+            if name.lower() == "authorization":
+                headers[name] = f"Bearer {REDACTED}"
+            elif name.lower() == "x-goog-api-key":
+                headers[name] = REDACTED
+        text = sent.content.decode("utf-8")
+        for encoded, shown in placeholders.items():
+            text = text.replace(encoded, shown)
+        return {"method": sent.method, "url": str(sent.url), "headers": headers, "json": json.loads(text)}
+
+
+# ---------------------------------------------------------------------- one generation
+
+
+class _Run:
+    """Drives one SDK generation: submit, poll, progress, result, errors."""
+
+    def __init__(self, handler: VertexHandler, genai: Any, client: Any, config: Any, provider: str, model: str,
+                 modality: str, on_progress: Any) -> None:
+        self.genai = genai
+        self.client = client
+        self.config = config
+        self.provider = provider
+        self.model = model
+        self.modality = modality
+        self.on_progress = on_progress
+        self.request_id: str | None = None
+
+    async def video(self, call: _SdkCall) -> VideoGenerationResponse:
+        try:
+            operation = await self.client.aio.models.generate_videos(model=self.model, source=call.source,
+                                                                     config=call.config)
+        except Exception as exc:  # noqa: BLE001 - every SDK failure is mapped
+            raise self.error(exc, "submit") from None
+        self.request_id = operation.name
+        if not operation.name:
+            raise GenerationFailedError("the operation has no name", provider=self.provider, model=self.model,
+                                        raw_response=_raw(), job_may_exist=True)
+        if not operation.done:
+            await self.emit("queued", _raw())
+            operation = await self._poll(operation)
+        raw = _raw()
+        if operation.error:
+            message = str(operation.error.get("message") or operation.error)
+            cls = ContentModerationError if _SAFETY.search(message) else GenerationFailedError
+            raise cls(message, provider=self.provider, model=self.model, request_id=self.request_id,
+                      raw_response=raw, job_may_exist=True)
+        result = operation.response or operation.result
+        videos = (result.generated_videos or []) if result is not None else []
+        video = videos[0].video if videos and videos[0].video is not None else None
+        if video is None or not (video.uri or video.video_bytes):
+            reasons = (result.rai_media_filtered_reasons or []) if result is not None else []
+            if reasons or (result is not None and result.rai_media_filtered_count):
+                raise ContentModerationError(
+                    "; ".join(reasons) or "Google filtered the generated video (raiMediaFilteredCount)",
+                    provider=self.provider, model=self.model, request_id=self.request_id, raw_response=raw,
+                    job_may_exist=True)
+            raise GenerationFailedError("the operation finished without a video", provider=self.provider,
+                                        model=self.model, request_id=self.request_id, raw_response=raw,
+                                        job_may_exist=True)
+        content_type = video.mime_type or "video/mp4"
+        output: Any = video.uri if video.uri else {"content": video.video_bytes, "content_type": content_type}
+        response = VideoGenerationResponse(
+            request_id=self.request_id, video=output, content_type=content_type, raw_response=raw,
+            provider=self.provider, model=self.model)
+        await self.emit("completed", raw, percent=100, result=response)
+        return response
+
+    async def _poll(self, operation: Any) -> Any:
+        settings = get_settings()
+        polls = errors = 0
+        delay = self.config.poll_interval
+        while True:
+            await asyncio.sleep(delay)
+            if polls >= self.config.max_poll_attempts:
+                raise TimeoutError(f"operation not done after {polls} polls (max_poll_attempts)",
+                                   provider=self.provider, model=self.model, request_id=self.request_id,
+                                   job_may_exist=True, timeout_seconds=polls * self.config.poll_interval)
+            polls += 1
+            try:
+                operation = await self.client.aio.operations.get(operation)
+            except Exception as exc:  # noqa: BLE001
+                error = self.error(exc, "poll")
+                errors += 1
+                if not error.retryable or errors > settings.max_poll_errors:
+                    raise error from None
+                delay = _retry_wait(error, errors, self.config.poll_interval)
+                logger.info("%s poll of %s failed (%s); polling again in %.2fs", self.provider, self.request_id,
+                            type(error).__name__, delay)
+                continue
+            errors = 0
+            delay = self.config.poll_interval
+            if operation.done:
+                return operation
+            await self.emit("processing", _raw(), percent=_percent(operation.metadata))
+
+    async def images(self, call: _SdkCall) -> ImageGenerationResponse:
+        try:
+            result = await _generate_images_async(self.client.aio.models, self.model, call)
+        except Exception as exc:  # noqa: BLE001
+            raise self.error(exc, "submit") from None
+        raw = _raw()
+        self.request_id = f"vertex-image-{_short_id()}"
+        images: list[str] = []
+        reasons: list[str] = []
+        content_type = None
+        for generated in result.generated_images or []:
+            image = generated.image
+            if image is not None and image.gcs_uri:
+                images.append(image.gcs_uri)
+            elif image is not None and image.image_bytes:
+                mime = image.mime_type or "image/png"
+                images.append(to_data_uri(image.image_bytes, mime))
+            elif generated.rai_filtered_reason:
+                reasons.append(generated.rai_filtered_reason)
+                continue
+            else:
+                continue
+            content_type = content_type or (image.mime_type if image is not None else None)
+        if not images:
+            cls = ContentModerationError if reasons else GenerationFailedError
+            raise cls("; ".join(reasons) or "the response has no images", provider=self.provider, model=self.model,
+                      request_id=self.request_id, raw_response=raw, job_may_exist=True)
+        response = ImageGenerationResponse(request_id=self.request_id, images=images,
+                                           content_type=content_type or "image/png", raw_response=raw,
+                                           provider=self.provider, model=self.model)
+        await self.emit("completed", raw, percent=100, result=response)
+        return response
+
+    async def emit(self, status: str, raw: dict[str, Any], percent: int | None = None, result: Any = None) -> None:
+        if self.on_progress is None:
+            return
+        cls = VideoGenerationUpdate if self.modality == "video" else ImageGenerationUpdate
+        await call_progress(self.on_progress, cls(
+            request_id=self.request_id or "", status=status, progress_percent=percent, update=raw,
+            provider=self.provider, model=self.model, result=result))
+
+    def error(self, exc: Exception, phase: str) -> TarashException:
+        """The tarash_router exception for an SDK failure (never the key or headers)."""
+        return _map_error(self.genai, exc, phase, self.provider, self.model, self.request_id)
+
+
+# ---------------------------------------------------------------------- SDK arguments
+
+
+class _SdkCall:
+    """The rendered family body as SDK arguments, media strings turned into SDK image/video dicts."""
+
+    def __init__(self, payload: dict[str, Any], modality: str, provider: str, model: str) -> None:
+        self.provider, self.model, self.modality = provider, model, modality
+        payload = dict(payload)
+        config = dict(payload.pop("config", None) or {})
+        source = dict(payload.pop("source", None) or {})
+        prompt = payload.pop("prompt", None)
+        config.update(payload)  # extra_params merged at the top of the payload are config fields
+        if modality == "video":
+            if prompt is not None:
+                source.setdefault("prompt", prompt)
+            if source.get("image") is not None:
+                source["image"] = self._media(source["image"], "image")
+            if source.get("video") is not None:
+                source["video"] = self._media(source["video"], "video")
+            if config.get("last_frame") is not None:
+                config["last_frame"] = self._media(config["last_frame"], "image")
+            refs = [dict(r) for r in config.get("reference_images") or [] if r]
+            for ref in refs:
+                ref["image"] = self._media(ref.get("image"), "image")
+            config["reference_images"] = refs
+        self.source = {k: v for k, v in source.items() if v is not None}
+        self.prompt = prompt
+        self.config = {k: v for k, v in config.items() if v is not None and v != []}
+
+    def _media(self, value: Any, kind: str) -> Any:
+        if isinstance(value, dict):
+            return value
+        if not isinstance(value, str):
+            raise ValidationError(f"{kind} must be a URL, a data: URI or bytes", provider=self.provider,
+                                  model=self.model)
+        if value.startswith("data:"):
+            header, _, data = value.partition(",")
+            mime = header[5:].split(";")[0] or ("video/mp4" if kind == "video" else "image/png")
+            if ";base64" not in header:
+                raise ValidationError(f"{kind} data: URIs must be base64-encoded", provider=self.provider,
+                                      model=self.model)
+            content = base64.b64decode(data)
+            return {f"{kind}_bytes": content, "mime_type": mime}
+        if value.startswith("gs://"):
+            mime = mimetypes.guess_type(value)[0] or ("video/mp4" if kind == "video" else "image/png")
+            return {"gcs_uri" if kind == "image" else "uri": value, "mime_type": mime}
+        raise ValidationError(
+            f"Vertex AI takes {kind}s as bytes, data: URIs or gs:// URIs; could not use {value[:80]!r}",
+            provider=self.provider, model=self.model)
+
+    def validate(self, genai: Any) -> None:
+        """Check the SDK config before anything is sent (an unknown extra param fails here)."""
+        types = genai.types
+        model_cls = types.GenerateVideosConfig if self.modality == "video" else types.GenerateImagesConfig
+        try:
+            model_cls.model_validate(self.config)
+            if self.modality == "video":
+                types.GenerateVideosSource.model_validate(self.source)
+        except Exception as exc:  # noqa: BLE001 - pydantic.ValidationError
+            errors = getattr(exc, "errors", lambda: [])()
+            where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+            what = errors[0]["msg"] if errors else str(exc)
+            raise ValidationError(f"{self.model} does not take {where or 'this config'}: {what}",
+                                  provider=self.provider, model=self.model) from None
+
+
+def _generate_images(models: Any, model: str, call: _SdkCall) -> Any:
+    return models.generate_images(model=model, prompt=call.prompt, config=call.config)
+
+
+async def _generate_images_async(models: Any, model: str, call: _SdkCall) -> Any:
+    return await models.generate_images(model=model, prompt=call.prompt, config=call.config)
+
+
+# ---------------------------------------------------------------------- media
+
+
+async def _inline_web_media(family: FamilySpec, request: Any) -> Any:
+    """Download http(s) images/videos so they go inline; gs:// URIs and bytes pass through."""
+    urls = [u for u in _request_media(request) if isinstance(u, str) and media_kind(u) == "url"
+            and u.lower().startswith(("http://", "https://"))]
+    if not urls:
+        return request
+    fetched = await fetch_media(urls, family.provider.name, family.media.max_download_bytes)
+    return _replace_media(request, lambda m: fetched.get(m, m) if isinstance(m, str) else m)
+
+
+def _placeholder_web_media(request: Any, placeholders: dict[str, str]) -> Any:
+    """Dry run: stand-in bytes for http(s) media, shown as the engine shows media it fetches at send time."""
+
+    def swap(media: Any) -> Any:
+        if isinstance(media, str) and media.lower().startswith(("http://", "https://")):
+            marker = f"tarash-placeholder-{len(placeholders)}".encode()
+            placeholders[base64.b64encode(marker).decode("ascii")] = f"<bytes of {media}, fetched at send time>"
+            return {"content": marker, "content_type": mimetypes.guess_type(media.split("?")[0])[0] or "image/png"}
+        return media
+
+    return _replace_media(request, swap)
+
+
+def _request_media(request: Any) -> list[Any]:
+    items = [i["image"] for i in request.image_list]
+    return items + [getattr(request, "video", None)]
+
+
+def _replace_media(request: Any, swap: Any) -> Any:
+    update: dict[str, Any] = {"image_list": [{**i, "image": swap(i["image"])} for i in request.image_list]}
+    if getattr(request, "video", None) is not None:
+        update["video"] = swap(request.video)
+    return request.model_copy(update=update)
+
+
+# ---------------------------------------------------------------------- client
+
+
+def _client_settings(config: Any, dry_run: bool = False) -> dict[str, Any]:
+    pc = dict(config.provider_config or {})
+    unknown = sorted(set(pc) - {"project", "location", "credentials_path", "credentials", "access_token"})
+    if unknown:
+        raise ValidationError(f"unknown provider_config keys for Vertex AI: {', '.join(unknown)} (known: project, "
+                              "location, credentials_path, credentials, access_token)", provider=config.provider,
+                              model=config.model)
+    project = pc.get("project") or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    location = pc.get("location") or os.environ.get("GOOGLE_CLOUD_LOCATION") or DEFAULT_LOCATION
+    if pc.get("credentials") is not None:
+        cred_key: Any = ("object", id(pc["credentials"]))
+    elif pc.get("credentials_path"):
+        cred_key = ("file", str(pc["credentials_path"]))
+    elif pc.get("access_token"):
+        cred_key = ("token", pc["access_token"])
+    else:
+        cred_key = ("adc",)
+    if dry_run and not config.api_key:
+        project = project or "PROJECT_ID"
+    return {"project": project, "location": location, "credentials_key": cred_key, "provider_config": pc}
+
+
+def _credentials(config: Any, pc: dict[str, Any], dry_run: bool) -> Any:
+    if dry_run:
+        from google.oauth2.credentials import Credentials  # a stand-in token: nothing is refreshed
+
+        return Credentials(token=REDACTED)
+    if pc.get("credentials") is not None:
+        return pc["credentials"]
+    if pc.get("credentials_path"):
+        from google.oauth2 import service_account
+
+        try:
+            return service_account.Credentials.from_service_account_file(str(pc["credentials_path"]), scopes=SCOPES)
+        except (OSError, ValueError) as exc:
+            raise AuthenticationError(f"cannot read the service account file: {type(exc).__name__}: {exc}",
+                                      provider=config.provider, model=config.model, retryable=False) from None
+    if pc.get("access_token"):
+        from google.oauth2.credentials import Credentials
+
+        return Credentials(token=str(pc["access_token"]))
+    return None  # Application Default Credentials, loaded by the SDK on first use
+
+
+def _make_client(genai: Any, config: Any, settings: dict[str, Any], *, async_client: Any = None,
+                 sync_client: Any = None) -> Any:
+    dry_run = sync_client is not None
+    options: dict[str, Any] = {"timeout": int(get_settings().request_timeout * 1000)}
+    if config.base_url:
+        options["base_url"] = config.base_url.rstrip("/") + "/"
+    if config.api_version:
+        options["api_version"] = config.api_version
+    if async_client is not None:
+        options["httpx_async_client"] = async_client
+    if sync_client is not None:
+        options["httpx_client"] = sync_client
+    kwargs: dict[str, Any] = {"vertexai": True, "http_options": genai.types.HttpOptions(**options)}
+    if config.api_key and not settings["project"]:
+        kwargs["api_key"] = REDACTED if dry_run else config.api_key  # express mode
+    else:
+        kwargs.update(project=settings["project"], location=settings["location"],
+                      credentials=_credentials(config, settings["provider_config"], dry_run))
+    try:
+        return genai.Client(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - the SDK's configuration and ADC errors
+        raise AuthenticationError(f"cannot set up the Vertex AI client: {type(exc).__name__}: {exc}",
+                                  provider=config.provider, model=config.model, retryable=False) from None
+
+
+# ---------------------------------------------------------------------- errors and helpers
+
+
+def _map_error(genai: Any, exc: Exception, phase: str, provider: str, model: str,
+               request_id: str | None) -> TarashException:
+    if isinstance(exc, TarashException):
+        return exc
+    common = {"provider": provider, "model": model, "request_id": request_id}
+    if isinstance(exc, genai.errors.APIError):
+        code = int(exc.code or 0)
+        message = str(exc.message or exc.status or "no message")
+        body = exc.details
+        raw = {"status_code": code, "body": body}
+        text = f"HTTP {code}: {message}"
+        # At submit a 5xx other than 503 may hide a created job; past submit a job exists.
+        may_exist = phase != "submit" or (code >= 500 and code != 503)
+        if code == 429:
+            headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+            return RateLimitError(text, retry_after=parse_retry_after(headers), raw_response=raw,
+                                  job_may_exist=may_exist, **common)
+        if code in (400, 403) and (_SAFETY_400 if code == 400 else _SAFETY).search(message):
+            return ContentModerationError(text, raw_response=raw, job_may_exist=may_exist, **common)
+        if code in (401, 403):
+            return AuthenticationError(text, status_code=code, raw_response=raw, job_may_exist=may_exist, **common)
+        if code in (400, 422):
+            return ValidationError(text, raw_response=raw, job_may_exist=may_exist, **common)
+        return HTTPError(text, status_code=code or None, raw_response=raw, job_may_exist=may_exist,
+                         retryable=code >= 500 or code in (408,), **common)
+    if isinstance(exc, httpx.HTTPError):
+        return error_from_transport(exc, provider, model, phase, request_id, get_settings().request_timeout)
+    if isinstance(exc, json.JSONDecodeError):
+        return HTTPError(f"{phase}: the response is not JSON ({exc.msg})", retryable=phase != "submit",
+                         job_may_exist=phase != "submit", **common)
+    auth_errors = _google_auth_errors()
+    if auth_errors and isinstance(exc, auth_errors):
+        return AuthenticationError(f"Google credentials: {type(exc).__name__}: {exc}", retryable=False,
+                                   job_may_exist=phase != "submit", **common)
+    if isinstance(exc, (ValueError, TypeError)) and phase == "submit":
+        return ValidationError(f"{type(exc).__name__}: {exc}", **common)
+    return GenerationFailedError(f"{phase} failed: {type(exc).__name__}: {exc}", job_may_exist=phase != "submit",
+                                 **common)
+
+
+def _google_auth_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from google.auth import exceptions
+    except ImportError:  # pragma: no cover - google-auth comes with google-genai
+        return ()
+    return (exceptions.GoogleAuthError,)
+
+
+def _retry_wait(exc: TarashException, attempt: int, poll_interval: float) -> float:
+    cap = get_settings().max_retry_wait
+    hinted = getattr(exc, "retry_after", None)
+    if hinted is not None:
+        return min(hinted, cap)
+    base = max(poll_interval, 0.05) * (2 ** (attempt - 1))
+    return min(cap, base) * random.uniform(0.5, 1.0)
+
+
+def _percent(metadata: Any) -> int | None:
+    """A progress percent if the operation metadata has one (Vertex documents none; some answer with it)."""
+    if not isinstance(metadata, dict):
+        return None
+    for key in ("progressPercent", "progress_percent", "progressPercentage"):
+        value = metadata.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return max(0, min(100, int(value)))
+    return None
+
+
+def _raw() -> dict[str, Any]:
+    """The last response of this generation as JSON, base64 media bodies elided."""
+    captured = _CAPTURE.get() or []
+    for response in reversed(captured):
+        try:
+            data = json.loads(response.content)
+        except ValueError:
+            continue
+        return _elide(data) if isinstance(data, dict) else {"output": data}
+    return {}
+
+
+def _elide(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: (f"<{len(v) * 3 // 4} bytes, base64>" if k in _B64_KEYS and isinstance(v, str)
+                    and len(v) > _MAX_RAW_B64 else _elide(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_elide(v) for v in value]
+    return value
+
+
+def _short_id() -> str:
+    from ..utils import generate_unique_id
+
+    return generate_unique_id()
+
+
+__all__ = ["VertexHandler"]
