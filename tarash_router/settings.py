@@ -41,6 +41,8 @@ class TarashSettings(BaseSettings):
     max_retry_wait: float = Field(30.0, ge=0)
     # Job journal: "memory" (default), "sqlite:///path/to/jobs.db" or "redis://host:6379/0".
     journal: str = "memory"
+    # Circuit-breaker state for routes: "memory" (per process) or "redis://host:6379/0" (shared).
+    cooldowns: str = "memory"
     # A process waiting on someone else's idempotency key takes it over after this many silent seconds.
     idempotency_lease: float = Field(30.0, gt=0)
 

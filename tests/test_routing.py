@@ -17,7 +17,7 @@ from tarash_router import (
 )
 from tarash_router.cli import main
 from tarash_router.models import VideoGenerationRequest
-from tarash_router.routing import parse_duration
+from tarash_router.routing import InMemoryCooldowns, parse_duration
 from tarash_router.testing import Failure, FalJob
 
 VEO = "fal-ai/veo3/fast"
@@ -49,7 +49,7 @@ routes:
 @pytest.fixture
 def router(tmp_path, fal, monkeypatch):
     monkeypatch.setenv("TEST_FAL_KEY", API_KEY)
-    return Router.from_dir(routes_file(tmp_path, fal, ROUTES))
+    return Router.from_dir(routes_file(tmp_path, fal, ROUTES), cooldowns=InMemoryCooldowns())
 
 
 def run(router: Router, request: VideoGenerationRequest, route: str = "video-main"):
@@ -99,7 +99,7 @@ def test_moderation_stops_the_chain_with_every_attempt_recorded(router, fal):
 def test_moderation_falls_back_when_the_route_opts_in(tmp_path, fal, monkeypatch):
     monkeypatch.setenv("TEST_FAL_KEY", API_KEY)
     text = ROUTES.replace("    deadline: 30s", "    deadline: 30s\n    fallback_on: [moderation]")
-    router = Router.from_dir(routes_file(tmp_path, fal, text))
+    router = Router.from_dir(routes_file(tmp_path, fal, text), cooldowns=InMemoryCooldowns())
     fal.queue(FalJob.moderated())
     response = run(router, VideoGenerationRequest(prompt="x"))
     assert response.execution_metadata.attempts[-1].model == KLING
@@ -123,7 +123,7 @@ def test_weighted_strategy_balances_by_weight(tmp_path, fal, monkeypatch):
     monkeypatch.setenv("TEST_FAL_KEY", API_KEY)
     text = ROUTES.replace("    targets:", "    strategy: weighted\n    targets:").replace(
         "poll_interval: 5ms}", "poll_interval: 5ms, weight: 3}", 1)
-    router = Router.from_dir(routes_file(tmp_path, fal, text))
+    router = Router.from_dir(routes_file(tmp_path, fal, text), cooldowns=InMemoryCooldowns())
     fal.default_job = FalJob(submit_status="COMPLETED", statuses=["COMPLETED"])
     try:
         async def many():
@@ -174,7 +174,7 @@ def test_missing_key_skips_a_fallback_target(tmp_path, fal, monkeypatch):
     text = ROUTES.replace("api_key_env: TEST_FAL_KEY, poll_interval", "api_key_env: UNSET_KEY_VAR, poll_interval", 1)
     for name in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET"):
         monkeypatch.delenv(name, raising=False)
-    router = Router.from_dir(routes_file(tmp_path, fal, text))
+    router = Router.from_dir(routes_file(tmp_path, fal, text), cooldowns=InMemoryCooldowns())
     response = run(router, VideoGenerationRequest(prompt="x"))
     assert "no API key" in response.execution_metadata.attempts[0].reason
 
@@ -188,7 +188,7 @@ def test_all_targets_unsupported_is_a_validation_error_listing_reasons(router, f
 def test_deadline_and_max_attempts_bound_the_route(tmp_path, fal, monkeypatch):
     monkeypatch.setenv("TEST_FAL_KEY", API_KEY)
     text = ROUTES.replace("    deadline: 30s", "    deadline: 30s\n    max_attempts: 2")
-    router = Router.from_dir(routes_file(tmp_path, fal, text))
+    router = Router.from_dir(routes_file(tmp_path, fal, text), cooldowns=InMemoryCooldowns())
     fal.queue(FalJob(submit_failures=[Failure.rate_limited(0.01)] * 5))
     with pytest.raises(RateLimitError) as info:
         run(router, VideoGenerationRequest(prompt="x"))
@@ -209,7 +209,7 @@ def test_seed_fallback_configs_skip_an_unsupported_fallback(fal):
 
 def load_error(tmp_path, fal, text) -> ConfigError:
     with pytest.raises(ConfigError) as info:
-        Router.from_dir(routes_file(tmp_path, fal, text))
+        Router.from_dir(routes_file(tmp_path, fal, text), cooldowns=InMemoryCooldowns())
     return info.value
 
 
@@ -255,3 +255,21 @@ def test_parse_duration():
     assert parse_duration("500ms") == 0.5 and parse_duration("15m") == 900 and parse_duration(2) == 2.0
     with pytest.raises(ValueError):
         parse_duration("30x")
+
+
+def test_cooldown_state_shared_through_redis(tmp_path, fal, monkeypatch):
+    from journal_helpers import redis_server
+    from tarash_router.routing import open_cooldowns
+
+    monkeypatch.setenv("TEST_FAL_KEY", API_KEY)
+    with redis_server() as url:
+        first = Router.from_dir(routes_file(tmp_path, fal, ROUTES), cooldowns=open_cooldowns(url))
+        second = Router.from_dir(tmp_path / "routes.yaml", cooldowns=open_cooldowns(url))
+        for _ in range(2):  # two failures through the first process open veo's breaker
+            fal.queue(FalJob.completed_with_error(), FalJob())
+            run(first, VideoGenerationRequest(prompt="x"))
+        response = run(second, VideoGenerationRequest(prompt="x"))  # the second process agrees
+        assert response.execution_metadata.attempts[0].status == "skipped"
+        assert "cooling down" in second.explain("video-main", VideoGenerationRequest(prompt="x")).steps[0].reason
+        time.sleep(0.45)
+        assert run(second, VideoGenerationRequest(prompt="x")).execution_metadata.attempts[0].status == "success"

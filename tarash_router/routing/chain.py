@@ -27,12 +27,11 @@ from ..models import AttemptMetadata, ExecutionMetadata, GenerationConfig, Gener
 from ..settings import get_settings, resolve_api_key
 from ..specs.params import check_request
 from ..specs.registry import get_registry
-from .cooldown import CooldownStore, InMemoryCooldowns
+from .cooldown import CooldownStore, default_cooldowns
 from .policy import HEALTH_KINDS, RoutePolicy, error_kind
 from .routes import Target
 
 logger = logging.getLogger("tarash_router.routing")
-DEFAULT_COOLDOWNS = InMemoryCooldowns()
 
 
 def collect_fallback_chain(config: GenerationConfig) -> list[GenerationConfig]:
@@ -105,7 +104,7 @@ class RouteRun:
         self.policy = policy
         self.modality = modality
         self.route = route
-        self.cooldowns = cooldowns if cooldowns is not None else DEFAULT_COOLDOWNS
+        self.cooldowns = cooldowns if cooldowns is not None else default_cooldowns()
         self.metadata = ExecutionMetadata(configs_in_chain=len(targets), route=route)
         self.started = time.monotonic()
         self.tries = 0
@@ -252,4 +251,4 @@ async def execute(config: GenerationConfig, request: GenerationRequest, on_progr
 
 
 __all__ = ["execute", "execute_targets", "collect_fallback_chain", "dispatch", "unsupported_reason",
-           "order_targets", "DEFAULT_COOLDOWNS"]
+           "order_targets"]

@@ -90,4 +90,33 @@ class InMemoryCooldowns:
             self._breakers.clear()
 
 
-__all__ = ["CooldownStore", "InMemoryCooldowns"]
+def open_cooldowns(url: str) -> CooldownStore:
+    """`memory` or `redis://host:6379/0` (shared by every process using the same Redis)."""
+    if url == "memory":
+        return InMemoryCooldowns()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from .redis_cooldowns import RedisCooldowns
+
+        return RedisCooldowns(url)
+    from ..errors import ConfigError
+
+    raise ConfigError(f"unknown cooldown store {url!r}: use memory or redis://host:port/db")
+
+
+_DEFAULT: CooldownStore | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_cooldowns() -> CooldownStore:
+    """The process-wide breaker state, from `TARASH_COOLDOWNS` (default: in memory)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        with _DEFAULT_LOCK:
+            if _DEFAULT is None:
+                from ..settings import get_settings
+
+                _DEFAULT = open_cooldowns(get_settings().cooldowns)
+    return _DEFAULT
+
+
+__all__ = ["CooldownStore", "InMemoryCooldowns", "open_cooldowns", "default_cooldowns"]

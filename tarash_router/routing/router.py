@@ -13,7 +13,7 @@ from ..models import GenerationRequest
 from ..settings import get_settings
 from ..specs.registry import SpecRegistry, get_registry
 from .chain import execute_targets, unsupported_reason
-from .cooldown import CooldownStore, InMemoryCooldowns
+from .cooldown import CooldownStore, default_cooldowns
 from .routes import Route, load_routes_paths
 
 logger = logging.getLogger("tarash_router.routing")
@@ -58,7 +58,7 @@ class Router:
                  cooldowns: CooldownStore | None = None) -> None:
         self.paths = [Path(p) for p in paths or []]
         self._registry = registry
-        self.cooldowns = cooldowns if cooldowns is not None else InMemoryCooldowns()
+        self.cooldowns = cooldowns if cooldowns is not None else default_cooldowns()
         self.routes: dict[str, Route] = {}
         self._lock = threading.Lock()
         if self.paths:

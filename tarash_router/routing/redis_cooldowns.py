@@ -1,0 +1,87 @@
+"""Circuit-breaker state in Redis, so every process routing through the same targets agrees.
+
+Consistency: each operation is one Lua script on one target's keys, run atomically by Redis and
+timed with Redis's own clock (`TIME`), so processes on machines with skewed clocks still agree on
+when a breaker opens and closes, and exactly one caller gets the half-open trial. The state is
+eventually consistent with the outcome of calls in flight: a failure counts when it is recorded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .policy import CooldownPolicy
+
+_NOW = "local t = redis.call('TIME'); local now = tonumber(t[1]) + tonumber(t[2]) / 1e6"
+
+_CHECK = _NOW + """
+local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
+if open_until == 0 then return '-1' end
+if now < open_until then return tostring(open_until - now) end
+if redis.call('HGET', KEYS[1], 'trial') == '1' then return ARGV[1] end
+redis.call('HSET', KEYS[1], 'trial', '1')
+return '-1'
+"""
+_REMAINING = _NOW + """
+local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
+if open_until > now then return tostring(open_until - now) end
+return '-1'
+"""
+_FAILURE = _NOW + """
+local failures, window, duration = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local ttl = math.ceil(window + duration) + 1
+if redis.call('HGET', KEYS[1], 'trial') == '1' then
+  redis.call('HSET', KEYS[1], 'trial', '0', 'open_until', tostring(now + duration))
+  redis.call('DEL', KEYS[2])
+  redis.call('EXPIRE', KEYS[1], ttl)
+  return 1
+end
+redis.call('ZADD', KEYS[2], now, tostring(now) .. ':' .. ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+redis.call('EXPIRE', KEYS[2], ttl)
+if redis.call('ZCARD', KEYS[2]) >= failures then
+  redis.call('HSET', KEYS[1], 'trial', '0', 'open_until', tostring(now + duration))
+  redis.call('DEL', KEYS[2])
+  redis.call('EXPIRE', KEYS[1], ttl)
+end
+return 1
+"""
+
+
+class RedisCooldowns:
+    """`CooldownStore` on Redis (synchronous client: one short atomic call per routing decision)."""
+
+    def __init__(self, url: str, prefix: str = "tarash:cooldown") -> None:
+        from ..handlers.base import require_sdk
+
+        redis = require_sdk("redis", "redis", "redis cooldowns")
+        self._redis = redis.Redis.from_url(url, decode_responses=True)
+        self._prefix = prefix
+        self._check = self._redis.register_script(_CHECK)
+        self._remaining = self._redis.register_script(_REMAINING)
+        self._failure = self._redis.register_script(_FAILURE)
+        self._seq = 0
+
+    def _keys(self, key: str) -> list[str]:
+        return [f"{self._prefix}:{key}", f"{self._prefix}:{key}:failures"]
+
+    @staticmethod
+    def _seconds(value: Any) -> float | None:
+        seconds = float(value)
+        return None if seconds < 0 else seconds
+
+    def check(self, key: str, policy: CooldownPolicy, now: float | None = None) -> float | None:
+        return self._seconds(self._check(keys=self._keys(key), args=[policy.duration]))
+
+    def remaining(self, key: str, now: float | None = None) -> float | None:
+        return self._seconds(self._remaining(keys=self._keys(key)))
+
+    def record_failure(self, key: str, policy: CooldownPolicy, now: float | None = None) -> None:
+        self._seq += 1  # distinct members for failures recorded in the same microsecond
+        self._failure(keys=self._keys(key), args=[policy.failures, policy.window, policy.duration, self._seq])
+
+    def record_success(self, key: str) -> None:
+        self._redis.delete(*self._keys(key))
+
+
+__all__ = ["RedisCooldowns"]
