@@ -2,42 +2,74 @@
 
     from tarash_router import generate_video
     from tarash_router.models import VideoGenerationConfig, VideoGenerationRequest
+
+Names are imported on first use (PEP 562), so `import tarash_router` stays cheap and pulls in no
+HTTP stack, template engine or vendor SDK until something needs it.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .api import (
-    generate_image, generate_image_async, generate_video, generate_video_async, get_provider_field_mapping,
-    register_provider, register_provider_field_mapping, render_request, resume, resume_async,
-)
-from .engine.client import aclose_clients
-from .errors import (
-    AuthenticationError, ConfigError, ContentModerationError, GenerationFailedError, HTTPConnectionError, HTTPError,
-    RateLimitError, SpecError, TarashException, TimeoutError, ValidationError,
-)
-from .models import (
-    AspectRatio, ExecutionMetadata, ImageGenerationConfig, ImageGenerationRequest, ImageGenerationResponse,
-    ImageGenerationUpdate, ImageType, MediaContent, Resolution, VideoGenerationConfig, VideoGenerationRequest,
-    VideoGenerationResponse, VideoGenerationUpdate,
-)
-from .routing import Router, get_router, load_routes
-from .specs.registry import get_registry, load_specs
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys([
+        "generate_video", "generate_video_async", "generate_image", "generate_image_async", "register_provider",
+        "register_provider_field_mapping", "get_provider_field_mapping", "render_request", "resume", "resume_async",
+        "cancel_job_async",
+    ], "api"),
+    "aclose_clients": "engine.client",
+    **dict.fromkeys([
+        "TarashException", "ValidationError", "ContentModerationError", "HTTPError", "AuthenticationError",
+        "RateLimitError", "GenerationFailedError", "HTTPConnectionError", "TimeoutError", "SpecError", "ConfigError",
+    ], "errors"),
+    **dict.fromkeys([
+        "VideoGenerationConfig", "VideoGenerationRequest", "VideoGenerationResponse", "VideoGenerationUpdate",
+        "ImageGenerationConfig", "ImageGenerationRequest", "ImageGenerationResponse", "ImageGenerationUpdate",
+        "ExecutionMetadata", "AttemptMetadata", "MediaContent", "ImageType", "Resolution", "AspectRatio",
+    ], "models"),
+    **dict.fromkeys(["Router", "get_router", "load_routes"], "routing"),
+    **dict.fromkeys(["get_registry", "load_specs"], "specs.registry"),
+}
 
-try:
-    __version__ = version("tarash-router")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0"
+__all__ = [*_EXPORTS, "__version__"]
 
-__all__ = [
-    "generate_video", "generate_video_async", "generate_image", "generate_image_async", "register_provider",
-    "register_provider_field_mapping", "get_provider_field_mapping", "render_request", "load_specs", "get_registry",
-    "aclose_clients", "Router", "get_router", "load_routes", "resume", "resume_async",
-    "VideoGenerationConfig", "VideoGenerationRequest", "VideoGenerationResponse", "VideoGenerationUpdate",
-    "ImageGenerationConfig", "ImageGenerationRequest", "ImageGenerationResponse", "ImageGenerationUpdate",
-    "ExecutionMetadata", "MediaContent", "ImageType", "Resolution", "AspectRatio",
-    "TarashException", "ValidationError", "ContentModerationError", "HTTPError", "AuthenticationError",
-    "RateLimitError", "GenerationFailedError", "HTTPConnectionError", "TimeoutError", "SpecError", "ConfigError",
-    "__version__",
-]
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":  # importlib.metadata costs ~30 ms: read it only when asked
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("tarash-router")
+        except PackageNotFoundError:  # running from a source tree
+            return "0.0.0"
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tarash_router' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerly
+    from .api import (  # noqa: F401
+        cancel_job_async, generate_image, generate_image_async, generate_video, generate_video_async,
+        get_provider_field_mapping, register_provider, register_provider_field_mapping, render_request, resume,
+        resume_async,
+    )
+    from .engine.client import aclose_clients  # noqa: F401
+    from .errors import (  # noqa: F401
+        AuthenticationError, ConfigError, ContentModerationError, GenerationFailedError, HTTPConnectionError,
+        HTTPError, RateLimitError, SpecError, TarashException, TimeoutError, ValidationError,
+    )
+    from .models import (  # noqa: F401
+        AspectRatio, AttemptMetadata, ExecutionMetadata, ImageGenerationConfig, ImageGenerationRequest,
+        ImageGenerationResponse, ImageGenerationUpdate, ImageType, MediaContent, Resolution, VideoGenerationConfig,
+        VideoGenerationRequest, VideoGenerationResponse, VideoGenerationUpdate,
+    )
+    from .routing import Router, get_router, load_routes  # noqa: F401
+    from .specs.registry import get_registry, load_specs  # noqa: F401

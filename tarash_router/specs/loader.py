@@ -24,6 +24,13 @@ PROVIDER_FILE = "provider.yaml"
 KNOWN_HANDLERS: set[str] = set()
 
 
+def known_handlers() -> set[str]:
+    """Handler names specs may use; importing the handlers package registers the built-in ones."""
+    import tarash_router.handlers  # noqa: F401 - registration side effect, deferred to first use
+
+    return KNOWN_HANDLERS
+
+
 def validate_model(doc: SourceDoc, model: type[pydantic.BaseModel], path: tuple[Any, ...] = (),
                    cls: type[SpecError] = SpecError) -> Any:
     """Validate a document (or part of it) against a schema model; first error -> SpecError (or `cls`)."""
@@ -133,7 +140,7 @@ def load_provider(doc: SourceDoc) -> ProviderSpec:
     spec = ProviderSpec(name=pfile.provider, file=pfile, source=doc)
     if pfile.protocol is None and pfile.handler is None:
         raise doc.error("a provider needs either `protocol` (HTTP) or `handler` (Python)", ("provider",))
-    if pfile.handler is not None and pfile.handler not in KNOWN_HANDLERS:
+    if pfile.handler is not None and pfile.handler not in known_handlers():
         known = ", ".join(sorted(KNOWN_HANDLERS)) or "none are available yet"
         raise doc.error(f"unknown handler {pfile.handler!r} (known: {known})", ("handler",))
     spec.headers = _compile_request_headers(doc, pfile.headers)
@@ -232,7 +239,7 @@ def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
         result = None if "result" in removed else result
         cancel = None if "cancel" in removed else cancel
     handler = ffile.handler or provider.file.handler
-    if handler is not None and handler not in KNOWN_HANDLERS:
+    if handler is not None and handler not in known_handlers():
         where = ("handler",) if ffile.handler else ("provider",)
         known = ", ".join(sorted(KNOWN_HANDLERS)) or "none are available yet"
         raise doc.error(f"unknown handler {handler!r} (known: {known})", where)
