@@ -166,6 +166,7 @@ class GoogleOperation:
     submitted: dict[str, Any]
     step: int = 0
     polls: int = 0
+    result: dict[str, Any] | None = None  # the done response, made once
 
 
 def _json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -206,6 +207,7 @@ class FakeGoogle(FakeServer):
         self.operations: dict[str, GoogleOperation] = {}
         self.submits: list[GoogleSubmit] = []
         self.files: dict[str, bytes] = {}
+        self.assets: dict[str, tuple[bytes, str]] = {}
         self.submit_attempts = 0
 
     # -- scripting / inspection --------------------------------------------------------------
@@ -221,6 +223,12 @@ class FakeGoogle(FakeServer):
         with self._lock:
             super().clear()
             self._init_state()
+
+    def add_asset(self, name: str, content: bytes, content_type: str = "image/png") -> str:
+        """Serve ``content`` at a plain (unauthenticated) https-style URL, as a test input image."""
+        with self._lock:
+            self.assets[name] = (content, content_type)
+        return f"{self.base_url}/assets/{name}"
 
     def create_count(self) -> int:
         """Long-running operations created (accepted predictLongRunning calls)."""
@@ -239,6 +247,7 @@ class FakeGoogle(FakeServer):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/storage/{file_id}.mp4", self._storage)
+        app.router.add_get("/assets/{name}", self._asset)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -368,7 +377,9 @@ class FakeGoogle(FakeServer):
         elif script.error is not None:
             body["error"] = script.error
         else:
-            body["response"] = self._video_response(request, op)
+            if op.result is None:
+                op.result = self._video_response(request, op)
+            body["response"] = op.result
         return _json_response(200, body)
 
     def _video_response(self, request: web.Request, op: GoogleOperation) -> dict[str, Any]:
@@ -417,6 +428,12 @@ class FakeGoogle(FakeServer):
         if content is None:
             return web.Response(status=404, text="NoSuchKey")
         return web.Response(status=200, body=content, content_type="video/mp4")
+
+    async def _asset(self, request: web.Request) -> web.StreamResponse:
+        asset = self.assets.get(request.match_info["name"])
+        if asset is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(status=200, body=asset[0], content_type=asset[1])
 
     # -- images ------------------------------------------------------------------------------
 
