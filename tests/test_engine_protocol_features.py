@@ -162,3 +162,32 @@ def test_dry_run_does_not_download(slowpoke):
 ])
 def test_filters(source, context, expected):
     assert compile_leaf(source).render(context) == expected
+
+
+def test_extra_params_into_a_nested_key_and_list_filters():
+    import textwrap as tw
+
+    from tarash_router.engine.render import prepare_job
+    from tarash_router.specs.loader import load_family
+    from tarash_router.specs.yaml_source import parse_yaml
+
+    family = load_family(parse_yaml(tw.dedent("""\
+        spec_version: 1
+        provider: fal
+        models: [fal-ai/nested-extras]
+        modality: video
+        params:
+          images: {refs: {from: [reference], max: 3}}
+        extra_params: {allow: [personGeneration], into: parameters}
+        body:
+          instances: ["{{ dict(prompt=request.prompt) }}"]
+          parameters: {sampleCount: 1}
+          refs: "{{ images.refs | map('data_uri_parts') | map('rename', {'data': 'bytes'}) | list if images.refs }}"
+        """), "<nested>"), get_registry().providers["fal"])
+    request = VideoGenerationRequest(prompt="p", personGeneration="allow_adult", image_list=[
+        {"image": "data:image/png;base64,QQ==", "type": "reference"}])
+    job = prepare_job(family, VideoGenerationConfig(provider="fal", model="fal-ai/nested-extras"), request,
+                      dry_run=True)
+    assert job.payload == {"instances": [{"prompt": "p"}],
+                           "parameters": {"sampleCount": 1, "personGeneration": "allow_adult"},
+                           "refs": [{"mime_type": "image/png", "bytes": "QQ=="}]}

@@ -83,7 +83,8 @@ def media_urls(request: Any) -> list[str]:
     """Every URL among a request's images, video and mask."""
     items = [i["image"] for i in request.image_list]
     items += [getattr(request, name, None) for name in ("video", "mask_image")]
-    return [i for i in items if isinstance(i, str) and media_kind(i) == "url"]
+    # Only http(s) is fetched; other schemes (gs://, s3://) stay URLs and the spec's media rules decide.
+    return [i for i in items if isinstance(i, str) and i.startswith(("http://", "https://"))]
 
 
 __all__ = ["convert_media", "media_kind", "to_data_uri", "fetch_media", "media_urls"]

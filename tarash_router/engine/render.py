@@ -176,7 +176,11 @@ def prepare_job(family: FamilySpec, config: GenerationConfig, request: Generatio
     }
     payload = family.body.render(body_ctx) or {}
     if request.extra_params and family.file.extra_params != "reject":
-        payload.update(request.extra_params)  # extra params win: they are the caller's explicit escape hatch
+        policy = family.file.extra_params
+        target = payload
+        for key in (policy.into.split(".") if policy != "merge" and policy.into else []):
+            target = target.setdefault(key, {})
+        target.update(request.extra_params)  # extra params win: they are the caller's explicit escape hatch
     api_key = None
     if provider.file.auth is not None:
         auth = provider.file.auth

@@ -71,6 +71,7 @@ class CompiledErrorRule:
     retryable: bool | None
     message: JsonPath | None
     message_text: str | None
+    unless: JsonPath | None = None
 
     @classmethod
     def build(cls, rule: ErrorRule) -> CompiledErrorRule:
@@ -86,6 +87,7 @@ class CompiledErrorRule:
             retryable=rule.retryable,
             message=JsonPath(rule.message) if rule.message and rule.message.startswith("$") else None,
             message_text=rule.message if rule.message and not rule.message.startswith("$") else None,
+            unless=JsonPath(rule.unless) if rule.unless else None,
         )
 
     def matches(self, phase: str, status: int | None, text: str, data: Any) -> bool:
@@ -95,6 +97,8 @@ class CompiledErrorRule:
         if self.status is not None and status not in self.status:
             return False
         if self.body_contains is not None and self.body_contains not in text:
+            return False
+        if self.unless is not None and any(v is not None for v in self.unless.all(data)):
             return False
         if self.json_path is not None:
             found = self.json_path.all(data)

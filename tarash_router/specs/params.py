@@ -111,7 +111,9 @@ def _check_extra(family: FamilySpec, request: GenerationRequest, fail: Any) -> N
     policy = family.file.extra_params
     if not request.extra_params or policy == "merge":
         return
-    allowed = [] if policy == "reject" else policy["allow"]
+    if policy != "reject" and policy.allow is None:
+        return
+    allowed = [] if policy == "reject" else policy.allow
     unknown = sorted(set(request.extra_params) - set(allowed))
     if unknown:
         what = f"allowed: {_fmt(allowed)}" if allowed else "it takes no extra params"
@@ -119,9 +121,11 @@ def _check_extra(family: FamilySpec, request: GenerationRequest, fail: Any) -> N
 
 
 def _unused_fields(family: FamilySpec, request: GenerationRequest) -> list[str]:
+    # A field the family constrains in `params` was considered by its author, even if not sent.
     unused = sorted(
         name for name in request.model_fields_set - _STRUCTURAL
         if getattr(request, name) is not None and name not in family.used_fields
+        and name not in family.params.fields
     )
     if not unused:
         return []

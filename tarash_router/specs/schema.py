@@ -122,6 +122,7 @@ class ErrorRule(_Strict):
     equals: Any = None
     contains: str | None = None
     matches: str | None = Field(None, description="Regex searched in the values json_path finds")
+    unless: str | None = Field(None, description="JSONPath: the rule does not apply when it finds a value")
     raise_: ErrorName = Field(alias="raise")
     retryable: bool | None = None
     message: str | None = Field(None, description="JSONPath ($...) of the message to report, or a fixed text")
@@ -214,6 +215,13 @@ class ExampleSpec(_Strict):
     result: dict[str, Any] | None = Field(None, description="What `response` must extract to")
 
 
+class ExtraParamsSpec(_Strict):
+    """Which extra_params a family takes and where in the body they go."""
+
+    allow: list[str] | None = Field(None, description="Keys accepted (others are an error); omitted: any key")
+    into: str | None = Field(None, description="Dotted body key to merge into (e.g. parameters); default: top level")
+
+
 class ModelEntry(_Strict):
     """A model id with options; `exact: true` serves that id only, not ids below it."""
 
@@ -237,7 +245,7 @@ class FamilyFile(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     checks: list[CheckSpec] = Field(default_factory=list)
     body: dict[str, Any] = Field(default_factory=dict)
-    extra_params: Union[Literal["merge", "reject"], dict[Literal["allow"], list[str]]] = "merge"
+    extra_params: Union[Literal["merge", "reject"], ExtraParamsSpec] = "merge"
     protocol: ProtocolOverride | None = None
     media: MediaSpec | None = Field(None, description="Replaces the provider's media rules for this family")
     response: ResponseSpec = Field(default_factory=ResponseSpec)

@@ -62,6 +62,18 @@ def _data_uri_parts(value: Any) -> Any:
     return {"mime_type": header[5:].split(";")[0] or "application/octet-stream", "data": data}
 
 
+def _rename(value: Any, mapping: dict[str, str]) -> Any:
+    """`d | rename({'data': 'bytesBase64Encoded'})`: rename keys of a mapping (None stays None)."""
+    if not isinstance(value, dict):
+        return None if value is None or isinstance(value, Undefined) else value
+    return {mapping.get(k, k): v for k, v in value.items()}
+
+
+def _wrap(value: Any, key: str) -> Any:
+    """`x | wrap('uri')` -> {'uri': x}; with `map('wrap', 'uri')` over a list, a list of objects."""
+    return None if value is None or isinstance(value, Undefined) else {key: value}
+
+
 _DIMS = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 
 
@@ -79,11 +91,14 @@ def _build_env(undefined: type[Undefined]) -> ImmutableSandboxedEnvironment:
     env.filters["data_uri"] = _data_uri
     env.filters["data_uri_parts"] = _data_uri_parts
     env.filters["dims"] = _dims
+    env.filters["rename"] = _rename
+    env.filters["wrap"] = _wrap
     return env
 
 
 # Undefined (not Strict) so an optional field that is unset simply drops its key.
 ENV = _build_env(Undefined)
+JINJA_GLOBALS = frozenset(ENV.globals)  # dict, range, namespace, ...: always readable
 
 
 @dataclass(frozen=True)
@@ -171,7 +186,7 @@ class ValueTree:
 
     def check_names(self, allowed: Iterable[str], attribute_rules: dict[str, Iterable[str]] | None = None) -> None:
         """Raise `_LeafError` for a name (or `name.attr`) outside what the field may read."""
-        allowed_set = set(allowed)
+        allowed_set = set(allowed) | JINJA_GLOBALS
         rules = {k: set(v) for k, v in (attribute_rules or {}).items()}
         for path, leaf in self.leaves:
             unknown = sorted(leaf.names - allowed_set)
