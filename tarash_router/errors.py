@@ -59,13 +59,18 @@ class ContentModerationError(TarashException):
 
 
 class HTTPError(TarashException):
-    """An HTTP error response that no more specific class describes."""
+    """An HTTP error response that no more specific class describes.
 
-    def __init__(self, message: str, *args: Any, status_code: int | None = None, **kwargs: Any) -> None:
+    `retry_after` (seconds) is set when the provider sent Retry-After (429 and 503 both may).
+    """
+
+    def __init__(self, message: str, *args: Any, status_code: int | None = None, retry_after: float | None = None,
+                 **kwargs: Any) -> None:
         if "retryable" not in kwargs or kwargs["retryable"] is None:
             kwargs["retryable"] = status_code in RETRYABLE_STATUS_CODES
         super().__init__(message, *args, **kwargs)
         self.status_code = status_code
+        self.retry_after = retry_after
 
 
 class AuthenticationError(HTTPError):
@@ -78,8 +83,7 @@ class RateLimitError(HTTPError):
     def __init__(self, message: str, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("status_code", 429)
         kwargs.setdefault("retryable", True)
-        super().__init__(message, *args, **kwargs)
-        self.retry_after = retry_after
+        super().__init__(message, *args, retry_after=retry_after, **kwargs)
 
 
 class GenerationFailedError(TarashException):

@@ -263,9 +263,6 @@ def test_submit_503_is_resubmitted_because_no_job_exists(fal):
     assert [a.error_type for a in attempts] == ["HTTPError", None]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Retry-After on a 503 is ignored: classify._instantiate only passes retry_after to RateLimitError, so "
-    "routing.chain RouteRun._try_target's wait() finds no hint on the HTTPError and backs off 1-2 s"))
 def test_submit_503_honours_retry_after(fal):
     fal.queue(FalJob(submit_failures=[Failure(status=503, json={"detail": "Service Unavailable"},
                                               headers={"Retry-After": "0"})]))
@@ -375,9 +372,6 @@ def test_html_error_page_message_is_readable(fal):
     assert info.value.raw_response["status_code"] == 502
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine/runner.py Generation.send: a 2xx submit response whose body is not JSON raises HTTPError with "
-    "job_may_exist=False (phase != 'submit'), but a 2xx means the provider accepted the job"))
 def test_2xx_submit_with_unreadable_body_says_the_job_may_exist(fal):
     fal.queue(FalJob(submit_failures=[Failure.malformed_json(200)]))
     with pytest.raises(HTTPError) as info:
@@ -474,10 +468,6 @@ def test_max_poll_attempts_raises_timeout_and_cancels_the_job(fal):
     assert fal.submit_attempts == 1
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine/runner.py: _poll_until_done calls _cancel_remote('max_poll_attempts') and then raises "
-    "TimeoutError(job_may_exist=True), which Generation.run's `except TarashException` branch cancels "
-    "again: two PUT .../cancel for one job"))
 def test_max_poll_attempts_sends_one_cancel(fal):
     fal.queue(FalJob(statuses=["IN_QUEUE"]))
     with pytest.raises(TimeoutError):

@@ -107,11 +107,9 @@ def _default_class(status: int | None) -> type[TarashException]:
 def _instantiate(cls: type[TarashException], message: str, status: int | None, headers: Any,
                  retryable: bool | None, common: dict[str, Any]) -> TarashException:
     prefix = f"HTTP {status}: " if status else ""
-    if issubclass(cls, RateLimitError):
+    if issubclass(cls, HTTPError):
         return cls(prefix + message, status_code=status, retry_after=parse_retry_after(headers),
                    retryable=retryable, **common)
-    if issubclass(cls, HTTPError):
-        return cls(prefix + message, status_code=status, retryable=retryable, **common)
     return cls(prefix + message, retryable=retryable, **common)
 
 

@@ -8,6 +8,8 @@ empty: excess requests wait on the semaphore, which is O(1).
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 import weakref
 from dataclasses import dataclass
 
@@ -20,6 +22,12 @@ from ..settings import get_settings
 class PooledClient:
     client: httpx.AsyncClient
     gate: asyncio.Semaphore
+
+
+@functools.lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context for every client (building one loads the CA bundle: ~80 ms)."""
+    return httpx.create_ssl_context()
 
 
 class ClientPool:
@@ -39,6 +47,7 @@ class ClientPool:
             settings = get_settings()
             size = settings.max_connections
             client = httpx.AsyncClient(
+                verify=_ssl_context(),
                 limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
                 timeout=httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout),
                 follow_redirects=True,

@@ -109,7 +109,8 @@ class Generation:
             raise HTTPError(f"{phase}: expected a JSON body, got {snippet!r}", provider=self.jc.provider,
                             model=self.jc.model, request_id=self.job_id, status_code=reply.status,
                             raw_response={"status_code": reply.status, "body": reply.text[:2000]},
-                            retryable=phase != "submit", job_may_exist=phase != "submit")
+                            # A 2xx submit was accepted: the job exists even though we cannot read its id.
+                            retryable=phase != "submit", job_may_exist=True)
         return reply
 
     # ------------------------------------------------------------ lifecycle
@@ -228,8 +229,7 @@ class Generation:
         delay = config.poll_interval
         while True:
             await asyncio.sleep(delay)
-            if polls >= config.max_poll_attempts:
-                await self._cancel_remote("max_poll_attempts")
+            if polls >= config.max_poll_attempts:  # run() cancels the remote job on the way out
                 raise GenerationTimeoutError(
                     f"job not finished after {polls} polls (max_poll_attempts)", provider=self.jc.provider,
                     model=self.jc.model, request_id=self.job_id, job_may_exist=True,
