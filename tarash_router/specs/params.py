@@ -37,6 +37,12 @@ def check_request(family: FamilySpec, model: str, request: GenerationRequest) ->
     return _unused_fields(family, request)
 
 
+def _shown(value: Any) -> str:
+    """A value for an error message: long values (a 5,000-character prompt) are cut."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}...({len(text)} chars)"
+
+
 def _check_value(name: str, value: Any, rule: Any, fail: Any) -> None:
     why = f" ({rule.message})" if rule.message else ""
     if value is None:
@@ -46,13 +52,13 @@ def _check_value(name: str, value: Any, rule: Any, fail: Any) -> None:
     if rule.forbidden:
         raise fail(f"does not support {name}{why}")
     if rule.allowed is not None and value not in rule.allowed:
-        raise fail(f"does not accept {name}={value!r}; allowed: {_fmt(rule.allowed)}{why}")
+        raise fail(f"does not accept {name}={_shown(value)}; allowed: {_fmt(rule.allowed)}{why}")
     if rule.min is not None and value < rule.min:
-        raise fail(f"does not accept {name}={value!r}; minimum is {_num(rule.min)}{why}")
+        raise fail(f"does not accept {name}={_shown(value)}; minimum is {_num(rule.min)}{why}")
     if rule.max is not None and value > rule.max:
-        raise fail(f"does not accept {name}={value!r}; maximum is {_num(rule.max)}{why}")
+        raise fail(f"does not accept {name}={_shown(value)}; maximum is {_num(rule.max)}{why}")
     if rule.pattern is not None and not re.fullmatch(rule.pattern, str(value)):
-        raise fail(f"does not accept {name}={value!r}; expected a value matching {rule.pattern}{why}")
+        raise fail(f"does not accept {name}={_shown(value)}; expected a value matching {rule.pattern}{why}")
 
 
 def _num(value: float) -> str:
