@@ -62,7 +62,15 @@ async def resume_async(job_id: str, *, api_key: str | None = None, on_progress: 
         raise GenerationFailedError(f"job {job_id} {record.state}: {error.get('message', 'no detail')}",
                                     provider=record.provider, model=record.model, request_id=job_id,
                                     raw_response=error, retryable=False, job_may_exist=True)
-    return await resume_generation(record, _config_for(record, api_key, timeout), on_progress)
+    config = _config_for(record, api_key, timeout)
+    family = get_registry().resolve(record.provider, record.model, record.modality)
+    if family.handler_name is not None:
+        handler = get_spec_handler(family.handler_name)
+        if not hasattr(handler, "resume"):
+            raise ValidationError(f"{record.provider} jobs cannot be resumed (handler {family.handler_name})",
+                                  provider=record.provider, model=record.model, request_id=job_id)
+        return await handler.resume(family, record, config, on_progress)
+    return await resume_generation(record, config, on_progress)
 
 
 async def cancel_job_async(job_id: str, *, api_key: str | None = None) -> bool:

@@ -406,3 +406,31 @@ def test_missing_sdk_names_the_extra():
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 3 and all("pip install 'tarash-router[openai]'" in line for line in lines)
+
+
+def test_sora_job_is_journaled_and_resumable_without_a_second_create(fake, tmp_path):
+    """A crash after create: resume(job_id) polls and downloads the same video; nothing is created twice."""
+    import asyncio as _asyncio
+
+    from tarash_router import resume
+    from tarash_router.journal import open_journal, set_journal
+
+    set_journal(open_journal(f"sqlite:///{tmp_path}/jobs.db"))
+    try:
+        fake.queue(SoraJob(statuses=["queued"] * 40 + ["completed"]))
+
+        async def start_then_drop():
+            task = _asyncio.create_task(generate_video_async(video_config(fake), VideoGenerationRequest(
+                prompt="a cat", duration_seconds=4)))
+            while not fake.creates:
+                await _asyncio.sleep(0.005)
+            await _asyncio.sleep(0.02)
+            return task
+
+        _asyncio.new_event_loop().run_until_complete(start_then_drop())  # the "process" stops here
+        video_id = fake.creates[0].video_id
+        response = resume(video_id, api_key=API_KEY)
+        assert response.request_id == video_id and response.video["content"] == FAKE_MP4
+        assert fake.create_count() == 1
+    finally:
+        set_journal(None)

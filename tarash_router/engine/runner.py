@@ -32,6 +32,7 @@ from .client import POOL
 from ..journal import get_journal
 from ..journal.records import JobRecord
 from ..journal.store import JobStore
+from ..journal.tracker import JobTracker
 from .media import fetch_media, media_urls
 from .render import JobContext, PreparedRequest, prepare_job
 
@@ -69,10 +70,9 @@ class Generation:
         self.jc = jc
         self.modality = modality
         self.on_progress = on_progress
-        self.journal = journal
-        self.idempotency_key = idempotency_key
-        self.fingerprint = fingerprint
-        self.recorded_state: str | None = None
+        self.tracker = None if journal is None else JobTracker(
+            provider=jc.provider, model=jc.model, modality=modality, config=jc.config, base_url=jc.base_url,
+            idempotency_key=idempotency_key, fingerprint=fingerprint, journal=journal)
         self.settings = get_settings()
         self.job: dict[str, Any] = {}
         self.job_id: str | None = None
@@ -172,41 +172,21 @@ class Generation:
         return await self._finish(data)
 
     async def _follow_recorded(self, record: JobRecord) -> VideoGenerationResponse | ImageGenerationResponse:
-        self.job, self.job_id, self.recorded_state = dict(record.job), record.job_id, record.state
+        self.job, self.job_id = dict(record.job), record.job_id
+        if self.tracker is not None:
+            self.tracker.attach(record)
         status = record.state if record.state in ("queued", "processing") else "queued"
         return await self._follow(status, None)
 
     # ------------------------------------------------------------ journal
 
     async def _journal_submitted(self, status: str) -> None:
-        if self.journal is None or self.job_id is None:
-            return
-        config = self.jc.config
-        record = JobRecord(
-            job_id=self.job_id, provider=self.jc.provider, model=self.jc.model, modality=self.modality,
-            state="queued" if status not in ("processing", "completed") else "processing", job=self.job,
-            base_url=self.jc.base_url, provider_config=config.provider_config, timeout=config.timeout,
-            poll_interval=config.poll_interval, max_poll_attempts=config.max_poll_attempts,
-            fingerprint=self.fingerprint, idempotency_key=self.idempotency_key)
-        try:
-            await self.journal.put(record)
-            self.recorded_state = record.state
-            if self.idempotency_key:
-                from ..journal.idempotency import record_job_on_claim
-
-                await record_job_on_claim(self.job_id)
-        except Exception as exc:  # noqa: BLE001 - a journal outage must not lose a paid job
-            logger.warning("journal write failed for job %s: %s", self.job_id, type(exc).__name__)
+        if self.tracker is not None and self.job_id is not None:
+            await self.tracker.submitted(self.job_id, self.job, "processing" if status == "processing" else "queued")
 
     async def _record(self, state: str, **changes: Any) -> None:
-        """Move the journaled job forward (no-op without a journal or when the state is unchanged)."""
-        if self.journal is None or self.job_id is None or state == self.recorded_state:
-            return
-        try:
-            await self.journal.advance(self.job_id, state, **changes)
-            self.recorded_state = state
-        except Exception as exc:  # noqa: BLE001 - a journal outage must not lose a paid job
-            logger.warning("journal update failed for job %s: %s", self.job_id, type(exc).__name__)
+        if self.tracker is not None:
+            await self.tracker.advance(state, **changes)
 
     async def _submit(self) -> Reply:
         # Sent once: whether a failed submit may be retried is routing's call (see RetryPolicy),
@@ -423,7 +403,9 @@ def _attach(record: JobRecord, config: GenerationConfig, on_progress: Any) -> Ge
     jc.base_url = record.base_url or jc.base_url
     generation = Generation(jc, record.modality, on_progress, journal=get_journal(),
                             idempotency_key=record.idempotency_key, fingerprint=record.fingerprint)
-    generation.job, generation.job_id, generation.recorded_state = dict(record.job), record.job_id, record.state
+    generation.job, generation.job_id = dict(record.job), record.job_id
+    if generation.tracker is not None:
+        generation.tracker.attach(record)
     return generation
 
 

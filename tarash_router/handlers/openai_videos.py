@@ -34,10 +34,12 @@ from typing import Any
 
 from ..engine.classify import error_from_response
 from ..engine.render import JobContext, prepare_job
-from ..engine.runner import call_progress
+from ..engine.runner import CURRENT_FINGERPRINT, call_progress
 from ..errors import GenerationFailedError, HTTPError, TarashException, ValidationError
 from ..errors import TimeoutError as GenerationTimeoutError
-from ..models import VideoGenerationResponse, VideoGenerationUpdate
+from ..journal.records import JobRecord
+from ..journal.tracker import JobTracker
+from ..models import VideoGenerationRequest, VideoGenerationResponse, VideoGenerationUpdate
 from ..settings import get_settings
 from ..specs.compiled import FamilySpec
 from .openai_common import (
@@ -114,7 +116,21 @@ class OpenAIVideosHandler(OpenAIClients):
         call = plan_call(job)
         warn_deprecated(family)
         client = self.async_client(job, openai)
-        return await _VideoRun(family, job, call, client, openai, on_progress).run()
+        tracker = JobTracker(provider=family.provider.name, model=config.model, modality="video", config=config,
+                             base_url=job.base_url, idempotency_key=request.idempotency_key,
+                             fingerprint=CURRENT_FINGERPRINT.get())
+        return await _VideoRun(family, job, call, client, openai, on_progress, tracker=tracker).run()
+
+    async def resume(self, family: FamilySpec, record: JobRecord, config: Any, on_progress: Any) -> Any:
+        """Follow a journaled video (e.g. after a crash) to its bytes without creating another."""
+        openai = import_openai(family.provider.name)
+        job = prepare_job(family, config, VideoGenerationRequest(prompt=""))
+        tracker = JobTracker(provider=family.provider.name, model=config.model, modality="video", config=config,
+                             base_url=job.base_url)
+        tracker.attach(record)
+        run = _VideoRun(family, job, None, self.async_client(job, openai), openai, on_progress, tracker=tracker,
+                        video_id=record.job_id)
+        return await run.run()
 
     def render(self, family: FamilySpec, config: Any, request: Any) -> dict[str, Any]:
         openai = import_openai(family.provider.name)
@@ -154,6 +170,7 @@ class _VideoRun:
     video_id: str | None = None
     video: dict[str, Any] = field(default_factory=dict)
     polls: int = 0
+    tracker: JobTracker | None = None
 
     @property
     def provider(self) -> str:
@@ -172,15 +189,24 @@ class _VideoRun:
                 job_may_exist=self.video_id is not None) from None
 
     async def _lifecycle(self) -> VideoGenerationResponse:
-        video = await self._create()
-        status = STATUS.get(video.get("status"), "processing")
-        hint = None
+        if self.video_id is None:
+            video = await self._create()
+            status = STATUS.get(video.get("status"), "processing")
+            hint = None
+        else:  # resuming a journaled video: no create, poll first
+            video, hint = await self._poll(None, first=True)
+            status = STATUS.get(video.get("status"), "processing")
         while status not in ("completed", "failed"):
             await self._emit(status, video)
+            if status == "processing" and self.tracker is not None:
+                await self.tracker.advance("processing")
             video, hint = await self._poll(hint)
             status = STATUS.get(video.get("status"), "processing")
         if status == "failed":
             await self._emit("failed", video, error=_error_message(video))
+            if self.tracker is not None:
+                await self.tracker.advance("failed", error={"type": "GenerationFailed",
+                                                            "message": _error_message(video) or "failed"})
             raise error_from_response(self.family.provider, "job", None, {}, "", video, model=self.job.model,
                                       request_id=self.video_id, job_may_exist=True)
         return await self._finish(video)
@@ -195,13 +221,16 @@ class _VideoRun:
             raise self._error(exc, "submit") from None
         self.video = created.model_dump(mode="json", exclude_unset=True)
         self.video_id = created.id
+        if self.tracker is not None:
+            status = STATUS.get(self.video.get("status"), "queued")
+            await self.tracker.submitted(created.id, {"video_id": created.id}, status)
         return self.video
 
-    async def _poll(self, hint: float | None) -> tuple[dict[str, Any], float | None]:
+    async def _poll(self, hint: float | None, first: bool = False) -> tuple[dict[str, Any], float | None]:
         """Wait, then retrieve until a poll succeeds; failed polls are retried within limits."""
         config = self.job.config
         settings = get_settings()
-        delay = _wait(config.poll_interval, hint)
+        delay = 0.0 if first else _wait(config.poll_interval, hint)
         errors = 0
         while True:
             await asyncio.sleep(delay)
@@ -236,6 +265,8 @@ class _VideoRun:
             duration=_float(fields.get("duration")), resolution=fields.get("resolution"),
             aspect_ratio=fields.get("aspect_ratio") or self.job.request.aspect_ratio,
             raw_response=video, provider=self.provider, model=self.job.model)
+        if self.tracker is not None:  # the bytes stay out of the journal; resume downloads them again
+            await self.tracker.advance("completed")
         await self._emit("completed", video, percent=100, result=response)
         return response
 

@@ -1,0 +1,68 @@
+"""`JobTracker`: how any transport (the spec engine or an SDK handler) journals the jobs it runs.
+
+Writes never fail a generation: a journal outage is logged, the paid job goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from . import get_journal
+from .records import JobRecord
+from .store import JobStore
+
+logger = logging.getLogger("tarash_router.journal")
+
+
+class JobTracker:
+    """Records one job: `submitted` once the provider accepted it, then forward-only `advance`s."""
+
+    def __init__(self, *, provider: str, model: str, modality: str, config: Any, base_url: str = "",
+                 idempotency_key: str | None = None, fingerprint: str = "", journal: JobStore | None = None) -> None:
+        self.provider = provider
+        self.model = model
+        self.modality = modality
+        self.config = config
+        self.base_url = base_url
+        self.idempotency_key = idempotency_key
+        self.fingerprint = fingerprint
+        self.journal = journal if journal is not None else get_journal()
+        self.job_id: str | None = None
+        self.state: str | None = None
+
+    def attach(self, record: JobRecord) -> None:
+        """Track a job that is already journaled (resume)."""
+        self.job_id, self.state = record.job_id, record.state
+
+    async def submitted(self, job_id: str, job: dict[str, Any], state: str = "queued") -> None:
+        self.job_id = job_id
+        config = self.config
+        record = JobRecord(
+            job_id=job_id, provider=self.provider, model=self.model, modality=self.modality,  # type: ignore[arg-type]
+            state=state if state in ("queued", "processing") else "queued", job=job, base_url=self.base_url,
+            provider_config=config.provider_config, timeout=config.timeout, poll_interval=config.poll_interval,
+            max_poll_attempts=config.max_poll_attempts, fingerprint=self.fingerprint,
+            idempotency_key=self.idempotency_key)
+        try:
+            await self.journal.put(record)
+            self.state = record.state
+            if self.idempotency_key:
+                from .idempotency import record_job_on_claim
+
+                await record_job_on_claim(job_id)
+        except Exception as exc:  # noqa: BLE001 - a journal outage must not lose a paid job
+            logger.warning("journal write failed for job %s: %s", job_id, type(exc).__name__)
+
+    async def advance(self, state: str, **changes: Any) -> None:
+        """Move the job forward (no-op before submit or when the state is unchanged)."""
+        if self.job_id is None or state == self.state:
+            return
+        try:
+            await self.journal.advance(self.job_id, state, **changes)
+            self.state = state
+        except Exception as exc:  # noqa: BLE001 - a journal outage must not lose a paid job
+            logger.warning("journal update failed for job %s: %s", self.job_id, type(exc).__name__)
+
+
+__all__ = ["JobTracker"]
