@@ -49,8 +49,13 @@ async def _run(config: Any, request: Any, on_progress: Any, modality: str) -> An
 
 
 async def resume_async(job_id: str, *, api_key: str | None = None, on_progress: Any = None,
-                       timeout: float | None = None) -> VideoGenerationResponse | ImageGenerationResponse:
-    """Re-attach to a journaled job (e.g. after a crash) and finish it without submitting again."""
+                       timeout: float | None = None, provider_config: dict[str, Any] | None = None,
+                       ) -> VideoGenerationResponse | ImageGenerationResponse:
+    """Re-attach to a journaled job (e.g. after a crash) and finish it without submitting again.
+
+    Secrets are never journaled: pass `api_key` (or set the provider's env var) and any credential
+    that lived in `provider_config` again.
+    """
     record = await get_journal().get(job_id)
     if record is None:
         raise ValidationError(f"no journaled job {job_id!r} (journal: {get_settings().journal})")
@@ -62,7 +67,7 @@ async def resume_async(job_id: str, *, api_key: str | None = None, on_progress: 
         raise GenerationFailedError(f"job {job_id} {record.state}: {error.get('message', 'no detail')}",
                                     provider=record.provider, model=record.model, request_id=job_id,
                                     raw_response=error, retryable=False, job_may_exist=True)
-    config = _config_for(record, api_key, timeout)
+    config = _config_for(record, api_key, timeout, provider_config)
     family = get_registry().resolve(record.provider, record.model, record.modality)
     if family.handler_name is not None:
         handler = get_spec_handler(family.handler_name)
@@ -83,17 +88,20 @@ async def cancel_job_async(job_id: str, *, api_key: str | None = None) -> bool:
     return await cancel_recorded(record, _config_for(record, api_key, None))
 
 
-def _config_for(record: Any, api_key: str | None, timeout: float | None) -> Any:
+def _config_for(record: Any, api_key: str | None, timeout: float | None,
+                provider_config: dict[str, Any] | None = None) -> Any:
     config_cls = VideoGenerationConfig if record.modality == "video" else ImageGenerationConfig
     return config_cls(provider=record.provider, model=record.model, api_key=api_key, base_url=record.base_url,
                       timeout=timeout or record.timeout, poll_interval=record.poll_interval,
-                      max_poll_attempts=record.max_poll_attempts, provider_config=record.provider_config)
+                      max_poll_attempts=record.max_poll_attempts,
+                      provider_config={**record.provider_config, **(provider_config or {})})
 
 
-def resume(job_id: str, *, api_key: str | None = None, on_progress: Any = None,
-           timeout: float | None = None) -> VideoGenerationResponse | ImageGenerationResponse:
+def resume(job_id: str, *, api_key: str | None = None, on_progress: Any = None, timeout: float | None = None,
+           provider_config: dict[str, Any] | None = None) -> VideoGenerationResponse | ImageGenerationResponse:
     """Blocking `resume_async`."""
-    return run_sync(resume_async(job_id, api_key=api_key, on_progress=on_progress, timeout=timeout))
+    return run_sync(resume_async(job_id, api_key=api_key, on_progress=on_progress, timeout=timeout,
+                                 provider_config=provider_config))
 
 
 async def generate_video_async(

@@ -9,6 +9,7 @@ Names and defaults follow the seed API (tarash-gateway). Differences, on purpose
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any, Literal, Protocol, Union, runtime_checkable
@@ -81,8 +82,28 @@ class MockConfig(BaseModel):
     polling: MockPollingConfig | None = None
 
 
+_SECRET_KEY = re.compile(r"token|secret|password|credential|api[_-]?key|^key$|auth", re.IGNORECASE)
+
+
+def redact_secrets(values: dict[str, Any]) -> dict[str, Any]:
+    """A copy with secret-looking entries (access_token, credentials, api_key, ...) replaced by ***.
+
+    Paths to credential files (`credentials_path`) are not secrets and stay.
+    """
+    return {k: "***" if _is_secret_key(str(k)) and v is not None else v for k, v in values.items()}
+
+
+def _is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key)) and not key.endswith(("_path", "_file"))
+
+
 class _GenerationConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __repr_args__(self) -> Any:
+        # provider_config may carry credentials (e.g. a Vertex access_token): never print them.
+        for name, value in super().__repr_args__():
+            yield name, redact_secrets(value) if name == "provider_config" and isinstance(value, dict) else value
 
     model: str
     provider: str

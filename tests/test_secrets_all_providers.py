@@ -463,15 +463,7 @@ def test_secret_never_leaks(provider: str, scenario: Scenario, fakes, journal, a
 # ---------------------------------------------------------------------------- config reprs
 
 
-@pytest.mark.parametrize("provider", [
-    pytest.param(t.name, marks=pytest.mark.xfail(
-        strict=True,
-        reason="google-vertex: the OAuth access token lives in config.provider_config, and "
-               "tarash_router/models.py _GenerationConfig masks only api_key (Field(repr=False)); "
-               "repr(config)/str(config) print provider_config={'access_token': '<token>'}"))
-    if not t.key_in_config else t.name
-    for t in TARGETS
-])
+@pytest.mark.parametrize("provider", [t.name for t in TARGETS])
 def test_config_repr_hides_the_credential(provider: str, fakes):
     target = BY_NAME[provider]
     secret = secret_for(provider)

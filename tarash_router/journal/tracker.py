@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..models import redact_secrets
 from . import get_journal
 from .records import JobRecord
 from .store import JobStore
@@ -41,7 +42,8 @@ class JobTracker:
         record = JobRecord(
             job_id=job_id, provider=self.provider, model=self.model, modality=self.modality,  # type: ignore[arg-type]
             state=state if state in ("queued", "processing") else "queued", job=job, base_url=self.base_url,
-            provider_config=config.provider_config, timeout=config.timeout, poll_interval=config.poll_interval,
+            # Credentials in provider_config stay out of the journal; resume takes them again.
+            provider_config=redact_secrets(config.provider_config), timeout=config.timeout, poll_interval=config.poll_interval,
             max_poll_attempts=config.max_poll_attempts, fingerprint=self.fingerprint,
             idempotency_key=self.idempotency_key)
         try:
