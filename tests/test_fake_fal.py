@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import select
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from fake_helpers import run_module
 from tarash_router.testing import Failure, FakeFal, FalJob, RecordedRequest
 
 AUTH = {"Authorization": "Key test-key"}
@@ -422,23 +419,7 @@ async def test_concurrent_submits_and_polls() -> None:
 
 
 def test_runs_as_a_separate_process() -> None:
-    root = Path(__file__).resolve().parents[1]
-    with subprocess.Popen(
-        [sys.executable, "-m", "tarash_router.testing.fal", "--port", "0"],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            ready, _, _ = select.select([proc.stdout], [], [], 10)
-            assert ready, "fake did not print its URL"
-            url = proc.stdout.readline().strip()
-            assert url.startswith("http://127.0.0.1:")
-            r = httpx.post(f"{url}/fal-ai/veo3", json={"prompt": "x"}, headers=AUTH, timeout=5)
-            assert r.status_code == 200
-            assert r.json()["status_url"].startswith(url)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with run_module("fal") as url:
+        r = httpx.post(f"{url}/fal-ai/veo3", json={"prompt": "x"}, headers=AUTH, timeout=5)
+        assert r.status_code == 200
+        assert r.json()["status_url"].startswith(url)

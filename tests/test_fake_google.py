@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import base64
-import select
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from fake_helpers import run_module, shared_fake
 from tarash_router.testing._server import Failure
 from tarash_router.testing.google import FAKE_MP4, FakeGoogle, GoogleJob, google_error, rate_limited
 
@@ -22,16 +20,7 @@ VEO = "/v1beta/models/veo-3.1-generate-preview"
 VERTEX = "/v1beta1/projects/p1/locations/us-central1/publishers/google/models/veo-3.1-generate-preview"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeGoogle]:
-    with FakeGoogle(api_key="g-key", access_token="v-token") as fake:
-        yield fake
-
-
-@pytest.fixture
-def google(server: FakeGoogle) -> FakeGoogle:
-    server.clear()
-    return server
+server, google = shared_fake(lambda: FakeGoogle(api_key="g-key", access_token="v-token"), "google")
 
 
 @pytest.fixture
@@ -180,19 +169,10 @@ def test_unknown_paths_are_404(google, client):
 
 
 def test_runs_as_a_module(tmp_path: Path):
-    root = Path(__file__).resolve().parents[1]
-    with subprocess.Popen([sys.executable, "-m", "tarash_router.testing.google", "--port", "0"], cwd=root,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
-        try:
-            ready, _, _ = select.select([proc.stdout], [], [], 10)
-            assert ready, "the fake did not print its URL"
-            base_url = proc.stdout.readline().strip()
-            r = httpx.post(f"{base_url}{VEO}:predictLongRunning", headers=KEY,
-                           json={"instances": [{"prompt": "x"}]}, timeout=5)
-            assert r.status_code == 200 and r.json()["name"].startswith("models/veo-3.1-generate-preview/operations/")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with run_module("google") as base_url:
+        r = httpx.post(f"{base_url}{VEO}:predictLongRunning", headers=KEY,
+                       json={"instances": [{"prompt": "x"}]}, timeout=5)
+        assert r.status_code == 200 and r.json()["name"].startswith("models/veo-3.1-generate-preview/operations/")
 
 
 def test_failure_objects_render_google_envelopes():

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import base64
-import select
-import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from fake_helpers import run_module, shared_fake
 from tarash_router.testing._server import Failure
 from tarash_router.testing.openai import (
     FAKE_MP4, FakeAzureOpenAI, FakeOpenAI, SoraJob, moderation_blocked, openai_error, rate_limited, server_error,
@@ -22,16 +20,7 @@ AZURE = {"api-key": "az-test"}
 V = {"api-version": "preview"}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server: FakeOpenAI) -> FakeOpenAI:
-    server.clear()
-    return server
+server, fake = shared_fake(FakeOpenAI, "fake")
 
 
 @pytest.fixture
@@ -293,18 +282,7 @@ async def test_usable_from_async_code():
     (["--azure"], "/openai/v1/videos?api-version=preview", AZURE),
 ])
 def test_runs_as_a_separate_process(args, path, headers):
-    root = Path(__file__).resolve().parents[1]
-    with subprocess.Popen([sys.executable, "-m", "tarash_router.testing.openai", "--port", "0", *args], cwd=root,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
-        try:
-            assert proc.stdout is not None
-            ready, _, _ = select.select([proc.stdout], [], [], 10)
-            assert ready, "fake did not print its URL"
-            url = proc.stdout.readline().strip()
-            assert url.startswith("http://127.0.0.1:")
-            r = httpx.post(f"{url}{path}", files={"prompt": (None, "x"), "model": (None, "sora-2")}, headers=headers,
-                           timeout=5)
-            assert r.status_code == 200 and r.json()["object"] == "video"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with run_module("openai", *args) as url:
+        r = httpx.post(f"{url}{path}", files={"prompt": (None, "x"), "model": (None, "sora-2")}, headers=headers,
+                       timeout=5)
+        assert r.status_code == 200 and r.json()["object"] == "video"

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import select
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from fake_helpers import run_module, shared_fake
 from tarash_router.testing._server import Failure, RecordedRequest
 from tarash_router.testing.replicate import (
     FakeReplicate, ReplicateJob, delivery_url, invalid_input, invalid_version, throttled,
@@ -24,17 +21,7 @@ VERSION = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa"
 PROGRESS = re.compile(r"^\s*(\d+)%\s*\|.+?\|\s*(\d+)/(\d+)", re.MULTILINE)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeReplicate]:
-    with FakeReplicate() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server: FakeReplicate) -> FakeReplicate:
-    server.clear()
-    server.default_job = ReplicateJob()
-    return server
+server, fake = shared_fake(FakeReplicate, "fake")
 
 
 @pytest.fixture
@@ -370,20 +357,7 @@ async def test_usable_from_async_test() -> None:
 
 
 def test_runs_as_a_separate_process() -> None:
-    root = Path(__file__).resolve().parents[1]
-    with subprocess.Popen(
-        [sys.executable, "-m", "tarash_router.testing.replicate", "--port", "0", "--api-key", "k"],
-        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            ready, _, _ = select.select([proc.stdout], [], [], 10)
-            assert ready, "fake did not print its URL"
-            url = proc.stdout.readline().strip()
-            assert url.startswith("http://127.0.0.1:")
-            r = httpx.post(f"{url}/v1/models/a/b/predictions", json={"input": {}},
-                           headers={"Authorization": "Bearer k"}, timeout=5)
-            assert r.status_code == 201 and r.json()["urls"]["get"].startswith(url)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with run_module("replicate", "--api-key", "k") as url:
+        r = httpx.post(f"{url}/v1/models/a/b/predictions", json={"input": {}},
+                       headers={"Authorization": "Bearer k"}, timeout=5)
+        assert r.status_code == 201 and r.json()["urls"]["get"].startswith(url)

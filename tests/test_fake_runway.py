@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import select
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from fake_helpers import run_module, shared_fake
 from tarash_router.testing._server import Failure
 from tarash_router.testing.runway import (
     RUNWAY_VERSION, FakeRunway, RunwayJob, insufficient_credits, overloaded, rate_limited,
@@ -23,16 +20,7 @@ I2V = {"model": "gen4_turbo", "promptImage": "https://example.com/cat.jpg", "pro
        "ratio": "1280:720", "duration": 5}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeRunway]:
-    with FakeRunway(api_key=KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def runway(server: FakeRunway) -> FakeRunway:
-    server.clear()
-    return server
+server, runway = shared_fake(lambda: FakeRunway(api_key=KEY), "runway")
 
 
 @pytest.fixture
@@ -294,19 +282,6 @@ def test_clear_forgets_everything(runway, client):
 
 
 def test_runs_as_a_module():
-    root = Path(__file__).resolve().parents[1]
-    with subprocess.Popen(
-        [sys.executable, "-m", "tarash_router.testing.runway", "--port", "0", "--api-key", KEY],
-        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            ready, _, _ = select.select([proc.stdout], [], [], 10)
-            assert ready, "fake did not print its URL"
-            url = proc.stdout.readline().strip()
-            assert url.startswith("http://127.0.0.1:")
-            r = httpx.post(f"{url}/v1/image_to_video", json=I2V, headers=HEADERS, timeout=5)
-            assert r.status_code == 200 and r.json()["id"]
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with run_module("runway", "--api-key", KEY) as url:
+        r = httpx.post(f"{url}/v1/image_to_video", json=I2V, headers=HEADERS, timeout=5)
+        assert r.status_code == 200 and r.json()["id"]

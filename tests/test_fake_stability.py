@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import base64
-import select
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from fake_helpers import run_module, shared_fake
 from tarash_router.testing._server import Failure
 from tarash_router.testing.stability import (
     IMAGE_BYTES, FakeStability, StabilityScript, moderation_error, rate_limited, stability_error,
@@ -21,16 +17,7 @@ AUTH = {"Authorization": "Bearer sk-test"}
 JSON_ACCEPT = {**AUTH, "Accept": "application/json"}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeStability]:
-    with FakeStability() as fake:
-        yield fake
-
-
-@pytest.fixture
-def stability(server: FakeStability) -> FakeStability:
-    server.clear()
-    return server
+server, stability = shared_fake(FakeStability, "stability")
 
 
 def parts(**fields: object) -> dict[str, tuple[None, str]]:
@@ -230,18 +217,7 @@ async def test_usable_from_async_code() -> None:
 
 
 def test_runs_as_a_separate_process() -> None:
-    root = Path(__file__).resolve().parents[1]
-    with subprocess.Popen([sys.executable, "-m", "tarash_router.testing.stability", "--port", "0"], cwd=root,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
-        try:
-            assert proc.stdout is not None
-            ready, _, _ = select.select([proc.stdout], [], [], 10)
-            assert ready, "fake did not print its URL"
-            url = proc.stdout.readline().strip()
-            assert url.startswith("http://127.0.0.1:")
-            r = httpx.post(f"{url}/v2beta/stable-image/generate/core", files=parts(prompt="x"), headers=JSON_ACCEPT,
-                           timeout=5)
-            assert r.status_code == 200 and r.json()["finish_reason"] == "SUCCESS"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with run_module("stability") as url:
+        r = httpx.post(f"{url}/v2beta/stable-image/generate/core", files=parts(prompt="x"), headers=JSON_ACCEPT,
+                       timeout=5)
+        assert r.status_code == 200 and r.json()["finish_reason"] == "SUCCESS"

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import base64
-import select
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from fake_helpers import run_module, shared_fake
 from tarash_router.testing._server import Failure
 from tarash_router.testing.xai import FakeXAI, XAIJob, rate_limited, xai_error
 
@@ -21,16 +18,7 @@ VIDEO = {"model": "grok-imagine-video", "prompt": "a comet"}
 IMAGE = {"model": "grok-imagine-image", "prompt": "a fox"}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeXAI]:
-    with FakeXAI() as fake:
-        yield fake
-
-
-@pytest.fixture
-def xai(server: FakeXAI) -> FakeXAI:
-    server.clear()
-    return server
+server, xai = shared_fake(FakeXAI, "xai")
 
 
 @pytest.fixture
@@ -251,17 +239,6 @@ async def test_usable_from_async_code() -> None:
 
 
 def test_runs_as_a_separate_process() -> None:
-    root = Path(__file__).resolve().parents[1]
-    with subprocess.Popen([sys.executable, "-m", "tarash_router.testing.xai", "--port", "0"], cwd=root,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
-        try:
-            assert proc.stdout is not None
-            ready, _, _ = select.select([proc.stdout], [], [], 10)
-            assert ready, "fake did not print its URL"
-            url = proc.stdout.readline().strip()
-            assert url.startswith("http://127.0.0.1:")
-            r = httpx.post(f"{url}/v1/videos/generations", json=VIDEO, headers=AUTH, timeout=5)
-            assert r.status_code == 200 and "request_id" in r.json()
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with run_module("xai") as url:
+        r = httpx.post(f"{url}/v1/videos/generations", json=VIDEO, headers=AUTH, timeout=5)
+        assert r.status_code == 200 and "request_id" in r.json()

@@ -6,6 +6,10 @@ on any loop, and from a separate process (:meth:`FakeServer.main`). Every reques
 is recorded, and :class:`Failure` scripts faults (error bodies, delays, resets,
 truncated bodies) that subclasses apply with :func:`apply_failure`.
 
+:class:`ScriptedFake` adds what the provider fakes share: an API key, a FIFO of per-job scripts
+(a dataclass each, :class:`StatusScript` for the poll sequence) with a default, scripted create
+failures played before a job is accepted, attempt counting, key checks and ``--api-key``.
+
 Depends only on the standard library and aiohttp.
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import email as _email
 import email.policy as _email_policy
 import json as _json
@@ -20,15 +25,21 @@ import signal
 import socket
 import struct
 import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from aiohttp import web
 
-__all__ = ["FakeServer", "Failure", "Headers", "RecordedRequest", "apply_failure", "json_loads_or_none"]
+__all__ = [
+    "FakeServer", "Failure", "Headers", "RecordedRequest", "ScriptedFake", "StatusScript", "apply_failure",
+    "credential", "delayed_failure", "failure_response", "format_seconds", "json_loads_or_none", "json_response",
+    "key_accepted", "multipart_parts", "now_iso", "parse_multipart", "pop_first",
+]
 
 # Large enough for base64 data-URI inputs; the real providers accept tens of MiB.
 _CLIENT_MAX_SIZE = 64 * 1024 * 1024
@@ -90,22 +101,31 @@ def json_loads_or_none(body: bytes) -> Any | None:
         return None
 
 
-def parse_multipart(content_type: str, body: bytes) -> dict[str, str | bytes] | None:
-    """Fields of a multipart/form-data body (text parts as str, file parts as bytes); None if not multipart."""
+def multipart_parts(content_type: str, body: bytes) -> list[tuple[str, str | None, bytes, str]] | None:
+    """Parts of a multipart/form-data body as ``(name, filename, payload, content type)``; None if not multipart.
+
+    ``filename`` is None for a text field. Parts without a name are skipped.
+    """
     if not content_type.startswith("multipart/form-data"):
         return None
     message = _email.message_from_bytes(
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body, policy=_email_policy.HTTP)
     if not message.is_multipart():
         return None
-    fields: dict[str, str | bytes] = {}
+    parts = []
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
-        if name is None:
-            continue
-        payload = part.get_payload(decode=True) or b""
-        fields[name] = payload if part.get_filename() else payload.decode("utf-8")
-    return fields
+        if name is not None:
+            parts.append((name, part.get_filename(), part.get_payload(decode=True) or b"", part.get_content_type()))
+    return parts
+
+
+def parse_multipart(content_type: str, body: bytes) -> dict[str, str | bytes] | None:
+    """Fields of a multipart/form-data body (text parts as str, file parts as bytes); None if not multipart."""
+    parts = multipart_parts(content_type, body)
+    if parts is None:
+        return None
+    return {name: payload if filename else payload.decode("utf-8") for name, filename, payload, _ in parts}
 
 
 @dataclass
@@ -130,7 +150,7 @@ class Failure:
     @classmethod
     def rate_limited(cls, retry_after: float | None = 1) -> Failure:
         """429 with a JSON detail and, when given, a Retry-After header (seconds)."""
-        headers = {} if retry_after is None else {"Retry-After": _format_seconds(retry_after)}
+        headers = {} if retry_after is None else {"Retry-After": format_seconds(retry_after)}
         return cls(status=429, json={"detail": "Rate limit exceeded"}, headers=headers)
 
     @classmethod
@@ -177,7 +197,7 @@ class Failure:
         return _json.dumps(payload).encode(), self.content_type or "application/json"
 
 
-def _format_seconds(value: float) -> str:
+def format_seconds(value: float) -> str:
     """Render seconds for a header: ``2`` rather than ``2.0``."""
     return str(int(value)) if float(value).is_integer() else str(value)
 
@@ -198,11 +218,27 @@ async def apply_failure(request: web.Request, failure: Failure) -> web.StreamRes
         _abort_connection(request)
         # Never sent: aiohttp sees the closed transport and drops it quietly.
         return web.Response(status=failure.status)
-    body, content_type = failure.render()
-    headers = {**failure.headers, "Content-Type": content_type}
     if failure.truncate:
-        return await _send_truncated(request, failure.status, body, headers)
-    return web.Response(status=failure.status, body=body, headers=headers)
+        body, content_type = failure.render()
+        return await _send_truncated(request, failure.status, body, {**failure.headers, "Content-Type": content_type})
+    return failure_response(failure)
+
+
+def failure_response(failure: Failure) -> web.Response:
+    """The plain response of ``failure`` (its status, headers and body; delay/reset/truncate ignored)."""
+    body, content_type = failure.render()
+    return web.Response(status=failure.status, body=body, headers={**failure.headers, "Content-Type": content_type})
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON response (compact encoding; this sits on the benchmark hot path)."""
+    return web.Response(
+        status=status, body=_json.dumps(body).encode(), content_type="application/json", headers=headers)
+
+
+def now_iso() -> str:
+    """Current UTC time in ISO form with milliseconds (``2025-02-26T15:02:03.352Z``)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _abort_connection(request: web.Request) -> None:
@@ -447,3 +483,140 @@ def _cancel_pending(loop: asyncio.AbstractEventLoop) -> None:
     if tasks:
         loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
     loop.run_until_complete(loop.shutdown_asyncgens())
+
+
+# -- scripted fakes --------------------------------------------------------------------------------
+
+JobT = TypeVar("JobT")
+
+
+class StatusScript:
+    """Mixin for script dataclasses whose ``statuses`` (names or dicts) successive polls walk through."""
+
+    statuses: list[str | dict[str, Any]]
+
+    def __post_init__(self) -> None:
+        if not self.statuses:
+            raise ValueError(f"{type(self).__name__}.statuses must not be empty")
+
+    def status_dicts(self) -> list[dict[str, Any]]:
+        """``statuses`` with every bare name turned into ``{"status": name}`` (dicts are copied)."""
+        return [{"status": s} if isinstance(s, str) else dict(s) for s in self.statuses]
+
+
+def pop_first(failures: list[Failure]) -> Failure | None:
+    """Take the next of a script's one-per-attempt failures (None when they are used up)."""
+    return failures.pop(0) if failures else None
+
+
+async def delayed_failure(request: web.Request, delay: float, failure: Failure | None) -> web.StreamResponse | None:
+    """Sleep a script's ``delay``, then play ``failure``; None when there is none (answer normally)."""
+    if delay:
+        await asyncio.sleep(delay)
+    return None if failure is None else await apply_failure(request, failure)
+
+
+def credential(request: web.Request, scheme: str | tuple[str, ...] | None = "Bearer",
+               header: str = "Authorization") -> str | None:
+    """The key a request presents in ``header``, after one of the ``scheme`` names (None: the whole value).
+
+    None when the header is missing, names another scheme or has an empty key.
+    """
+    value = request.headers.get(header, "")
+    if scheme is None:
+        return value or None
+    name, _, key = value.partition(" ")
+    schemes = (scheme,) if isinstance(scheme, str) else scheme
+    return key if name in schemes and key else None
+
+
+def key_accepted(key: str | None, expected: str | None) -> bool:
+    """Whether a presented ``key`` passes: any non-empty key when ``expected`` is None, else exactly it."""
+    return bool(key) and (expected is None or key == expected)
+
+
+class ScriptedFake(FakeServer, Generic[JobT]):
+    """A :class:`FakeServer` whose accepted creates each follow a script (a job dataclass).
+
+    :meth:`queue` scripts the next creates, FIFO; once the queue is empty, copies of ``default_job``
+    are used. A script's create failures (the list named by ``failures_field``) are played one per
+    attempt before the create is accepted: the script stays pending until they are used up, so a
+    retried create still makes exactly one job. ``attempts`` counts every create attempt, accepted
+    or not (subclasses name it after the provider's verb). ``api_key=None`` accepts any key.
+    """
+
+    job_type: ClassVar[type[Any]]
+    """The script class; ``job_type()`` is the default script."""
+    failures_field: ClassVar[str] = "submit_failures"
+    """The script's list of failures played before a create is accepted."""
+    auth_help: ClassVar[str] = "require Authorization: Bearer <api-key>"
+    """``--api-key`` help on the command line."""
+
+    def __init__(self, api_key: str | None = None, *, default_job: JobT | None = None, host: str = "127.0.0.1",
+                 port: int = 0, record: bool = True) -> None:
+        super().__init__(host=host, port=port, record=record)
+        self.api_key = api_key
+        self.default_job: JobT = default_job if default_job is not None else self.job_type()
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """(Re)create the scripted and observed state; subclasses add their records."""
+        self._scripts: deque[JobT] = deque()
+        self._pending: JobT | None = None  # taken script still playing its create failures
+        self.attempts = 0
+
+    # -- scripting -------------------------------------------------------------------------------
+
+    def queue(self, *jobs: JobT) -> Self:
+        """Script the next creates, FIFO; afterwards copies of ``default_job`` are used.
+
+        Jobs are copied, so queuing one job twice gives two independent scripts.
+        """
+        with self._lock:
+            self._scripts.extend(copy.deepcopy(job) for job in jobs)
+        return self
+
+    def clear(self) -> None:
+        """Forget requests, jobs and queued scripts (``api_key``/``default_job`` and options stay)."""
+        with self._lock:
+            super().clear()
+            self._init_state()
+
+    def count_attempt(self) -> None:
+        """Count one create attempt."""
+        with self._lock:
+            self.attempts += 1
+
+    def take_script(self) -> tuple[JobT, Failure | None]:
+        """The script for this create attempt and its next create failure, if any remain."""
+        with self._lock:
+            script = self._pending
+            if script is None:
+                script = self._scripts.popleft() if self._scripts else copy.deepcopy(self.default_job)
+            failure = pop_first(getattr(script, self.failures_field))
+            self._pending = script if failure is not None else None
+            return script, failure
+
+    async def next_script(self, request: web.Request) -> tuple[JobT, web.StreamResponse | None]:
+        """:meth:`take_script`, then the script's delay; the failure's response when one is due."""
+        script, failure = self.take_script()
+        return script, await delayed_failure(request, getattr(script, "delay", 0.0), failure)
+
+    # -- auth ------------------------------------------------------------------------------------
+
+    def check_auth(self, request: web.Request, scheme: str | tuple[str, ...] | None = "Bearer",
+                   header: str = "Authorization") -> bool:
+        """Whether the request presents a key :func:`key_accepted` takes for ``api_key`` (see :func:`credential`)."""
+        return key_accepted(credential(request, scheme, header), self.api_key)
+
+    # -- command line ----------------------------------------------------------------------------
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """``--api-key``: require exactly this key."""
+        parser.add_argument("--api-key", default=None, help=cls.auth_help)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **options: Any) -> Self:
+        """Build an instance from command-line options (plus subclass ``options``)."""
+        return cls(api_key=args.api_key, host=args.host, port=args.port, record=not args.no_record, **options)

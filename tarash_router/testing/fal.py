@@ -10,20 +10,17 @@ Run standalone (benchmarks): ``python -m tarash_router.testing.fal --port 0``.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import copy
-import json as _json
 import uuid
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
-from ._server import FakeServer, Failure, Headers, apply_failure
+from ._server import (
+    Failure, Headers, ScriptedFake, StatusScript, delayed_failure, json_response, now_iso, pop_first,
+)
 
 __all__ = ["FakeFal", "FalJob", "FalJobState", "FalSubmit", "app_id_of"]
 
@@ -57,18 +54,13 @@ def app_id_of(endpoint: str) -> str:
     return "/".join(parts[:size])
 
 
-def _now_iso() -> str:
-    """Current UTC time in the ISO form fal uses in log timestamps."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _log(message: str, level: str = "INFO") -> dict[str, str]:
     """One fal log line."""
-    return {"message": message, "level": level, "source": "USER", "timestamp": _now_iso()}
+    return {"message": message, "level": level, "source": "USER", "timestamp": now_iso()}
 
 
 @dataclass
-class FalJob:
+class FalJob(StatusScript):
     """Script for one submitted request.
 
     ``statuses`` is what successive status polls return (the last repeats); an entry
@@ -91,10 +83,6 @@ class FalJob:
     result_failures: list[Failure] = field(default_factory=list)
     cancel_failures: list[Failure] = field(default_factory=list)
     delay: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not self.statuses:
-            raise ValueError("FalJob.statuses must not be empty")
 
     @classmethod
     def images(cls, n: int = 1, **kwargs: Any) -> FalJob:
@@ -154,7 +142,7 @@ class FalJob:
 
     def resolved_statuses(self) -> list[dict[str, Any]]:
         """Expand ``statuses`` into full entries (queue positions, logs, metrics filled in)."""
-        entries = [{"status": s} if isinstance(s, str) else dict(s) for s in self.statuses]
+        entries = self.status_dicts()
         queued_left = sum(1 for e in entries if e.get("status") == IN_QUEUE)
         running_total = sum(1 for e in entries if e.get("status") == IN_PROGRESS)
         running_seen = 0
@@ -218,58 +206,27 @@ _CANCELLED_ENTRY = {
 }
 
 
-def _json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
-    """A JSON response (compact encoding; this sits on the benchmark hot path)."""
-    return web.Response(
-        status=status, body=_json.dumps(body).encode(), content_type="application/json", headers=headers
-    )
-
-
-class FakeFal(FakeServer):
+class FakeFal(ScriptedFake[FalJob]):
     """Loopback fake of fal.ai's queue API, scripted per job with :class:`FalJob`.
 
     ``api_key=None`` accepts any ``Authorization: Key <x>``; otherwise it must be exact.
     """
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        default_job: FalJob | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        record: bool = True,
-    ) -> None:
-        super().__init__(host=host, port=port, record=record)
-        self.api_key = api_key
-        self.default_job = default_job or FalJob()
-        self._init_state()
+    job_type = FalJob
+    auth_help = "require Authorization: Key <api-key>"
 
     def _init_state(self) -> None:
-        """(Re)create the scripted and observed state."""
-        self._scripts: deque[FalJob] = deque()
-        self._pending: FalJob | None = None  # taken script still burning submit_failures
+        super()._init_state()
         self.jobs: dict[str, FalJobState] = {}
         self.submits: list[FalSubmit] = []
         self.cancels: list[str] = []
-        self.submit_attempts = 0
 
     # -- scripting / inspection --------------------------------------------------------------
 
-    def queue(self, *jobs: FalJob) -> Self:
-        """Script the next submits, FIFO; afterwards ``default_job`` copies are used.
-
-        Jobs are copied, so queuing one FalJob twice gives two independent scripts.
-        """
-        with self._lock:
-            self._scripts.extend(copy.deepcopy(job) for job in jobs)
-        return self
-
-    def clear(self) -> None:
-        """Forget requests, jobs and queued scripts (``api_key``/``default_job`` stay)."""
-        with self._lock:
-            super().clear()
-            self._init_state()
+    @property
+    def submit_attempts(self) -> int:
+        """Submit POSTs received, accepted or not."""
+        return self.attempts
 
     def submit_count(self, endpoint: str | None = None) -> int:
         """Accepted submits, optionally only those to ``endpoint`` (full endpoint id)."""
@@ -295,7 +252,7 @@ class FakeFal(FakeServer):
         prefix, sep, rest = path.rpartition("/requests/")
         if not sep:
             if request.method != "POST":
-                return _json_response(405, {"detail": "Method Not Allowed"})
+                return json_response(405, {"detail": "Method Not Allowed"})
             return await self._submit(request, path)
         unauthorized = self._check_auth(request)
         if unauthorized is not None:
@@ -311,35 +268,30 @@ class FakeFal(FakeServer):
         if action == "cancel" and request.method == "PUT":
             return await self._cancel(request, job)
         if action in ("", "status", "cancel"):
-            return _json_response(405, {"detail": "Method Not Allowed"})
-        return _json_response(404, {"detail": "Not Found"})
+            return json_response(405, {"detail": "Method Not Allowed"})
+        return json_response(404, {"detail": "Not Found"})
 
     def _check_auth(self, request: web.Request) -> web.Response | None:
         """401 unless ``Authorization: Key <key>`` (matching ``api_key`` when set)."""
-        header = request.headers.get("Authorization", "")
-        scheme, _, key = header.partition(" ")
-        if scheme == "Key" and key and (self.api_key is None or key == self.api_key):
+        if self.check_auth(request, "Key"):
             return None
-        detail = "Missing Authorization header" if not header else "Invalid API key"
-        return _json_response(401, {"detail": detail})
+        detail = "Invalid API key" if request.headers.get("Authorization") else "Missing Authorization header"
+        return json_response(401, {"detail": detail})
 
     # -- handlers ----------------------------------------------------------------------------
 
     async def _submit(self, request: web.Request, endpoint: str) -> web.StreamResponse:
         """Accept a job (or play the script's next submit failure)."""
-        with self._lock:
-            self.submit_attempts += 1
+        self.count_attempt()
         unauthorized = self._check_auth(request)
         if unauthorized is not None:
             return unauthorized
         record = self.recorded(request)
         if not isinstance(record.json, dict):
-            return _json_response(422, _invalid_body_detail(record.body))
-        script, failure = self._take_script()
-        if script.delay:
-            await asyncio.sleep(script.delay)
-        if failure is not None:
-            return await apply_failure(request, failure)
+            return json_response(422, _invalid_body_detail(record.body))
+        script, failed = await self.next_script(request)
+        if failed is not None:
+            return failed
         job = self._create_job(script, endpoint, record.json)
         webhook = request.query.get("fal_webhook")
         with self._lock:
@@ -352,19 +304,7 @@ class FakeFal(FakeServer):
             body["queue_position"] = _first_queue_position(job.entries)
         if webhook:
             body["gateway_request_id"] = job.request_id
-        return _json_response(200, body, {"x-fal-request-id": job.request_id})
-
-    def _take_script(self) -> tuple[FalJob, Failure | None]:
-        """The script for this attempt and its next submit failure, if any remain."""
-        with self._lock:
-            script = self._pending
-            if script is None:
-                script = self._scripts.popleft() if self._scripts else copy.deepcopy(self.default_job)
-            if script.submit_failures:
-                self._pending = script
-                return script, script.submit_failures.pop(0)
-            self._pending = None
-            return script, None
+        return json_response(200, body, {"x-fal-request-id": job.request_id})
 
     def _create_job(self, script: FalJob, endpoint: str, submitted: Any) -> FalJobState:
         """Build the state of a newly accepted job."""
@@ -392,13 +332,11 @@ class FakeFal(FakeServer):
     async def _status(self, request: web.Request, job: FalJobState | None) -> web.StreamResponse:
         """Return the next scripted status (202 until COMPLETED, then 200)."""
         if job is None:
-            return _json_response(404, {"detail": "Request not found"})
+            return json_response(404, {"detail": "Request not found"})
         job.poll_attempts += 1
-        if job.script.delay:
-            await asyncio.sleep(job.script.delay)
-        failure = job.script.poll_failures.get(job.poll_attempts)
-        if failure is not None:
-            return await apply_failure(request, failure)  # does not advance the sequence
+        failed = await delayed_failure(request, job.script.delay, job.script.poll_failures.get(job.poll_attempts))
+        if failed is not None:
+            return failed  # does not advance the sequence
         if job.cancelled:
             entry = _CANCELLED_ENTRY
         else:
@@ -410,53 +348,39 @@ class FakeFal(FakeServer):
         body["request_id"] = job.request_id
         body.update(job.urls)
         body["logs"] = entry.get("logs", []) if with_logs else None
-        return _json_response(200 if body.get("status") == COMPLETED else 202, body)
+        return json_response(200 if body.get("status") == COMPLETED else 202, body)
 
     async def _result(self, request: web.Request, job: FalJobState | None) -> web.StreamResponse:
         """Return the model output once completed, or the scripted error."""
         if job is None:
-            return _json_response(404, {"detail": "Request not found"})
+            return json_response(404, {"detail": "Request not found"})
         job.result_attempts += 1
         script = job.script
-        if script.delay:
-            await asyncio.sleep(script.delay)
-        if script.result_failures:
-            return await apply_failure(request, script.result_failures.pop(0))
+        failed = await delayed_failure(request, script.delay, pop_first(script.result_failures))
+        if failed is not None:
+            return failed
         headers = {"x-fal-request-id": job.request_id}
         if job.cancelled:
-            return _json_response(400, {"detail": "Request was cancelled"}, headers)
+            return json_response(400, {"detail": "Request was cancelled"}, headers)
         if not job.completed:
-            return _json_response(400, {"detail": "Request is still in progress"}, headers)
+            return json_response(400, {"detail": "Request is still in progress"}, headers)
         body = script.result_body if script.result_body is not None else job.output
-        return _json_response(script.result_status, body, {**headers, **script.result_headers})
+        return json_response(script.result_status, body, {**headers, **script.result_headers})
 
     async def _cancel(self, request: web.Request, job: FalJobState | None) -> web.StreamResponse:
         """202 CANCELLATION_REQUESTED while running; 400 once completed; 404 if unknown."""
         if job is None:
-            return _json_response(404, {"status": "NOT_FOUND"})
+            return json_response(404, {"status": "NOT_FOUND"})
         job.cancel_attempts += 1
-        if job.script.delay:
-            await asyncio.sleep(job.script.delay)
-        if job.script.cancel_failures:
-            return await apply_failure(request, job.script.cancel_failures.pop(0))
+        failed = await delayed_failure(request, job.script.delay, pop_first(job.script.cancel_failures))
+        if failed is not None:
+            return failed
         if job.completed:
-            return _json_response(400, {"status": "ALREADY_COMPLETED"})
+            return json_response(400, {"status": "ALREADY_COMPLETED"})
         job.cancelled = True
         with self._lock:
             self.cancels.append(job.request_id)
-        return _json_response(202, {"status": "CANCELLATION_REQUESTED"})
-
-    # -- command line ------------------------------------------------------------------------
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """``--api-key``: require exactly this key."""
-        parser.add_argument("--api-key", default=None, help="require Authorization: Key <api-key>")
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> FakeFal:
-        """Build a FakeFal from command-line options."""
-        return cls(api_key=args.api_key, host=args.host, port=args.port, record=not args.no_record)
+        return json_response(202, {"status": "CANCELLATION_REQUESTED"})
 
 
 def _default_video(request_id: str) -> dict[str, Any]:
@@ -485,9 +409,8 @@ def _invalid_body_detail(body: bytes) -> dict[str, Any]:
     return {"detail": [{"loc": ["body"], "msg": msg, "type": "value_error"}]}
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m tarash_router.testing.fal [--port N] [--api-key K]``."""
-    FakeFal.main(argv)
+main = FakeFal.main
+"""``python -m tarash_router.testing.fal [--port N] [--api-key K]``."""
 
 
 if __name__ == "__main__":

@@ -37,21 +37,19 @@ Run standalone: ``python -m tarash_router.testing.google --port 0``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import binascii
 import copy
-import json as _json
 import re
 import uuid
-from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
-from ._server import FakeServer, Failure, Headers, apply_failure
+from ._server import (
+    Failure, Headers, ScriptedFake, StatusScript, credential, delayed_failure, json_response, key_accepted,
+)
 
 __all__ = ["FakeGoogle", "GoogleJob", "GoogleOperation", "GoogleSubmit", "google_error", "rate_limited",
            "FAKE_MP4", "FAKE_PNG"]
@@ -97,7 +95,7 @@ def rate_limited(retry_after: float | None = 0.01) -> Failure:
 
 
 @dataclass
-class GoogleJob:
+class GoogleJob(StatusScript):
     """Script for one create (a Veo operation, an Imagen predict or a generateContent).
 
     ``statuses`` is what successive operation polls return (the last repeats): ``"running"``,
@@ -126,9 +124,9 @@ class GoogleJob:
     poll_failures: dict[int, Failure] = field(default_factory=dict)
     delay: float = 0.0
 
-    def __post_init__(self) -> None:
-        if not self.statuses:
-            raise ValueError("GoogleJob.statuses must not be empty")
+    def status_dicts(self) -> list[dict[str, Any]]:
+        """``statuses`` as dicts: ``"done"`` is ``{"done": True}``, ``"running"`` ``{"done": False}``."""
+        return [{"done": s == DONE} if isinstance(s, str) else dict(s) for s in self.statuses]
 
     @classmethod
     def failed(cls, message: str = "Video generation failed.", code: int = 13, **kwargs: Any) -> GoogleJob:
@@ -169,60 +167,45 @@ class GoogleOperation:
     result: dict[str, Any] | None = None  # the done response, made once
 
 
-def _json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=_json.dumps(body).encode(), content_type="application/json",
-                        headers=headers)
-
-
 def _error(status: int, message: str, details: list[Any] | None = None) -> web.Response:
     error: dict[str, Any] = {"code": status, "message": message, "status": _STATUS_NAMES.get(status, "UNKNOWN")}
     if details:
         error["details"] = details
-    return _json_response(status, {"error": error})
+    return json_response(status, {"error": error})
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-class FakeGoogle(FakeServer):
+class FakeGoogle(ScriptedFake[GoogleJob]):
     """Loopback fake of the Gemini API and Vertex AI generative media endpoints, scripted per create.
 
     ``api_key=None`` accepts any non-empty ``x-goog-api-key`` (Gemini API, Vertex express mode);
-    ``access_token=None`` accepts any ``Authorization: Bearer <token>`` (Vertex).
+    ``access_token=None`` accepts any ``Authorization: Bearer <token>`` (Vertex). All create
+    methods share one script FIFO.
     """
 
-    def __init__(self, api_key: str | None = None, access_token: str | None = None, *,
-                 default_job: GoogleJob | None = None, host: str = "127.0.0.1", port: int = 0,
-                 record: bool = True) -> None:
-        super().__init__(host=host, port=port, record=record)
-        self.api_key = api_key
+    job_type = GoogleJob
+    auth_help = "require x-goog-api-key: <api-key>"
+
+    def __init__(self, api_key: str | None = None, access_token: str | None = None, **kwargs: Any) -> None:
+        super().__init__(api_key, **kwargs)
         self.access_token = access_token
-        self.default_job = default_job or GoogleJob()
-        self._init_state()
 
     def _init_state(self) -> None:
-        self._scripts: deque[GoogleJob] = deque()
-        self._pending: GoogleJob | None = None
+        super()._init_state()
         self.operations: dict[str, GoogleOperation] = {}
         self.submits: list[GoogleSubmit] = []
         self.files: dict[str, bytes] = {}
         self.assets: dict[str, tuple[bytes, str]] = {}
-        self.submit_attempts = 0
 
     # -- scripting / inspection --------------------------------------------------------------
 
-    def queue(self, *jobs: GoogleJob) -> Self:
-        """Script the next creates (all methods share one FIFO); then ``default_job`` copies."""
-        with self._lock:
-            self._scripts.extend(copy.deepcopy(job) for job in jobs)
-        return self
-
-    def clear(self) -> None:
-        """Forget requests, operations, files and queued scripts (keys and default_job stay)."""
-        with self._lock:
-            super().clear()
-            self._init_state()
+    @property
+    def submit_attempts(self) -> int:
+        """Create calls received past authentication, accepted or not."""
+        return self.attempts
 
     def add_asset(self, name: str, content: bytes, content_type: str = "image/png") -> str:
         """Serve ``content`` at a plain (unauthenticated) https-style URL, as a test input image."""
@@ -298,29 +281,23 @@ class FakeGoogle(FakeServer):
                 return _error(403, "Method doesn't allow unregistered callers (callers without established "
                                    "identity). Please use API Key or other form of API consumer identity to call "
                                    "this API.")
-            if self.api_key is not None and key != self.api_key:
+            if not key_accepted(key, self.api_key):
                 return _error(400, "API key not valid. Please pass a valid API key.", details=[
                     {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
                      "domain": "googleapis.com"}])
             return None
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme != "Bearer" or not token or (self.access_token is not None and token != self.access_token):
+        if not key_accepted(credential(request), self.access_token):
             return _error(401, "Request had invalid authentication credentials. Expected OAuth 2 access token, "
                                "login cookie or other valid authentication credential.")
         return None
 
-    def _take_script(self) -> tuple[GoogleJob, Failure | None]:
-        with self._lock:
-            self.submit_attempts += 1
-            script = self._pending
-            if script is None:
-                script = self._scripts.popleft() if self._scripts else copy.deepcopy(self.default_job)
-            if script.submit_failures:
-                self._pending = script
-                return script, script.submit_failures.pop(0)
-            self._pending = None
-            return script, None
+    async def _accept(self, request: web.Request, problem: str | None) -> GoogleJob | web.StreamResponse:
+        """Count a create; its script when accepted, else the 400 for ``problem`` or the scripted failure."""
+        self.count_attempt()
+        if problem:
+            return _error(400, problem)
+        script, failed = await self.next_script(request)
+        return script if failed is None else failed
 
     def _record_submit(self, request: web.Request, api: str, method: str, model: str,
                        operation: str | None = None) -> None:
@@ -333,23 +310,16 @@ class FakeGoogle(FakeServer):
 
     async def _create(self, request: web.Request, api: str, model: str, prefix: str) -> web.StreamResponse:
         data = self.recorded(request).json
-        problem = _video_problem(data, api)
-        if problem:
-            with self._lock:
-                self.submit_attempts += 1
-            return _error(400, problem)
-        script, failure = self._take_script()
-        if script.delay:
-            await asyncio.sleep(script.delay)
-        if failure is not None:
-            return await apply_failure(request, failure)
+        script = await self._accept(request, _video_problem(data, api))
+        if not isinstance(script, GoogleJob):
+            return script
         op_id = uuid.uuid4().hex[:12] if api == "gemini" else str(uuid.uuid4())
         name = (f"models/{model}/operations/{op_id}" if api == "gemini"
                 else f"{prefix}publishers/google/models/{model}/operations/{op_id}")
         with self._lock:
             self.operations[name] = GoogleOperation(name, api, model, script, data)
         self._record_submit(request, api, "predictLongRunning", model, name)
-        return _json_response(200, {"name": name})
+        return json_response(200, {"name": name})
 
     async def _poll(self, request: web.Request, name: str) -> web.StreamResponse:
         op = self.operations.get(name)
@@ -357,12 +327,10 @@ class FakeGoogle(FakeServer):
             return _error(404, f"Operation {name} not found.")
         op.polls += 1
         script = op.script
-        if script.delay:
-            await asyncio.sleep(script.delay)
-        failure = script.poll_failures.get(op.polls)
-        if failure is not None:
-            return await apply_failure(request, failure)
-        entries = [{"done": s == DONE} if isinstance(s, str) else dict(s) for s in script.statuses]
+        failed = await delayed_failure(request, script.delay, script.poll_failures.get(op.polls))
+        if failed is not None:
+            return failed
+        entries = script.status_dicts()
         entry = entries[min(op.step, len(entries) - 1)]
         op.step += 1
         body: dict[str, Any] = {"name": op.name}
@@ -370,7 +338,7 @@ class FakeGoogle(FakeServer):
             metadata = entry.get("metadata", script.metadata)
             if metadata is not None:
                 body["metadata"] = metadata
-            return _json_response(200, body)  # proto3 JSON leaves out done: false
+            return json_response(200, body)  # proto3 JSON leaves out done: false
         body["done"] = True
         if "response" in entry or "error" in entry:
             body.update({k: v for k, v in entry.items() if k in ("response", "error", "metadata")})
@@ -380,7 +348,7 @@ class FakeGoogle(FakeServer):
             if op.result is None:
                 op.result = self._video_response(request, op)
             body["response"] = op.result
-        return _json_response(200, body)
+        return json_response(200, body)
 
     def _video_response(self, request: web.Request, op: GoogleOperation) -> dict[str, Any]:
         script = op.script
@@ -418,7 +386,7 @@ class FakeGoogle(FakeServer):
         if unauthorized is not None:
             return unauthorized
         if request.query.get("alt") != "media":
-            return _json_response(200, {"name": f"files/{file_id}", "mimeType": "video/mp4"})
+            return json_response(200, {"name": f"files/{file_id}", "mimeType": "video/mp4"})
         if file_id not in self.files:
             return _error(404, f"File files/{file_id} not found.")
         raise web.HTTPFound(f"{self.base_url}/storage/{file_id}.mp4")
@@ -439,19 +407,12 @@ class FakeGoogle(FakeServer):
 
     async def _predict(self, request: web.Request, api: str, model: str) -> web.StreamResponse:
         data = self.recorded(request).json
-        problem = _predict_problem(data, api)
-        if problem:
-            with self._lock:
-                self.submit_attempts += 1
-            return _error(400, problem)
-        script, failure = self._take_script()
-        if script.delay:
-            await asyncio.sleep(script.delay)
-        if failure is not None:
-            return await apply_failure(request, failure)
+        script = await self._accept(request, _predict_problem(data, api))
+        if not isinstance(script, GoogleJob):
+            return script
         self._record_submit(request, api, "predict", model)
         if script.predictions is not None:
-            return _json_response(200, {"predictions": copy.deepcopy(script.predictions)})
+            return json_response(200, {"predictions": copy.deepcopy(script.predictions)})
         params = data.get("parameters") or {}
         count = int(params.get("sampleCount") or 1)
         mime = (params.get("outputOptions") or {}).get("mimeType") or "image/png"
@@ -466,20 +427,13 @@ class FakeGoogle(FakeServer):
         if params.get("includeRaiReason"):
             made += [{"raiFilteredReason": "Image filtered: it may violate the usage guidelines."}
                      for _ in range(min(script.filtered, count))]
-        return _json_response(200, {"predictions": made} if made else {})
+        return json_response(200, {"predictions": made} if made else {})
 
     async def _generate_content(self, request: web.Request, model: str) -> web.StreamResponse:
         data = self.recorded(request).json
-        problem = _content_problem(data)
-        if problem:
-            with self._lock:
-                self.submit_attempts += 1
-            return _error(400, problem)
-        script, failure = self._take_script()
-        if script.delay:
-            await asyncio.sleep(script.delay)
-        if failure is not None:
-            return await apply_failure(request, failure)
+        script = await self._accept(request, _content_problem(data))
+        if not isinstance(script, GoogleJob):
+            return script
         self._record_submit(request, "gemini", "generateContent", model)
         body: dict[str, Any] = {"modelVersion": model, "responseId": uuid.uuid4().hex[:16]}
         if script.prompt_feedback is not None:
@@ -491,22 +445,32 @@ class FakeGoogle(FakeServer):
                 {"text": "Here is your image."},
                 {"inlineData": {"mimeType": "image/png", "data": _b64(FAKE_PNG)}}]},
                 "finishReason": "STOP", "index": 0}]
-        return _json_response(200, body)
+        return json_response(200, body)
 
     # -- command line ------------------------------------------------------------------------
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--api-key", default=None, help="require x-goog-api-key: <api-key>")
+        super().add_arguments(parser)
         parser.add_argument("--access-token", default=None, help="require Authorization: Bearer <token> (Vertex)")
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> FakeGoogle:
-        return cls(api_key=args.api_key, access_token=args.access_token, host=args.host, port=args.port,
-                   record=not args.no_record)
+    def from_args(cls, args: argparse.Namespace, **options: Any) -> FakeGoogle:
+        return super().from_args(args, access_token=args.access_token, **options)
 
 
 # -- request checks (what the real APIs answer with 400) ------------------------------------------
+
+
+def _unknown_name(key: str, where: str) -> str:
+    """The message of Google's 400 for a JSON field the API does not define."""
+    return f'Invalid JSON payload received. Unknown name "{key}" at \'{where}\': Cannot find field.'
+
+
+def _unknown_names(fields: dict[str, Any], allowed: frozenset[str], where: str) -> str | None:
+    """:func:`_unknown_name` for the first key of ``fields`` not in ``allowed``; None when all are known."""
+    unknown = next((key for key in fields if key not in allowed), None)
+    return None if unknown is None else _unknown_name(unknown, where)
 
 
 def _image_problem(image: Any, where: str, api: str) -> str | None:
@@ -514,7 +478,7 @@ def _image_problem(image: Any, where: str, api: str) -> str | None:
         return f"{where} must be an object"
     if "gcsUri" in image:
         if api == "gemini":
-            return f'Invalid JSON payload received. Unknown name "gcsUri" at \'{where}\': Cannot find field.'
+            return _unknown_name("gcsUri", where)
         if not str(image["gcsUri"]).startswith("gs://"):
             return f"{where}.gcsUri must be a Cloud Storage URI (gs://...), got {str(image['gcsUri'])[:60]!r}"
         return None
@@ -547,9 +511,8 @@ def _video_problem(data: Any, api: str) -> str | None:
         return problem
     instance = data["instances"][0]
     allowed_keys = VIDEO_INSTANCE_KEYS if api == "gemini" else VERTEX_VIDEO_INSTANCE_KEYS
-    for key in instance:
-        if key not in allowed_keys:
-            return f'Invalid JSON payload received. Unknown name "{key}" at \'instances[0]\': Cannot find field.'
+    if problem := _unknown_names(instance, allowed_keys, "instances[0]"):
+        return problem
     if not isinstance(instance.get("prompt"), str) and "image" not in instance and "video" not in instance:
         return "instances[0].prompt is required"
     for key in ("image", "lastFrame"):
@@ -570,10 +533,8 @@ def _video_problem(data: Any, api: str) -> str | None:
     if "lastFrame" in instance and "image" not in instance:
         return "lastFrame requires image (the first frame)"
     params = data.get("parameters") or {}
-    if api == "gemini":
-        for key in params:
-            if key not in GEMINI_VIDEO_PARAMETERS:
-                return f'Invalid JSON payload received. Unknown name "{key}" at \'parameters\': Cannot find field.'
+    if api == "gemini" and (problem := _unknown_names(params, GEMINI_VIDEO_PARAMETERS, "parameters")):
+        return problem
     duration = params.get("durationSeconds")
     if duration is not None and (not isinstance(duration, int) or isinstance(duration, bool)):
         return "parameters.durationSeconds must be an integer"
@@ -592,10 +553,8 @@ def _predict_problem(data: Any, api: str) -> str | None:
     if not isinstance(data["instances"][0].get("prompt"), str):
         return "instances[0].prompt is required"
     params = data.get("parameters") or {}
-    if api == "gemini":
-        for key in params:
-            if key not in GEMINI_IMAGE_PARAMETERS:
-                return f'Invalid JSON payload received. Unknown name "{key}" at \'parameters\': Cannot find field.'
+    if api == "gemini" and (problem := _unknown_names(params, GEMINI_IMAGE_PARAMETERS, "parameters")):
+        return problem
     count = params.get("sampleCount", 1)
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 4:
         return "parameters.sampleCount must be between 1 and 4"
@@ -624,9 +583,8 @@ def _content_problem(data: Any) -> str | None:
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m tarash_router.testing.google [--port N] [--api-key K] [--access-token T]``."""
-    FakeGoogle.main(argv)
+main = FakeGoogle.main
+"""``python -m tarash_router.testing.google [--port N] [--api-key K] [--access-token T]``."""
 
 
 if __name__ == "__main__":

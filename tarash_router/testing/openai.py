@@ -29,22 +29,20 @@ Run one standalone: ``python -m tarash_router.testing.openai [--azure] [--api-ke
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
-import copy
-import json as _json
 import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.policy import HTTP as _HTTP_POLICY
 from typing import Any, Self
 
 from aiohttp import web
 
-from ._server import FakeServer, Failure, Headers, apply_failure
+from ._server import (
+    Failure, Headers, ScriptedFake, StatusScript, apply_failure, delayed_failure, failure_response, format_seconds,
+    json_response, multipart_parts,
+)
 
 __all__ = [
     "FakeOpenAI", "FakeAzureOpenAI", "SoraJob", "SoraCreate", "ImageCall", "openai_error", "rate_limited",
@@ -95,7 +93,7 @@ def openai_error(status: int, message: str, *, type: str = "invalid_request_erro
 
 def rate_limited(retry_after: float | None = 1, code: str = "rate_limit_exceeded") -> Failure:
     """429 with ``Retry-After`` (seconds) when given."""
-    headers = {} if retry_after is None else {"Retry-After": _seconds(retry_after)}
+    headers = {} if retry_after is None else {"Retry-After": format_seconds(retry_after)}
     message = ("You exceeded your current quota, please check your plan and billing details."
                if code == "insufficient_quota" else "Rate limit reached for requests. Please try again later.")
     return openai_error(429, message, type="requests" if code != "insufficient_quota" else "insufficient_quota",
@@ -115,25 +113,11 @@ def server_error(status: int = 500) -> Failure:
                         type="server_error", code="server_error")
 
 
-def _seconds(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def _json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=_json.dumps(body).encode(), content_type="application/json",
-                        headers=headers)
-
-
-def _error_response(failure: Failure) -> web.Response:
-    payload, content_type = failure.render()
-    return web.Response(status=failure.status, body=payload, headers={**failure.headers, "Content-Type": content_type})
-
-
 # ---------------------------------------------------------------- scripts and records
 
 
 @dataclass
-class SoraJob:
+class SoraJob(StatusScript):
     """Script of one created video.
 
     ``statuses`` is what successive ``GET /videos/{id}`` return (the last repeats): a status name or
@@ -152,10 +136,6 @@ class SoraJob:
     content_failures: list[Failure] = field(default_factory=list)
     poll_after_ms: int | None = None
     delay: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not self.statuses:
-            raise ValueError("SoraJob.statuses must not be empty")
 
     @classmethod
     def failed(cls, code: str = "video_generation_failed", message: str = "Video generation failed.",
@@ -177,7 +157,7 @@ class SoraJob:
 
     def entries(self) -> list[dict[str, Any]]:
         """``statuses`` expanded with progress (and the error on failed entries)."""
-        out = [{"status": s} if isinstance(s, str) else dict(s) for s in self.statuses]
+        out = self.status_dicts()
         running = sum(1 for e in out if e["status"] == IN_PROGRESS)
         seen = 0
         last = 0
@@ -257,50 +237,38 @@ class ImageCall:
 # ---------------------------------------------------------------- the fake
 
 
-class FakeOpenAI(FakeServer):
+class FakeOpenAI(ScriptedFake[SoraJob]):
     """Loopback fake of OpenAI's Videos and Images APIs (see the module docstring).
 
     ``api_key=None`` accepts any ``Authorization: Bearer <x>``; otherwise it must be exact.
     """
 
     video_prefix = "/v1/videos"
-
-    def __init__(self, api_key: str | None = None, *, default_job: SoraJob | None = None, host: str = "127.0.0.1",
-                 port: int = 0, record: bool = True) -> None:
-        super().__init__(host=host, port=port, record=record)
-        self.api_key = api_key
-        self.default_job = default_job or SoraJob()
-        self._init_state()
+    job_type = SoraJob
+    failures_field = "create_failures"
+    auth_help = "require exactly this key"
 
     def _init_state(self) -> None:
-        self._scripts: deque[SoraJob] = deque()
-        self._pending: SoraJob | None = None
+        super()._init_state()
         self._image_failures: deque[Failure] = deque()
         self.videos: dict[str, VideoState] = {}
         self.creates: list[SoraCreate] = []
-        self.create_attempts = 0
         self.image_calls: list[ImageCall] = []
         self.image_attempts = 0
         self.poll_times: dict[str, list[float]] = {}
 
     # -- scripting / inspection --------------------------------------------------------------
 
-    def queue(self, *jobs: SoraJob) -> Self:
-        """Script the next creates, FIFO (copied); then ``default_job`` copies are used."""
-        with self._lock:
-            self._scripts.extend(copy.deepcopy(job) for job in jobs)
-        return self
+    @property
+    def create_attempts(self) -> int:
+        """Video create and remix POSTs received, accepted or not."""
+        return self.attempts
 
     def queue_image_failures(self, *failures: Failure) -> Self:
         """Answer the next image calls with these failures, one per call."""
         with self._lock:
             self._image_failures.extend(failures)
         return self
-
-    def clear(self) -> None:
-        with self._lock:
-            super().clear()
-            self._init_state()
 
     def create_count(self) -> int:
         """Videos created (creates and remixes accepted)."""
@@ -331,10 +299,9 @@ class FakeOpenAI(FakeServer):
 
     def check_request(self, request: web.Request) -> web.Response | None:
         """401 unless ``Authorization: Bearer <key>`` (matching ``api_key`` when set)."""
-        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-        if scheme == "Bearer" and key and (self.api_key is None or key == self.api_key):
+        if self.check_auth(request):
             return None
-        return _error_response(openai_error(
+        return failure_response(openai_error(
             401, "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
             code="invalid_api_key"))
 
@@ -342,7 +309,7 @@ class FakeOpenAI(FakeServer):
         """The Sora model a create names (default sora-2), or a 400 for an unknown one."""
         model = model or "sora-2"
         if model not in SORA_MODELS:
-            return None, _error_response(openai_error(
+            return None, failure_response(openai_error(
                 400, f"Invalid value: '{model}'. Supported values are: {', '.join(sorted(SORA_MODELS))}.",
                 code="invalid_value", param="model"))
         return model, None
@@ -353,8 +320,7 @@ class FakeOpenAI(FakeServer):
     # -- videos ------------------------------------------------------------------------------
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
-        with self._lock:
-            self.create_attempts += 1
+        self.count_attempt()
         denied = self.check_request(request)
         if denied is not None:
             return denied
@@ -368,11 +334,11 @@ class FakeOpenAI(FakeServer):
         elif content_type.startswith("application/json"):
             kind = "json"
             if not isinstance(record.json, dict):
-                return _error_response(openai_error(400, "We could not parse the JSON body of your request.",
+                return failure_response(openai_error(400, "We could not parse the JSON body of your request.",
                                                     code="invalid_json"))
             fields = dict(record.json)
         else:
-            return _error_response(openai_error(
+            return failure_response(openai_error(
                 400, "Unsupported content type: use multipart/form-data or application/json.",
                 code="unsupported_content_type"))
         problem = self._validate_create(fields, files, kind)
@@ -383,47 +349,45 @@ class FakeOpenAI(FakeServer):
             return problem
         size = fields.get("size")
         if size in PRO_SIZES and not _is_pro(model):
-            return _error_response(openai_error(
+            return failure_response(openai_error(
                 400, f"Invalid value: '{size}'. {model} supports 720x1280 and 1280x720.", code="invalid_value",
                 param="size"))
-        script, failure = self._take_script()
-        if script.delay:
-            await asyncio.sleep(script.delay)
-        if failure is not None:
-            return await apply_failure(request, failure)
+        script, failed = await self.next_script(request)
+        if failed is not None:
+            return failed
         video = self._new_video(script, model, fields["prompt"], fields.get("seconds") or "4",
                                 size or "720x1280")
         with self._lock:
             self.videos[video.id] = video
             self.creates.append(SoraCreate(video.id, kind, fields, files, record.headers, record.query))
-        return _json_response(200, video.body(), {"x-request-id": f"req_{uuid.uuid4().hex[:16]}"})
+        return json_response(200, video.body(), {"x-request-id": f"req_{uuid.uuid4().hex[:16]}"})
 
     def _validate_create(self, fields: dict[str, Any], files: dict[str, tuple[str, bytes, str]],
                          kind: str) -> web.Response | None:
         unknown = sorted((set(fields) | set(files)) - CREATE_FIELDS)
         if unknown:
-            return _error_response(openai_error(400, f"Unknown parameter: '{unknown[0]}'.", code="unknown_parameter",
+            return failure_response(openai_error(400, f"Unknown parameter: '{unknown[0]}'.", code="unknown_parameter",
                                                 param=unknown[0]))
         prompt = fields.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
-            return _error_response(openai_error(400, "Missing required parameter: 'prompt'.",
+            return failure_response(openai_error(400, "Missing required parameter: 'prompt'.",
                                                 code="missing_required_parameter", param="prompt"))
         if len(prompt) > 32000:
-            return _error_response(openai_error(400, "Invalid 'prompt': string too long.", code="string_above_max_length",
-                                                param="prompt"))
+            return failure_response(openai_error(400, "Invalid 'prompt': string too long.",
+                                                code="string_above_max_length", param="prompt"))
         seconds = fields.get("seconds")
         if seconds is not None:
             if not isinstance(seconds, str):
-                return _error_response(openai_error(
+                return failure_response(openai_error(
                     400, f"Invalid type for 'seconds': expected one of '4', '8', or '12', but got "
                          f"{type(seconds).__name__} instead.", code="invalid_type", param="seconds"))
             if seconds not in SECONDS:
-                return _error_response(openai_error(
+                return failure_response(openai_error(
                     400, f"Invalid value: '{seconds}'. Supported values are: '4', '8', and '12'.",
                     code="invalid_value", param="seconds"))
         size = fields.get("size")
         if size is not None and size not in SIZES:
-            return _error_response(openai_error(
+            return failure_response(openai_error(
                 400, f"Invalid value: '{size}'. Supported values are: {', '.join(SIZES)}.", code="invalid_value",
                 param="size"))
         return self._validate_reference(fields.get("input_reference"), files.get("input_reference"), kind)
@@ -433,7 +397,7 @@ class FakeOpenAI(FakeServer):
         if file is not None:
             _, content, ctype = file
             if ctype not in REFERENCE_TYPES or not content:
-                return _error_response(openai_error(
+                return failure_response(openai_error(
                     400, f"Invalid file format for 'input_reference': {ctype}. Supported formats are "
                          "image/jpeg, image/png and image/webp.", code="invalid_value", param="input_reference"))
             return None
@@ -441,27 +405,16 @@ class FakeOpenAI(FakeServer):
             return None
         if kind == "multipart" or not isinstance(value, dict) or len(value) != 1 or \
                 not ({"image_url", "file_id"} & set(value)):
-            return _error_response(openai_error(
+            return failure_response(openai_error(
                 400, "Invalid 'input_reference': provide a file upload or an object with exactly one of "
                      "'image_url' or 'file_id'.", code="invalid_value", param="input_reference"))
         url = value.get("image_url")
         if url is not None and not (isinstance(url, str) and (url.startswith("https://") or url.startswith("http://")
                                                               or url.startswith("data:image/"))):
-            return _error_response(openai_error(
+            return failure_response(openai_error(
                 400, "Invalid 'input_reference.image_url': expected a URL or a base64 data URL.",
                 code="invalid_value", param="input_reference.image_url"))
         return None
-
-    def _take_script(self) -> tuple[SoraJob, Failure | None]:
-        with self._lock:
-            script = self._pending
-            if script is None:
-                script = self._scripts.popleft() if self._scripts else copy.deepcopy(self.default_job)
-            if script.create_failures:
-                self._pending = script
-                return script, script.create_failures.pop(0)
-            self._pending = None
-            return script, None
 
     @staticmethod
     def _new_video(script: SoraJob, model: str, prompt: str, seconds: str, size: str,
@@ -477,7 +430,7 @@ class FakeOpenAI(FakeServer):
         video_id = request.match_info["video_id"]
         video = self.videos.get(video_id)
         if video is None or video.deleted:
-            return None, _error_response(openai_error(404, f"Video with id '{video_id}' not found.",
+            return None, failure_response(openai_error(404, f"Video with id '{video_id}' not found.",
                                                       code="video_not_found", param="video_id"))
         return video, None
 
@@ -489,11 +442,9 @@ class FakeOpenAI(FakeServer):
         with self._lock:
             self.poll_times.setdefault(video.id, []).append(time.monotonic())
         script = video.script
-        if script.delay:
-            await asyncio.sleep(script.delay)
-        failure = script.poll_failures.get(video.polls)
-        if failure is not None:
-            return await apply_failure(request, failure)  # does not advance the job
+        failed = await delayed_failure(request, script.delay, script.poll_failures.get(video.polls))
+        if failed is not None:
+            return failed  # does not advance the job
         entry = video.entries[min(video.step, len(video.entries) - 1)]
         video.step += 1
         video.status = entry["status"]
@@ -502,14 +453,14 @@ class FakeOpenAI(FakeServer):
         headers = {"x-request-id": f"req_{uuid.uuid4().hex[:16]}"}
         if script.poll_after_ms is not None and video.status in (QUEUED, IN_PROGRESS):
             headers["openai-poll-after-ms"] = str(script.poll_after_ms)
-        return _json_response(200, video.body(), headers)
+        return json_response(200, video.body(), headers)
 
     async def _delete(self, request: web.Request) -> web.StreamResponse:
         video, problem = self._video(request)
         if video is None:
             return problem  # type: ignore[return-value]
         video.deleted = True
-        return _json_response(200, {"id": video.id, "object": "video.deleted", "deleted": True})
+        return json_response(200, {"id": video.id, "object": "video.deleted", "deleted": True})
 
     async def _content(self, request: web.Request) -> web.StreamResponse:
         video, problem = self._video(request)
@@ -521,10 +472,10 @@ class FakeOpenAI(FakeServer):
             return await apply_failure(request, script.content_failures.pop(0))
         variant = request.query.get("variant", "video")
         if variant not in ("video", "thumbnail", "spritesheet"):
-            return _error_response(openai_error(400, f"Invalid value: '{variant}'.", code="invalid_value",
+            return failure_response(openai_error(400, f"Invalid value: '{variant}'.", code="invalid_value",
                                                 param="variant"))
         if video.status != COMPLETED:
-            return _error_response(openai_error(
+            return failure_response(openai_error(
                 400, f"Video is not ready yet, use GET /v1/videos/{video.id} to check status.",
                 code="video_not_ready"))
         if variant == "thumbnail":
@@ -535,24 +486,23 @@ class FakeOpenAI(FakeServer):
         return web.Response(body=body, content_type="video/mp4")
 
     async def _remix(self, request: web.Request) -> web.StreamResponse:
-        with self._lock:
-            self.create_attempts += 1
+        self.count_attempt()
         source, problem = self._video(request)
         if source is None:
             return problem  # type: ignore[return-value]
         record = self.recorded(request)
         body = record.json
         if not isinstance(body, dict) or not isinstance(body.get("prompt"), str) or not body["prompt"].strip():
-            return _error_response(openai_error(400, "Missing required parameter: 'prompt'.",
+            return failure_response(openai_error(400, "Missing required parameter: 'prompt'.",
                                                 code="missing_required_parameter", param="prompt"))
         extra = sorted(set(body) - {"prompt"})
         if extra:
-            return _error_response(openai_error(400, f"Unknown parameter: '{extra[0]}'.", code="unknown_parameter",
+            return failure_response(openai_error(400, f"Unknown parameter: '{extra[0]}'.", code="unknown_parameter",
                                                 param=extra[0]))
         if source.status != COMPLETED:
-            return _error_response(openai_error(400, "Only completed videos can be remixed.", code="invalid_value",
+            return failure_response(openai_error(400, "Only completed videos can be remixed.", code="invalid_value",
                                                 param="video_id"))
-        script, failure = self._take_script()
+        script, failure = self.take_script()  # a remix plays no delay
         if failure is not None:
             return await apply_failure(request, failure)
         video = self._new_video(script, source.model, body["prompt"], source.seconds, source.size,
@@ -561,7 +511,7 @@ class FakeOpenAI(FakeServer):
             self.videos[video.id] = video
             self.creates.append(SoraCreate(video.id, "remix", dict(body), {}, record.headers, record.query,
                                            source_video_id=source.id))
-        return _json_response(200, video.body())
+        return json_response(200, video.body())
 
     # -- images ------------------------------------------------------------------------------
 
@@ -573,7 +523,7 @@ class FakeOpenAI(FakeServer):
             return denied
         record = self.recorded(request)
         if not request.headers.get("Content-Type", "").startswith("application/json") or not isinstance(record.json, dict):
-            return _error_response(openai_error(400, "We could not parse the JSON body of your request.",
+            return failure_response(openai_error(400, "We could not parse the JSON body of your request.",
                                                 code="invalid_json"))
         body = record.json
         model = self.image_model(body, deployment)
@@ -586,7 +536,7 @@ class FakeOpenAI(FakeServer):
             return await apply_failure(request, failure)
         with self._lock:
             self.image_calls.append(ImageCall(model, dict(body), record.headers, record.query, deployment))
-        return _json_response(200, self._image_body(model, body), {"x-request-id": f"req_{uuid.uuid4().hex[:16]}"})
+        return json_response(200, self._image_body(model, body), {"x-request-id": f"req_{uuid.uuid4().hex[:16]}"})
 
     def _image_body(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
         n = body.get("n") or 1
@@ -619,13 +569,13 @@ class FakeOpenAI(FakeServer):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--api-key", default=None, help="require exactly this key")
+        super().add_arguments(parser)
         parser.add_argument("--azure", action="store_true", help="serve Azure OpenAI's routes instead")
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> FakeOpenAI:
+    def from_args(cls, args: argparse.Namespace, **options: Any) -> FakeOpenAI:
         fake_cls = FakeAzureOpenAI if args.azure else FakeOpenAI
-        return fake_cls(api_key=args.api_key, host=args.host, port=args.port, record=not args.no_record)
+        return super(FakeOpenAI, fake_cls).from_args(args, **options)
 
 
 class FakeAzureOpenAI(FakeOpenAI):
@@ -651,31 +601,30 @@ class FakeAzureOpenAI(FakeOpenAI):
         app.router.add_post("/openai/deployments/{deployment}/images/generations", images)
 
     def check_request(self, request: web.Request) -> web.Response | None:
-        key = request.headers.get("api-key")
-        if not key or (self.api_key is not None and key != self.api_key):
-            return _json_response(401, {"error": {
+        if not self.check_auth(request, None, "api-key"):
+            return json_response(401, {"error": {
                 "code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint. "
                                           "Make sure to provide a valid key for an active subscription and use a "
                                           "correct regional API endpoint for your resource."}})
         version = request.query.get("api-version")
         if not version:
-            return _json_response(400, {"error": {
+            return json_response(400, {"error": {
                 "code": "MissingApiVersionParameter",
                 "message": "The api-version query parameter (?api-version=) is required for all requests."}})
         if self.api_versions is not None and version not in self.api_versions:
-            return _json_response(400, {"error": {
+            return json_response(400, {"error": {
                 "code": "BadRequest", "message": f"API version not supported: {version}"}})
         return None
 
     def _deployment(self, name: str | None, default: str) -> tuple[str | None, web.Response | None]:
         if not name:
-            return None, _error_response(openai_error(400, "Missing required parameter: 'model'.",
+            return None, failure_response(openai_error(400, "Missing required parameter: 'model'.",
                                                       code="missing_required_parameter", param="model"))
         if self.deployments is None:
             return default if name not in IMAGE_RULES and name not in SORA_MODELS else name, None
         model = self.deployments.get(name)
         if model is None:
-            return None, _json_response(404, {"error": {
+            return None, json_response(404, {"error": {
                 "code": "DeploymentNotFound",
                 "message": f"The API deployment for this resource does not exist: {name}"}})
         return model, None
@@ -704,7 +653,7 @@ def _is_pro(model: str) -> bool:
 def _validate_image(model: str, body: dict[str, Any]) -> web.Response | None:
     rules = IMAGE_RULES.get(model)
     if rules is None:
-        return _error_response(openai_error(400, f"Invalid value: '{model}'. Supported values are: "
+        return failure_response(openai_error(400, f"Invalid value: '{model}'. Supported values are: "
                                                  f"{', '.join(IMAGE_RULES)}.", code="invalid_value", param="model"))
     unknown = sorted(set(body) - _IMAGE_FIELDS)
     gpt = model.startswith("gpt-image")
@@ -713,56 +662,47 @@ def _validate_image(model: str, body: dict[str, Any]) -> web.Response | None:
     if gpt:
         unknown += [k for k in ("response_format", "style") if k in body]
     if unknown:
-        return _error_response(openai_error(400, f"Unknown parameter: '{unknown[0]}'.", code="unknown_parameter",
+        return failure_response(openai_error(400, f"Unknown parameter: '{unknown[0]}'.", code="unknown_parameter",
                                             param=unknown[0]))
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt:
-        return _error_response(openai_error(400, "Missing required parameter: 'prompt'.",
+        return failure_response(openai_error(400, "Missing required parameter: 'prompt'.",
                                             code="missing_required_parameter", param="prompt"))
     n = body.get("n", 1)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1 or n > rules["max_n"]:
         message = ("You must provide n=1 for this model." if rules["max_n"] == 1
                    else f"Invalid 'n': integer between 1 and {rules['max_n']} expected.")
-        return _error_response(openai_error(400, message, code="invalid_value", param="n"))
+        return failure_response(openai_error(400, message, code="invalid_value", param="n"))
     for key, allowed in (("size", rules["sizes"]), ("quality", rules["qualities"]),
                          ("style", rules.get("styles", ()))):
         value = body.get(key)
         if value is not None and value not in allowed:
-            return _error_response(openai_error(
+            return failure_response(openai_error(
                 400, f"Invalid value: '{value}'. Supported values are: {', '.join(allowed)}.", code="invalid_value",
                 param=key))
     if body.get("response_format") not in (None, "url", "b64_json"):
-        return _error_response(openai_error(400, "Invalid value for 'response_format'.", code="invalid_value",
+        return failure_response(openai_error(400, "Invalid value for 'response_format'.", code="invalid_value",
                                             param="response_format"))
     if gpt and body.get("output_format") not in (None, "png", "jpeg", "webp"):
-        return _error_response(openai_error(400, "Invalid value for 'output_format'.", code="invalid_value",
+        return failure_response(openai_error(400, "Invalid value for 'output_format'.", code="invalid_value",
                                             param="output_format"))
     return None
 
 
 def _parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, tuple[str, bytes, str]]]:
     """Text fields and file parts ``(filename, bytes, content type)`` of a multipart body."""
-    message = message_from_bytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body,
-                                 policy=_HTTP_POLICY)
     fields: dict[str, str] = {}
     files: dict[str, tuple[str, bytes, str]] = {}
-    if not message.is_multipart():
-        return fields, files
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if name is None:
-            continue
-        payload = part.get_payload(decode=True) or b""
-        if part.get_filename() is not None:
-            files[name] = (part.get_filename(), payload, part.get_content_type())
+    for name, filename, payload, part_type in multipart_parts(content_type, body) or ():
+        if filename is not None:
+            files[name] = (filename, payload, part_type)
         else:
             fields[name] = payload.decode("utf-8")
     return fields, files
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m tarash_router.testing.openai [--azure] [--port N] [--api-key K]``."""
-    FakeOpenAI.main(argv)
+main = FakeOpenAI.main
+"""``python -m tarash_router.testing.openai [--azure] [--port N] [--api-key K]``."""
 
 
 if __name__ == "__main__":

@@ -16,22 +16,19 @@ Run standalone (benchmarks): ``python -m tarash_router.testing.replicate --port 
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import base64
 import copy
-import json as _json
 import re
 import uuid
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
-from ._server import FakeServer, Failure, Headers, apply_failure
+from ._server import (
+    Failure, Headers, ScriptedFake, StatusScript, delayed_failure, json_response, now_iso, pop_first,
+)
 
 __all__ = [
     "FakeReplicate", "ReplicateJob", "ReplicateJobState", "ReplicateCreate", "throttled", "invalid_input",
@@ -54,11 +51,6 @@ OutputFactory = Callable[[str, Any], Any]
 def delivery_url(prediction_id: str, name: str = "output.mp4") -> str:
     """A replicate.delivery-style URL for one output file of a prediction."""
     return f"{_DELIVERY}/{prediction_id}/{name}"
-
-
-def _now_iso() -> str:
-    """Current UTC time the way Replicate writes it (``2025-02-26T15:02:03.352Z``)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _prediction_id() -> str:
@@ -109,7 +101,7 @@ _INVALID_VERSION = {
 
 
 @dataclass
-class ReplicateJob:
+class ReplicateJob(StatusScript):
     """Script for one prediction.
 
     ``statuses`` is what successive GETs return (the last repeats); an entry is a status name or
@@ -132,10 +124,6 @@ class ReplicateJob:
     poll_failures: dict[int, Failure] = field(default_factory=dict)
     cancel_failures: list[Failure] = field(default_factory=list)
     delay: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not self.statuses:
-            raise ValueError("ReplicateJob.statuses must not be empty")
 
     @classmethod
     def failed(cls, error: str = "Prediction failed: CUDA out of memory (E1001)", **kwargs: Any) -> ReplicateJob:
@@ -160,7 +148,7 @@ class ReplicateJob:
 
     def resolved_statuses(self) -> list[dict[str, Any]]:
         """Expand ``statuses`` into full entries, with a growing log string filled in."""
-        entries = [{"status": s} if isinstance(s, str) else dict(s) for s in self.statuses]
+        entries = self.status_dicts()
         running_total = sum(1 for e in entries if e.get("status") == PROCESSING)
         running_seen = 0
         log: list[str] = []
@@ -235,9 +223,9 @@ class ReplicateJobState:
     def set_entry(self, entry: dict[str, Any]) -> None:
         self.current = entry
         if self.status != STARTING and self.started_at is None:
-            self.started_at = _now_iso()
+            self.started_at = now_iso()
         if self.terminal and self.completed_at is None:
-            self.completed_at = _now_iso()
+            self.completed_at = now_iso()
 
     def to_json(self) -> dict[str, Any]:
         """The prediction object as Replicate returns it."""
@@ -274,14 +262,8 @@ class ReplicateJobState:
         return body
 
 
-def _json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
-    """A JSON response (compact encoding; this sits on the benchmark hot path)."""
-    return web.Response(
-        status=status, body=_json.dumps(body).encode(), content_type="application/json", headers=headers)
-
-
 def _not_found() -> web.Response:
-    return _json_response(404, {"detail": "Not found.", "status": 404})
+    return json_response(404, {"detail": "Not found.", "status": 404})
 
 
 def _parse_prefer(value: str | None) -> int | None:
@@ -298,49 +280,27 @@ def _parse_prefer(value: str | None) -> int | None:
     return None
 
 
-class FakeReplicate(FakeServer):
+class FakeReplicate(ScriptedFake[ReplicateJob]):
     """Loopback fake of Replicate's predictions API, scripted per prediction with :class:`ReplicateJob`.
 
     ``api_key=None`` accepts any ``Authorization: Bearer <x>`` (or the legacy ``Token <x>``);
     otherwise the token must match exactly.
     """
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        default_job: ReplicateJob | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        record: bool = True,
-    ) -> None:
-        super().__init__(host=host, port=port, record=record)
-        self.api_key = api_key
-        self.default_job = default_job or ReplicateJob()
-        self._init_state()
+    job_type = ReplicateJob
 
     def _init_state(self) -> None:
-        """(Re)create the scripted and observed state."""
-        self._scripts: deque[ReplicateJob] = deque()
-        self._pending: ReplicateJob | None = None  # taken script still playing submit_failures
+        super()._init_state()
         self.jobs: dict[str, ReplicateJobState] = {}
         self.creates: list[ReplicateCreate] = []
         self.cancels: list[str] = []
-        self.create_attempts = 0
 
     # -- scripting / inspection --------------------------------------------------------------
 
-    def queue(self, *jobs: ReplicateJob) -> Self:
-        """Script the next creates, FIFO (copied); afterwards copies of ``default_job`` are used."""
-        with self._lock:
-            self._scripts.extend(copy.deepcopy(job) for job in jobs)
-        return self
-
-    def clear(self) -> None:
-        """Forget requests, predictions and queued scripts (``api_key``/``default_job`` stay)."""
-        with self._lock:
-            super().clear()
-            self._init_state()
+    @property
+    def create_attempts(self) -> int:
+        """Create POSTs received, accepted or not."""
+        return self.attempts
 
     def create_count(self, model: str | None = None) -> int:
         """Accepted creates (predictions made), optionally only those of ``model`` (owner/name)."""
@@ -369,11 +329,9 @@ class FakeReplicate(FakeServer):
 
     def _check_auth(self, request: web.Request) -> web.Response | None:
         """401 unless ``Authorization: Bearer <token>`` (matching ``api_key`` when set)."""
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme in ("Bearer", "Token") and token and (self.api_key is None or token == self.api_key):
+        if self.check_auth(request, ("Bearer", "Token")):
             return None
-        return _json_response(401, {"title": "Unauthenticated",
+        return json_response(401, {"title": "Unauthenticated",
                                     "detail": "You did not pass a valid authentication token", "status": 401})
 
     # -- create ------------------------------------------------------------------------------
@@ -401,8 +359,7 @@ class FakeReplicate(FakeServer):
     async def _create(self, request: web.Request, kind: str, model: str | None, version: str | None, *,
                       missing_version: bool = False, bad_version: bool = False) -> web.StreamResponse:
         """Validate, play the script's next create failure, or accept the prediction (201)."""
-        with self._lock:
-            self.create_attempts += 1
+        self.count_attempt()
         unauthorized = self._check_auth(request)
         if unauthorized is not None:
             return unauthorized
@@ -410,14 +367,12 @@ class FakeReplicate(FakeServer):
         body = record.json
         problem = _body_problem(body, missing_version)
         if problem is not None:
-            return _json_response(422, problem)
+            return json_response(422, problem)
         if bad_version:
-            return _json_response(422, _INVALID_VERSION)
-        script, failure = self._take_script()
-        if script.delay:
-            await asyncio.sleep(script.delay)
-        if failure is not None:
-            return await apply_failure(request, failure)
+            return json_response(422, _INVALID_VERSION)
+        script, failed = await self.next_script(request)
+        if failed is not None:
+            return failed
         job = self._new_job(script, model or "unknown/model", version or "hidden", body["input"])
         if kind == "deployment":
             job.deployment = model
@@ -434,19 +389,7 @@ class FakeReplicate(FakeServer):
             self.jobs[job.prediction_id] = job
             self.creates.append(ReplicateCreate(job.prediction_id, kind, model, version, record.body, body,
                                                 record.headers, prefer))
-        return _json_response(201, job.to_json(), headers)
-
-    def _take_script(self) -> tuple[ReplicateJob, Failure | None]:
-        """The script for this attempt and its next create failure, if any remain."""
-        with self._lock:
-            script = self._pending
-            if script is None:
-                script = self._scripts.popleft() if self._scripts else copy.deepcopy(self.default_job)
-            if script.submit_failures:
-                self._pending = script
-                return script, script.submit_failures.pop(0)
-            self._pending = None
-            return script, None
+        return json_response(201, job.to_json(), headers)
 
     def _new_job(self, script: ReplicateJob, model: str, version: str, submitted: Any) -> ReplicateJobState:
         prediction_id = _prediction_id()
@@ -467,61 +410,48 @@ class FakeReplicate(FakeServer):
         job = ReplicateJobState(
             prediction_id=prediction_id, model=model, version=version, input=submitted, script=script,
             output=output, entries=script.resolved_statuses(), urls=urls,
-            current={"status": script.submit_status, "logs": ""}, created_at=_now_iso())
+            current={"status": script.submit_status, "logs": ""}, created_at=now_iso())
         job.set_entry(job.current)
         return job
 
     # -- get / cancel ------------------------------------------------------------------------
 
-    async def _get(self, request: web.Request) -> web.StreamResponse:
-        """The prediction, moved on to its next scripted entry."""
+    def _job(self, request: web.Request) -> ReplicateJobState | web.Response:
+        """The prediction a request names, or the 401/404 to answer instead."""
         unauthorized = self._check_auth(request)
         if unauthorized is not None:
             return unauthorized
         job = self.jobs.get(request.match_info["id"])
-        if job is None:
-            return _not_found()
+        return _not_found() if job is None else job
+
+    async def _get(self, request: web.Request) -> web.StreamResponse:
+        """The prediction, moved on to its next scripted entry."""
+        job = self._job(request)
+        if isinstance(job, web.Response):
+            return job
         job.poll_attempts += 1
-        if job.script.delay:
-            await asyncio.sleep(job.script.delay)
-        failure = job.script.poll_failures.get(job.poll_attempts)
-        if failure is not None:
-            return await apply_failure(request, failure)  # does not advance the script
+        failed = await delayed_failure(request, job.script.delay, job.script.poll_failures.get(job.poll_attempts))
+        if failed is not None:
+            return failed  # does not advance the script
         if not job.cancelled and not job.terminal:
             job.advance()
-        return _json_response(200, job.to_json())
+        return json_response(200, job.to_json())
 
     async def _cancel(self, request: web.Request) -> web.StreamResponse:
         """Cancel a running prediction (200, status canceled); a finished one is returned as is."""
-        unauthorized = self._check_auth(request)
-        if unauthorized is not None:
-            return unauthorized
-        job = self.jobs.get(request.match_info["id"])
-        if job is None:
-            return _not_found()
+        job = self._job(request)
+        if isinstance(job, web.Response):
+            return job
         job.cancel_attempts += 1
-        if job.script.delay:
-            await asyncio.sleep(job.script.delay)
-        if job.script.cancel_failures:
-            return await apply_failure(request, job.script.cancel_failures.pop(0))
+        failed = await delayed_failure(request, job.script.delay, pop_first(job.script.cancel_failures))
+        if failed is not None:
+            return failed
         if not job.terminal:
             job.cancelled = True
             job.set_entry({"status": CANCELED, "logs": job.current.get("logs", ""), "output": None})
             with self._lock:
                 self.cancels.append(job.prediction_id)
-        return _json_response(200, job.to_json())
-
-    # -- command line ------------------------------------------------------------------------
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """``--api-key``: require exactly this token."""
-        parser.add_argument("--api-key", default=None, help="require Authorization: Bearer <api-key>")
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> FakeReplicate:
-        """Build a FakeReplicate from command-line options."""
-        return cls(api_key=args.api_key, host=args.host, port=args.port, record=not args.no_record)
+        return json_response(200, job.to_json())
 
 
 def _body_problem(body: Any, missing_version: bool) -> dict[str, Any] | None:
@@ -543,9 +473,8 @@ def _body_problem(body: Any, missing_version: bool) -> dict[str, Any] | None:
     return {"detail": detail, "status": 422, "title": "Input validation failed", "invalid_fields": fields}
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m tarash_router.testing.replicate [--port N] [--api-key K]``."""
-    FakeReplicate.main(argv)
+main = FakeReplicate.main
+"""``python -m tarash_router.testing.replicate [--port N] [--api-key K]``."""
 
 
 if __name__ == "__main__":

@@ -20,20 +20,17 @@ Run standalone: ``python -m tarash_router.testing.runway --port 0``.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import copy
-import json as _json
 import re
 import uuid
-from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
-from ._server import FakeServer, Failure, Headers, apply_failure
+from ._server import (
+    Failure, Headers, ScriptedFake, StatusScript, delayed_failure, format_seconds, json_response, now_iso, pop_first,
+)
 
 __all__ = [
     "FakeRunway", "RunwayJob", "RunwayTaskState", "RunwayCreate", "ModelRules", "MODELS", "RUNWAY_VERSION",
@@ -222,7 +219,7 @@ def _check_list(body: dict[str, Any], key: str, limit: int,
 
 
 @dataclass
-class RunwayJob:
+class RunwayJob(StatusScript):
     """Script for one created task.
 
     ``statuses`` is what successive ``GET /v1/tasks/{id}`` return (the last repeats); an entry is
@@ -242,10 +239,6 @@ class RunwayJob:
     poll_failures: dict[int, Failure] = field(default_factory=dict)
     delete_failures: list[Failure] = field(default_factory=list)
     delay: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not self.statuses:
-            raise ValueError("RunwayJob.statuses must not be empty")
 
     @classmethod
     def failed(cls, failure: str = "An unexpected error occurred.",
@@ -267,7 +260,7 @@ class RunwayJob:
 
     def resolved_statuses(self) -> list[dict[str, Any]]:
         """``statuses`` as dicts with the defaults filled in."""
-        entries = [{"status": s} if isinstance(s, str) else dict(s) for s in self.statuses]
+        entries = self.status_dicts()
         running = [e for e in entries if e.get("status") == RUNNING]
         for index, entry in enumerate(running):
             entry.setdefault("progress", round(index / len(running), 2))
@@ -280,7 +273,7 @@ class RunwayJob:
 
 def rate_limited(retry_after: float | None = 1) -> Failure:
     """429 as Runway sends it, with Retry-After (seconds) when given."""
-    headers = {} if retry_after is None else {"Retry-After": _seconds(retry_after)}
+    headers = {} if retry_after is None else {"Retry-After": format_seconds(retry_after)}
     return Failure(status=429, json={"error": "Too many requests. Please slow down."}, headers=headers)
 
 
@@ -292,10 +285,6 @@ def overloaded(status: int = 503) -> Failure:
 def insufficient_credits() -> Failure:
     """The 400 Runway answers when the organization is out of credits."""
     return Failure(status=400, json={"error": "You do not have enough credits to run this task."})
-
-
-def _seconds(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 @dataclass
@@ -328,19 +317,10 @@ class RunwayTaskState:
     deleted: bool = False
 
 
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=_json.dumps(body).encode(), content_type="application/json",
-                        headers=headers)
-
-
 # -- the server ------------------------------------------------------------------------------------
 
 
-class FakeRunway(FakeServer):
+class FakeRunway(ScriptedFake[RunwayJob]):
     """Loopback fake of Runway's task API, scripted per task with :class:`RunwayJob`.
 
     ``api_key=None`` accepts any ``Authorization: Bearer <x>``; otherwise it must match.
@@ -348,45 +328,27 @@ class FakeRunway(FakeServer):
     the header must be there). ``strict`` rejects body keys the model does not define.
     """
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        version: str | None = RUNWAY_VERSION,
-        strict: bool = True,
-        default_job: RunwayJob | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        record: bool = True,
-    ) -> None:
-        super().__init__(host=host, port=port, record=record)
-        self.api_key = api_key
+    job_type = RunwayJob
+    failures_field = "create_failures"
+
+    def __init__(self, api_key: str | None = None, *, version: str | None = RUNWAY_VERSION, strict: bool = True,
+                 **kwargs: Any) -> None:
+        super().__init__(api_key, **kwargs)
         self.version = version
         self.strict = strict
-        self.default_job = default_job or RunwayJob()
-        self._init_state()
 
     def _init_state(self) -> None:
-        self._scripts: deque[RunwayJob] = deque()
-        self._pending: RunwayJob | None = None  # taken script still playing its create_failures
+        super()._init_state()
         self.tasks: dict[str, RunwayTaskState] = {}
         self.creates: list[RunwayCreate] = []
         self.deletes: list[str] = []
-        self.create_attempts = 0
 
     # -- scripting / inspection --------------------------------------------------------------
 
-    def queue(self, *jobs: RunwayJob) -> Self:
-        """Script the next creates, FIFO (copied); afterwards copies of ``default_job`` are used."""
-        with self._lock:
-            self._scripts.extend(copy.deepcopy(job) for job in jobs)
-        return self
-
-    def clear(self) -> None:
-        """Forget requests, tasks and queued scripts (``api_key``/``version``/``default_job`` stay)."""
-        with self._lock:
-            super().clear()
-            self._init_state()
+    @property
+    def create_attempts(self) -> int:
+        """Create POSTs received, accepted or not."""
+        return self.attempts
 
     def create_count(self, endpoint: str | None = None) -> int:
         """Tasks created, optionally only at ``endpoint`` (e.g. ``"image_to_video"``)."""
@@ -413,16 +375,14 @@ class FakeRunway(FakeServer):
 
     def _check_headers(self, request: web.Request) -> web.Response | None:
         """401 without a valid Bearer key; 400 without the X-Runway-Version header."""
-        header = request.headers.get("Authorization", "")
-        scheme, _, key = header.partition(" ")
-        if scheme != "Bearer" or not key or (self.api_key is not None and key != self.api_key):
-            message = "Missing API key" if not header else "Invalid API key"
-            return _json_response(401, {"error": message, "docUrl": _DOC_URL})
+        if not self.check_auth(request):
+            message = "Invalid API key" if request.headers.get("Authorization") else "Missing API key"
+            return json_response(401, {"error": message, "docUrl": _DOC_URL})
         version = request.headers.get("X-Runway-Version")
         if not version or (self.version is not None and version != self.version):
             expected = self.version or "a dated API version"
             found = f"'{version}'" if version else "none"
-            return _json_response(400, {
+            return json_response(400, {
                 "error": f"The X-Runway-Version header is required and must be {expected}; got {found}.",
                 "docUrl": _DOC_URL,
             })
@@ -431,8 +391,7 @@ class FakeRunway(FakeServer):
     # -- handlers ----------------------------------------------------------------------------
 
     async def _create(self, request: web.Request, endpoint: str) -> web.StreamResponse:
-        with self._lock:
-            self.create_attempts += 1
+        self.count_attempt()
         rejected = self._check_headers(request)
         if rejected is not None:
             return rejected
@@ -443,29 +402,16 @@ class FakeRunway(FakeServer):
         else:
             issues = validate_body(endpoint, body, strict=self.strict)
         if issues:
-            return _json_response(400, {"error": "Validation of body failed", "issues": issues, "docUrl": _DOC_URL})
-        script, failure = self._take_script()
-        if script.delay:
-            await asyncio.sleep(script.delay)
-        if failure is not None:
-            return await apply_failure(request, failure)
+            return json_response(400, {"error": "Validation of body failed", "issues": issues, "docUrl": _DOC_URL})
+        script, failed = await self.next_script(request)
+        if failed is not None:
+            return failed
         task = self._create_task(script, endpoint, body)
         with self._lock:
             self.tasks[task.task_id] = task
             self.creates.append(RunwayCreate(task.task_id, endpoint, body["model"], record.body, body,
                                              record.headers))
-        return _json_response(200, {"id": task.task_id})
-
-    def _take_script(self) -> tuple[RunwayJob, Failure | None]:
-        with self._lock:
-            script = self._pending
-            if script is None:
-                script = self._scripts.popleft() if self._scripts else copy.deepcopy(self.default_job)
-            if script.create_failures:
-                self._pending = script
-                return script, script.create_failures.pop(0)
-            self._pending = None
-            return script, None
+        return json_response(200, {"id": task.task_id})
 
     def _create_task(self, script: RunwayJob, endpoint: str, submitted: Any) -> RunwayTaskState:
         task_id = str(uuid.uuid4())
@@ -476,30 +422,31 @@ class FakeRunway(FakeServer):
             output = [f"{_CDN}/{task_id}/0.{ext}?_jwt=fake"]
         else:
             output = list(script.output)
-        return RunwayTaskState(task_id=task_id, endpoint=endpoint, created_at=_now_iso(), script=script,
+        return RunwayTaskState(task_id=task_id, endpoint=endpoint, created_at=now_iso(), script=script,
                                output=output, entries=script.resolved_statuses())
 
-    def _task(self, request: web.Request) -> RunwayTaskState | None:
-        task = self.tasks.get(request.match_info["task_id"])
-        return None if task is None or task.deleted else task
-
-    async def _get_task(self, request: web.Request) -> web.StreamResponse:
+    def _task(self, request: web.Request) -> RunwayTaskState | web.Response:
+        """The (undeleted) task a request names, or the 401/400/404 to answer instead."""
         rejected = self._check_headers(request)
         if rejected is not None:
             return rejected
+        task = self.tasks.get(request.match_info["task_id"])
+        if task is None or task.deleted:
+            return json_response(404, {"error": "Task not found", "docUrl": _DOC_URL})
+        return task
+
+    async def _get_task(self, request: web.Request) -> web.StreamResponse:
         task = self._task(request)
-        if task is None:
-            return _json_response(404, {"error": "Task not found", "docUrl": _DOC_URL})
+        if isinstance(task, web.Response):
+            return task
         task.poll_attempts += 1
-        if task.script.delay:
-            await asyncio.sleep(task.script.delay)
-        failure = task.script.poll_failures.get(task.poll_attempts)
-        if failure is not None:
-            return await apply_failure(request, failure)
+        failed = await delayed_failure(request, task.script.delay, task.script.poll_failures.get(task.poll_attempts))
+        if failed is not None:
+            return failed
         body: dict[str, Any] = {"id": task.task_id, "createdAt": task.created_at}
         if task.cancelled:
             body["status"] = CANCELLED
-            return _json_response(200, body)
+            return json_response(200, body)
         entry = task.entries[min(task.step, len(task.entries) - 1)]
         task.step += 1
         task.status = entry.get("status", task.status)
@@ -511,20 +458,16 @@ class FakeRunway(FakeServer):
         elif task.status == FAILED:
             body["failure"] = entry["failure"]
             body["failureCode"] = entry["failureCode"]
-        return _json_response(200, body)
+        return json_response(200, body)
 
     async def _delete_task(self, request: web.Request) -> web.StreamResponse:
-        rejected = self._check_headers(request)
-        if rejected is not None:
-            return rejected
         task = self._task(request)
-        if task is None:
-            return _json_response(404, {"error": "Task not found", "docUrl": _DOC_URL})
+        if isinstance(task, web.Response):
+            return task
         task.delete_attempts += 1
-        if task.script.delay:
-            await asyncio.sleep(task.script.delay)
-        if task.script.delete_failures:
-            return await apply_failure(request, task.script.delete_failures.pop(0))
+        failed = await delayed_failure(request, task.script.delay, pop_first(task.script.delete_failures))
+        if failed is not None:
+            return failed
         if task.status in _ACTIVE and not task.cancelled:
             task.cancelled = True  # a running task is cancelled and still readable
         else:
@@ -537,19 +480,17 @@ class FakeRunway(FakeServer):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--api-key", default=None, help="require Authorization: Bearer <api-key>")
+        super().add_arguments(parser)
         parser.add_argument("--version", default=RUNWAY_VERSION, help="required X-Runway-Version ('' = any)")
         parser.add_argument("--lenient", action="store_true", help="accept body keys a model does not define")
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> FakeRunway:
-        return cls(api_key=args.api_key, version=args.version or None, strict=not args.lenient, host=args.host,
-                   port=args.port, record=not args.no_record)
+    def from_args(cls, args: argparse.Namespace, **options: Any) -> FakeRunway:
+        return super().from_args(args, version=args.version or None, strict=not args.lenient, **options)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m tarash_router.testing.runway [--port N] [--api-key K]``."""
-    FakeRunway.main(argv)
+main = FakeRunway.main
+"""``python -m tarash_router.testing.runway [--port N] [--api-key K]``."""
 
 
 if __name__ == "__main__":

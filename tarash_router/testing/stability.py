@@ -17,23 +17,19 @@ Run standalone (benchmarks): ``python -m tarash_router.testing.stability --port 
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import base64
-import copy
 import json as _json
 import random
 import struct
 import uuid
 import zlib
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
-from ._server import FakeServer, Failure, Headers, apply_failure, parse_multipart
+from ._server import Failure, Headers, ScriptedFake, json_response, parse_multipart
 
 __all__ = [
     "FakeStability", "StabilityGeneration", "StabilityScript", "stability_error", "rate_limited", "moderation_error",
@@ -139,54 +135,38 @@ class StabilityGeneration:
     output_format: str
 
 
-def _json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=_json.dumps(body).encode(), content_type="application/json",
-                        headers=headers)
-
-
 def _error(status: int, name: str, *errors: str) -> web.Response:
-    return _json_response(status, _error_body(name, *errors))
+    return json_response(status, _error_body(name, *errors))
 
 
-class FakeStability(FakeServer):
+class FakeStability(ScriptedFake[StabilityScript]):
     """Loopback fake of Stability's v2beta Stable Image generate endpoints.
 
     ``api_key=None`` accepts any ``Authorization: Bearer <x>``; otherwise the key must match.
+    ``attempts`` counts every POST to a generate endpoint, accepted or not.
     """
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        default_script: StabilityScript | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        record: bool = True,
-    ) -> None:
-        super().__init__(host=host, port=port, record=record)
-        self.api_key = api_key
-        self.default_script = default_script or StabilityScript()
-        self._init_state()
+    job_type = StabilityScript
+    failures_field = "failures"
+
+    def __init__(self, api_key: str | None = None, *, default_script: StabilityScript | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(api_key, default_job=default_script, **kwargs)
 
     def _init_state(self) -> None:
-        self._scripts: deque[StabilityScript] = deque()
-        self._pending: StabilityScript | None = None  # taken script still playing its failures
+        super()._init_state()
         self.generations: list[StabilityGeneration] = []
-        self.attempts = 0  # every POST to a generate endpoint, accepted or not
 
     # -- scripting / inspection --------------------------------------------------------------
 
-    def queue(self, *scripts: StabilityScript) -> Self:
-        """Script the next generate requests, FIFO (copied); then ``default_script`` copies."""
-        with self._lock:
-            self._scripts.extend(copy.deepcopy(s) for s in scripts)
-        return self
+    @property
+    def default_script(self) -> StabilityScript:
+        """The script used once the queue is empty (copied per request)."""
+        return self.default_job
 
-    def clear(self) -> None:
-        """Forget requests, generations and queued scripts."""
-        with self._lock:
-            super().clear()
-            self._init_state()
+    @default_script.setter
+    def default_script(self, script: StabilityScript) -> None:
+        self.default_job = script
 
     def generation_count(self, endpoint: str | None = None) -> int:
         """Accepted generate requests, optionally only those to ``endpoint`` (ultra, core or sd3)."""
@@ -207,13 +187,10 @@ class FakeStability(FakeServer):
         endpoint = request.match_info["endpoint"]
         if endpoint not in ENDPOINTS:
             return _error(404, "not_found", f"unknown endpoint {endpoint!r}")
-        with self._lock:
-            self.attempts += 1
-        record = self.recorded(request)
-        header = record.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
-        if scheme != "Bearer" or not key or (self.api_key is not None and key != self.api_key):
+        self.count_attempt()
+        if not self.check_auth(request):
             return _error(401, "unauthorized", "authorization: invalid or missing header value")
+        record = self.recorded(request)
         if len(record.body) > MAX_REQUEST_BYTES:
             return _error(413, "payload_too_large", "body: payloads cannot be larger than 10MiB in size")
         content_type = record.headers.get("content-type", "")
@@ -227,23 +204,10 @@ class FakeStability(FakeServer):
         problems = _validate(endpoint, form)
         if problems:
             return _error(400, "bad_request", *problems)
-        script, failure = self._take_script()
-        if script.delay:
-            await asyncio.sleep(script.delay)
-        if failure is not None:
-            return await apply_failure(request, failure)
+        script, failed = await self.next_script(request)
+        if failed is not None:
+            return failed
         return self._success(endpoint, form, record.headers, record.body, accept, script)
-
-    def _take_script(self) -> tuple[StabilityScript, Failure | None]:
-        with self._lock:
-            script = self._pending
-            if script is None:
-                script = self._scripts.popleft() if self._scripts else copy.deepcopy(self.default_script)
-            if script.failures:
-                self._pending = script
-                return script, script.failures.pop(0)
-            self._pending = None
-            return script, None
 
     def _success(self, endpoint: str, form: dict[str, str | bytes], headers: Headers, body: bytes, accept: str,
                  script: StabilityScript) -> web.Response:
@@ -265,16 +229,6 @@ class FakeStability(FakeServer):
         return web.Response(status=200, body=image, headers={
             "Content-Type": mime, "finish-reason": script.finish_reason, "seed": str(seed),
             "x-request-id": generation.id})
-
-    # -- command line ------------------------------------------------------------------------
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--api-key", default=None, help="require Authorization: Bearer <api-key>")
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> FakeStability:
-        return cls(api_key=args.api_key, host=args.host, port=args.port, record=not args.no_record)
 
 
 def _accept_mode(accept: str) -> str | None:
@@ -325,9 +279,8 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m tarash_router.testing.stability [--port N] [--api-key K]``."""
-    FakeStability.main(argv)
+main = FakeStability.main
+"""``python -m tarash_router.testing.stability [--port N] [--api-key K]``."""
 
 
 if __name__ == "__main__":

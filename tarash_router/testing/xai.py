@@ -24,20 +24,16 @@ Run standalone (benchmarks): ``python -m tarash_router.testing.xai --port 0``.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import base64
 import copy
-import json as _json
 import uuid
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from aiohttp import web
 
-from ._server import FakeServer, Failure, Headers, apply_failure
+from ._server import Failure, Headers, ScriptedFake, StatusScript, delayed_failure, json_response
 
 __all__ = ["FakeXAI", "XAIJob", "XAIJobState", "XAISubmit", "xai_error", "rate_limited"]
 
@@ -72,7 +68,7 @@ def rate_limited(retry_after: float | None = 0.01) -> Failure:
 
 
 @dataclass
-class XAIJob:
+class XAIJob(StatusScript):
     """Script for one POST (a video generation/edit or an image generation).
 
     ``statuses`` is what successive video polls return (the last repeats): a status name or a
@@ -96,10 +92,6 @@ class XAIJob:
     submit_failures: list[Failure] = field(default_factory=list)
     poll_failures: dict[int, Failure] = field(default_factory=dict)
     delay: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not self.statuses:
-            raise ValueError("XAIJob.statuses must not be empty")
 
     @classmethod
     def moderated(cls, **kwargs: Any) -> XAIJob:
@@ -144,56 +136,31 @@ class XAIJobState:
     polls: int = 0
 
 
-def _json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=_json.dumps(body).encode(), content_type="application/json",
-                        headers=headers)
-
-
 def _error(status: int, message: str, code: str | None = None) -> web.Response:
     default_code = {400: INVALID_ARGUMENT, 401: "Unauthenticated", 404: NOT_FOUND, 422: INVALID_ARGUMENT}
-    return _json_response(status, {"code": code or default_code.get(status, "Error"), "error": message})
+    return json_response(status, {"code": code or default_code.get(status, "Error"), "error": message})
 
 
-class FakeXAI(FakeServer):
+class FakeXAI(ScriptedFake[XAIJob]):
     """Loopback fake of xAI's REST video and image generation APIs, scripted with :class:`XAIJob`.
 
     ``api_key=None`` accepts any ``Authorization: Bearer <x>``; otherwise the key must match.
+    Videos and images share one script FIFO.
     """
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        default_job: XAIJob | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        record: bool = True,
-    ) -> None:
-        super().__init__(host=host, port=port, record=record)
-        self.api_key = api_key
-        self.default_job = default_job or XAIJob()
-        self._init_state()
+    job_type = XAIJob
 
     def _init_state(self) -> None:
-        self._scripts: deque[XAIJob] = deque()
-        self._pending: XAIJob | None = None  # taken script still playing its submit failures
+        super()._init_state()
         self.jobs: dict[str, XAIJobState] = {}
         self.submits: list[XAISubmit] = []
-        self.submit_attempts = 0  # every POST to a generation endpoint, accepted or not
 
     # -- scripting / inspection --------------------------------------------------------------
 
-    def queue(self, *jobs: XAIJob) -> Self:
-        """Script the next POSTs (videos and images share one FIFO); then ``default_job`` copies."""
-        with self._lock:
-            self._scripts.extend(copy.deepcopy(job) for job in jobs)
-        return self
-
-    def clear(self) -> None:
-        """Forget requests, jobs and queued scripts (``api_key``/``default_job`` stay)."""
-        with self._lock:
-            super().clear()
-            self._init_state()
+    @property
+    def submit_attempts(self) -> int:
+        """POSTs to a generation endpoint, accepted or not."""
+        return self.attempts
 
     def create_count(self) -> int:
         """Video jobs created (accepted generation and edit POSTs)."""
@@ -222,66 +189,57 @@ class FakeXAI(FakeServer):
 
     def _check_auth(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
-        scheme, _, key = header.partition(" ")
         if not header:
             return _error(401, "Missing bearer or basic authentication in header")
-        if scheme != "Bearer" or not key or (self.api_key is not None and key != self.api_key):
+        if not self.check_auth(request):
+            key = header.partition(" ")[2]
             shown = f"{key[:2]}***{key[-2:]}" if len(key) > 4 else "***"
             return _error(400, f"Incorrect API key provided: {shown}. You can obtain an API key from "
                                "https://console.x.ai.")
         return None
 
-    def _take_script(self) -> tuple[XAIJob, Failure | None]:
-        with self._lock:
-            script = self._pending
-            if script is None:
-                script = self._scripts.popleft() if self._scripts else copy.deepcopy(self.default_job)
-            if script.submit_failures:
-                self._pending = script
-                return script, script.submit_failures.pop(0)
-            self._pending = None
-            return script, None
+    async def _accept(
+        self, request: web.Request, models: tuple[str, ...], problem_of: Callable[[dict[str, Any]], str | None],
+    ) -> tuple[dict[str, Any], XAIJob] | web.StreamResponse:
+        """Count a generation POST; the JSON body and script of an accepted one, or what to answer instead.
 
-    async def _body(self, request: web.Request) -> tuple[dict[str, Any] | None, web.Response | None]:
-        """The JSON object body, or the 401/400/422 to answer instead."""
-        with self._lock:
-            self.submit_attempts += 1
+        That is a 401/400 for the key, a 422 for a body that is not an object with ``model`` and
+        ``prompt``, a 404 for a model not in ``models``, a 400 for what ``problem_of`` finds, or the
+        script's next create failure.
+        """
+        self.count_attempt()
         unauthorized = self._check_auth(request)
         if unauthorized is not None:
-            return None, unauthorized
+            return unauthorized
         data = self.recorded(request).json
         if not isinstance(data, dict):
-            return None, _error(422, "Failed to deserialize the JSON body into the target type: expected an object")
+            return _error(422, "Failed to deserialize the JSON body into the target type: expected an object")
         for name in ("model", "prompt"):
             if not isinstance(data.get(name), str):
-                return None, _error(422, f"Failed to deserialize the JSON body into the target type: "
-                                         f"missing field `{name}`")
-        return data, None
+                return _error(422, f"Failed to deserialize the JSON body into the target type: missing field `{name}`")
+        if data["model"] not in models:
+            return _error(404, f"The model {data['model']} does not exist or your team does not have access to it.")
+        problem = problem_of(data)
+        if problem:
+            return _error(400, problem)
+        script, failed = await self.next_script(request)
+        return (data, script) if failed is None else failed
 
     # -- videos ------------------------------------------------------------------------------
 
     async def _create_video(self, request: web.Request) -> web.StreamResponse:
-        data, answer = await self._body(request)
-        if answer is not None:
-            return answer
-        assert data is not None
         endpoint = request.path.removeprefix("/v1/")
-        if data["model"] not in VIDEO_MODELS:
-            return _error(404, f"The model {data['model']} does not exist or your team does not have access to it.")
-        problem = _video_problem(data, edit=endpoint == "videos/edits")
-        if problem:
-            return _error(400, problem)
-        script, failure = self._take_script()
-        if script.delay:
-            await asyncio.sleep(script.delay)
-        if failure is not None:
-            return await apply_failure(request, failure)
+        accepted = await self._accept(request, VIDEO_MODELS,
+                                      lambda data: _video_problem(data, edit=endpoint == "videos/edits"))
+        if not isinstance(accepted, tuple):
+            return accepted
+        data, script = accepted
         record = self.recorded(request)
         job = XAIJobState(request_id=str(uuid.uuid4()), model=data["model"], script=script, submitted=data)
         with self._lock:
             self.jobs[job.request_id] = job
             self.submits.append(XAISubmit(job.request_id, endpoint, record.body, data, record.headers))
-        return _json_response(200, {"request_id": job.request_id})
+        return json_response(200, {"request_id": job.request_id})
 
     async def _poll(self, request: web.Request) -> web.StreamResponse:
         unauthorized = self._check_auth(request)
@@ -292,12 +250,10 @@ class FakeXAI(FakeServer):
             return _error(404, "No deferred request found with the given id")
         job.polls += 1
         script = job.script
-        if script.delay:
-            await asyncio.sleep(script.delay)
-        failure = script.poll_failures.get(job.polls)
-        if failure is not None:
-            return await apply_failure(request, failure)
-        entries = [{"status": s} if isinstance(s, str) else dict(s) for s in script.statuses]
+        failed = await delayed_failure(request, script.delay, script.poll_failures.get(job.polls))
+        if failed is not None:
+            return failed
+        entries = script.status_dicts()
         index = min(job.step, len(entries) - 1)
         entry = entries[index]
         job.step += 1
@@ -309,44 +265,34 @@ class FakeXAI(FakeServer):
             video.update(entry.get("video", {}))
             body: dict[str, Any] = {"status": DONE, "video": {k: v for k, v in video.items() if v is not None},
                                     "model": job.model}
-            return _json_response(200, body)
+            return json_response(200, body)
         if status == FAILED:
             error = entry.get("error") or script.error or {"code": "internal_error",
                                                            "message": "Video generation failed."}
             video = {"duration": 0, "respect_moderation": True, **entry.get("video", {})}
-            return _json_response(200, {"status": FAILED, "video": video, "model": "", "error": error})
+            return json_response(200, {"status": FAILED, "video": video, "model": "", "error": error})
         if status == EXPIRED:
-            return _json_response(200, {"status": EXPIRED, "model": job.model})
+            return json_response(200, {"status": EXPIRED, "model": job.model})
         # Still running: pending (or any other non-terminal status a script names).
         if script.pending_body == "empty":
             return web.Response(status=script.pending_status)
         if script.pending_body == "request_id":
-            return _json_response(script.pending_status, {"request_id": job.request_id})
+            return json_response(script.pending_status, {"request_id": job.request_id})
         progress = entry.get("progress", min(99, 100 * (index + 1) // (len(entries) + 1)))
-        return _json_response(script.pending_status, {"status": status, "progress": progress})
+        return json_response(script.pending_status, {"status": status, "progress": progress})
 
     # -- images ------------------------------------------------------------------------------
 
     async def _generate_images(self, request: web.Request) -> web.StreamResponse:
-        data, answer = await self._body(request)
-        if answer is not None:
-            return answer
-        assert data is not None
-        if data["model"] not in IMAGE_MODELS:
-            return _error(404, f"The model {data['model']} does not exist or your team does not have access to it.")
-        problem = _image_problem(data)
-        if problem:
-            return _error(400, problem)
-        script, failure = self._take_script()
-        if script.delay:
-            await asyncio.sleep(script.delay)
-        if failure is not None:
-            return await apply_failure(request, failure)
+        accepted = await self._accept(request, IMAGE_MODELS, _image_problem)
+        if not isinstance(accepted, tuple):
+            return accepted
+        data, script = accepted
         record = self.recorded(request)
         with self._lock:
             self.submits.append(XAISubmit(None, "images/generations", record.body, data, record.headers))
         if script.images is not None:
-            return _json_response(200, {"data": copy.deepcopy(script.images)})
+            return json_response(200, {"data": copy.deepcopy(script.images)})
         b64 = data.get("response_format") == "b64_json"
         revised = f"A detailed rendering of: {data['prompt']}"
         entries = [
@@ -355,17 +301,7 @@ class FakeXAI(FakeServer):
              "revised_prompt": revised}
             for _ in range(int(data.get("n") or 1))
         ]
-        return _json_response(200, {"data": entries})
-
-    # -- command line ------------------------------------------------------------------------
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--api-key", default=None, help="require Authorization: Bearer <api-key>")
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> FakeXAI:
-        return cls(api_key=args.api_key, host=args.host, port=args.port, record=not args.no_record)
+        return json_response(200, {"data": entries})
 
 
 def _is_int(value: Any) -> bool:
@@ -421,9 +357,8 @@ def _image_problem(data: dict[str, Any]) -> str | None:
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m tarash_router.testing.xai [--port N] [--api-key K]``."""
-    FakeXAI.main(argv)
+main = FakeXAI.main
+"""``python -m tarash_router.testing.xai [--port N] [--api-key K]``."""
 
 
 if __name__ == "__main__":
