@@ -43,9 +43,24 @@ async def _run(config: Any, request: Any, on_progress: Any, modality: str) -> An
         target = "|".join(f"{c.provider}/{c.model}" for c in chain)
         timeout = sum(c.timeout for c in chain)
     if request.idempotency_key:
-        return await run_idempotent(request.idempotency_key, target, request, modality, timeout, run,
-                                    lambda job_id: resume_async(job_id, on_progress=on_progress))
+        async def take_over(job_id: str) -> Any:  # resume the dead owner's job with this call's credentials
+            record = await get_journal().get(job_id)
+            source = _credentials_for(config, record.provider, record.model) if record else None
+            return await resume_async(job_id, on_progress=on_progress, api_key=getattr(source, "api_key", None),
+                                      provider_config=getattr(source, "provider_config", None))
+
+        return await run_idempotent(request.idempotency_key, target, request, modality, timeout, run, take_over)
     return await run()
+
+
+def _credentials_for(config: Any, provider: str, model: str) -> Any:
+    """The config (or route target config) of this call that sent the job to provider/model."""
+    if isinstance(config, str):
+        route = get_router().get(config)
+        targets = [t.build_config(route.modality, None) for t in route.targets]
+    else:
+        targets = collect_fallback_chain(config)
+    return next((c for c in targets if c.provider == provider and c.model == model), None)
 
 
 async def resume_async(job_id: str, *, api_key: str | None = None, on_progress: Any = None,
@@ -152,4 +167,5 @@ def render_request(
 __all__ = [
     "generate_video", "generate_video_async", "generate_image", "generate_image_async", "register_provider",
     "register_provider_field_mapping", "get_provider_field_mapping", "render_request", "resume", "resume_async",
+    "cancel_job_async",
 ]

@@ -235,3 +235,20 @@ def test_jobs_cli_list_show_resume_cancel(fal, tmp_path, capsys, monkeypatch):
     assert main(["jobs", "resume", done.request_id, "--journal", url]) == 0
     assert done.video in capsys.readouterr().out
     assert main(["jobs", "show", "missing", "--journal", url]) == 1
+
+
+def test_resume_a_family_whose_request_needs_inputs(journal, fal):
+    # Re-attaching never re-validates: the original request (with its required image) is not journaled.
+    model = "fal-ai/kling-video/o1/image-to-video"
+    fal.queue(FalJob(statuses=["IN_QUEUE"] * 5 + ["COMPLETED"]))
+    request = VideoGenerationRequest(prompt="x", image_list=[{"image": "https://x/a.png", "type": "first_frame"}])
+
+    async def start_and_abandon():
+        task = asyncio.create_task(generate_video_async(video_config(fal, model=model), request))
+        while not fal.submits or await journal.get(fal.submits[0].request_id) is None:
+            await asyncio.sleep(0.005)
+        return task
+
+    asyncio.new_event_loop().run_until_complete(start_and_abandon())
+    assert resume(fal.submits[0].request_id, api_key=API_KEY).video
+    assert fal.submit_count() == 1

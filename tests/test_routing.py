@@ -273,3 +273,14 @@ def test_cooldown_state_shared_through_redis(tmp_path, fal, monkeypatch):
         assert "cooling down" in second.explain("video-main", VideoGenerationRequest(prompt="x")).steps[0].reason
         time.sleep(0.45)
         assert run(second, VideoGenerationRequest(prompt="x")).execution_metadata.attempts[0].status == "success"
+
+
+def test_abandoned_half_open_trial_expires():
+    from tarash_router.routing.policy import CooldownPolicy
+
+    store, policy = InMemoryCooldowns(), CooldownPolicy(failures=1, window=60, duration=10)
+    store.record_failure("t", policy, now=0)
+    assert store.check("t", policy, now=5) == pytest.approx(5)
+    assert store.check("t", policy, now=11) is None          # this caller gets the half-open trial...
+    assert store.check("t", policy, now=12) is not None      # ...others wait for it
+    assert store.check("t", policy, now=22) is None          # the trial never reported back: a new one

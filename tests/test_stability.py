@@ -164,13 +164,20 @@ def test_invalid_value_rejected_before_any_request(stability):
     assert stability.requests == []
 
 
-def test_stability_400_is_validation_error(stability):
-    # output_format is an extra param the spec cannot check; the sd3 endpoint takes no webp.
-    with pytest.raises(ValidationError) as info:
+def test_stability_extra_param_value_is_checked_before_sending(stability):
+    before = len(stability.requests)
+    with pytest.raises(ValidationError, match="output_format='webp'; allowed: png, jpeg"):
         generate_image(config(stability, "sd3.5-large"),
                        ImageGenerationRequest(prompt="x", extra_params={"output_format": "webp"}))
+    assert len(stability.requests) == before
+
+
+def test_stability_400_is_validation_error(stability):
+    stability.queue(StabilityScript(failures=[stability_error(400, "invalid_prompt", "prompt: cannot be blank")]))
+    with pytest.raises(ValidationError) as info:
+        generate_image(config(stability, "sd3.5-large"), ImageGenerationRequest(prompt="x"))
     exc = info.value
-    assert "HTTP 400" in exc.message and "output_format: must be one of png, jpeg" in exc.message
+    assert "HTTP 400" in exc.message and "prompt: cannot be blank" in exc.message
     assert exc.provider == "stability" and exc.model == "sd3.5-large"
     assert exc.raw_response["status_code"] == 400 and not exc.retryable
 

@@ -146,10 +146,13 @@ def _form_value(value: Any) -> str:
 
 
 def prepare_job(family: FamilySpec, config: GenerationConfig, request: GenerationRequest,
-                dry_run: bool = False, fetched: dict[str, Any] | None = None) -> JobContext:
-    """Validate the request (ValidationError before any HTTP) and render the provider payload."""
+                dry_run: bool = False, fetched: dict[str, Any] | None = None, validate: bool = True) -> JobContext:
+    """Validate the request (ValidationError before any HTTP) and render the provider payload.
+
+    `validate=False` is for re-attaching to an accepted job (resume, cancel): no request to check.
+    """
     provider = family.provider
-    warnings = check_request(family, config.model, request)
+    warnings = check_request(family, config.model, request) if validate else []
     if not dry_run:
         for warning in warnings:
             logger.warning("%s", warning)
@@ -159,7 +162,7 @@ def prepare_job(family: FamilySpec, config: GenerationConfig, request: Generatio
     def convert(item: Any) -> str:
         if media.download and isinstance(item, str) and item in fetched:
             item = fetched[item]  # a URL the provider cannot take, fetched by the engine beforehand
-        elif media.download and isinstance(item, str) and dry_run and media_kind(item) == "url":
+        elif media.download and isinstance(item, str) and dry_run and item.startswith(("http://", "https://")):
             return f"<bytes of {item}, fetched at send time>"
         return convert_media(item, media.accepts, provider.name, media.max_inline_bytes)
 

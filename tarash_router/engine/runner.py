@@ -399,7 +399,7 @@ def _attach(record: JobRecord, config: GenerationConfig, on_progress: Any) -> Ge
 
     family = get_registry().resolve(record.provider, record.model, record.modality)
     request = (VideoGenerationRequest if record.modality == "video" else ImageGenerationRequest)(prompt="")
-    jc = prepare_job(family, config, request)
+    jc = prepare_job(family, config, request, validate=False)
     jc.base_url = record.base_url or jc.base_url
     generation = Generation(jc, record.modality, on_progress, journal=get_journal(),
                             idempotency_key=record.idempotency_key, fingerprint=record.fingerprint)

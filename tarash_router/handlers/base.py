@@ -20,7 +20,8 @@ class SpecHandler(Protocol):
     """What a spec-named handler implements."""
 
     async def run(self, family: FamilySpec, config: Any, request: Any, on_progress: Any, modality: str) -> Any:
-        """Run one generation (validation already passed) and return the response model."""
+        """Run one generation and return the response model. Call `engine.render.prepare_job` first:
+        it validates the request against the family's params and renders the body."""
 
     def render(self, family: FamilySpec, config: Any, request: Any) -> dict[str, Any]:
         """The first HTTP request the SDK would send, as `{method, url, headers, json|form|files}`,

@@ -124,7 +124,7 @@ class OpenAIVideosHandler(OpenAIClients):
     async def resume(self, family: FamilySpec, record: JobRecord, config: Any, on_progress: Any) -> Any:
         """Follow a journaled video (e.g. after a crash) to its bytes without creating another."""
         openai = import_openai(family.provider.name)
-        job = prepare_job(family, config, VideoGenerationRequest(prompt=""))
+        job = prepare_job(family, config, VideoGenerationRequest(prompt=""), validate=False)
         tracker = JobTracker(provider=family.provider.name, model=config.model, modality="video", config=config,
                              base_url=job.base_url)
         tracker.attach(record)

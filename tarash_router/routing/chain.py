@@ -159,8 +159,11 @@ class RouteRun:
             except TarashException as exc:
                 last_error = exc
                 kind = error_kind(exc)
-                if self.policy.cooldown is not None and kind in HEALTH_KINDS:
-                    self.cooldowns.record_failure(target.key, self.policy.cooldown)
+                if self.policy.cooldown is not None:
+                    if kind in HEALTH_KINDS:
+                        self.cooldowns.record_failure(target.key, self.policy.cooldown)
+                    else:  # the target answered (moderation, validation...): it is healthy
+                        self.cooldowns.record_success(target.key)
                 if kind not in self.policy.fallback_on:
                     break
                 if index + 1 < len(self.targets):

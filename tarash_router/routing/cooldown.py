@@ -34,7 +34,7 @@ class CooldownStore(Protocol):
 class _Breaker:
     failures: deque[float] = field(default_factory=deque)
     open_until: float | None = None
-    trial_in_flight: bool = False
+    trial_started: float | None = None  # a half-open trial is in flight since then
 
 
 class InMemoryCooldowns:
@@ -52,9 +52,11 @@ class InMemoryCooldowns:
                 return None
             if now < breaker.open_until:
                 return breaker.open_until - now
-            if breaker.trial_in_flight:  # someone else is already making the half-open trial
-                return policy.duration
-            breaker.trial_in_flight = True
+            # Someone else is making the half-open trial; a trial that never reported back
+            # (cancelled, crashed) expires after `duration` so the target is not shut out for good.
+            if breaker.trial_started is not None and now - breaker.trial_started < policy.duration:
+                return policy.duration - (now - breaker.trial_started)
+            breaker.trial_started = now
             return None
 
     def remaining(self, key: str, now: float | None = None) -> float | None:
@@ -69,8 +71,8 @@ class InMemoryCooldowns:
         now = time.monotonic() if now is None else now
         with self._lock:
             breaker = self._breakers.setdefault(key, _Breaker())
-            if breaker.trial_in_flight:  # the half-open trial failed: open again
-                breaker.trial_in_flight = False
+            if breaker.trial_started is not None:  # the half-open trial failed: open again
+                breaker.trial_started = None
                 breaker.open_until = now + policy.duration
                 breaker.failures.clear()
                 return

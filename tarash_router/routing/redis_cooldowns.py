@@ -18,8 +18,10 @@ _CHECK = _NOW + """
 local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
 if open_until == 0 then return '-1' end
 if now < open_until then return tostring(open_until - now) end
-if redis.call('HGET', KEYS[1], 'trial') == '1' then return ARGV[1] end
-redis.call('HSET', KEYS[1], 'trial', '1')
+local trial = tonumber(redis.call('HGET', KEYS[1], 'trial') or '0')
+local duration = tonumber(ARGV[1])
+if trial > 0 and now - trial < duration then return tostring(duration - (now - trial)) end
+redis.call('HSET', KEYS[1], 'trial', tostring(now))
 return '-1'
 """
 _REMAINING = _NOW + """
@@ -30,7 +32,7 @@ return '-1'
 _FAILURE = _NOW + """
 local failures, window, duration = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local ttl = math.ceil(window + duration) + 1
-if redis.call('HGET', KEYS[1], 'trial') == '1' then
+if tonumber(redis.call('HGET', KEYS[1], 'trial') or '0') > 0 then
   redis.call('HSET', KEYS[1], 'trial', '0', 'open_until', tostring(now + duration))
   redis.call('DEL', KEYS[2])
   redis.call('EXPIRE', KEYS[1], ttl)

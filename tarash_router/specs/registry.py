@@ -17,6 +17,10 @@ WILDCARD = "*"
 EXACT = "="  # index-key prefix of ids a family serves exactly (no sub-paths)
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def builtin_spec_dir() -> Path:
     """Built-in specs: inside the wheel, or `provider_specs/` of a source checkout."""
     packaged = Path(__file__).resolve().parent.parent / "_builtin_specs"
@@ -155,7 +159,8 @@ class SpecRegistry:
         other = next(iter(best.values()), None)
         if other is not None:
             raise ValidationError(
-                f"{model!r} is a {other[1].modality} model ({other[1].describe()}); it cannot generate {modality}",
+                f"{model!r} is {_article(other[1].modality)} {other[1].modality} model ({other[1].describe()}); "
+                f"it cannot generate {modality}",
                 provider=pname, model=model)
         raise ValidationError(f"no {modality} spec of provider {pname!r} serves model {model!r}",
                               provider=pname, model=model)
