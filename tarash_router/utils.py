@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 
 def generate_unique_id() -> str:
@@ -10,4 +11,12 @@ def generate_unique_id() -> str:
     return str(uuid.uuid4())
 
 
-__all__ = ["generate_unique_id"]
+def to_float(value: Any) -> float | None:
+    """float(value), or None when it is missing or not a number (provider fields vary)."""
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+__all__ = ["generate_unique_id", "to_float"]

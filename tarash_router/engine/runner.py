@@ -30,6 +30,7 @@ from ..specs.params import check_request
 from .classify import error_from_response, error_from_transport, output_refusal
 from .client import POOL
 from ..journal import get_journal
+from ..utils import generate_unique_id, to_float
 from ..journal.records import JobRecord
 from ..journal.store import JobStore
 from ..journal.tracker import JobTracker
@@ -282,7 +283,7 @@ class Generation:
         if refusal is not None:
             raise refusal
         fields = self.jc.family.response.extract(data, {"request": self.jc.request, "model": self.jc.model})
-        request_id = self.job_id or _synthetic_id()
+        request_id = self.job_id or generate_unique_id()
         raw = _as_dict(data)
         common = {"request_id": request_id, "raw_response": raw, "provider": self.jc.provider, "model": self.jc.model}
         if self.modality == "video":
@@ -292,7 +293,7 @@ class Generation:
                                             job_may_exist=True)
             response: Any = VideoGenerationResponse(
                 video=fields["video"], content_type=fields.get("content_type"), audio_url=fields.get("audio_url"),
-                duration=_float(fields.get("duration")), resolution=fields.get("resolution"),
+                duration=to_float(fields.get("duration")), resolution=fields.get("resolution"),
                 aspect_ratio=fields.get("aspect_ratio"), **common)
         else:
             images = [i for i in fields.get("images", []) if isinstance(i, str)]
@@ -361,21 +362,8 @@ def _logs(value: Any) -> list[Any] | None:
     return None
 
 
-def _float(value: Any) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
 def _as_dict(data: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {"output": data}
-
-
-def _synthetic_id() -> str:
-    from ..utils import generate_unique_id
-
-    return generate_unique_id()
 
 
 async def run_generation(family: FamilySpec, config: GenerationConfig, request: GenerationRequest,

@@ -38,6 +38,7 @@ from ..engine.runner import CURRENT_FINGERPRINT, call_progress
 from ..errors import GenerationFailedError, HTTPError, TarashException, ValidationError
 from ..errors import TimeoutError as GenerationTimeoutError
 from ..journal.records import JobRecord
+from ..utils import to_float
 from ..journal.tracker import JobTracker
 from ..models import VideoGenerationRequest, VideoGenerationResponse, VideoGenerationUpdate
 from ..settings import get_settings
@@ -262,7 +263,7 @@ class _VideoRun:
         fields = self.family.response.extract(video, {"request": self.job.request, "model": self.job.model})
         response = VideoGenerationResponse(
             request_id=self.video_id or "", video=content, content_type=content_type,
-            duration=_float(fields.get("duration")), resolution=fields.get("resolution"),
+            duration=to_float(fields.get("duration")), resolution=fields.get("resolution"),
             aspect_ratio=fields.get("aspect_ratio") or self.job.request.aspect_ratio,
             raw_response=video, provider=self.provider, model=self.job.model)
         if self.tracker is not None:  # the bytes stay out of the journal; resume downloads them again
@@ -376,11 +377,6 @@ def _percent(value: Any) -> int | None:
     return None
 
 
-def _float(value: Any) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _error_message(video: dict[str, Any]) -> str | None:

@@ -3,16 +3,11 @@ a paid result or pays for it twice. Backends: memory (default), SQLite, Redis (`
 
 from __future__ import annotations
 
-import threading
-
 from ..errors import ConfigError
+from ..lazy import Lazy
 from ..settings import get_settings
 from .records import Claim, JobRecord, fingerprint
 from .store import JobStore, MemoryJobStore
-
-_JOURNAL: JobStore | None = None
-_LOCK = threading.Lock()
-
 
 def open_journal(url: str) -> JobStore:
     """A journal from a URL: `memory`, `sqlite:///path/jobs.db`, `redis://host:6379/0`."""
@@ -33,21 +28,17 @@ def open_journal(url: str) -> JobStore:
     raise ConfigError(f"unknown journal {url!r}: use memory, sqlite:///path or redis://host:port/db")
 
 
+_JOURNAL: Lazy[JobStore] = Lazy(lambda: open_journal(get_settings().journal))
+
+
 def get_journal() -> JobStore:
     """The process-wide journal, opened from settings on first use."""
-    global _JOURNAL
-    if _JOURNAL is None:
-        with _LOCK:
-            if _JOURNAL is None:
-                _JOURNAL = open_journal(get_settings().journal)
-    return _JOURNAL
+    return _JOURNAL.get()
 
 
 def set_journal(store: JobStore | None) -> None:
     """Use `store` from now on (None: reopen from settings on next use)."""
-    global _JOURNAL
-    with _LOCK:
-        _JOURNAL = store
+    _JOURNAL.set(store)
 
 
 __all__ = ["JobRecord", "Claim", "JobStore", "MemoryJobStore", "open_journal", "get_journal", "set_journal",

@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..lazy import Lazy
 from .policy import CooldownPolicy
 
 
@@ -105,20 +106,18 @@ def open_cooldowns(url: str) -> CooldownStore:
     raise ConfigError(f"unknown cooldown store {url!r}: use memory or redis://host:port/db")
 
 
-_DEFAULT: CooldownStore | None = None
-_DEFAULT_LOCK = threading.Lock()
+def _from_settings() -> CooldownStore:
+    from ..settings import get_settings
+
+    return open_cooldowns(get_settings().cooldowns)
+
+
+_DEFAULT: Lazy[CooldownStore] = Lazy(_from_settings)
 
 
 def default_cooldowns() -> CooldownStore:
     """The process-wide breaker state, from `TARASH_COOLDOWNS` (default: in memory)."""
-    global _DEFAULT
-    if _DEFAULT is None:
-        with _DEFAULT_LOCK:
-            if _DEFAULT is None:
-                from ..settings import get_settings
-
-                _DEFAULT = open_cooldowns(get_settings().cooldowns)
-    return _DEFAULT
+    return _DEFAULT.get()
 
 
 __all__ = ["CooldownStore", "InMemoryCooldowns", "open_cooldowns", "default_cooldowns"]

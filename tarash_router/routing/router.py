@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import ConfigError, SpecError, ValidationError
 from ..models import GenerationRequest
+from ..lazy import Lazy
 from ..settings import get_settings
 from ..specs.registry import SpecRegistry, get_registry
 from .chain import execute_targets, unsupported_reason
@@ -142,18 +143,12 @@ class Router:
         return plan
 
 
-_DEFAULT: Router | None = None
-_DEFAULT_LOCK = threading.Lock()
+_DEFAULT: Lazy[Router] = Lazy(lambda: Router(list(get_settings().route_dirs)))
 
 
 def get_router() -> Router:
     """The process-wide router: routes from `TARASH_ROUTE_DIRS` plus whatever `load_routes` added."""
-    global _DEFAULT
-    if _DEFAULT is None:
-        with _DEFAULT_LOCK:
-            if _DEFAULT is None:
-                _DEFAULT = Router(list(get_settings().route_dirs))
-    return _DEFAULT
+    return _DEFAULT.get()
 
 
 def load_routes(*paths: Path | str) -> list[str]:
@@ -162,9 +157,7 @@ def load_routes(*paths: Path | str) -> list[str]:
 
 
 def reset_router() -> None:
-    global _DEFAULT
-    with _DEFAULT_LOCK:
-        _DEFAULT = None
+    _DEFAULT.set(None)
 
 
 __all__ = ["Router", "Plan", "PlanStep", "get_router", "load_routes", "reset_router"]

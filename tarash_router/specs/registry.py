@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import SpecError, ValidationError
+from ..lazy import Lazy
 from ..settings import get_settings
 from .compiled import FamilySpec, ProviderSpec
 from .loader import discover, load_family, load_provider, validate_model
@@ -166,23 +167,21 @@ class SpecRegistry:
                               provider=pname, model=model)
 
 
-_DEFAULT: SpecRegistry | None = None
-_DEFAULT_LOCK = threading.Lock()
+def _load_default() -> SpecRegistry:
+    registry = SpecRegistry()
+    registry.load_paths([builtin_spec_dir()])
+    extra = get_settings().spec_dirs
+    if extra:
+        registry.load_paths(extra)
+    return registry
+
+
+_DEFAULT = Lazy(_load_default)
 
 
 def get_registry() -> SpecRegistry:
     """The process-wide registry: built-in specs, then `TARASH_SPEC_DIRS`, loaded on first use."""
-    global _DEFAULT
-    if _DEFAULT is None:
-        with _DEFAULT_LOCK:
-            if _DEFAULT is None:
-                registry = SpecRegistry()
-                registry.load_paths([builtin_spec_dir()])
-                extra = get_settings().spec_dirs
-                if extra:
-                    registry.load_paths(extra)
-                _DEFAULT = registry
-    return _DEFAULT
+    return _DEFAULT.get()
 
 
 def load_specs(*paths: Path | str) -> list[FamilySpec]:
@@ -192,9 +191,7 @@ def load_specs(*paths: Path | str) -> list[FamilySpec]:
 
 def reset_registry() -> None:
     """Forget loaded specs; the next lookup reloads built-ins and configured directories."""
-    global _DEFAULT
-    with _DEFAULT_LOCK:
-        _DEFAULT = None
+    _DEFAULT.set(None)
 
 
 __all__ = ["SpecRegistry", "get_registry", "load_specs", "reset_registry", "builtin_spec_dir", "model_matches",
