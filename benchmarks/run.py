@@ -1,0 +1,530 @@
+"""Run the tarash-router benchmark suite and report against the targets.
+
+    .venv/bin/python -m benchmarks                 # everything, ~4 minutes on 2 cores
+    .venv/bin/python -m benchmarks --only b1,b2    # a subset (b1 b2 b3 b4)
+    .venv/bin/python -m benchmarks --quick         # smoke run: 1 round, fewer jobs (numbers not comparable)
+
+Every fake server runs in its own process (`benchmarks.fake_fal`) and every measured client in
+its own fresh process (`benchmarks.client`), so CPU (`getrusage(RUSAGE_SELF)` deltas) and peak
+RSS (`ru_maxrss`) belong to that client alone. Rounds are interleaved (round r runs every case
+once, alternating which implementation goes first) and each figure is the median over rounds.
+Writes `benchmarks/results.json` and `benchmarks/results.md` and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+CLIENT_TIMEOUT = 300  # seconds; one client process never runs longer than this
+
+# B1: jobs in flight -> jobs measured per client run (1 in flight runs sequential jobs).
+B1_LEVELS = {1: 40, 200: 400, 1000: 1000}
+B1_POLL_INTERVAL = 0.02
+B1_BASELINE_POOL = 10  # DESIGN.md's figures are for one shared httpx.AsyncClient with a 10-connection pool
+B4_INTERVALS: list[float | None] = [None, 1.0]  # None = the library default (5 s for video)
+B4_JOBS = 8
+B4_FIRST_DONE = 6.0  # job k completes B4_FIRST_DONE + k * 5 / B4_JOBS seconds after submit
+VENDOR_SDKS = ("fal_client", "openai", "replicate", "google.genai")
+
+TARGETS = {
+    "b1_ratio_200": ("B1 CPU/job, 200 in flight, vs hand-written httpx", "<=", 1.1, "x"),
+    "b1_ratio_1000": ("B1 CPU/job, 1,000 in flight, vs hand-written httpx", "<=", 0.6, "x"),
+    "b1_rss_1000": ("B1 peak RSS, 1,000 in flight", "<", 150.0, "MB"),
+    "b2_import": ("B2 `import tarash_router` (fresh interpreter)", "<", 150.0, "ms"),
+    "b2_import_api": ("B2 import of the public API (`from tarash_router import generate_video_async, ...`)",
+                      "<", 150.0, "ms"),
+    "b2_vendor_sdks": ("B2 vendor SDKs imported (public API import, built-in spec load)", "==", 0, ""),
+    "b2_builtin": ("B2 load + compile all built-in specs", "<", 200.0, "ms"),
+    "b2_generated": ("B2 load + compile 1,000 Fal family specs", "<", 1000.0, "ms"),
+}
+
+# `import tarash_router` alone, and the import a caller actually writes: the package resolves its
+# public names lazily (PEP 562), so the second one is what using the library costs.
+IMPORTS = {
+    "bare": "import tarash_router",
+    "api": "from tarash_router import generate_video_async, VideoGenerationConfig, VideoGenerationRequest",
+}
+IMPORT_PROBE = r"""
+import time
+t0 = time.perf_counter()
+%s
+wall = time.perf_counter() - t0
+import json, resource, sys
+u = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"wall_s": wall, "process_cpu_s": u.ru_utime + u.ru_stime,
+                  "vendor_sdks": [m for m in %r if m in sys.modules],
+                  "modules": len(sys.modules)}))
+"""
+
+
+# ---------------------------------------------------------------- processes
+
+
+@contextmanager
+def fake_fal(*args: str) -> Iterator[str]:
+    """Start `benchmarks.fake_fal` in its own process; yield its base URL; stop it afterwards."""
+    proc = subprocess.Popen([PY, "-m", "benchmarks.fake_fal", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    _SERVER_PIDS.add(proc.pid)
+    try:
+        url = (proc.stdout.readline() if proc.stdout else "").strip()
+        if not url.startswith("http://127.0.0.1:"):
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+            raise RuntimeError(f"fake server did not start: {url!r} {err[-2000:]}")
+        yield url
+    finally:
+        _SERVER_PIDS.discard(proc.pid)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def run_json(argv: list[str], timeout: float = CLIENT_TIMEOUT) -> dict[str, Any]:
+    """Run one child process and return the JSON object on its last stdout line.
+
+    Adds `other_load`: CPU (in cores) that processes other than this suite used meanwhile.
+    """
+    before = _cpu_snapshot()
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(argv[1:4])}... failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    result = json.loads(lines[-1])
+    result["other_load"] = _other_load(before, _cpu_snapshot())
+    OTHER_LOADS.append(result["other_load"])
+    return result
+
+
+_CLK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_SERVER_PIDS: set[int] = set()
+OTHER_LOADS: list[float] = []  # per child run; a quiet machine gives ~0
+CONTENDED = 0.25  # cores of other work during a run that make its figures suspect
+
+
+def _cpu_snapshot() -> dict[str, float]:
+    """Machine-wide busy CPU, and the CPU of this driver, its finished children and its fake servers."""
+    snap = {"t": time.monotonic(), "machine": float("nan"), "ours": 0.0}
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+        user, nice, system, _idle, _iowait, irq, softirq = fields
+        snap["machine"] = (user + nice + system + irq + softirq) / _CLK
+    except (OSError, ValueError):
+        return snap
+    import resource
+
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        u = resource.getrusage(who)
+        snap["ours"] += u.ru_utime + u.ru_stime
+    for pid in list(_SERVER_PIDS):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            snap[f"server{pid}"] = (int(stat[11]) + int(stat[12])) / _CLK
+        except (OSError, ValueError, IndexError):
+            pass
+    return snap
+
+
+def _other_load(a: dict[str, float], b: dict[str, float]) -> float:
+    """Cores used by other work between two snapshots (machine busy minus this suite's processes)."""
+    wall = b["t"] - a["t"]
+    if wall <= 0 or a["machine"] != a["machine"]:  # NaN: no /proc/stat
+        return 0.0
+    ours = b["ours"] - a["ours"] + sum(b[k] - a[k] for k in b if k.startswith("server") and k in a)
+    return max(0.0, (b["machine"] - a["machine"] - ours) / wall)
+
+
+def client(*args: str, timeout: float = CLIENT_TIMEOUT) -> dict[str, Any]:
+    return run_json([PY, "-m", "benchmarks.client", *args], timeout)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+# ---------------------------------------------------------------- B1
+
+
+def bench_b1(rounds: int, levels: dict[int, int]) -> dict[str, Any]:
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {"tarash": {}, "httpx": {}}
+    with fake_fal("--polls", "4") as url:
+        for r in range(rounds):
+            for inflight, jobs in levels.items():
+                impls = ["tarash", "httpx"] if r % 2 == 0 else ["httpx", "tarash"]
+                for impl in impls:
+                    out = client("b1", "--impl", impl, "--url", url, "--inflight", str(inflight), "--jobs", str(jobs),
+                                 "--poll-interval", str(B1_POLL_INTERVAL), "--pool", str(B1_BASELINE_POOL))
+                    if out["done"] != jobs:
+                        raise RuntimeError(f"B1 {impl} finished {out['done']} of {jobs} jobs")
+                    runs[impl].setdefault(inflight, []).append(out)
+                    log(f"  B1 round {r + 1}/{rounds} {impl:6} {inflight:>5} in flight: "
+                        f"{out['cpu_ms_per_job']:6.2f} ms CPU/job, {out['wall_s']:5.1f} s wall, "
+                        f"{out['maxrss_mb']:5.1f} MB, {out['requests_per_job']:.2f} req/job  [other load {out['other_load']:.2f}]")
+    levels_out = {}
+    for inflight in levels:
+        row: dict[str, Any] = {"inflight": inflight, "jobs": levels[inflight]}
+        for impl in ("tarash", "httpx"):
+            rs = runs[impl][inflight]
+            row[impl] = {
+                "cpu_ms_per_job": median([x["cpu_ms_per_job"] for x in rs]),
+                "wall_s": median([x["wall_s"] for x in rs]),
+                "maxrss_mb": median([x["maxrss_mb"] for x in rs]),
+                "requests_per_job": median([x["requests_per_job"] for x in rs]),
+                "rounds": [{k: x[k] for k in ("cpu_ms_per_job", "user_s", "sys_s", "wall_s", "maxrss_mb",
+                                              "requests_per_job", "counts")} for x in rs],
+            }
+        row["ratio"] = row["tarash"]["cpu_ms_per_job"] / row["httpx"]["cpu_ms_per_job"]
+        row["round_ratios"] = [t["cpu_ms_per_job"] / h["cpu_ms_per_job"]
+                               for t, h in zip(runs["tarash"][inflight], runs["httpx"][inflight])]
+        levels_out[str(inflight)] = row
+    return {"poll_interval_s": B1_POLL_INTERVAL, "baseline_pool": B1_BASELINE_POOL, "levels": levels_out}
+
+
+# ---------------------------------------------------------------- B2
+
+
+def import_breakdown(statement: str) -> list[dict[str, Any]]:
+    """`-X importtime` of `statement`: own import time by package (tarash_router by module), heaviest first."""
+    done = subprocess.run([PY, "-X", "importtime", "-c", statement], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    own: dict[str, float] = {}
+    for line in done.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|\s*(\S+)", line)
+        if m:
+            module = m.group(3)
+            key = module if module.startswith("tarash_router") else module.split(".")[0]
+            own[key] = own.get(key, 0.0) + int(m.group(1)) / 1000
+    total = sum(own.values()) or 1.0
+    rows = [{"module": k, "own_ms": v, "share": v / total} for k, v in own.items()]
+    return sorted(rows, key=lambda r: -r["own_ms"])[:20]
+
+
+def bench_b2(rounds: int, generated: int) -> dict[str, Any]:
+    from tarash_router.specs.registry import builtin_spec_dir  # the driver may import the library
+
+    imports: dict[str, list[dict[str, Any]]] = {k: [] for k in IMPORTS}
+    builtin: list[dict[str, Any]] = []
+    gen: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="tarash-bench-specs-") as tmp:
+        from .specgen import write_family_specs
+
+        folder = write_family_specs(Path(tmp), generated, builtin_spec_dir() / "fal" / "provider.yaml")
+        for r in range(max(rounds, 5)):  # fresh interpreters are cheap: at least 5 rounds
+            for key, statement in IMPORTS.items():
+                imports[key].append(run_json([PY, "-c", IMPORT_PROBE % (statement, VENDOR_SDKS)], 60))
+            builtin.append(client("specs", timeout=120))
+            gen.append(client("specs", "--dir", str(folder), timeout=120))
+            log(f"  B2 round {r + 1}: import {imports['bare'][-1]['wall_s'] * 1000:6.1f} ms, public API "
+                f"{imports['api'][-1]['wall_s'] * 1000:6.1f} ms, built-in specs "
+                f"{builtin[-1]['wall_s'] * 1000:6.1f} ms ({builtin[-1]['families']} families), {generated} "
+                f"generated {gen[-1]['wall_s'] * 1000:6.1f} ms  [other load {gen[-1]['other_load']:.2f}]")
+    vendors = sorted({m for xs in imports.values() for x in xs for m in x["vendor_sdks"]}
+                     | {m for x in builtin for m in x["vendor_sdks"]})
+    out: dict[str, Any] = {}
+    for key in IMPORTS:
+        xs = imports[key]
+        out[f"import_{key}_ms"] = median([x["wall_s"] * 1000 for x in xs])
+        out[f"import_{key}_rounds_ms"] = [x["wall_s"] * 1000 for x in xs]
+        out[f"import_{key}_modules"] = xs[0]["modules"]
+    out.update({
+        "vendor_sdks_imported": vendors,
+        "import_breakdown": import_breakdown(IMPORTS["api"]),
+        "builtin_ms": median([x["wall_s"] * 1000 for x in builtin]),
+        "builtin_cpu_ms": median([x["cpu_s"] * 1000 for x in builtin]),
+        "builtin_families": builtin[0]["families"],
+        "builtin_rounds_ms": [x["wall_s"] * 1000 for x in builtin],
+        "generated_count": generated,
+        "generated_ms": median([x["wall_s"] * 1000 for x in gen]),
+        "generated_cpu_ms": median([x["cpu_s"] * 1000 for x in gen]),
+        "generated_families": gen[0]["families"],
+        "generated_rounds_ms": [x["wall_s"] * 1000 for x in gen],
+    })
+    return out
+
+
+def idle_check(seconds: float = 1.0) -> float:
+    """Cores busy with other work right now (sampled over `seconds`)."""
+    a = _cpu_snapshot()
+    time.sleep(seconds)
+    return _other_load(a, _cpu_snapshot())
+
+
+# ---------------------------------------------------------------- B3 / B4
+
+
+def bench_b3() -> dict[str, Any]:
+    out = client("b3")
+    out.pop("other_load", None)
+    log("  B3 " + ", ".join(f"{k} {v['us_per_op']:.1f} µs" for k, v in out.items()))
+    return out
+
+
+def bench_b4(intervals: list[float | None], jobs: int) -> dict[str, Any]:
+    """Each polling interval gets its own timed fake server and client, all run side by side."""
+    spread = ",".join(f"{B4_FIRST_DONE + k * 5 / jobs:g}" for k in range(jobs))
+    results: dict[str, Any] = {}
+    servers = [fake_fal("--complete-after", spread) for _ in intervals]
+    urls = [s.__enter__() for s in servers]
+    try:
+        procs = []
+        for url, interval in zip(urls, intervals):
+            argv = [PY, "-m", "benchmarks.client", "b4", "--url", url, "--jobs", str(jobs)]
+            if interval is not None:
+                argv += ["--poll-interval", str(interval)]
+            procs.append(subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        for interval, proc in zip(intervals, procs):
+            try:
+                stdout, stderr = proc.communicate(timeout=CLIENT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
+            if proc.returncode != 0:
+                raise RuntimeError(f"B4 client failed:\n{stderr[-3000:]}")
+            out = json.loads(stdout.strip().splitlines()[-1])
+            lat = [j["latency_s"] for j in out["jobs"]]
+            polls = [j["polls"] for j in out["jobs"]]
+            row = {
+                "default": interval is None,
+                "poll_interval_s": out["poll_interval_s"],
+                "jobs": len(lat),
+                "requests_per_job": out["requests_per_job"],
+                "polls_per_job": statistics.mean(polls),
+                "latency_median_s": median(lat),
+                "latency_mean_s": statistics.mean(lat),
+                "latency_max_s": max(lat),
+                "complete_after_s": [j["complete_after_s"] for j in out["jobs"]],
+                "per_job": out["jobs"],
+            }
+            results[f"{out['poll_interval_s']:g}"] = row
+            log(f"  B4 poll_interval {out['poll_interval_s']:g} s{' (default)' if interval is None else ''}: "
+                f"{row['requests_per_job']:.2f} req/job, latency median {row['latency_median_s']:.2f} s, "
+                f"max {row['latency_max_s']:.2f} s")
+    finally:
+        for s in servers:
+            s.__exit__(None, None, None)
+    return {"jobs_complete_after_s": spread, "intervals": results}
+
+
+# ---------------------------------------------------------------- report
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    measured: dict[str, float] = {}
+    b1, b2 = results.get("b1"), results.get("b2")
+    if b1:
+        levels = b1["levels"]
+        if "200" in levels:
+            measured["b1_ratio_200"] = levels["200"]["ratio"]
+        if "1000" in levels:
+            measured["b1_ratio_1000"] = levels["1000"]["ratio"]
+            measured["b1_rss_1000"] = levels["1000"]["tarash"]["maxrss_mb"]
+    if b2:
+        measured["b2_import"] = b2["import_bare_ms"]
+        measured["b2_import_api"] = b2["import_api_ms"]
+        measured["b2_vendor_sdks"] = len(b2["vendor_sdks_imported"])
+        measured["b2_builtin"] = b2["builtin_ms"]
+        measured["b2_generated"] = b2["generated_ms"]
+    rows = []
+    for key, (label, op, limit, unit) in TARGETS.items():
+        if key not in measured:
+            continue
+        value = measured[key]
+        met = {"<=": value <= limit, "<": value < limit, "==": value == limit}[op]
+        rows.append({"key": key, "target": label, "measured": value, "op": op, "limit": limit, "unit": unit,
+                     "met": met})
+    return rows
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "x":
+        return f"{value:.2f}×"
+    if unit == "":
+        return f"{value:g}"
+    return f"{value:,.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    out: list[str] = []
+    meta = results["meta"]
+    out.append(f"Run {meta['date']} on {meta['cpu']} ({meta['cores']} cores), Python {meta['python']}, "
+               f"tarash-router {meta['commit']}; {meta['rounds']} interleaved rounds, medians. Other work on the "
+               f"machine during the measured processes: median {meta['other_load_median']:.2f}, max "
+               f"{meta['other_load_max']:.2f} cores ({meta['contended_runs']} runs above {CONTENDED} cores).")
+    out.append("")
+    out.append("### Targets")
+    out.append("")
+    out.append("| Target | Measured | Limit | Result |")
+    out.append("|---|---:|---:|---|")
+    for t in results["targets"]:
+        limit = "0" if t["key"] == "b2_vendor_sdks" else _fmt(t["limit"], t["unit"])
+        measured = _fmt(t["measured"], t["unit"])
+        if t["key"] == "b2_vendor_sdks":
+            measured = ", ".join(results["b2"]["vendor_sdks_imported"]) or "none"
+        out.append(f"| {t['target']} | {measured} | {t['op']} {limit} | {'met' if t['met'] else '**NOT MET**'} |")
+    b1 = results.get("b1")
+    if b1:
+        out += ["", f"### B1 engine cost per job (Fal: submit + 4 polls + result; poll_interval "
+                    f"{b1['poll_interval_s']:g} s; baseline = one shared httpx.AsyncClient, "
+                    f"{b1['baseline_pool']}-connection pool)", ""]
+        out.append("| Jobs in flight | Jobs | tarash CPU ms/job | httpx CPU ms/job | Ratio | Ratio per round | "
+                   "tarash wall s | httpx wall s | tarash peak RSS | httpx peak RSS | Requests/job (tarash, httpx) |")
+        out.append("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
+        for row in b1["levels"].values():
+            t, h = row["tarash"], row["httpx"]
+            rr = " ".join(f"{x:.2f}" for x in row["round_ratios"])
+            out.append(f"| {row['inflight']:,} | {row['jobs']:,} | {t['cpu_ms_per_job']:.2f} | {h['cpu_ms_per_job']:.2f} | "
+                       f"{row['ratio']:.2f}× | {rr} | {t['wall_s']:.1f} | {h['wall_s']:.1f} | "
+                       f"{t['maxrss_mb']:.0f} MB | {h['maxrss_mb']:.0f} MB | {t['requests_per_job']:g}, "
+                       f"{h['requests_per_job']:g} |")
+    b2 = results.get("b2")
+    if b2:
+        out += ["", "### B2 spec loading (each measurement in a fresh interpreter)", ""]
+        out.append("| Measure | Median | CPU | Rounds |")
+        out.append("|---|---:|---:|---|")
+        for key, statement in IMPORTS.items():
+            rounds_ms = " ".join(f"{x:.0f}" for x in b2[f"import_{key}_rounds_ms"])
+            out.append(f"| `{statement}` ({b2[f'import_{key}_modules']} modules loaded after) | "
+                       f"{b2[f'import_{key}_ms']:.1f} ms | – | {rounds_ms} |")
+        out.append(f"| load + compile built-in specs ({b2['builtin_families']} families) | {b2['builtin_ms']:.1f} ms | "
+                   f"{b2['builtin_cpu_ms']:.1f} ms | {' '.join(f'{x:.0f}' for x in b2['builtin_rounds_ms'])} |")
+        out.append(f"| load + compile {b2['generated_count']:,} generated Fal family specs | {b2['generated_ms']:.1f} ms | "
+                   f"{b2['generated_cpu_ms']:.1f} ms | {' '.join(f'{x:.0f}' for x in b2['generated_rounds_ms'])} |")
+        out.append("")
+        out.append("Vendor SDKs imported by the imports above or by loading the built-in specs: "
+                   f"{', '.join(b2['vendor_sdks_imported']) or 'none'} (checked: {', '.join(VENDOR_SDKS)}).")
+        out.append("")
+        out.append("Where the public API import spends its time (`-X importtime`, own time by package, share): "
+                   + ", ".join(f"{r['module']} {100 * r['share']:.0f}%" for r in b2["import_breakdown"][:12]) + ".")
+    b3 = results.get("b3")
+    if b3:
+        out += ["", "### B3 render + extract (fal-ai/veo3/fast, timeit, median of 5 repeats)", ""]
+        out.append("| Operation | µs/op |")
+        out.append("|---|---:|")
+        names = {
+            "render_submit": "`prepare_job` + `JobContext.build(family.submit)`",
+            "render_poll": "`JobContext.build(family.poll, job)`",
+            "extract_response": "`family.response.extract(result_json)`",
+            "baseline_render_submit": "hand-written: build the submit dict, URL and headers",
+            "baseline_extract": "hand-written: `result['video']['url']`",
+        }
+        for key, label in names.items():
+            if key in b3:
+                out.append(f"| {label} | {b3[key]['us_per_op']:.1f} |")
+    b4 = results.get("b4")
+    if b4:
+        finish = [float(x) for x in b4["jobs_complete_after_s"].split(",")]
+        out += ["", f"### B4 polling efficiency (jobs finish {min(finish):g}–{max(finish):g} s after submit, spread "
+                    "evenly over 5 s; all jobs of one interval run side by side)", ""]
+        out.append("| poll_interval | Jobs | Requests/job | Polls/job | Result seen after provider finished: "
+                   "median | mean | max |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|")
+        for row in b4["intervals"].values():
+            label = f"{row['poll_interval_s']:g} s" + (" (default)" if row["default"] else "")
+            out.append(f"| {label} | {row['jobs']} | {row['requests_per_job']:.2f} | {row['polls_per_job']:.2f} | "
+                       f"{row['latency_median_s']:.2f} s | {row['latency_mean_s']:.2f} s | {row['latency_max_s']:.2f} s |")
+    return "\n".join(out) + "\n"
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "tarash_router", "provider_specs"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = f"{commit}{'+dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return {"date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": cpu, "cores": os.cpu_count(),
+            "python": platform.python_version(), "commit": commit}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="b1,b2,b3,b4", help="comma-separated subset of b1,b2,b3,b4")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are reported)")
+    parser.add_argument("--quick", action="store_true", help="1 round, fewer jobs: a smoke test only")
+    parser.add_argument("--out", default=str(HERE), help="folder for results.json and results.md")
+    parser.add_argument("--wait-idle", type=float, default=60.0,
+                        help="wait up to this many seconds for other work on the machine to stop (default 60)")
+    args = parser.parse_args(argv)
+    only = {x.strip().lower() for x in args.only.split(",") if x.strip()}
+    rounds = 1 if args.quick else args.rounds
+    levels = {1: 10, 200: 200, 1000: 1000} if args.quick else B1_LEVELS
+    started = time.perf_counter()
+    busy = idle_check()
+    deadline = time.monotonic() + args.wait_idle
+    while busy > CONTENDED and time.monotonic() < deadline:
+        log(f"waiting for the machine to go idle (other work: {busy:.2f} cores) ...")
+        time.sleep(4)
+        busy = idle_check()
+    results: dict[str, Any] = {"meta": {**machine(), "rounds": rounds, "quick": args.quick,
+                                        "other_load_at_start": round(busy, 2)}}
+    if busy > CONTENDED:
+        log(f"warning: other processes are using {busy:.2f} cores before starting; they skew the figures "
+            "(wall clock most, CPU per job too): rerun on an idle machine")
+    if "b1" in only:
+        log("B1 engine cost per job ...")
+        results["b1"] = bench_b1(rounds, levels)
+    if "b2" in only:
+        log("B2 spec loading ...")
+        results["b2"] = bench_b2(rounds, 1000)
+    if "b3" in only:
+        log("B3 render + extract ...")
+        results["b3"] = bench_b3()
+    if "b4" in only:
+        log("B4 polling efficiency ...")
+        results["b4"] = bench_b4(B4_INTERVALS, 4 if args.quick else B4_JOBS)
+    results["targets"] = evaluate(results)
+    results["meta"]["duration_s"] = round(time.perf_counter() - started, 1)
+    results["meta"]["other_load_median"] = round(median(OTHER_LOADS), 2) if OTHER_LOADS else 0.0
+    results["meta"]["other_load_max"] = round(max(OTHER_LOADS), 2) if OTHER_LOADS else 0.0
+    results["meta"]["contended_runs"] = sum(x > CONTENDED for x in OTHER_LOADS)
+    text = markdown(results)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (out / "results.md").write_text("# tarash-router benchmark results\n\n" + text, encoding="utf-8")
+    print(text)
+    unmet = [t["target"] for t in results["targets"] if not t["met"]]
+    if results["meta"]["contended_runs"]:
+        print(f"warning: {results['meta']['contended_runs']} measured runs shared the machine with other work "
+              f"(> {CONTENDED} cores): rerun on an idle machine before trusting these figures")
+    print(f"{len(results['targets']) - len(unmet)} of {len(results['targets'])} targets met"
+          + (f"; not met: {'; '.join(unmet)}" if unmet else "") + f" ({results['meta']['duration_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
