@@ -5,27 +5,23 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .engine.render import prepare_job
 from .engine.sync import run_sync
-from .handlers import register_provider
-from .handlers.base import get_spec_handler
+from .errors import GenerationFailedError, ValidationError
 from .models import (
     ImageGenerationConfig, ImageGenerationRequest, ImageGenerationResponse, ImageProgressCallback,
     ProgressCallback, VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse,
 )
-from .engine.runner import cancel_recorded, resume_generation
-from .errors import GenerationFailedError, ValidationError
-from .journal import get_journal
-from .journal.idempotency import run_idempotent
-from .routing import collect_fallback_chain, execute, get_router
-from .settings import get_settings
-from .specs.mapping import get_provider_field_mapping, register_provider_field_mapping
-from .specs.registry import get_registry
+
+# The engine, routing, specs and journal (httpx, jinja2, jsonpath, yaml, tenacity...) are imported on
+# first call, not here: `from tarash_router import generate_video` stays cheap for CLIs and workers
+# that may never generate anything in a given run. Functions below import what they use.
 
 logger = logging.getLogger("tarash_router.api")
 
 
 async def _run(config: Any, request: Any, on_progress: Any, modality: str) -> Any:
+    from .routing import collect_fallback_chain, execute, get_router
+
     if isinstance(config, str):
         logger.info("generate_%s route=%s", modality, config)
 
@@ -43,6 +39,9 @@ async def _run(config: Any, request: Any, on_progress: Any, modality: str) -> An
         target = "|".join(f"{c.provider}/{c.model}" for c in chain)
         timeout = sum(c.timeout for c in chain)
     if request.idempotency_key:
+        from .journal import get_journal
+        from .journal.idempotency import run_idempotent
+
         async def take_over(job_id: str) -> Any:  # resume the dead owner's job with this call's credentials
             record = await get_journal().get(job_id)
             source = _credentials_for(config, record.provider, record.model) if record else None
@@ -55,6 +54,8 @@ async def _run(config: Any, request: Any, on_progress: Any, modality: str) -> An
 
 def _credentials_for(config: Any, provider: str, model: str) -> Any:
     """The config (or route target config) of this call that sent the job to provider/model."""
+    from .routing import collect_fallback_chain, get_router
+
     if isinstance(config, str):
         route = get_router().get(config)
         targets = [t.build_config(route.modality, None) for t in route.targets]
@@ -71,6 +72,12 @@ async def resume_async(job_id: str, *, api_key: str | None = None, on_progress: 
     Secrets are never journaled: pass `api_key` (or set the provider's env var) and any credential
     that lived in `provider_config` again.
     """
+    from .engine.runner import resume_generation
+    from .handlers.base import get_spec_handler
+    from .journal import get_journal
+    from .settings import get_settings
+    from .specs.registry import get_registry
+
     record = await get_journal().get(job_id)
     if record is None:
         raise ValidationError(f"no journaled job {job_id!r} (journal: {get_settings().journal})")
@@ -95,6 +102,10 @@ async def resume_async(job_id: str, *, api_key: str | None = None, on_progress: 
 
 async def cancel_job_async(job_id: str, *, api_key: str | None = None) -> bool:
     """Cancel a journaled job at its provider; True if the provider accepted the cancel."""
+    from .engine.runner import cancel_recorded
+    from .journal import get_journal
+    from .settings import get_settings
+
     record = await get_journal().get(job_id)
     if record is None:
         raise ValidationError(f"no journaled job {job_id!r} (journal: {get_settings().journal})")
@@ -156,12 +167,38 @@ def render_request(
 
     Raises ValidationError exactly where a real call would, before anything is sent.
     """
+    from .engine.render import prepare_job
+    from .handlers.base import get_spec_handler
+    from .specs.registry import get_registry
+
     modality = "image" if isinstance(config, ImageGenerationConfig) else "video"
     family = get_registry().resolve(config.provider, config.model, modality)
     if family.handler_name is not None:
         return get_spec_handler(family.handler_name).render(family, config, request)
     job = prepare_job(family, config, request, dry_run=True)
     return job.build(family.submit, dry_run=True).redacted()
+
+
+def register_provider(provider: str, handler: Any) -> None:
+    """Serve `provider` with a Python handler (four ProviderHandler methods); overrides a built-in."""
+    from .handlers import register_provider as register
+
+    register(provider, handler)
+
+
+def register_provider_field_mapping(provider: str, model_mappings: dict[str, dict[str, Any]],
+                                    modality: str = "video") -> None:
+    """Map model prefixes' request fields to provider fields (templates); becomes an in-memory family."""
+    from .specs.mapping import register_provider_field_mapping as register
+
+    register(provider, model_mappings, modality)
+
+
+def get_provider_field_mapping(provider: str) -> dict[str, dict[str, Any]] | None:
+    """Model prefix -> {provider field: template} for every family of `provider`, or None."""
+    from .specs.mapping import get_provider_field_mapping as get
+
+    return get(provider)
 
 
 __all__ = [

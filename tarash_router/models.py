@@ -52,7 +52,7 @@ def _utcnow() -> datetime:
 class MockPollingConfig(BaseModel):
     """How the mock provider reports progress."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     enabled: bool = True
     status_sequence: list[StatusType] = ["queued", "processing", "completed"]
@@ -64,7 +64,7 @@ class MockPollingConfig(BaseModel):
 class MockResponse(BaseModel):
     """One weighted outcome of the mock provider: a video/images or an error."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(defer_build=True, frozen=True, arbitrary_types_allowed=True)
 
     weight: float = Field(1.0, gt=0)
     output_video: MediaType | None = None
@@ -75,7 +75,7 @@ class MockResponse(BaseModel):
 class MockConfig(BaseModel):
     """Serve a config from the in-process mock provider instead of the network."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     enabled: bool
     responses: list[MockResponse] = Field(default_factory=lambda: [MockResponse()])
@@ -98,7 +98,7 @@ def _is_secret_key(key: str) -> bool:
 
 
 class _GenerationConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     def __repr_args__(self) -> Any:
         # provider_config may carry credentials (e.g. a Vertex access_token): never print them.
@@ -136,7 +136,7 @@ class ImageGenerationConfig(_GenerationConfig):
 
 
 class _GenerationRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     prompt: str
     negative_prompt: str | None = None
@@ -193,6 +193,8 @@ class ImageGenerationRequest(_GenerationRequest):
 class AttemptMetadata(BaseModel):
     """One attempt at one target (provider, model) in a chain."""
 
+    model_config = ConfigDict(defer_build=True)
+
     provider: str
     model: str
     attempt_number: int
@@ -216,6 +218,8 @@ class AttemptMetadata(BaseModel):
 class ExecutionMetadata(BaseModel):
     """Every attempt made for one call, in order, success or not."""
 
+    model_config = ConfigDict(defer_build=True)
+
     total_attempts: int = 0
     successful_attempt: int | None = None
     attempts: list[AttemptMetadata] = Field(default_factory=list)
@@ -237,7 +241,7 @@ class ExecutionMetadata(BaseModel):
 class VideoGenerationResponse(BaseModel):
     """A finished video: a URL (or bytes for providers that only serve bytes)."""
 
-    model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
+    model_config = ConfigDict(defer_build=True, frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
 
     request_id: str
     video: MediaType
@@ -257,7 +261,7 @@ class VideoGenerationResponse(BaseModel):
 class ImageGenerationResponse(BaseModel):
     """Finished images as URLs or data: URIs."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     request_id: str
     images: list[str]
@@ -272,6 +276,8 @@ class ImageGenerationResponse(BaseModel):
 
 
 class _GenerationUpdate(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     request_id: str
     status: StatusType
     progress_percent: int | None = Field(default=None, ge=0, le=100)

@@ -115,25 +115,69 @@ def is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
+_DOTTED = re.compile(r"^\s*\{\{\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*)\s*\}\}\s*$")
+
+
 @lru_cache(maxsize=None)
 def compile_leaf(source: str) -> Compiled:
-    """Compile one template string (expression or text template); shared by every spec using it."""
+    """Compile one template string (expression or text template); shared by every spec using it.
+
+    `{{ a.b.c }}` (a third of all leaves) is read by a plain attribute/key walk, with no Jinja at
+    all. Anything else is parsed and checked now, and turned into Python code on first render, so
+    loading specs costs a parse per distinct template, not a code generation.
+    """
+    dotted = _DOTTED.match(source)
+    if dotted:
+        parts = tuple(dotted.group(1).split("."))
+        attrs = frozenset({(parts[0], parts[1])}) if len(parts) > 1 else frozenset()
+        return Compiled(source=source, render=lambda ctx, _p=parts: _walk(ctx, _p),
+                        names=frozenset({parts[0]}), attributes=attrs)
     match = _EXPRESSION.match(source)
     is_expr = bool(match) and "{{" not in match.group("expr") and "}}" not in match.group("expr")
     try:
-        if is_expr:
-            expr_src = match.group("expr")  # type: ignore[union-attr]
-            ast = ENV.parse("{{" + expr_src + "}}")
-            fn = ENV.compile_expression(expr_src, undefined_to_none=True)
-            render: Callable[[dict[str, Any]], Any] = lambda ctx, _fn=fn: _fn(**ctx)  # noqa: E731
-        else:
-            ast = ENV.parse(source)
-            tmpl = ENV.from_string(source)
-            render = lambda ctx, _t=tmpl: _text_or_none(_t.render(ctx))  # noqa: E731
+        ast = ENV.parse("{{" + match.group("expr") + "}}" if is_expr else source)  # type: ignore[union-attr]
     except TemplateSyntaxError as exc:
         raise SpecTemplateError(f"template syntax error: {exc.message}", exc.lineno) from None
     names, attrs = _references(ast)
-    return Compiled(source=source, render=render, names=names, attributes=attrs)
+    build = (lambda: _expression_renderer(match.group("expr"))) if is_expr else (  # type: ignore[union-attr]
+        lambda: _text_renderer(source))
+    return Compiled(source=source, render=_LazyRender(build), names=names, attributes=attrs)
+
+
+def _walk(ctx: dict[str, Any], parts: tuple[str, ...]) -> Any:
+    """What `{{ a.b.c }}` yields: keys of mappings, attributes of objects, None when missing."""
+    value: Any = ctx.get(parts[0])
+    for part in parts[1:]:
+        if value is None:
+            return None
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
+    return value
+
+
+def _expression_renderer(expression: str) -> Callable[[dict[str, Any]], Any]:
+    fn = ENV.compile_expression(expression, undefined_to_none=True)
+    return lambda ctx: fn(**ctx)
+
+
+def _text_renderer(source: str) -> Callable[[dict[str, Any]], Any]:
+    template = ENV.from_string(source)
+    return lambda ctx: _text_or_none(template.render(ctx))
+
+
+class _LazyRender:
+    """Generates the template's code on first render (thread-safe enough: a race builds it twice)."""
+
+    __slots__ = ("_build", "_render")
+
+    def __init__(self, build: Callable[[], Callable[[dict[str, Any]], Any]]) -> None:
+        self._build = build
+        self._render: Callable[[dict[str, Any]], Any] | None = None
+
+    def __call__(self, ctx: dict[str, Any]) -> Any:
+        render = self._render
+        if render is None:
+            render = self._render = self._build()
+        return render(ctx)
 
 
 def _text_or_none(text: str) -> str | None:

@@ -1,12 +1,14 @@
-"""Parse YAML into plain data while remembering the line and column of every key and value.
+"""Parse YAML into plain data, strictly, and find the line and column of any key path on demand.
 
-PyYAML's safe loader drops positions and silently lets a duplicate key win; spec errors must
-point at file:line and a duplicate key is almost always a mistake, so we build values from the
-node graph ourselves.
+Values come from libyaml (the C loader) with three rules PyYAML does not apply by itself: a duplicate
+key is an error (PyYAML lets the last one win), merge keys (`<<`) are refused, and booleans are
+YAML 1.2's `true`/`false` only (so `on:` or `no` stay strings). Positions are computed only when
+something asks for one, which is on an error path: loading a valid spec does not pay for them.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,28 +19,70 @@ from ..errors import SpecError
 
 KeyPath = tuple[Any, ...]
 
-try:  # The C loader is several times faster; fall back when libyaml is missing.
-    _Loader: type = yaml.CSafeLoader
+try:  # The C parser is several times faster; fall back when libyaml is missing.
+    _BaseLoader: type = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on the build
-    _Loader = yaml.SafeLoader
+    _BaseLoader = yaml.SafeLoader
+
+_BOOL = "tag:yaml.org,2002:bool"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _StrictError(yaml.MarkedYAMLError):
+    """A duplicate or merge key, raised while constructing values."""
+
+    def __init__(self, problem: str, mark: yaml.Mark, key: KeyPath | None = None) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+        self.key = key
+
+
+class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """Safe loading with duplicate keys and merge keys refused and YAML 1.2 booleans."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE:
+                raise _StrictError("YAML merge keys (<<) are not supported in specs", key_node.start_mark)
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                first = seen[key].start_mark.line + 1
+                raise _StrictError(f"duplicate key {key!r} (first defined on line {first})", key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL]
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+_StrictLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 @dataclass
 class SourceDoc:
-    """A parsed YAML document plus the (line, column) of each key path, 1-based."""
+    """A parsed YAML document; `position(path)` gives the (line, column) of a key path, 1-based."""
 
     file: str
     data: Any
-    positions: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
+    text: str | None = None
+    _positions: dict[KeyPath, tuple[int, int]] | None = field(default=None, repr=False)
+
+    @property
+    def positions(self) -> dict[KeyPath, tuple[int, int]]:
+        if self._positions is None:
+            self._positions = _positions(self.text) if self.text else {}
+        return self._positions
 
     def position(self, path: KeyPath) -> tuple[int | None, int | None]:
         """The closest known position for a key path (walks up to the parent when needed)."""
+        positions = self.positions
         path = tuple(path)
         while path:
-            if path in self.positions:
-                return self.positions[path]
+            if path in positions:
+                return positions[path]
             path = path[:-1]
-        return self.positions.get((), (None, None))
+        return positions.get((), (None, None))
 
     def error(self, message: str, path: KeyPath = (), cls: type[SpecError] = SpecError) -> SpecError:
         line, column = self.position(path)
@@ -66,28 +110,22 @@ def load_yaml_file(path: Path | str, cls: type[SpecError] = SpecError) -> Source
 
 
 def parse_yaml(text: str, file: str, cls: type[SpecError] = SpecError) -> SourceDoc:
-    """Parse YAML text (one document) keeping positions."""
+    """Parse YAML text (one document)."""
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a safe loader (SafeConstructor)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or "invalid YAML"
-        if "\t" in text and "tab" in problem.lower() or (mark and _is_tab_at(text, mark)):
+        if isinstance(exc, _StrictError):
+            raise cls(problem, file=file, line=mark.line + 1 if mark else None,
+                      column=mark.column + 1 if mark else None) from None
+        if "tab" in problem.lower() or (mark and _is_tab_at(text, mark)):
             problem = "tab character used for indentation (YAML allows only spaces)"
-        raise cls(
-            f"YAML syntax error: {problem}",
-            file=file,
-            line=mark.line + 1 if mark else None,
-            column=mark.column + 1 if mark else None,
-        ) from None
+        raise cls(f"YAML syntax error: {problem}", file=file, line=mark.line + 1 if mark else None,
+                  column=mark.column + 1 if mark else None) from None
     except yaml.YAMLError as exc:
         raise cls(f"YAML syntax error: {exc}", file=file) from None
-    doc = SourceDoc(file=file, data=None)
-    if node is None:
-        return doc
-    doc.positions[()] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    doc.data = _build(node, (), doc, cls)
-    return doc
+    return SourceDoc(file=file, data=data, text=text)
 
 
 def _is_tab_at(text: str, mark: yaml.Mark) -> bool:
@@ -95,41 +133,25 @@ def _is_tab_at(text: str, mark: yaml.Mark) -> bool:
     return 0 <= mark.line < len(lines) and "\t" in lines[mark.line][: mark.column + 1]
 
 
-def _build(node: yaml.Node, path: KeyPath, doc: SourceDoc, cls: type[SpecError]) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                raise cls("YAML merge keys (<<) are not supported in specs", file=doc.file,
-                          line=key_node.start_mark.line + 1, column=key_node.start_mark.column + 1)
-            key = _scalar(key_node)
-            child = (*path, key)
-            if key in out:
-                first = doc.positions.get(child, (None, None))[0]
-                raise cls(f"duplicate key {key!r} (first defined on line {first})", file=doc.file,
-                          line=key_node.start_mark.line + 1, column=key_node.start_mark.column + 1,
-                          key=format_key_path(child))
-            doc.positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            out[key] = _build(value_node, child, doc, cls)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        items = []
-        for index, item in enumerate(node.value):
-            child = (*path, index)
-            doc.positions[child] = (item.start_mark.line + 1, item.start_mark.column + 1)
-            items.append(_build(item, child, doc, cls))
-        return items
-    return _scalar(node)
-
-
-def _scalar(node: yaml.Node) -> Any:
-    if not isinstance(node, yaml.ScalarNode):
-        raise SpecError("mapping keys must be plain scalars")
-    # YAML 1.2 booleans: only true/false. YAML 1.1 would read `on:` (as in `retry: {on: [...]}`),
-    # `no` or `off` as booleans, which is never what a spec author means.
-    if node.tag == "tag:yaml.org,2002:bool" and node.value.lower() not in ("true", "false"):
-        return node.value
-    return _SCALAR_CONSTRUCTOR.construct_object(node, deep=True)
-
-
-_SCALAR_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+def _positions(text: str) -> dict[KeyPath, tuple[int, int]]:
+    """Key path -> (line, column) for every key and list item (the text already parsed once)."""
+    node = yaml.compose(text, Loader=_StrictLoader)
+    positions: dict[KeyPath, tuple[int, int]] = {}
+    if node is None:
+        return positions
+    positions[()] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    constructor = _StrictLoader("")
+    stack: list[tuple[yaml.Node, KeyPath]] = [(node, ())]
+    while stack:
+        current, path = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            for key_node, value_node in current.value:
+                child = (*path, constructor.construct_object(key_node, deep=True))
+                positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                stack.append((value_node, child))
+        elif isinstance(current, yaml.SequenceNode):
+            for index, item in enumerate(current.value):
+                child = (*path, index)
+                positions[child] = (item.start_mark.line + 1, item.start_mark.column + 1)
+                stack.append((item, child))
+    return positions
