@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test validate clean
+.PHONY: demo test validate bench clean
 
 $(BIN)/tarash-router: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ test: $(BIN)/tarash-router
 
 validate: $(BIN)/tarash-router
 	$(BIN)/tarash-router validate provider_specs routes
+
+bench: $(BIN)/tarash-router
+	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -39,6 +39,11 @@ class TarashSettings(BaseSettings):
     max_poll_errors: int = Field(5, ge=0)
     # Longest wait between retries, whatever Retry-After says.
     max_retry_wait: float = Field(30.0, ge=0)
+    # Polling backs off on long jobs: the pause between polls grows to this fraction of the time the
+    # job has run so far (never below config.poll_interval, never above poll_interval_max), so the
+    # caller learns of a finished job within ~10% of its duration while long jobs cost few requests.
+    poll_backoff: float = Field(0.1, ge=0)
+    poll_interval_max: float = Field(30.0, gt=0)
     # Job journal: "memory" (default), "sqlite:///path/to/jobs.db" or "redis://host:6379/0".
     journal: str = "memory"
     # Circuit-breaker state for routes: "memory" (per process) or "redis://host:6379/0" (shared).

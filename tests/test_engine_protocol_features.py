@@ -191,3 +191,31 @@ def test_extra_params_into_a_nested_key_and_list_filters():
     assert job.payload == {"instances": [{"prompt": "p"}],
                            "parameters": {"sampleCount": 1, "personGeneration": "allow_adult"},
                            "refs": [{"mime_type": "image/png", "bytes": "QQ=="}]}
+
+
+def test_poll_delay_backs_off_with_age_and_honours_hints(slowpoke):
+    from tarash_router.engine.render import prepare_job
+    from tarash_router.engine.runner import Generation
+
+    async def delays():
+        family = get_registry().resolve("slowpoke", "slow-1", "video")
+        job = prepare_job(family, config(slowpoke).model_copy(update={"poll_interval": 2.0}),
+                          VideoGenerationRequest(prompt="p"))
+        generation = Generation(job, "video", None)
+        now = generation.loop.time()
+        generation.submitted_at = now - 5
+        young = generation._next_poll_delay(None)
+        generation.submitted_at = now - 200
+        old = generation._next_poll_delay(None)
+        generation.submitted_at = now - 10_000
+        ancient = generation._next_poll_delay(None)
+        hinted = generation._next_poll_delay(25.0)
+        return young, old, ancient, hinted
+
+    import asyncio as aio
+
+    young, old, ancient, hinted = aio.run(delays())
+    assert young == 2.0                      # the configured interval while the job is young
+    assert old == pytest.approx(20.0, rel=0.01)   # 10% of 200 s
+    assert ancient == 30.0                   # capped by poll_interval_max
+    assert hinted >= 25.0                    # never sooner than the provider asked

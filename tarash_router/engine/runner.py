@@ -79,6 +79,7 @@ class Generation:
         self.job_id: str | None = None
         self.loop = asyncio.get_running_loop()
         self.deadline = self.loop.time() + jc.config.timeout
+        self.submitted_at = self.loop.time()
         self.terminal = False  # the provider reported the job finished (completed or failed)
 
     # ------------------------------------------------------------ HTTP
@@ -192,7 +193,9 @@ class Generation:
     async def _submit(self) -> Reply:
         # Sent once: whether a failed submit may be retried is routing's call (see RetryPolicy),
         # made from `job_may_exist` on the error.
-        return await self.send(self.jc.build(self.jc.family.submit), "submit")
+        reply = await self.send(self.jc.build(self.jc.family.submit), "submit")
+        self.submitted_at = self.loop.time()
+        return reply
 
     def _extract_job(self, data: Any) -> str | None:
         paths = self.jc.family.provider.job_paths
@@ -227,7 +230,7 @@ class Generation:
                             self.job_id, type(exc).__name__, delay)
                 continue
             errors = 0
-            delay = config.poll_interval
+            delay = self._next_poll_delay(extract.hinted_delay(reply.headers))
             data = reply.data
             status = (extract.status_codes[reply.status] if reply.status in extract.status_codes
                       else self._map_status(extract.raw_status(reply.status, data)))
@@ -245,6 +248,15 @@ class Generation:
             if status == "failed":
                 raise error_from_response(family.provider, "job", None, reply.headers, reply.text, data,
                                           model=self.jc.model, request_id=self.job_id, job_may_exist=True)
+
+    def _next_poll_delay(self, hint: float | None) -> float:
+        """The pause before the next poll: the configured interval, growing with the job's age
+        (`poll_backoff` × time since submit, capped at `poll_interval_max`), and never shorter than
+        the provider's own hint."""
+        base = self.jc.config.poll_interval
+        age = self.loop.time() - self.submitted_at
+        delay = max(base, min(self.settings.poll_backoff * age, self.settings.poll_interval_max))
+        return max(delay, min(hint, self.settings.poll_interval_max)) if hint is not None else delay
 
     async def _get_with_retries(self, template: Any, phase: str) -> Reply:
         prepared = self.jc.build(template, self.job)

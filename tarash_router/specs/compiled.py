@@ -167,6 +167,17 @@ class PollExtract:
     paths: dict[str, JsonPath]  # queue_position, progress, logs, error, error_type
     progress_pattern: re.Pattern[str] | None = None
     progress_scale: float = 1.0
+    delay_header: str | None = None
+    delay_scale: float = 1.0
+
+    def hinted_delay(self, headers: Any) -> float | None:
+        """Seconds the provider asked us to wait before the next poll, if it said."""
+        if not self.delay_header:
+            return None
+        try:
+            return float(headers.get(self.delay_header)) * self.delay_scale
+        except (TypeError, ValueError):
+            return None
 
     def get(self, name: str, data: Any) -> Any:
         path = self.paths.get(name)

@@ -195,7 +195,8 @@ def _poll_extract(doc: SourceDoc, poll: Any, path: tuple) -> PollExtract:
         except re.error as exc:
             raise doc.error(f"invalid progress_pattern: {exc}", (*path, "progress_pattern")) from None
     return PollExtract(status=status, status_codes=dict(poll.status_codes), paths=paths,
-                       progress_pattern=pattern, progress_scale=poll.progress_scale)
+                       progress_pattern=pattern, progress_scale=poll.progress_scale,
+                       delay_header=poll.delay_header, delay_scale=poll.delay_scale)
 
 
 def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:

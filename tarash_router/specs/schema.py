@@ -84,6 +84,8 @@ class PollSpec(RequestSpec):
     progress_pattern: str | None = Field(
         None, description="Regex over a text progress value; the last match's first group is the number")
     progress_scale: float = Field(1.0, gt=0, description="Multiplier to percent, e.g. 100 for a 0..1 value")
+    delay_header: str | None = Field(None, description="Response header hinting when to poll next")
+    delay_scale: float = Field(1.0, gt=0, description="Multiplier to seconds, e.g. 0.001 for milliseconds")
     logs: str | None = None
     error: str | None = Field(None, description="Error message; present on a finished job means it failed")
     error_type: str | None = None
