@@ -279,3 +279,30 @@ def test_missing_google_genai_names_the_extra(tmp_path: Path):
     result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "MISSING:" in result.stdout and "tarash-router[google]" in result.stdout
+
+
+def test_vertex_operation_is_journaled_and_resumable_without_a_second_submit(google, tmp_path):
+    import asyncio as _asyncio
+
+    from tarash_router import generate_video_async, resume
+    from tarash_router.journal import open_journal, set_journal
+
+    set_journal(open_journal(f"sqlite:///{tmp_path}/jobs.db"))
+    try:
+        google.queue(GoogleJob(statuses=["running"] * 30 + ["done"]))
+
+        async def start_then_drop():
+            task = _asyncio.create_task(generate_video_async(video_config(google), VideoGenerationRequest(prompt="x")))
+            while not google.submits:
+                await _asyncio.sleep(0.005)
+            await _asyncio.sleep(0.05)
+            return task
+
+        _asyncio.new_event_loop().run_until_complete(start_then_drop())  # the "process" stops polling here
+        name = next(iter(google.operations))
+        # Credentials are never journaled: the access token is given again on resume.
+        response = resume(name, provider_config={"access_token": TOKEN})
+        assert response.request_id == name and response.video
+        assert sum(1 for s in google.submits if s.method == "predictLongRunning") == 1
+    finally:
+        set_journal(None)

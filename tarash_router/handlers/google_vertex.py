@@ -38,7 +38,7 @@ import httpx
 from ..engine.classify import error_from_transport, parse_retry_after
 from ..engine.media import fetch_media, media_kind, to_data_uri
 from ..engine.render import REDACTED, prepare_job
-from ..engine.runner import call_progress
+from ..engine.runner import CURRENT_FINGERPRINT, call_progress
 from ..errors import (
     AuthenticationError, ContentModerationError, GenerationFailedError, HTTPError, RateLimitError, TarashException,
     TimeoutError, ValidationError,
@@ -46,6 +46,8 @@ from ..errors import (
 from ..models import (
     ImageGenerationResponse, ImageGenerationUpdate, VideoGenerationResponse, VideoGenerationUpdate,
 )
+from ..journal.records import JobRecord
+from ..journal.tracker import JobTracker
 from ..settings import get_settings
 from ..specs.compiled import FamilySpec
 from ..specs.params import check_request
@@ -104,6 +106,9 @@ class VertexHandler:
         call.validate(genai)
         client = self._client(genai, config, provider)
         run = _Run(self, genai, client, config, provider, model, modality, on_progress)
+        run.tracker = JobTracker(provider=provider, model=model, modality=modality, config=config,
+                                 base_url=config.base_url or "", idempotency_key=request.idempotency_key,
+                                 fingerprint=CURRENT_FINGERPRINT.get())
         token = _CAPTURE.set([])
         try:
             loop = asyncio.get_running_loop()
@@ -116,7 +121,31 @@ class VertexHandler:
                                model=model, request_id=run.request_id, timeout_seconds=config.timeout,
                                job_may_exist=run.request_id is not None) from None
         finally:
-            _CAPTURE.reset(token)
+            _reset_capture(token)
+
+    async def resume(self, family: FamilySpec, record: JobRecord, config: Any, on_progress: Any) -> Any:
+        """Follow a journaled Veo operation (e.g. after a crash) to its video without submitting again."""
+        genai = require_sdk("google.genai", EXTRA, family.provider.name)
+        if record.modality != "video":
+            raise ValidationError("only video operations can be resumed", provider=record.provider,
+                                  model=record.model, request_id=record.job_id)
+        run = _Run(self, genai, self._client(genai, config, record.provider), config, record.provider,
+                   record.model, "video", on_progress)
+        run.tracker = JobTracker(provider=record.provider, model=record.model, modality="video", config=config,
+                                 base_url=record.base_url)
+        run.tracker.attach(record)
+        run.request_id = record.job_id
+        token = _CAPTURE.set([])
+        try:
+            async with asyncio.timeout(config.timeout):
+                operation = genai.types.GenerateVideosOperation(name=record.job_id)
+                return await run.collect(await run._poll(operation, first=True))
+        except builtins.TimeoutError:
+            raise TimeoutError(f"generation did not finish within {config.timeout:g}s", provider=record.provider,
+                               model=record.model, request_id=record.job_id, timeout_seconds=config.timeout,
+                               job_may_exist=True) from None
+        finally:
+            _reset_capture(token)
 
     def _client(self, genai: Any, config: Any, provider: str) -> Any:
         """One SDK client per event loop and connection settings (never one per call)."""
@@ -191,6 +220,7 @@ class _Run:
         self.modality = modality
         self.on_progress = on_progress
         self.request_id: str | None = None
+        self.tracker: JobTracker | None = None
 
     async def video(self, call: _SdkCall) -> VideoGenerationResponse:
         try:
@@ -202,9 +232,28 @@ class _Run:
         if not operation.name:
             raise GenerationFailedError("the operation has no name", provider=self.provider, model=self.model,
                                         raw_response=_raw(), job_may_exist=True)
+        if self.tracker is not None:
+            await self.tracker.submitted(operation.name, {"operation": operation.name},
+                                         "processing" if operation.done else "queued")
         if not operation.done:
             await self.emit("queued", _raw())
             operation = await self._poll(operation)
+        return await self.collect(operation)
+
+    async def collect(self, operation: Any) -> VideoGenerationResponse:
+        """From a done operation to the response (or the error it carries); journals the outcome."""
+        try:
+            response = self._video_response(operation)
+        except TarashException as exc:
+            if self.tracker is not None:
+                await self.tracker.advance("failed", error={"type": type(exc).__name__, "message": exc.message})
+            raise
+        if self.tracker is not None:  # bytes stay out of the journal; resume fetches the operation again
+            await self.tracker.advance("completed")
+        await self.emit("completed", response.raw_response, percent=100, result=response)
+        return response
+
+    def _video_response(self, operation: Any) -> VideoGenerationResponse:
         raw = _raw()
         if operation.error:
             message = str(operation.error.get("message") or operation.error)
@@ -226,16 +275,14 @@ class _Run:
                                         job_may_exist=True)
         content_type = video.mime_type or "video/mp4"
         output: Any = video.uri if video.uri else {"content": video.video_bytes, "content_type": content_type}
-        response = VideoGenerationResponse(
+        return VideoGenerationResponse(
             request_id=self.request_id, video=output, content_type=content_type, raw_response=raw,
             provider=self.provider, model=self.model)
-        await self.emit("completed", raw, percent=100, result=response)
-        return response
 
-    async def _poll(self, operation: Any) -> Any:
+    async def _poll(self, operation: Any, first: bool = False) -> Any:
         settings = get_settings()
         polls = errors = 0
-        delay = self.config.poll_interval
+        delay = 0.0 if first else self.config.poll_interval
         while True:
             await asyncio.sleep(delay)
             if polls >= self.config.max_poll_attempts:
@@ -258,6 +305,8 @@ class _Run:
             delay = self.config.poll_interval
             if operation.done:
                 return operation
+            if self.tracker is not None:
+                await self.tracker.advance("processing")
             await self.emit("processing", _raw(), percent=_percent(operation.metadata))
 
     async def images(self, call: _SdkCall) -> ImageGenerationResponse:
@@ -560,6 +609,13 @@ def _percent(metadata: Any) -> int | None:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return max(0, min(100, int(value)))
     return None
+
+
+def _reset_capture(token: Any) -> None:
+    try:
+        _CAPTURE.reset(token)
+    except ValueError:  # the coroutine is being closed from another context (its loop was dropped)
+        pass
 
 
 def _raw() -> dict[str, Any]:
