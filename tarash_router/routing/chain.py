@@ -218,9 +218,7 @@ class RouteRun:
                     config = target.build_config(self.modality, self.time_left())
                 try:
                     response = await dispatch(config, request, on_progress, self.modality)
-                except BaseException as raw:  # noqa: BLE001 - every failure is recorded
-                    if isinstance(raw, (asyncio.CancelledError, KeyboardInterrupt)):
-                        raise
+                except Exception as raw:  # noqa: BLE001 - every failure is recorded (cancellation passes through)
                     exc = _as_tarash(raw, target)
                     attempt.ended_at = _now()
                     attempt.error_type = type(exc).__name__
