@@ -11,12 +11,26 @@ from ._server import Failure, FakeServer, RecordedRequest
 
 if TYPE_CHECKING:
     from .fal import FakeFal, FalJob
-
-__all__ = ["Failure", "FakeFal", "FakeServer", "FalJob", "RecordedRequest"]
+    from .google import FakeGoogle, GoogleJob
+    from .openai import FakeAzureOpenAI, FakeOpenAI, SoraJob
+    from .replicate import FakeReplicate, ReplicateJob
+    from .runway import FakeRunway, RunwayJob
+    from .stability import FakeStability, StabilityScript
+    from .xai import FakeXAI, XAIJob
 
 # Provider fakes load lazily so ``python -m tarash_router.testing.fal`` does not import the
 # module twice (once via this package, once as __main__).
-_LAZY = {"FakeFal": "fal", "FalJob": "fal"}
+_LAZY = {
+    "FakeFal": "fal", "FalJob": "fal",
+    "FakeReplicate": "replicate", "ReplicateJob": "replicate",
+    "FakeRunway": "runway", "RunwayJob": "runway",
+    "FakeStability": "stability", "StabilityScript": "stability",
+    "FakeXAI": "xai", "XAIJob": "xai",
+    "FakeGoogle": "google", "GoogleJob": "google",
+    "FakeOpenAI": "openai", "FakeAzureOpenAI": "openai", "SoraJob": "openai",
+}
+
+__all__ = ["Failure", "FakeServer", "RecordedRequest", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
