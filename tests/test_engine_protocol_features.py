@@ -85,7 +85,6 @@ class Slowpoke(FakeServer):
 
         async def poll(request: web.Request) -> web.Response:
             self.polls += 1
-            body = self.recorded(request)
             if self.polls == 1:
                 return web.Response(status=202)
             if self.polls == 2:

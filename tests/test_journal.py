@@ -15,9 +15,9 @@ import pytest
 from conftest import API_KEY, video_config
 from journal_helpers import redis_server
 from tarash_router import (
-    GenerationFailedError, ValidationError, generate_video, generate_video_async, resume, resume_async,
+    ContentModerationError, GenerationFailedError, ValidationError, generate_video, generate_video_async, resume,
 )
-from tarash_router.journal import get_journal, open_journal, set_journal
+from tarash_router.journal import open_journal, set_journal
 from tarash_router.journal.records import Claim, JobRecord
 from tarash_router.models import VideoGenerationRequest
 from tarash_router.testing import FalJob
@@ -143,7 +143,7 @@ def test_idempotency_key_same_process(journal, fal):
 def test_failed_call_releases_its_key(journal, fal):
     fal.queue(FalJob.moderated())
     request = VideoGenerationRequest(prompt="x", idempotency_key="retry-me")
-    with pytest.raises(Exception):
+    with pytest.raises(ContentModerationError):
         generate_video(video_config(fal), request)
     assert generate_video(video_config(fal), request).video
     assert fal.submit_count() == 2

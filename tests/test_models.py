@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pydantic
 import pytest
 
 from tarash_router.models import (
@@ -44,7 +45,7 @@ def test_api_key_never_in_repr_or_str():
 
 def test_configs_are_frozen():
     config = VideoGenerationConfig(provider="fal", model="m")
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         config.model = "other"  # type: ignore[misc]
 
 

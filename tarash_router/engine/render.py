@@ -12,7 +12,7 @@ from ..models import GenerationConfig, GenerationRequest
 from ..settings import resolve_api_key
 from ..specs.compiled import CompiledRequest, FamilySpec
 from ..specs.params import assign_images, check_request
-from .media import convert_media, media_kind
+from .media import convert_media
 
 logger = logging.getLogger("tarash_router.engine")
 USER_AGENT = "tarash-router/0.1"

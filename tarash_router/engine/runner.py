@@ -1,8 +1,9 @@
 """The generic async engine: run one generation through a spec's job lifecycle.
 
 submit (once) -> poll until a terminal status -> fetch the result -> extract. Poll and result
-errors are retried as polls (GETs are idempotent); submit is retried only when the provider cannot
-have created the job. On deadline or cancellation the remote job is cancelled where the spec can.
+errors are retried as polls (GETs are idempotent); the submit is sent once, and routing decides
+from `job_may_exist` whether it may be sent again. On deadline, cancellation or giving up the
+remote job is cancelled where the spec can. Every accepted job is journaled (resume, idempotency).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ import httpx
 
 from ..errors import GenerationFailedError, HTTPError, TarashException
 from ..errors import TimeoutError as GenerationTimeoutError
+from ..journal import get_journal
+from ..journal.records import JobRecord
+from ..journal.store import JobStore
+from ..journal.tracker import JobTracker
 from ..models import (
     GenerationConfig, GenerationRequest, ImageGenerationResponse, ImageGenerationUpdate, VideoGenerationResponse,
     VideoGenerationUpdate,
@@ -27,13 +32,9 @@ from ..models import (
 from ..settings import get_settings
 from ..specs.compiled import FamilySpec
 from ..specs.params import check_request
+from ..utils import generate_unique_id, to_float
 from .classify import error_from_response, error_from_transport, output_refusal
 from .client import POOL
-from ..journal import get_journal
-from ..utils import generate_unique_id, to_float
-from ..journal.records import JobRecord
-from ..journal.store import JobStore
-from ..journal.tracker import JobTracker
 from .media import fetch_media, media_urls
 from .render import JobContext, PreparedRequest, prepare_job
 

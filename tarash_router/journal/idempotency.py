@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import os
 import socket
 import time
@@ -59,7 +60,7 @@ async def run_idempotent(key: str, target: str, request: Any, modality: str, tim
             if taken.state == "completed":
                 return _response(taken)
             if taken.job_id:  # the owner died after submitting: collect its job, never submit again
-                return await _own(journal, key, owner, lambda: resume(taken.job_id))
+                return await _own(journal, key, owner, functools.partial(resume, taken.job_id))
             break  # the owner died before submitting: run it ourselves
         # the claim was released (the owner's call failed): try to claim it again
     fp_token = CURRENT_FINGERPRINT.set(fp)

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from ._server import Failure, FakeServer, RecordedRequest
 
-if TYPE_CHECKING:
-    from .fal import FakeFal, FalJob
-    from .google import FakeGoogle, GoogleJob
-    from .openai import FakeAzureOpenAI, FakeOpenAI, SoraJob
-    from .replicate import FakeReplicate, ReplicateJob
-    from .runway import FakeRunway, RunwayJob
-    from .stability import FakeStability, StabilityScript
-    from .xai import FakeXAI, XAIJob
+if TYPE_CHECKING:  # noqa: F401 - names exported lazily through __getattr__
+    from .fal import FakeFal, FalJob  # noqa: F401
+    from .google import FakeGoogle, GoogleJob  # noqa: F401
+    from .openai import FakeAzureOpenAI, FakeOpenAI, SoraJob  # noqa: F401
+    from .replicate import FakeReplicate, ReplicateJob  # noqa: F401
+    from .runway import FakeRunway, RunwayJob  # noqa: F401
+    from .stability import FakeStability, StabilityScript  # noqa: F401
+    from .xai import FakeXAI, XAIJob  # noqa: F401
 
 # Provider fakes load lazily so ``python -m tarash_router.testing.fal`` does not import the
 # module twice (once via this package, once as __main__).
