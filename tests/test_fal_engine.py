@@ -297,3 +297,47 @@ def test_sync_call_from_a_sync_callback_fails_clearly_instead_of_deadlocking(fal
 
     generate_video(video_config(fal), VideoGenerationRequest(prompt="outer"), on_progress=on_progress)
     assert errors and "would deadlock" in str(errors[0])
+
+
+def test_large_bytes_go_to_fal_storage_and_are_sent_by_url(fal):
+    big = bytes(range(256)) * 5000  # 1.28 MB: over the 1 MiB inline limit of the fal spec
+    small = {"content": b"\x89PNG-small", "content_type": "image/png"}
+    request = VideoGenerationRequest(prompt="x", image_list=[
+        {"image": {"content": big, "content_type": "image/png"}, "type": "first_frame"},
+        {"image": small, "type": "last_frame"}])
+    config = video_config(fal, model="fal-ai/veo3.1/fast/first-last-frame-to-video",
+                          provider_config={"storage_url": fal.base_url})
+    generate_video(config, request)
+    body = json.loads(fal.submits[0].body)
+    assert body["first_frame_url"].startswith(f"{fal.base_url}/files/")
+    assert body["last_frame_url"].startswith("data:image/png;base64,")  # small files stay inline
+    (name, content_type, stored), = fal.uploads.values()
+    assert stored == big and content_type == "image/png" and name.endswith(".png")
+    initiate = next(r for r in fal.requests if r.path == "/storage/upload/initiate")
+    put = next(r for r in fal.requests if r.method == "PUT" and r.path.startswith("/storage/put/"))
+    assert initiate.query == {"storage_type": "fal-cdn-v3"} and initiate.headers["authorization"] == f"Key {API_KEY}"
+    assert "authorization" not in put.headers  # the upload URL is pre-signed
+    assert fal.submit_count() == 1
+
+
+def test_upload_failure_is_an_error_before_any_job(fal):
+    from tarash_router.testing import FakeFal
+
+    with FakeFal(api_key="other") as storage:  # rejects our key at initiate
+        request = VideoGenerationRequest(prompt="x", image_list=[
+            {"image": {"content": b"0" * 2_000_000, "content_type": "image/png"}, "type": "first_frame"}])
+        config = video_config(fal, model="fal-ai/veo3.1/fast/image-to-video",
+                              provider_config={"storage_url": storage.base_url})
+        with pytest.raises(AuthenticationError) as info:
+            generate_video(config, request)
+    assert not info.value.job_may_exist and fal.submit_attempts == 0
+
+
+def test_dry_run_of_a_large_file_does_not_upload_or_inline_it(fal):
+    from tarash_router import render_request
+
+    request = VideoGenerationRequest(prompt="x", image_list=[
+        {"image": {"content": b"0" * 2_000_000, "content_type": "image/png"}, "type": "first_frame"}])
+    rendered = render_request(video_config(fal, model="fal-ai/veo3.1/fast/image-to-video"), request)
+    assert rendered["json"]["image_url"] == "<2000000 bytes, uploaded to fal storage at send time>"
+    assert fal.requests == []

@@ -118,7 +118,7 @@ def error_from_transport(exc: Exception, provider: str, model: str, phase: str, 
     """The exception for a request that got no usable response."""
     # A refused or failed connect never reached the provider, so no job can exist.
     reached = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-    may_exist = phase != "submit" or reached
+    may_exist = phase != "upload" and (phase != "submit" or reached)  # an upload creates no job
     common = {"provider": provider, "model": model, "request_id": request_id, "job_may_exist": may_exist}
     name = type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):

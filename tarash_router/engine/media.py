@@ -79,6 +79,13 @@ async def fetch_media(urls: list[str], provider: str, max_bytes: int) -> dict[st
     return dict(await asyncio.gather(*(fetch(u) for u in dict.fromkeys(urls))))
 
 
+def media_bytes(request: Any) -> list[dict[str, Any]]:
+    """Every bytes item (MediaContent) among a request's images, video and mask."""
+    items = [i["image"] for i in request.image_list]
+    items += [getattr(request, name, None) for name in ("video", "mask_image")]
+    return [i for i in items if isinstance(i, dict) and "content" in i]
+
+
 def media_urls(request: Any) -> list[str]:
     """Every URL among a request's images, video and mask."""
     items = [i["image"] for i in request.image_list]
@@ -87,4 +94,4 @@ def media_urls(request: Any) -> list[str]:
     return [i for i in items if isinstance(i, str) and i.startswith(("http://", "https://"))]
 
 
-__all__ = ["convert_media", "media_kind", "to_data_uri", "fetch_media", "media_urls"]
+__all__ = ["convert_media", "media_kind", "to_data_uri", "fetch_media", "media_urls", "media_bytes"]

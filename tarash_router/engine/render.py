@@ -30,6 +30,7 @@ class PreparedRequest:
     json: Any = None
     form: dict[str, Any] | None = None
     files: list[tuple[str, Any]] | None = None
+    content: bytes | None = None
     secret_headers: frozenset[str] = frozenset()
 
     def full_url(self) -> str:
@@ -94,15 +95,17 @@ class JobContext:
         }
 
     def build(self, template: CompiledRequest, job: dict[str, Any] | None = None,
-              dry_run: bool = False) -> PreparedRequest:
+              dry_run: bool = False, extra: dict[str, Any] | None = None) -> PreparedRequest:
         ctx = self.template_context(job)
+        if extra:
+            ctx.update(extra)
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         provider = self.family.provider
         if provider.headers is not None:
             headers.update({k: str(v) for k, v in provider.headers.render(ctx).items()})
         headers.update({k: str(v) for k, v in template.headers.render(ctx).items()})
         auth = provider.file.auth
-        if auth is not None:
+        if auth is not None and template.auth:
             key = REDACTED if dry_run and not self.api_key else self.api_key
             headers[auth.header] = f"{auth.scheme} {key}" if auth.scheme else str(key)
         prepared = PreparedRequest(
@@ -120,6 +123,8 @@ class JobContext:
                 prepared.form = body
             elif template.body_format == "multipart":
                 prepared.files = _multipart(body)
+        if template.body_format == "raw" and extra and "file" in extra:
+            prepared.content = extra["file"]["content"]
         return prepared
 
 
@@ -146,7 +151,8 @@ def _form_value(value: Any) -> str:
 
 
 def prepare_job(family: FamilySpec, config: GenerationConfig, request: GenerationRequest,
-                dry_run: bool = False, fetched: dict[str, Any] | None = None, validate: bool = True) -> JobContext:
+                dry_run: bool = False, fetched: dict[str, Any] | None = None, validate: bool = True,
+                uploaded: dict[int, str] | None = None) -> JobContext:
     """Validate the request (ValidationError before any HTTP) and render the provider payload.
 
     `validate=False` is for re-attaching to an accepted job (resume, cancel): no request to check.
@@ -159,7 +165,16 @@ def prepare_job(family: FamilySpec, config: GenerationConfig, request: Generatio
     media = family.media
     fetched = fetched or {}
 
+    uploaded = uploaded or {}
+
+    uploads = media.upload_over_bytes is not None and bool(provider.upload_steps)
+
     def convert(item: Any) -> str:
+        if id(item) in uploaded:
+            return uploaded[id(item)]  # bytes put on the provider's storage beforehand
+        if (dry_run and uploads and isinstance(item, dict) and "content" in item
+                and len(item["content"]) > media.upload_over_bytes):
+            return f"<{len(item['content'])} bytes, uploaded to {provider.name} storage at send time>"
         if media.download and isinstance(item, str) and item in fetched:
             item = fetched[item]  # a URL the provider cannot take, fetched by the engine beforehand
         elif media.download and isinstance(item, str) and dry_run and item.startswith(("http://", "https://")):

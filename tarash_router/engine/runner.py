@@ -35,7 +35,7 @@ from ..specs.params import check_request
 from ..utils import generate_unique_id, to_float
 from .classify import error_from_response, error_from_transport, output_refusal
 from .client import POOL
-from .media import fetch_media, media_urls
+from .media import fetch_media, media_bytes, media_urls
 from .render import JobContext, PreparedRequest, prepare_job
 
 logger = logging.getLogger("tarash_router.engine")
@@ -97,13 +97,15 @@ class Generation:
             async with pooled.gate:
                 response = await pooled.client.request(
                     prepared.method, prepared.url, params=prepared.query or None, headers=prepared.headers,
-                    json=prepared.json, data=prepared.form, files=prepared.files, timeout=timeout)
+                    json=prepared.json, data=prepared.form, files=prepared.files, content=prepared.content,
+                    timeout=timeout)
         except httpx.HTTPError as exc:
             raise error_from_transport(exc, self.jc.provider, self.jc.model, phase, self.job_id,
                                        min(s.request_timeout, remaining)) from None
         reply = Reply(response)
-        # Past submit a job exists; at submit, only a 5xx other than 503 may hide a created job.
-        may_exist = phase != "submit" or (reply.status >= 500 and reply.status != 503)
+        # Past submit a job exists; at submit, only a 5xx other than 503 may hide a created job;
+        # an upload creates none.
+        may_exist = phase != "upload" and (phase != "submit" or (reply.status >= 500 and reply.status != 503))
         if reply.status >= 400:
             raise error_from_response(self.jc.family.provider, phase, reply.status, reply.headers, reply.text,
                                       reply.data, model=self.jc.model, request_id=self.job_id, job_may_exist=may_exist)
@@ -113,7 +115,7 @@ class Generation:
                             model=self.jc.model, request_id=self.job_id, status_code=reply.status,
                             raw_response={"status_code": reply.status, "body": reply.text[:2000]},
                             # A 2xx submit was accepted: the job exists even though we cannot read its id.
-                            retryable=phase != "submit", job_may_exist=True)
+                            retryable=phase != "submit", job_may_exist=phase != "upload")
         return reply
 
     # ------------------------------------------------------------ lifecycle
@@ -180,6 +182,31 @@ class Generation:
             self.tracker.attach(record)
         status = record.state if record.state in ("queued", "processing") else "queued"
         return await self._follow(status, None)
+
+    # ------------------------------------------------------------ uploads
+
+    async def upload(self, items: list[dict[str, Any]]) -> dict[int, str]:
+        """Put large input files on the provider's storage; id(media) -> the URL to send instead."""
+        provider = self.jc.family.provider
+        urls: dict[int, str] = {}
+        for index, item in enumerate(items):
+            content_type = item.get("content_type") or "application/octet-stream"
+            extension = content_type.split("/")[-1].split(";")[0] or "bin"
+            file = {"name": f"input-{index}.{extension}", "filename": f"input-{index}.{extension}",
+                    "content_type": content_type, "size": len(item["content"]), "content": item["content"]}
+            steps: list[Any] = []
+            for template in provider.upload_steps:
+                prepared = self.jc.build(template, extra={"file": file, "steps": steps})
+                reply = await self.send(prepared, "upload", allow_empty=set(range(200, 300)))
+                steps.append(reply.data)
+            url = provider.upload_url.render({"file": file, "steps": steps, "base_url": self.jc.base_url,
+                                              "model": self.jc.model,
+                                              "provider_config": self.jc.config.provider_config})
+            if not isinstance(url, str) or not url:
+                raise GenerationFailedError("the upload gave no file URL", provider=provider.name,
+                                            model=self.jc.model, retryable=False)
+            urls[id(item)] = url
+        return urls
 
     # ------------------------------------------------------------ journal
 
@@ -387,7 +414,14 @@ async def run_generation(family: FamilySpec, config: GenerationConfig, request: 
     if media.download and (urls := media_urls(request)):
         check_request(family, config.model, request)  # refuse a bad request before downloading anything
         fetched = await fetch_media(urls, family.provider.name, media.max_download_bytes)
-    jc = prepare_job(family, config, request, fetched=fetched)
+    uploaded = None
+    if media.upload_over_bytes is not None and family.provider.upload_steps:
+        large = [m for m in media_bytes(request) if len(m["content"]) > media.upload_over_bytes]
+        if large:
+            placeholder = prepare_job(family, config, request, fetched=fetched,
+                                      uploaded={id(m): "" for m in large})
+            uploaded = await Generation(placeholder, modality, None).upload(large)
+    jc = prepare_job(family, config, request, fetched=fetched, uploaded=uploaded)
     key = getattr(request, "idempotency_key", None)
     return await Generation(jc, modality, on_progress, journal=get_journal(), idempotency_key=key,
                             fingerprint=CURRENT_FINGERPRINT.get()).run()

@@ -17,13 +17,14 @@ REQUEST_FIELDS = {
     "video": frozenset(VideoGenerationRequest.model_fields),
     "image": frozenset(ImageGenerationRequest.model_fields),
 }
-HTTP_PHASES = frozenset({"submit", "poll", "result", "cancel"})
+HTTP_PHASES = frozenset({"submit", "poll", "result", "cancel", "upload"})
 IMAGE_ROLES = ("reference", "first_frame", "last_frame", "asset", "style")
 
 # Names each kind of template may read.
 BODY_NAMES = ("request", "images", "video", "mask", "model", "extra", "provider_config")
 SUBMIT_NAMES = ("base_url", "model", "request", "provider_config", "payload", "timeout")
 JOB_NAMES = ("base_url", "model", "job", "provider_config")
+UPLOAD_NAMES = ("base_url", "model", "provider_config", "file", "steps")
 
 
 @dataclass
@@ -36,6 +37,7 @@ class CompiledRequest:
     query: ValueTree
     body: ValueTree | None
     body_format: str
+    auth: bool = True
 
     @classmethod
     def build(cls, spec: RequestSpec, default_body: Any = None) -> CompiledRequest:
@@ -47,6 +49,7 @@ class CompiledRequest:
             query=ValueTree(spec.query, ("query",)),
             body=ValueTree(body, ("body",)) if body is not None else None,
             body_format=spec.body_format,
+            auth=spec.auth,
         )
 
     def trees(self) -> list[tuple[str, ValueTree]]:
@@ -219,6 +222,8 @@ class ProviderSpec:
     headers: ValueTree | None = None
     job_paths: dict[str, JsonPath] = field(default_factory=dict)
     poll_extract: PollExtract | None = None
+    upload_steps: list[CompiledRequest] = field(default_factory=list)
+    upload_url: ValueTree | None = None
     error_rules: list[CompiledErrorRule] = field(default_factory=list)
     response: ResponsePaths | None = None
 

@@ -11,7 +11,7 @@ import pydantic
 
 from ..errors import SpecError
 from .compiled import (
-    BODY_NAMES, IMAGE_ROLES, JOB_NAMES, REQUEST_FIELDS, SUBMIT_NAMES, CompiledErrorRule, CompiledRequest,
+    BODY_NAMES, IMAGE_ROLES, JOB_NAMES, REQUEST_FIELDS, SUBMIT_NAMES, UPLOAD_NAMES, CompiledErrorRule, CompiledRequest,
     FamilySpec, Params, PollExtract, ProviderSpec, ResponsePaths,
 )
 from .jsonpaths import JsonPath, JsonPathSyntaxError
@@ -169,6 +169,16 @@ def load_provider(doc: SourceDoc) -> ProviderSpec:
         except re.error as exc:
             raise doc.error(f"invalid regex in `matches`: {exc}", ("errors", index, "matches")) from None
     spec.response = _response_paths(doc, pfile.response, None, ("response",))
+    upload = pfile.media.upload
+    if upload is not None:
+        path = ("media", "upload")
+        spec.upload_steps = [_compile_request(doc, step, (*path, "steps", i), UPLOAD_NAMES)
+                             for i, step in enumerate(upload.steps)]
+        try:
+            spec.upload_url = ValueTree(upload.url, ("url",))
+            spec.upload_url.check_names(UPLOAD_NAMES)
+        except LeafError as exc:
+            raise doc.error(str(exc.error), (*path, *exc.path)) from None
     return spec
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 Status = Literal["queued", "processing", "completed", "failed"]
 # HTTP phases answer with an error status; `job` is a job the provider reports as failed; `output`
 # is a successful result that still carries a refusal (e.g. finish_reason CONTENT_FILTERED).
-Phase = Literal["submit", "poll", "result", "cancel", "job", "output"]
+Phase = Literal["submit", "poll", "result", "cancel", "upload", "job", "output"]
 ErrorName = Literal[
     "ValidationError", "ContentModerationError", "HTTPError", "AuthenticationError", "RateLimitError",
     "GenerationFailedError", "HTTPConnectionError", "TimeoutError",
@@ -59,7 +59,9 @@ class RequestSpec(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     query: dict[str, Any] = Field(default_factory=dict)
     body: Any = Field(None, description="Submit: defaults to the family body ('{{ payload }}')")
-    body_format: Literal["json", "multipart", "form", "none"] = "json"
+    body_format: Literal["json", "multipart", "form", "raw", "none"] = Field(
+        "json", description="raw: the uploaded file's bytes (upload steps only)")
+    auth: bool = Field(True, description="Send the provider's auth header (false for pre-signed URLs)")
 
 
 class JobSpec(_Strict):
@@ -132,6 +134,17 @@ class ErrorRule(_Strict):
     _s = field_validator("status", "phase", mode="before")(lambda cls, v: _listify(v))
 
 
+class UploadSpec(_Strict):
+    """How to put a file on the provider's storage: requests run in order, then `url` names the file.
+
+    Templates see `file` (name, content_type, size; a body value `{{ file }}` is the file part of a
+    multipart body), `steps` (the JSON responses so far), `base_url`, `model`, `provider_config`.
+    """
+
+    steps: list[RequestSpec] = Field(min_length=1)
+    url: str
+
+
 class MediaSpec(_Strict):
     """Which media forms the provider accepts inline; bytes become a data: URI when allowed."""
 
@@ -139,6 +152,9 @@ class MediaSpec(_Strict):
     max_inline_bytes: int | None = None
     download: bool = Field(False, description="Fetch URL media and send the bytes inline (for APIs that take no URLs)")
     max_download_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    upload_over_bytes: int | None = Field(
+        None, ge=0, description="Bytes media larger than this go through `upload` and are sent as its URL")
+    upload: UploadSpec | None = None
 
 
 class ResponseSpec(_Strict):

@@ -220,6 +220,8 @@ class FakeFal(ScriptedFake[FalJob]):
         self.jobs: dict[str, FalJobState] = {}
         self.submits: list[FalSubmit] = []
         self.cancels: list[str] = []
+        # Storage: upload id -> (file name, content type, bytes once PUT).
+        self.uploads: dict[str, tuple[str, str, bytes | None]] = {}
 
     # -- scripting / inspection --------------------------------------------------------------
 
@@ -247,8 +249,10 @@ class FakeFal(ScriptedFake[FalJob]):
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        """Route by path shape: ``…/requests/{id}[/status|/cancel]`` or submit."""
+        """Route by path shape: storage, ``…/requests/{id}[/status|/cancel]`` or submit."""
         path = request.path.strip("/")
+        if path.startswith(("storage/", "files/")):
+            return await self._storage(request, path)
         prefix, sep, rest = path.rpartition("/requests/")
         if not sep:
             if request.method != "POST":
@@ -270,6 +274,35 @@ class FakeFal(ScriptedFake[FalJob]):
         if action in ("", "status", "cancel"):
             return json_response(405, {"detail": "Method Not Allowed"})
         return json_response(404, {"detail": "Not Found"})
+
+    async def _storage(self, request: web.Request, path: str) -> web.StreamResponse:
+        """fal's upload flow (fal-js): POST storage/upload/initiate {file_name, content_type} ->
+        {upload_url, file_url}; PUT the bytes to upload_url (pre-signed: no auth); GET file_url."""
+        base = self.base_url
+        if path == "storage/upload/initiate" and request.method == "POST":
+            unauthorized = self._check_auth(request)
+            if unauthorized is not None:
+                return unauthorized
+            body = self.recorded(request).json or {}
+            if not isinstance(body, dict) or not body.get("file_name") or not body.get("content_type"):
+                return json_response(422, {"detail": "file_name and content_type are required"})
+            upload_id = uuid.uuid4().hex
+            with self._lock:
+                self.uploads[upload_id] = (str(body["file_name"]), str(body["content_type"]), None)
+            return json_response(200, {"upload_url": f"{base}/storage/put/{upload_id}",
+                                       "file_url": f"{base}/files/{upload_id}/{body['file_name']}"})
+        kind, _, rest = path.partition("/")
+        upload_id = rest.split("/")[-1] if kind == "storage" else rest.split("/")[0]
+        entry = self.uploads.get(upload_id)
+        if entry is None:
+            return json_response(404, {"detail": "Not found"})
+        if kind == "storage" and request.method == "PUT":
+            with self._lock:
+                self.uploads[upload_id] = (entry[0], entry[1], self.recorded(request).body)
+            return web.Response(status=200)
+        if kind == "files" and request.method == "GET" and entry[2] is not None:
+            return web.Response(body=entry[2], content_type=entry[1])
+        return json_response(404, {"detail": "Not found"})
 
     def _check_auth(self, request: web.Request) -> web.Response | None:
         """401 unless ``Authorization: Key <key>`` (matching ``api_key`` when set)."""
