@@ -218,3 +218,9 @@ def test_poll_delay_backs_off_with_age_and_honours_hints(slowpoke):
     assert old == pytest.approx(20.0, rel=0.01)   # 10% of 200 s
     assert ancient == 30.0                   # capped by poll_interval_max
     assert hinted >= 25.0                    # never sooner than the provider asked
+
+
+def test_mapping_keys_win_over_dict_methods_in_templates():
+    steps = {"steps": [{"urls": {"get": "https://x/file", "items": [1]}}]}
+    assert compile_leaf("{{ steps[0].urls.get }}").render(steps) == "https://x/file"
+    assert compile_leaf("{{ steps[0].urls.items }}").render(steps) == [1]

@@ -360,3 +360,19 @@ def test_prefer_wait_failed_at_create_still_raises_moderation(fake):
     with pytest.raises(ContentModerationError):
         generate_video(video_config(fake, provider_config={"prefer_wait": 5}), VideoGenerationRequest(prompt="x"))
     assert fake.create_count() == 1
+
+
+def test_large_input_is_uploaded_to_replicate_files(fake):
+    big = b"\x89PNG" + bytes(300_000)  # over the 256 KB data-URL recommendation
+    request = VideoGenerationRequest(prompt="x", image_list=[
+        {"image": {"content": big, "content_type": "image/png"}, "type": "first_frame"},
+        {"image": {"content": b"\x89PNG-last", "content_type": "image/png"}, "type": "last_frame"}])
+    generate_video(video_config(fake), request)
+    (name, content_type, stored), = fake.files.values()
+    assert stored == big and content_type == "image/png"
+    sent = fake.creates[0].json["input"]
+    assert sent["image"].startswith(f"{fake.base_url}/v1/files/")
+    assert sent["last_frame"].startswith("data:image/png;base64,")
+    upload = next(r for r in fake.requests if r.path == "/v1/files")
+    assert upload.headers["authorization"] == f"Bearer {API_KEY}"
+    assert fake.create_count() == 1

@@ -83,9 +83,19 @@ def _dims(value: Any) -> Any:
     return {"width": int(match.group(1)), "height": int(match.group(2))} if match else None
 
 
+class _SpecEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox, with `a.b` on a mapping reading its key first: provider JSON has keys like
+    `get`, `items` or `keys` (Replicate's `urls.get`) that must not resolve to dict methods."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
 def _build_env(undefined: type[Undefined]) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=undefined, autoescape=False, keep_trailing_newline=True,
-                                        finalize=_finalize)
+    env = _SpecEnvironment(undefined=undefined, autoescape=False, keep_trailing_newline=True,
+                           finalize=_finalize)
     env.filters["suffix"] = _suffix
     env.filters["string_or_none"] = _to_str
     env.filters["data_uri"] = _data_uri

@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from ._server import (
-    Failure, Headers, ScriptedFake, StatusScript, delayed_failure, json_response, now_iso, pop_first,
+    Failure, Headers, ScriptedFake, StatusScript, delayed_failure, json_response, multipart_parts, now_iso, pop_first,
 )
 
 __all__ = [
@@ -294,6 +294,7 @@ class FakeReplicate(ScriptedFake[ReplicateJob]):
         self.jobs: dict[str, ReplicateJobState] = {}
         self.creates: list[ReplicateCreate] = []
         self.cancels: list[str] = []
+        self.files: dict[str, tuple[str, str, bytes]] = {}  # file id -> (name, content type, bytes)
 
     # -- scripting / inspection --------------------------------------------------------------
 
@@ -322,10 +323,39 @@ class FakeReplicate(ScriptedFake[ReplicateJob]):
         app.router.add_post("/v1/predictions", self._create_for_version)
         app.router.add_get("/v1/predictions/{id}", self._get)
         app.router.add_post("/v1/predictions/{id}/cancel", self._cancel)
+        app.router.add_post("/v1/files", self._create_file)
+        app.router.add_get("/v1/files/{id}", self._get_file)
         app.router.add_route("*", "/{tail:.*}", self._fallback)
 
     async def _fallback(self, request: web.Request) -> web.Response:
         return _not_found()
+
+    async def _create_file(self, request: web.Request) -> web.Response:
+        """POST /v1/files: multipart with a `content` file part -> the file object (urls.get)."""
+        unauthorized = self._check_auth(request)
+        if unauthorized is not None:
+            return unauthorized
+        record = self.recorded(request)
+        parts = multipart_parts(record.headers.get("content-type", ""), record.body) or []
+        content = next((p for p in parts if p[0] == "content" and p[1] is not None), None)
+        if content is None:
+            return json_response(422, {"title": "Invalid file", "detail": "a 'content' file part is required",
+                                       "status": 422})
+        _, filename, data, content_type = content
+        filename = filename or "file"
+        content_type = content_type or "application/octet-stream"
+        file_id = uuid.uuid4().hex[:24]
+        with self._lock:
+            self.files[file_id] = (filename, content_type, data)
+        url = f"{self.base_url}/v1/files/{file_id}"
+        return json_response(201, {"id": file_id, "name": filename, "content_type": content_type,
+                                   "size": len(data), "urls": {"get": url}, "created_at": now_iso()})
+
+    async def _get_file(self, request: web.Request) -> web.Response:
+        entry = self.files.get(request.match_info["id"])
+        if entry is None:
+            return _not_found()
+        return web.Response(body=entry[2], content_type=entry[1])
 
     def _check_auth(self, request: web.Request) -> web.Response | None:
         """401 unless ``Authorization: Bearer <token>`` (matching ``api_key`` when set)."""
