@@ -88,3 +88,44 @@ def test_cross_field_check(family):
 def test_unlimited_list_slot(family):
     refs = [{"image": f"https://x/{i}.png", "type": "reference"} for i in range(12)]
     assert len(prepare(family, image_list=refs).payload["refs"]) == 12
+
+
+def test_per_model_param_overrides():
+    text = textwrap.dedent("""\
+        spec_version: 1
+        provider: fal
+        models:
+          - fal-ai/seedance-like/pro
+          - {id: fal-ai/seedance-like/lite, params: {aspect_ratio: {allowed: ["16:9", "9:21"]}}}
+        modality: video
+        params:
+          aspect_ratio: {allowed: ["16:9"]}
+        body:
+          prompt: "{{ request.prompt }}"
+          aspect_ratio: "{{ request.aspect_ratio }}"
+        """)
+    family = load_family(parse_yaml(text, "<per-model>"), get_registry().providers["fal"])
+
+    def check(model: str, ratio: str) -> None:
+        prepare_job(family, VideoGenerationConfig(provider="fal", model=model),
+                    VideoGenerationRequest(prompt="p", aspect_ratio=ratio), dry_run=True)
+
+    check("fal-ai/seedance-like/lite", "9:21")
+    check("fal-ai/seedance-like/lite/fast", "9:21")  # sub-paths of the entry too
+    with pytest.raises(ValidationError, match=r"allowed: 16:9$"):
+        check("fal-ai/seedance-like/pro", "9:21")
+
+
+def test_model_entry_params_cannot_declare_images():
+    from tarash_router.errors import SpecError
+
+    text = textwrap.dedent("""\
+        spec_version: 1
+        provider: fal
+        models: [{id: fal-ai/x, params: {images: {first_frame: optional}}}]
+        modality: video
+        body: {prompt: "{{ request.prompt }}"}
+        """)
+    with pytest.raises(SpecError, match="only constrain request fields") as info:
+        load_family(parse_yaml(text, "<bad>"), get_registry().providers["fal"])
+    assert info.value.line == 3

@@ -269,6 +269,17 @@ class FamilySpec:
     cancel: CompiledRequest | None
     poll_extract: PollExtract | None
     used_fields: frozenset[str]
+    model_fields: dict[str, dict[str, ParamSpec]] = field(default_factory=dict)  # per-model overrides
+
+    def fields_for(self, model: str) -> dict[str, ParamSpec]:
+        """The field constraints for `model`: the family's, with its model entry's overrides."""
+        if not self.model_fields:
+            return self.params.fields
+        base = model.split(":", 1)[0]
+        matches = [m for m in self.model_fields if base == m or base.startswith(m.rstrip("/") + "/")]
+        if not matches:
+            return self.params.fields
+        return {**self.params.fields, **self.model_fields[max(matches, key=len)]}
 
     @property
     def media(self):  # noqa: ANN201 - MediaSpec

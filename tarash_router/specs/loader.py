@@ -217,6 +217,15 @@ def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
     request_fields = REQUEST_FIELDS[ffile.modality]
     params = _parse_params(doc, ffile.params, request_fields)
     params.checks = _compile_checks(doc, ffile, request_fields)
+    model_fields = {}
+    for index, entry in enumerate(ffile.models):
+        if isinstance(entry, str) or not entry.params:
+            continue
+        overrides = _parse_params(doc, entry.params, request_fields, base=("models", index, "params"))
+        if overrides.roles or overrides.video or overrides.extra:
+            raise doc.error("a model entry's params may only constrain request fields (images, video and "
+                            "extra belong to the family)", ("models", index, "params"))
+        model_fields[entry.id] = overrides.fields
     try:
         body = ValueTree(ffile.body, ("body",))
         body.check_names(BODY_NAMES, {"request": request_fields, "images": _slot_names(params)})
@@ -261,7 +270,7 @@ def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
         name=ffile.family or Path(doc.file).stem,
         file=ffile, source=doc, provider=provider, params=params, body=body, response=response,
         submit=submit, poll=poll, result=result, cancel=cancel, poll_extract=poll_extract,
-        used_fields=frozenset(body.attributes_of("request")),
+        used_fields=frozenset(body.attributes_of("request")), model_fields=model_fields,
     )
 
 
@@ -269,13 +278,14 @@ def _slot_names(params: Params) -> list[str]:
     return list(params.roles)
 
 
-def _parse_params(doc: SourceDoc, raw: dict[str, Any], request_fields: frozenset[str]) -> Params:
+def _parse_params(doc: SourceDoc, raw: dict[str, Any], request_fields: frozenset[str],
+                  base: tuple[Any, ...] = ("params",)) -> Params:
     fields: dict[str, ParamSpec] = {}
     roles: dict[str, RoleSpec] = {}
     extra: dict[str, ParamSpec] = {}
     video: str | None = None
     for key, value in raw.items():
-        path = ("params", key)
+        path = (*base, key)
         if key == "images":
             if not isinstance(value, dict):
                 raise doc.error("`images` maps image slots to required|optional or {required, max, from}", path)
@@ -304,7 +314,7 @@ def _parse_params(doc: SourceDoc, raw: dict[str, Any], request_fields: frozenset
             try:
                 re.compile(spec.pattern)
             except re.error as exc:
-                raise doc.error(f"invalid pattern: {exc}", ("params", name, "pattern")) from None
+                raise doc.error(f"invalid pattern: {exc}", (*base, name, "pattern")) from None
     return Params(fields=fields, roles=roles, video=video, extra=extra)
 
 

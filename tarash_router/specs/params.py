@@ -25,7 +25,7 @@ def check_request(family: FamilySpec, model: str, request: GenerationRequest) ->
     def fail(message: str) -> ValidationError:
         return ValidationError(f"{model} {message}", provider=provider, model=model)
 
-    for name, rule in family.params.fields.items():
+    for name, rule in family.fields_for(model).items():
         _check_value(name, getattr(request, name, None), rule, fail)
     for name, rule in family.params.extra.items():
         _check_value(f"extra_params.{name}", request.extra_params.get(name), rule, fail)

@@ -241,10 +241,12 @@ class ExtraParamsSpec(_Strict):
 
 
 class ModelEntry(_Strict):
-    """A model id with options; `exact: true` serves that id only, not ids below it."""
+    """A model id with options; `exact: true` serves that id only, not ids below it; `params`
+    replaces the family's constraints on request fields for this model (e.g. one more aspect ratio)."""
 
     id: str
     exact: bool = False
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class FamilyFile(_Strict):
