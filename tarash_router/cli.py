@@ -1,4 +1,4 @@
-"""The `tarash-router` command: dry-run requests, list providers, validate specs, run the demo."""
+"""The `tarash-router` command: dry runs, providers, validation, route plans, the job journal, spec scaffolding, the demo."""
 
 from __future__ import annotations
 

@@ -181,3 +181,12 @@ def test_render_without_an_endpoint_shows_a_placeholder(monkeypatch):
     monkeypatch.delenv("AZURE_OPENAI_ENDPOINT", raising=False)
     rendered = render_request(video_config(None), VideoGenerationRequest(prompt="x"))
     assert rendered["url"] == "https://your-resource.openai.azure.com/openai/v1/videos?api-version=preview"
+
+
+def test_api_version_default_comes_from_the_spec(azure, tmp_path):
+    from tarash_router.specs.registry import get_registry
+
+    family = get_registry().resolve("azure-openai", "sora-2", "video")
+    assert family.handler_options == {"api_version": "preview"}
+    image_family = get_registry().resolve("azure-openai", "gpt-image-1", "image")
+    assert image_family.handler_options == {"api_version": "2025-04-01-preview"}

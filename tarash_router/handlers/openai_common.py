@@ -131,8 +131,8 @@ class OpenAIClients:
 class AzureClients(OpenAIClients):
     """Azure OpenAI clients: `api-key` header, `api-version` query; the endpoint from config or env.
 
-    api-version: config.api_version, else an `?api-version=` in config.base_url, else the
-    handler's DEFAULT_API_VERSION.
+    api-version: config.api_version, else an `?api-version=` in config.base_url, else the spec's
+    `handler_options.api_version`, else the handler's DEFAULT_API_VERSION.
     """
 
     kind = "azure"
@@ -140,8 +140,9 @@ class AzureClients(OpenAIClients):
 
     def client_settings(self, job: JobContext, dry_run: bool = False) -> dict[str, Any]:
         endpoint, version = azure_endpoint(job.base_url, dry_run, job.provider, job.model)
+        spec_default = job.family.handler_options.get("api_version")
         return {**self.azure_target(endpoint),
-                "api_version": job.config.api_version or version or self.DEFAULT_API_VERSION}
+                "api_version": job.config.api_version or version or spec_default or self.DEFAULT_API_VERSION}
 
     def azure_target(self, endpoint: str) -> dict[str, Any]:
         """How the client is pointed at the resource (deployment routing by `azure_endpoint`)."""

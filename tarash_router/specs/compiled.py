@@ -306,5 +306,10 @@ class FamilySpec:
     def is_handler(self) -> bool:
         return self.handler_name is not None
 
+    @property
+    def handler_options(self) -> dict[str, Any]:
+        """The handler's settings: the provider file's, then the family's on top."""
+        return {**self.provider.file.handler_options, **self.file.handler_options}
+
     def describe(self) -> str:
         return f"{self.provider.name}/{self.name} ({self.source.file})"

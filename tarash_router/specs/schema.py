@@ -183,6 +183,7 @@ class ProviderFile(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     protocol: ProtocolSpec | None = None
     handler: str | None = None
+    handler_options: dict[str, Any] = Field(default_factory=dict, description="Settings the handler reads")
     errors: list[ErrorRule] = Field(default_factory=list)
     media: MediaSpec = Field(default_factory=MediaSpec)
     response: ResponseSpec = Field(default_factory=ResponseSpec)
@@ -270,6 +271,8 @@ class FamilyFile(_Strict):
     media: MediaSpec | None = Field(None, description="Replaces the provider's media rules for this family")
     response: ResponseSpec = Field(default_factory=ResponseSpec)
     handler: str | None = None
+    handler_options: dict[str, Any] = Field(
+        default_factory=dict, description="Settings the handler reads (override the provider's)")
     deprecated: str | None = None
     shutdown: date | None = None
     examples: list[ExampleSpec] = Field(default_factory=list)
