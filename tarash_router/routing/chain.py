@@ -172,10 +172,8 @@ class RouteRun:
                 continue
             if self.policy.cooldown is not None:
                 self.cooldowns.record_success(target.key)
-            tried = [a for a in self.metadata.attempts if a.status != "skipped"]
             self.metadata.successful_attempt = self.metadata.attempts[-1].attempt_number
-            self.metadata.fallback_triggered = len({(a.provider, a.model) for a in tried}) > 1 or any(
-                a.status == "skipped" for a in self.metadata.attempts)
+            self.metadata.fallback_triggered = self._moved_on()
             return response.model_copy(update={"execution_metadata": self.metadata})
         raise self._final_error(last_error)
 
@@ -183,9 +181,14 @@ class RouteRun:
         if error is None:  # every target was skipped
             reasons = "; ".join(f"{a.provider}/{a.model}: {a.reason}" for a in self.metadata.attempts)
             error = ValidationError(f"no target can serve this request ({reasons})")
-        self.metadata.fallback_triggered = len(self.metadata.attempts) > 1
+        self.metadata.fallback_triggered = self._moved_on()
         error.execution_metadata = self.metadata
         return error
+
+    def _moved_on(self) -> bool:
+        """Whether the call left its first target (skipped it or fell back); retries alone do not count."""
+        attempts = self.metadata.attempts
+        return any(a.status == "skipped" for a in attempts) or len({(a.provider, a.model) for a in attempts}) > 1
 
     async def _try_target(self, target: Target, config: GenerationConfig, request: GenerationRequest,
                           on_progress: Any) -> Any:
