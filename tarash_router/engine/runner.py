@@ -299,13 +299,7 @@ class Generation:
                 await asyncio.sleep(self._retry_wait(exc, errors))
 
     def _retry_wait(self, exc: TarashException, attempt: int) -> float:
-        """Retry-After when given, else exponential backoff with jitter; never past the cap."""
-        cap = self.settings.max_retry_wait
-        hinted = getattr(exc, "retry_after", None)
-        if hinted is not None:
-            return min(hinted, cap)
-        base = max(self.jc.config.poll_interval, 0.05) * (2 ** (attempt - 1))
-        return min(cap, base) * random.uniform(0.5, 1.0)
+        return poll_retry_wait(exc, attempt, self.jc.config.poll_interval)
 
     def _map_status(self, raw: Any) -> str:
         if raw is None:
@@ -381,6 +375,17 @@ class Generation:
         except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - cancel is best effort
             logger.warning("%s job %s: cancel failed (%s)", self.jc.provider, self.job_id, type(exc).__name__)
             return False
+
+
+def poll_retry_wait(exc: TarashException, attempt: int, poll_interval: float) -> float:
+    """The pause before re-trying a failed poll/GET: Retry-After when given, else exponential backoff
+    from the poll interval with jitter; never past settings.max_retry_wait. Shared by SDK handlers."""
+    cap = get_settings().max_retry_wait
+    hinted = getattr(exc, "retry_after", None)
+    if hinted is not None:
+        return min(hinted, cap)
+    base = max(poll_interval, 0.05) * (2 ** (attempt - 1))
+    return min(cap, base) * random.uniform(0.5, 1.0)
 
 
 async def call_progress(callback: Any, update: Any) -> None:

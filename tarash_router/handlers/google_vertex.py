@@ -28,7 +28,6 @@ import json
 import logging
 import mimetypes
 import os
-import random
 import re
 import weakref
 from typing import Any
@@ -38,7 +37,7 @@ import httpx
 from ..engine.classify import error_from_transport, parse_retry_after
 from ..engine.media import fetch_media, media_kind, to_data_uri
 from ..engine.render import REDACTED, prepare_job
-from ..engine.runner import CURRENT_FINGERPRINT, call_progress
+from ..engine.runner import CURRENT_FINGERPRINT, call_progress, poll_retry_wait
 from ..errors import (
     AuthenticationError, ContentModerationError, GenerationFailedError, HTTPError, RateLimitError, TarashException,
     TimeoutError, ValidationError,
@@ -297,7 +296,7 @@ class _Run:
                 errors += 1
                 if not error.retryable or errors > settings.max_poll_errors:
                     raise error from None
-                delay = _retry_wait(error, errors, self.config.poll_interval)
+                delay = poll_retry_wait(error, errors, self.config.poll_interval)
                 logger.info("%s poll of %s failed (%s); polling again in %.2fs", self.provider, self.request_id,
                             type(error).__name__, delay)
                 continue
@@ -589,15 +588,6 @@ def _google_auth_errors() -> tuple[type[BaseException], ...]:
     except ImportError:  # pragma: no cover - google-auth comes with google-genai
         return ()
     return (exceptions.GoogleAuthError,)
-
-
-def _retry_wait(exc: TarashException, attempt: int, poll_interval: float) -> float:
-    cap = get_settings().max_retry_wait
-    hinted = getattr(exc, "retry_after", None)
-    if hinted is not None:
-        return min(hinted, cap)
-    base = max(poll_interval, 0.05) * (2 ** (attempt - 1))
-    return min(cap, base) * random.uniform(0.5, 1.0)
 
 
 def _percent(metadata: Any) -> int | None:

@@ -26,7 +26,6 @@ import builtins
 import json
 import logging
 import os
-import random
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any
 
 from ..engine.classify import error_from_response
 from ..engine.render import JobContext, prepare_job
-from ..engine.runner import CURRENT_FINGERPRINT, call_progress
+from ..engine.runner import CURRENT_FINGERPRINT, call_progress, poll_retry_wait
 from ..errors import GenerationFailedError, HTTPError, TarashException, ValidationError
 from ..errors import TimeoutError as GenerationTimeoutError
 from ..journal.records import JobRecord
@@ -321,12 +320,7 @@ class _VideoRun:
         return mapped
 
     def _retry_wait(self, error: TarashException, attempt: int) -> float:
-        cap = get_settings().max_retry_wait
-        hinted = getattr(error, "retry_after", None)
-        if hinted is not None:
-            return min(hinted, cap)
-        base = max(self.job.config.poll_interval, 0.05) * (2 ** (attempt - 1))
-        return min(cap, base) * random.uniform(0.5, 1.0)
+        return poll_retry_wait(error, attempt, self.job.config.poll_interval)
 
     async def _emit(self, status: str, video: dict[str, Any], *, percent: int | None = None,
                     error: str | None = None, result: Any = None) -> None:
