@@ -108,6 +108,27 @@ class TimeoutError(TarashException):  # noqa: A001 - the public name the seed AP
         self.timeout_seconds = timeout_seconds
 
 
+class UnsafeURLError(ValidationError):
+    """A URL was refused before anything was sent to it: it would carry credentials off the provider's
+    trusted origins or down to plain http, escape its path slot, or reach a private address."""
+
+
+class JournalUnavailableError(TarashException):
+    """The job journal did not answer in time where a guarantee depends on it (an idempotency claim)."""
+
+    default_retryable = True
+
+
+class JobMayExistError(TarashException):
+    """A previous call may have created a paid job whose id was never recorded (it crashed during the
+    submit); sending the request again could pay twice. Reconcile first (`tarash-router jobs list
+    --state submitting`), or opt in to resubmitting."""
+
+    def __init__(self, message: str, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("job_may_exist", True)
+        super().__init__(message, *args, **kwargs)
+
+
 class SpecError(TarashException):
     """A provider spec or routes file is invalid; names the file, line and key."""
 
@@ -158,6 +179,9 @@ ERROR_CLASSES: dict[str, type[TarashException]] = {
         GenerationFailedError,
         HTTPConnectionError,
         TimeoutError,
+        UnsafeURLError,
+        JournalUnavailableError,
+        JobMayExistError,
     )
 }
 
@@ -177,6 +201,9 @@ __all__ = [
     "GenerationFailedError",
     "HTTPConnectionError",
     "TimeoutError",
+    "UnsafeURLError",
+    "JournalUnavailableError",
+    "JobMayExistError",
     "SpecError",
     "ConfigError",
     "is_retryable_error",

@@ -50,6 +50,12 @@ class TarashSettings(BaseSettings):
     cooldowns: str = "memory"
     # A process waiting on someone else's idempotency key takes it over after this many silent seconds.
     idempotency_lease: float = Field(30.0, gt=0)
+    # Longest wait for one journal, claim or cooldown operation; a slower store is treated as down.
+    journal_timeout: float = Field(2.0, gt=0)
+    # Largest JSON body read from a provider (status, result, error); media downloads have their own cap.
+    max_response_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    # Media and result URLs may point at loopback/private/link-local addresses (local development, tests).
+    allow_private_urls: bool = False
 
     _split_dirs = field_validator("spec_dirs", "route_dirs", mode="before")(_split_paths)
 
