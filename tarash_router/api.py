@@ -66,11 +66,12 @@ def _credentials_for(config: Any, provider: str, model: str) -> Any:
 
 async def resume_async(job_id: str, *, api_key: str | None = None, on_progress: Any = None,
                        timeout: float | None = None, provider_config: dict[str, Any] | None = None,
-                       ) -> VideoGenerationResponse | ImageGenerationResponse:
+                       base_url: str | None = None) -> VideoGenerationResponse | ImageGenerationResponse:
     """Re-attach to a journaled job (e.g. after a crash) and finish it without submitting again.
 
     Secrets are never journaled: pass `api_key` (or set the provider's env var) and any credential
-    that lived in `provider_config` again.
+    that lived in `provider_config` again. The journal is not trusted to say where the key may go:
+    a job submitted through a custom `base_url` needs that `base_url` again.
     """
     from .engine.runner import resume_generation
     from .handlers.base import get_spec_handler
@@ -89,8 +90,8 @@ async def resume_async(job_id: str, *, api_key: str | None = None, on_progress: 
         raise GenerationFailedError(f"job {job_id} {record.state}: {error.get('message', 'no detail')}",
                                     provider=record.provider, model=record.model, request_id=job_id,
                                     raw_response=error, retryable=False, job_may_exist=True)
-    config = _config_for(record, api_key, timeout, provider_config)
     family = get_registry().resolve(record.provider, record.model, record.modality)
+    config = _config_for(record, family, api_key, timeout, provider_config, base_url)
     if family.handler_name is not None:
         handler = get_spec_handler(family.handler_name)
         if not hasattr(handler, "resume"):
@@ -100,34 +101,47 @@ async def resume_async(job_id: str, *, api_key: str | None = None, on_progress: 
     return await resume_generation(record, config, on_progress)
 
 
-async def cancel_job_async(job_id: str, *, api_key: str | None = None) -> bool:
+async def cancel_job_async(job_id: str, *, api_key: str | None = None, base_url: str | None = None) -> bool:
     """Cancel a journaled job at its provider; True if the provider accepted the cancel."""
     from .engine.runner import cancel_recorded
     from .journal import get_journal
     from .settings import get_settings
+    from .specs.registry import get_registry
 
     record = await get_journal().get(job_id)
     if record is None:
         raise ValidationError(f"no journaled job {job_id!r} (journal: {get_settings().journal})")
     if record.state in ("completed", "failed", "cancelled"):
         return False
-    return await cancel_recorded(record, _config_for(record, api_key, None))
+    family = get_registry().resolve(record.provider, record.model, record.modality)
+    return await cancel_recorded(record, _config_for(record, family, api_key, None, None, base_url))
 
 
-def _config_for(record: Any, api_key: str | None, timeout: float | None,
-                provider_config: dict[str, Any] | None = None) -> Any:
+def _config_for(record: Any, family: Any, api_key: str | None, timeout: float | None,
+                provider_config: dict[str, Any] | None, base_url: str | None) -> Any:
+    """The config to follow a journaled job with. What decides where credentials go (the base URL,
+    URLs in provider_config) comes from the caller, never from the journal record."""
+    default = (family.provider.file.base_url or "").rstrip("/")
+    wanted = (base_url or default).rstrip("/")
+    if record.base_url and record.base_url.rstrip("/") != wanted:
+        raise ValidationError(
+            f"job {record.job_id} was submitted through {record.base_url}; pass base_url={record.base_url!r} "
+            "to follow it there (the journal alone cannot send the API key to a new host)",
+            provider=record.provider, model=record.model, request_id=record.job_id)
+    journaled = {k: v for k, v in record.provider_config.items()
+                 if not (isinstance(v, str) and v.startswith(("http://", "https://")))}
     config_cls = VideoGenerationConfig if record.modality == "video" else ImageGenerationConfig
-    return config_cls(provider=record.provider, model=record.model, api_key=api_key, base_url=record.base_url,
+    return config_cls(provider=record.provider, model=record.model, api_key=api_key, base_url=base_url,
                       timeout=timeout or record.timeout, poll_interval=record.poll_interval,
                       max_poll_attempts=record.max_poll_attempts,
-                      provider_config={**record.provider_config, **(provider_config or {})})
+                      provider_config={**journaled, **(provider_config or {})})
 
 
 def resume(job_id: str, *, api_key: str | None = None, on_progress: Any = None, timeout: float | None = None,
-           provider_config: dict[str, Any] | None = None) -> VideoGenerationResponse | ImageGenerationResponse:
+           provider_config: dict[str, Any] | None = None, base_url: str | None = None) -> VideoGenerationResponse | ImageGenerationResponse:
     """Blocking `resume_async`."""
     return run_sync(resume_async(job_id, api_key=api_key, on_progress=on_progress, timeout=timeout,
-                                 provider_config=provider_config))
+                                 provider_config=provider_config, base_url=base_url))
 
 
 async def generate_video_async(

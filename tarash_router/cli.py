@@ -122,10 +122,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         print(record.model_dump_json(indent=2))
         return EXIT_OK
     if args.action == "resume":
-        response = asyncio.run(resume_async(args.job_id))
+        response = asyncio.run(resume_async(args.job_id, base_url=args.base_url))
         print(response.model_dump_json(indent=2, exclude={"raw_response"}))
         return EXIT_OK
-    cancelled = asyncio.run(cancel_job_async(args.job_id))
+    cancelled = asyncio.run(cancel_job_async(args.job_id, base_url=args.base_url))
     print("cancelled" if cancelled else "not cancelled (finished already, or the provider refused)")
     return EXIT_OK if cancelled else EXIT_FINDINGS
 
@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("job_id", nargs="?")
     jobs.add_argument("--journal", help="journal URL (default: TARASH_JOURNAL): sqlite:///path or redis://...")
     jobs.add_argument("--limit", type=int, default=50)
+    jobs.add_argument("--base-url", help="resume/cancel a job that was submitted through a custom base URL")
     jobs.set_defaults(func=cmd_jobs)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a spec file kind")

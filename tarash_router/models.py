@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol, Union, runtime_checkable
 
 from typing_extensions import TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 Resolution = Literal["360p", "480p", "720p", "1080p", "4k"]
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "21:9"]
@@ -107,11 +107,22 @@ class _GenerationConfig(BaseModel):
 
     model: str
     provider: str
-    api_key: str | None = Field(default=None, repr=False)
+    # Never in a repr or a dump (model_dump/model_dump_json leave it out): pass it again when rebuilding.
+    api_key: str | None = Field(default=None, repr=False, exclude=True)
     base_url: str | None = None
     api_version: str | None = None
     provider_config: dict[str, Any] = Field(default_factory=dict)
     mock: MockConfig | None = None
+
+    @field_validator("api_key")
+    @classmethod
+    def _strip_key(cls, value: str | None) -> str | None:
+        # A trailing newline from a .env file or a mounted secret is a copy artefact, not part of the key.
+        return value.strip() or None if isinstance(value, str) else value
+
+    @field_serializer("provider_config")
+    def _dump_provider_config(self, value: dict[str, Any]) -> dict[str, Any]:
+        return redact_secrets(value)
 
 
 class VideoGenerationConfig(_GenerationConfig):

@@ -8,6 +8,7 @@ import still works and no key is ever stored on a settings object that might be 
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -67,16 +68,33 @@ def get_settings() -> TarashSettings:
 
 
 def resolve_api_key(explicit: str | None, env_names: list[str], join_env: list[str] | None = None) -> str | None:
-    """The config's key, else the first set environment variable, else a joined id:secret pair."""
-    if explicit:
-        return explicit
+    """The config's key, else the first set environment variable, else a joined id:secret pair.
+
+    Surrounding whitespace is stripped (the usual `.env` / Kubernetes-secret trailing newline); a key
+    with any other character an HTTP header cannot carry raises ValueError naming where it came
+    from, never its value.
+    """
+    if explicit and explicit.strip():
+        return _clean_key(explicit, "config.api_key")
     for name in env_names:
         value = os.environ.get(name)
-        if value:
-            return value
-    if join_env and all(os.environ.get(n) for n in join_env):
-        return ":".join(os.environ[n] for n in join_env)
+        if value and value.strip():
+            return _clean_key(value, name)
+    if join_env and all((os.environ.get(n) or "").strip() for n in join_env):
+        return ":".join(_clean_key(os.environ[n], n) for n in join_env)
     return None
+
+
+def _clean_key(value: str, source: str) -> str:
+    key = value.strip()
+    if not _HEADER_SAFE.fullmatch(key):
+        raise ValueError(f"the API key in {source} contains a character an HTTP header cannot carry "
+                         "(a space, control character or non-ASCII letter); check how it was set")
+    return key
+
+
+# Visible ASCII only; inner spaces are refused too (no provider issues keys with spaces).
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 
 
 __all__ = ["TarashSettings", "get_settings", "resolve_api_key"]

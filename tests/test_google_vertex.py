@@ -301,7 +301,7 @@ def test_vertex_operation_is_journaled_and_resumable_without_a_second_submit(goo
         _asyncio.new_event_loop().run_until_complete(start_then_drop())  # the "process" stops polling here
         name = next(iter(google.operations))
         # Credentials are never journaled: the access token is given again on resume.
-        response = resume(name, provider_config={"access_token": TOKEN})
+        response = resume(name, provider_config={"access_token": TOKEN}, base_url=google.base_url)
         assert response.request_id == name and response.video
         assert sum(1 for s in google.submits if s.method == "predictLongRunning") == 1
     finally:

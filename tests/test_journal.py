@@ -106,7 +106,7 @@ def test_resume_collects_a_job_without_submitting(journal, fal):
     task = loop.run_until_complete(start_and_abandon())
     task.remove_done_callback  # noqa: B018 - keep a reference; the loop is dropped without cancelling
     job_id = fal.submits[0].request_id
-    response = resume(job_id, api_key=API_KEY)
+    response = resume(job_id, api_key=API_KEY, base_url=fal.base_url)
     assert response.request_id == job_id and response.video.endswith(".mp4")
     assert fal.submit_count() == 1 and fal.cancels == []
 
@@ -182,7 +182,7 @@ def test_process_killed_after_submit_then_resumed(backend, fal, tmp_path, reques
     fal.jobs[job_id].step = 400  # the provider finishes meanwhile
     set_journal(open_journal(url))
     try:
-        response = resume(job_id, api_key="k")
+        response = resume(job_id, api_key="k", base_url=fal.base_url)
     finally:
         set_journal(None)
     assert response.request_id == job_id and fal.submit_count() == 1
@@ -230,7 +230,7 @@ def test_jobs_cli_list_show_resume_cancel(fal, tmp_path, capsys, monkeypatch):
     assert done.request_id in listing and pending in listing
     assert main(["jobs", "show", done.request_id, "--journal", url]) == 0
     assert '"state": "completed"' in capsys.readouterr().out
-    assert main(["jobs", "cancel", pending, "--journal", url]) == 0
+    assert main(["jobs", "cancel", pending, "--journal", url, "--base-url", fal.base_url]) == 0
     assert fal.cancels == [pending]
     assert main(["jobs", "resume", done.request_id, "--journal", url]) == 0
     assert done.video in capsys.readouterr().out
@@ -250,5 +250,5 @@ def test_resume_a_family_whose_request_needs_inputs(journal, fal):
         return task
 
     asyncio.new_event_loop().run_until_complete(start_and_abandon())
-    assert resume(fal.submits[0].request_id, api_key=API_KEY).video
+    assert resume(fal.submits[0].request_id, api_key=API_KEY, base_url=fal.base_url).video
     assert fal.submit_count() == 1

@@ -429,7 +429,7 @@ def test_sora_job_is_journaled_and_resumable_without_a_second_create(fake, tmp_p
 
         _asyncio.new_event_loop().run_until_complete(start_then_drop())  # the "process" stops here
         video_id = fake.creates[0].video_id
-        response = resume(video_id, api_key=API_KEY)
+        response = resume(video_id, api_key=API_KEY, base_url=f"{fake.base_url}/v1")
         assert response.request_id == video_id and response.video["content"] == FAKE_MP4
         assert fake.create_count() == 1
     finally:

@@ -13,6 +13,7 @@ from ..settings import resolve_api_key
 from ..specs.compiled import CompiledRequest, FamilySpec
 from ..specs.params import assign_images, check_request
 from .media import convert_media
+from .url_safety import Origin, check_credentialed_url, check_url_shape, trusted_origins
 
 logger = logging.getLogger("tarash_router.engine")
 USER_AGENT = "tarash-router/0.1"
@@ -78,6 +79,8 @@ class JobContext:
     api_key: str | None
     payload: dict[str, Any]
     warnings: list[str]
+    trusted: frozenset[Origin] = frozenset()  # origins that may receive the credentials
+    job_id: str | None = None  # set once the provider accepted the job (for error reports)
 
     @property
     def provider(self) -> str:
@@ -108,12 +111,17 @@ class JobContext:
         if auth is not None and template.auth:
             key = REDACTED if dry_run and not self.api_key else self.api_key
             headers[auth.header] = f"{auth.scheme} {key}" if auth.scheme else str(key)
+        url = str(template.url.render(ctx))
+        check_url_shape(url, provider.name, self.model)
+        secret = provider.secret_headers
+        if secret and any(k.lower() in secret and v for k, v in headers.items()):
+            check_credentialed_url(url, self.trusted, provider.name, self.model, self.job_id)
         prepared = PreparedRequest(
             method=template.method,
-            url=str(template.url.render(ctx)),
+            url=url,
             headers=headers,
             query={k: v for k, v in template.query.render(ctx).items()},
-            secret_headers=provider.secret_headers,
+            secret_headers=secret,
         )
         body = template.body.render(ctx) if template.body is not None else None
         if body is not None and template.method != "GET":
@@ -202,14 +210,18 @@ def prepare_job(family: FamilySpec, config: GenerationConfig, request: Generatio
     api_key = None
     if provider.file.auth is not None:
         auth = provider.file.auth
-        api_key = resolve_api_key(config.api_key, auth.env, auth.join_env)
+        try:
+            api_key = resolve_api_key(config.api_key, auth.env, auth.join_env)
+        except ValueError as exc:  # names the variable, never the value
+            raise AuthenticationError(str(exc), provider=provider.name, model=config.model, retryable=False) from None
         if api_key is None and not dry_run:
             names = " or ".join(auth.env + ([":".join(auth.join_env)] if auth.join_env else []))
             raise AuthenticationError(f"no API key: set config.api_key or {names}",
                                       provider=provider.name, model=config.model, retryable=False)
     base_url = (config.base_url or provider.file.base_url or "").rstrip("/")
+    trusted = trusted_origins(base_url, provider.file.trusted_origins, config.provider_config)
     return JobContext(family=family, config=config, request=request, model=config.model, base_url=base_url,
-                      api_key=api_key, payload=payload, warnings=warnings)
+                      api_key=api_key, payload=payload, warnings=warnings, trusted=trusted)
 
 
 __all__ = ["PreparedRequest", "JobContext", "prepare_job", "REDACTED"]

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import GenerationFailedError, HTTPError, TarashException
+from ..errors import GenerationFailedError, HTTPError, TarashException, UnsafeURLError
 from ..errors import TimeoutError as GenerationTimeoutError
 from ..journal import get_journal
 from ..journal.records import JobRecord
@@ -60,7 +60,7 @@ class Reply:
             try:
                 self.text = response.text
                 self.data = json.loads(self.text)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting is malformed too
                 self.data = None
 
 
@@ -145,7 +145,9 @@ class Generation:
             # Giving up on a job that may still run (e.g. polls kept failing): stop it so a
             # fallback target does not leave two paid jobs running. If the cancel fails, the
             # journal keeps the job open so `resume` can still collect it.
-            elif self.job_id is not None and exc.job_may_exist:
+            # A job whose URLs we refuse to follow is left running and journaled for an operator:
+            # its cancel URL came from the same untrusted source.
+            elif self.job_id is not None and exc.job_may_exist and not isinstance(exc, UnsafeURLError):
                 if await self._cancel_remote(f"giving up after {type(exc).__name__}"):
                     await self._record("cancelled", error=error)
             raise
@@ -156,7 +158,7 @@ class Generation:
         if family.poll is None:  # synchronous provider: the submit response is the result
             self.job_id = self._extract_job(reply.data) or self.job_id
             return await self._finish(reply.data)
-        self.job_id = self._extract_job(reply.data)
+        self.job_id = self.jc.job_id = self._extract_job(reply.data)
         if not self.job_id:
             raise GenerationFailedError("submit response has no job id", provider=self.jc.provider,
                                         model=self.jc.model, raw_response=_as_dict(reply.data), retryable=False,
@@ -178,6 +180,7 @@ class Generation:
 
     async def _follow_recorded(self, record: JobRecord) -> VideoGenerationResponse | ImageGenerationResponse:
         self.job, self.job_id = dict(record.job), record.job_id
+        self.jc.job_id = record.job_id
         if self.tracker is not None:
             self.tracker.attach(record)
         status = record.state if record.state in ("queued", "processing") else "queued"
@@ -359,7 +362,11 @@ class Generation:
         template = self.jc.family.cancel
         if template is None or self.job_id is None:
             return False
-        prepared = self.jc.build(template, self.job)
+        try:
+            prepared = self.jc.build(template, self.job)
+        except TarashException as exc:  # e.g. a cancel URL on an untrusted origin: never sent
+            logger.warning("%s job %s: cancel not sent (%s)", self.jc.provider, self.job_id, exc.message)
+            return False
         pooled = POOL.get(self.jc.provider)
 
         async def _send() -> bool:
@@ -439,11 +446,11 @@ def _attach(record: JobRecord, config: GenerationConfig, on_progress: Any) -> Ge
 
     family = get_registry().resolve(record.provider, record.model, record.modality)
     request = (VideoGenerationRequest if record.modality == "video" else ImageGenerationRequest)(prompt="")
-    jc = prepare_job(family, config, request, validate=False)
-    jc.base_url = record.base_url or jc.base_url
+    jc = prepare_job(family, config, request, validate=False)  # base URL from the caller, not the journal
     generation = Generation(jc, record.modality, on_progress, journal=get_journal(),
                             idempotency_key=record.idempotency_key, fingerprint=record.fingerprint)
     generation.job, generation.job_id = dict(record.job), record.job_id
+    jc.job_id = record.job_id
     if generation.tracker is not None:
         generation.tracker.attach(record)
     return generation

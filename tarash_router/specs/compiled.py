@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -231,10 +232,12 @@ class ProviderSpec:
     def protocol(self):  # noqa: ANN201 - ProtocolSpec | None
         return self.file.protocol
 
-    @property
+    @functools.cached_property
     def secret_headers(self) -> frozenset[str]:
-        auth = self.file.auth
-        return frozenset({auth.header.lower()}) if auth else frozenset()
+        names = {h.lower() for h in self.file.secret_headers}
+        if self.file.auth is not None:
+            names.add(self.file.auth.header.lower())
+        return frozenset(names)
 
 
 @dataclass

@@ -14,6 +14,21 @@ _STRUCTURAL = frozenset({"prompt", "image_list", "extra_params", "video", "mask_
                          "idempotency_key"})
 
 
+# A model id is placed in URL paths: path segments of letters, digits, '.', '_' and '-' (each starting
+# with a letter or digit, so never '.' or '..'), and an optional ':version' (Replicate's pinned hashes).
+MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*(?::[A-Za-z0-9._-]+)?")
+
+
+def check_model_id(model: str, provider: str | None = None) -> None:
+    """Refuse a model id that could leave its slot in a URL path (`..`, `?`, `#`, `%`, spaces)."""
+    if not MODEL_ID.fullmatch(model):
+        shown = repr(model) if len(model) <= 100 else f"{model[:80]!r}...({len(model)} chars)"
+        raise ValidationError(
+            f"model id {shown} is not a valid model id: use path segments of letters, digits, '.', '_' "
+            "and '-' separated by '/', optionally ending in ':version' (no '..', '?', '#', '%' or spaces)",
+            provider=provider, model=None)
+
+
 def _fmt(values: list[Any]) -> str:
     return ", ".join(str(v) for v in values)
 
@@ -21,6 +36,7 @@ def _fmt(values: list[Any]) -> str:
 def check_request(family: FamilySpec, model: str, request: GenerationRequest) -> list[str]:
     """Raise ValidationError naming the allowed values; return warnings for fields the model ignores."""
     provider = family.provider.name
+    check_model_id(model, provider)
 
     def fail(message: str) -> ValidationError:
         return ValidationError(f"{model} {message}", provider=provider, model=model)

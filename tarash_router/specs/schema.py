@@ -179,8 +179,14 @@ class ProviderFile(_Strict):
     docs: str | None = None
     aliases: list[str] = Field(default_factory=list)
     base_url: str | None = None
+    trusted_origins: list[Annotated[str, Field(pattern=r"^https?://[^/?#\s]+$")]] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) besides base_url that may receive credentials, such as "
+                    "the hosts a provider's job URLs or storage API live on; any other origin is refused")
     auth: AuthSpec | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    secret_headers: list[str] = Field(
+        default_factory=list, description="Header names (besides auth.header) whose values are credentials")
     protocol: ProtocolSpec | None = None
     handler: str | None = None
     handler_options: dict[str, Any] = Field(default_factory=dict, description="Settings the handler reads")

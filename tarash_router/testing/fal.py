@@ -83,6 +83,9 @@ class FalJob(StatusScript):
     result_failures: list[Failure] = field(default_factory=list)
     cancel_failures: list[Failure] = field(default_factory=list)
     delay: float = 0.0
+    # Where the job's status/result/cancel URLs point (default: this server); tests of hostile
+    # responses point them at another origin.
+    url_base: str | None = None
 
     @classmethod
     def images(cls, n: int = 1, **kwargs: Any) -> FalJob:
@@ -343,7 +346,7 @@ class FakeFal(ScriptedFake[FalJob]):
         """Build the state of a newly accepted job."""
         request_id = str(uuid.uuid4())
         app_id = app_id_of(endpoint)
-        base = f"{self.base_url}/{app_id}/requests/{request_id}"
+        base = f"{script.url_base or self.base_url}/{app_id}/requests/{request_id}"
         result = script.result
         if callable(result):
             output = result(request_id, submitted)
