@@ -82,6 +82,7 @@ class Generation:
         self.deadline = self.loop.time() + jc.config.timeout
         self.submitted_at = self.loop.time()
         self.terminal = False  # the provider reported the job finished (completed or failed)
+        self._timeout: asyncio.Timeout | None = None  # the deadline in force while run() is active
 
     # ------------------------------------------------------------ HTTP
 
@@ -123,10 +124,13 @@ class Generation:
     async def run(self, resume: JobRecord | None = None) -> VideoGenerationResponse | ImageGenerationResponse:
         """Run the whole lifecycle, or (with `resume`) follow a journaled job without submitting."""
         try:
-            async with asyncio.timeout_at(self.deadline):
-                if resume is not None:
-                    return await self._follow_recorded(resume)
-                return await self._lifecycle()
+            try:
+                async with asyncio.timeout_at(self.deadline) as self._timeout:
+                    if resume is not None:
+                        return await self._follow_recorded(resume)
+                    return await self._lifecycle()
+            finally:
+                self._timeout = None  # past the deadline's scope: journal writes run on no clock
         except builtins.TimeoutError:
             if await self._cancel_remote("deadline"):
                 await self._record("cancelled", error={"type": "TimeoutError", "message": "deadline reached"})
@@ -215,11 +219,27 @@ class Generation:
 
     async def _journal_submitted(self, status: str) -> None:
         if self.tracker is not None and self.job_id is not None:
-            await self.tracker.submitted(self.job_id, self.job, "processing" if status == "processing" else "queued")
+            state = "processing" if status == "processing" else "queued"
+            await self._off_the_clock(self.tracker.submitted(self.job_id, self.job, state))
 
     async def _record(self, state: str, **changes: Any) -> None:
         if self.tracker is not None:
-            await self.tracker.advance(state, **changes)
+            await self._off_the_clock(self.tracker.advance(state, **changes))
+
+    async def _off_the_clock(self, write: Any) -> None:
+        """Run a journal write without letting it eat into the job's deadline or trip its cancel: the
+        deadline is held back while the (bounded, never raising) write runs, then moved later by the
+        time it took. A slow journal delays the caller; it never costs them their paid job."""
+        if self._timeout is None:
+            await write
+            return
+        started = self.loop.time()
+        self._timeout.reschedule(None)
+        try:
+            await write
+        finally:
+            self.deadline += self.loop.time() - started
+            self._timeout.reschedule(self.deadline)
 
     async def _submit(self) -> Reply:
         # Sent once: whether a failed submit may be retried is routing's call (see RetryPolicy),
