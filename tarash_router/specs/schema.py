@@ -187,6 +187,8 @@ class ProviderFile(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     secret_headers: list[str] = Field(
         default_factory=list, description="Header names (besides auth.header) whose values are credentials")
+    max_response_bytes: int | None = Field(
+        None, gt=0, description="Largest JSON body read from this provider (default: TARASH_MAX_RESPONSE_BYTES)")
     protocol: ProtocolSpec | None = None
     handler: str | None = None
     handler_options: dict[str, Any] = Field(default_factory=dict, description="Settings the handler reads")
