@@ -46,7 +46,8 @@ async def _run(config: Any, request: Any, on_progress: Any, modality: str) -> An
             record = await get_journal().get(job_id)
             source = _credentials_for(config, record.provider, record.model) if record else None
             return await resume_async(job_id, on_progress=on_progress, api_key=getattr(source, "api_key", None),
-                                      provider_config=getattr(source, "provider_config", None))
+                                      provider_config=getattr(source, "provider_config", None),
+                                      base_url=getattr(source, "base_url", None))
 
         return await run_idempotent(request.idempotency_key, target, request, modality, timeout, run, take_over)
     return await run()
