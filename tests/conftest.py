@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
-from tarash_router.models import ImageGenerationConfig, VideoGenerationConfig
-from tarash_router.testing import FakeFal
+# The fakes serve media from loopback; the SSRF guard refuses that outside development. Tests of the
+# guard itself turn this off again (tests/test_hardening_http.py).
+os.environ["TARASH_ALLOW_PRIVATE_URLS"] = "1"
+
+from tarash_router.models import ImageGenerationConfig, VideoGenerationConfig  # noqa: E402
+from tarash_router.testing import FakeFal  # noqa: E402
 
 API_KEY = "fal-test-key-3f9a"
 

@@ -13,6 +13,7 @@ from ..errors import (
     TimeoutError, ValidationError,
 )
 from ..specs.compiled import ProviderSpec
+from .http import scrub
 
 _MAX_TEXT = 2000
 
@@ -114,8 +115,12 @@ def _instantiate(cls: type[TarashException], message: str, status: int | None, h
 
 
 def error_from_transport(exc: Exception, provider: str, model: str, phase: str, request_id: str | None,
-                         timeout: float | None) -> TarashException:
-    """The exception for a request that got no usable response."""
+                         timeout: float | None, header_values: Any = ()) -> TarashException:
+    """The exception for a request that got no usable response.
+
+    Raise it outside the `except` block that caught `exc`: the transport error's text may quote a
+    request header (h11 quotes an illegal value whole), so it must not ride along as `__context__`.
+    """
     # A refused or failed connect never reached the provider, so no job can exist.
     reached = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
     may_exist = phase != "upload" and (phase != "submit" or reached)  # an upload creates no job
@@ -123,7 +128,9 @@ def error_from_transport(exc: Exception, provider: str, model: str, phase: str, 
     name = type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
         return TimeoutError(f"{phase} request timed out ({name})", timeout_seconds=timeout, **common)
-    return HTTPConnectionError(f"{phase} request failed: {name}: {exc}", **common)
+    if isinstance(exc, httpx.LocalProtocolError):  # about our own request: its text may quote a header
+        return HTTPConnectionError(f"{phase} request failed: {name} (the request could not be encoded)", **common)
+    return HTTPConnectionError(f"{phase} request failed: {name}: {scrub(str(exc), header_values)}", **common)
 
 
 __all__ = ["error_from_response", "error_from_transport", "parse_retry_after", "raw_body"]

@@ -50,7 +50,7 @@ class ClientPool:
                 verify=_ssl_context(),
                 limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
                 timeout=httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout),
-                follow_redirects=True,
+                follow_redirects=False,  # http.send follows them, dropping credentials across origins
             )
             pooled = clients[provider] = PooledClient(client, asyncio.Semaphore(size))
         return pooled

@@ -47,34 +47,38 @@ def convert_media(media: Any, accepts: list[str], provider: str, max_inline_byte
 
 
 async def fetch_media(urls: list[str], provider: str, max_bytes: int) -> dict[str, dict[str, Any]]:
-    """Download URL media for providers that only take inline bytes; url -> MediaContent."""
+    """Download URL media for providers that only take inline bytes; url -> MediaContent.
+
+    Every hop is vetted by `check_public_url` (no private, loopback or metadata addresses unless
+    TARASH_ALLOW_PRIVATE_URLS is set) and the body is capped at `max_bytes`.
+    """
     import asyncio
 
     import httpx
 
     from ..errors import HTTPConnectionError
     from .client import POOL
+    from .http import ResponseTooLarge, send
+    from .netguard import check_public_url
 
     pooled = POOL.get(f"media:{provider}")
 
     async def fetch(url: str) -> tuple[str, dict[str, Any]]:
+        failure: Exception | None = None
         try:
-            async with pooled.gate, pooled.client.stream("GET", url) as response:
-                if response.status_code >= 400:
-                    raise ValidationError(f"could not fetch input media {url}: HTTP {response.status_code}",
-                                          provider=provider)
-                chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise ValidationError(f"input media {url} is larger than {max_bytes} bytes",
-                                              provider=provider)
-                    chunks.append(chunk)
-                content_type = response.headers.get("content-type", "application/octet-stream").split(";")[0]
-                return url, {"content": b"".join(chunks), "content_type": content_type}
+            received = await send(pooled, "GET", url, headers={"Accept": "*/*"}, max_bytes=max_bytes,
+                                  url_guard=check_public_url)
+        except ResponseTooLarge:
+            failure = ValidationError(f"input media {url} is larger than {max_bytes} bytes", provider=provider)
         except httpx.HTTPError as exc:
-            raise HTTPConnectionError(f"could not fetch input media {url}: {type(exc).__name__}",
-                                      provider=provider) from None
+            failure = HTTPConnectionError(f"could not fetch input media {url}: {type(exc).__name__}",
+                                          provider=provider)
+        if failure is not None:
+            raise failure  # outside the except block: no transport exception left in its context
+        if received.status >= 400:
+            raise ValidationError(f"could not fetch input media {url}: HTTP {received.status}", provider=provider)
+        content_type = received.headers.get("content-type", "application/octet-stream").split(";")[0]
+        return url, {"content": received.content, "content_type": content_type}
 
     return dict(await asyncio.gather(*(fetch(u) for u in dict.fromkeys(urls))))
 

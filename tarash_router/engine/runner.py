@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import codecs
 import contextvars
 import inspect
 import json
@@ -35,6 +36,8 @@ from ..specs.params import check_request
 from ..utils import generate_unique_id, to_float
 from .classify import error_from_response, error_from_transport, output_refusal
 from .client import POOL
+from .http import Received, ResponseTooLarge
+from .http import send as http_send
 from .media import fetch_media, media_bytes, media_urls
 from .render import JobContext, PreparedRequest, prepare_job
 
@@ -43,6 +46,20 @@ logger = logging.getLogger("tarash_router.engine")
 CURRENT_FINGERPRINT: contextvars.ContextVar[str] = contextvars.ContextVar("tarash_fingerprint", default="")
 TERMINAL = ("completed", "failed")
 _CANCEL_TIMEOUT = 5.0
+_CANCEL_MAX_BYTES = 1024 * 1024  # a cancel answer is read only for its status
+
+
+def _charset(headers: Any) -> str:
+    """The body's declared charset (UTF-8 unless the provider says otherwise and Python knows it)."""
+    _, _, params = headers.get("content-type", "").partition(";")
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.lower() == "charset" and value:
+            try:
+                return codecs.lookup(value.strip('"')).name
+            except LookupError:
+                break
+    return "utf-8"
 
 
 class Reply:
@@ -50,15 +67,15 @@ class Reply:
 
     __slots__ = ("status", "headers", "text", "data", "content")
 
-    def __init__(self, response: httpx.Response) -> None:
-        self.status = response.status_code
+    def __init__(self, response: Received) -> None:
+        self.status = response.status
         self.headers = response.headers
         self.content = response.content
         self.text = ""
         self.data: Any = None
         if self.content:
             try:
-                self.text = response.text
+                self.text = response.content.decode(_charset(response.headers))
                 self.data = json.loads(self.text)
             except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting is malformed too
                 self.data = None
@@ -93,17 +110,21 @@ class Generation:
             raise builtins.TimeoutError
         s = self.settings
         timeout = httpx.Timeout(min(s.request_timeout, remaining), connect=min(s.connect_timeout, remaining))
-        pooled = POOL.get(self.jc.provider)
+        failure: TarashException | None = None
         try:
-            async with pooled.gate:
-                response = await pooled.client.request(
-                    prepared.method, prepared.url, params=prepared.query or None, headers=prepared.headers,
-                    json=prepared.json, data=prepared.form, files=prepared.files, content=prepared.content,
-                    timeout=timeout)
+            received = await self._transmit(prepared, timeout)
         except httpx.HTTPError as exc:
-            raise error_from_transport(exc, self.jc.provider, self.jc.model, phase, self.job_id,
-                                       min(s.request_timeout, remaining)) from None
-        reply = Reply(response)
+            failure = error_from_transport(exc, self.jc.provider, self.jc.model, phase, self.job_id,
+                                           min(s.request_timeout, remaining), prepared.headers.values())
+        except ResponseTooLarge as exc:
+            failure = HTTPError(
+                f"{phase}: {exc} (limit: max_response_bytes)", provider=self.jc.provider, model=self.jc.model,
+                request_id=self.job_id, status_code=exc.status, raw_response={"status_code": exc.status},
+                # Accepted but unreadable, a submit may have created a job: never sent again.
+                retryable=phase != "submit", job_may_exist=phase != "upload" and (phase != "submit" or exc.status < 400))
+        if failure is not None:
+            raise failure  # outside the except block: the transport error's text stays out of the chain
+        reply = Reply(received)
         # Past submit a job exists; at submit, only a 5xx other than 503 may hide a created job;
         # an upload creates none.
         may_exist = phase != "upload" and (phase != "submit" or (reply.status >= 500 and reply.status != 503))
@@ -377,6 +398,13 @@ class Generation:
             provider=self.jc.provider, model=self.jc.model, result=result)
         await call_progress(self.on_progress, update)
 
+    async def _transmit(self, prepared: PreparedRequest, timeout: Any, max_bytes: int | None = None) -> Received:
+        limit = max_bytes or self.jc.family.provider.file.max_response_bytes or self.settings.max_response_bytes
+        return await http_send(
+            POOL.get(self.jc.provider), prepared.method, prepared.url, headers=prepared.headers,
+            secret_headers=prepared.secret_headers, params=prepared.query or None, json=prepared.json,
+            data=prepared.form, files=prepared.files, content=prepared.content, timeout=timeout, max_bytes=limit)
+
     async def _cancel_remote(self, reason: str) -> bool:
         """Best effort: ask the provider to stop the job so it is not billed further. True if it said yes."""
         template = self.jc.family.cancel
@@ -387,15 +415,11 @@ class Generation:
         except TarashException as exc:  # e.g. a cancel URL on an untrusted origin: never sent
             logger.warning("%s job %s: cancel not sent (%s)", self.jc.provider, self.job_id, exc.message)
             return False
-        pooled = POOL.get(self.jc.provider)
 
         async def _send() -> bool:
-            response = await pooled.client.request(prepared.method, prepared.url, params=prepared.query or None,
-                                                   headers=prepared.headers, json=prepared.json,
-                                                   timeout=_CANCEL_TIMEOUT)
-            logger.info("%s job %s cancelled (%s): HTTP %s", self.jc.provider, self.job_id, reason,
-                        response.status_code)
-            return response.status_code < 300
+            response = await self._transmit(prepared, _CANCEL_TIMEOUT, max_bytes=_CANCEL_MAX_BYTES)
+            logger.info("%s job %s cancelled (%s): HTTP %s", self.jc.provider, self.job_id, reason, response.status)
+            return response.status < 300
 
         try:
             return await asyncio.shield(asyncio.wait_for(_send(), _CANCEL_TIMEOUT))
