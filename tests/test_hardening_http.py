@@ -1,0 +1,222 @@
+"""The HTTP seam: redirects never carry credentials to another origin, bodies are bounded, transport
+errors never quote a header, and media downloads are not an SSRF. "Another host" is a second
+loopback fake on its own port (another origin)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+
+import httpx
+import pytest
+
+from conftest import video_config
+from tarash_router import HTTPError, ValidationError, generate_image, generate_video
+from tarash_router.engine.classify import error_from_transport
+from tarash_router.engine.client import ClientPool
+from tarash_router.engine.http import ResponseTooLarge, send
+from tarash_router.engine.netguard import check_public_url, is_public_address
+from tarash_router.errors import UnsafeURLError
+from tarash_router.models import ImageGenerationConfig, ImageGenerationRequest, VideoGenerationRequest
+from tarash_router.settings import get_settings
+from tarash_router.testing import Failure, FakeFal, FakeGoogle, FalJob
+
+SECRETS = {"Authorization": "Key sek-auth-123", "x-goog-api-key": "sek-goog-456", "api-key": "sek-azure-789",
+           "X-Vendor-Token": "sek-vendor-000"}
+SECRET_NAMES = frozenset(k.lower() for k in SECRETS)
+
+
+@pytest.fixture(scope="module")
+def other_host():
+    with FakeFal() as server:
+        yield server
+
+
+@pytest.fixture
+def elsewhere(other_host: FakeFal) -> FakeFal:
+    other_host.clear()
+    return other_host
+
+
+@pytest.fixture
+def private_urls_refused(monkeypatch):
+    monkeypatch.setenv("TARASH_ALLOW_PRIVATE_URLS", "0")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def _send(url: str, *, method: str = "POST", headers: dict | None = None, max_bytes: int = 1 << 20,
+          url_guard=None):
+    async def go():
+        pool = ClientPool()
+        try:
+            return await send(pool.get("t"), method, url, headers=headers or dict(SECRETS),
+                              secret_headers=SECRET_NAMES, json={"a": 1}, max_bytes=max_bytes, url_guard=url_guard,
+                              timeout=10)
+        finally:
+            await pool.aclose()
+    return asyncio.run(go())
+
+
+# ------------------------------------------------------------------ redirects
+
+def test_a_cross_origin_redirect_drops_every_secret_header(fal, elsewhere):
+    fal.queue(FalJob(submit_failures=[Failure(status=307, headers={"Location": f"{elsewhere.base_url}/landing"})]))
+    _send(f"{fal.base_url}/fal-ai/veo3")
+    landed = elsewhere.requests[0]
+    assert landed.path == "/landing" and landed.method == "POST" and landed.json == {"a": 1}  # 307 keeps the body
+    assert not any(name in landed.headers for name in SECRETS)
+
+
+def test_a_same_origin_redirect_keeps_the_credentials(fal):
+    fal.queue(FalJob(submit_failures=[Failure(status=308, headers={"Location": "/fal-ai/veo3/again"})]))
+    _send(f"{fal.base_url}/fal-ai/veo3")
+    landed = fal.requests[1]
+    assert landed.path == "/fal-ai/veo3/again"
+    assert all(landed.headers.get(name) == value for name, value in SECRETS.items())
+
+
+def test_a_303_becomes_a_get_without_the_body(fal, elsewhere):
+    fal.queue(FalJob(submit_failures=[Failure(status=303, headers={"Location": f"{elsewhere.base_url}/see"})]))
+    _send(f"{fal.base_url}/fal-ai/veo3")
+    assert elsewhere.requests[0].method == "GET" and elsewhere.requests[0].body == b""
+
+
+def test_a_redirected_poll_never_takes_the_key_to_another_host(fal, elsewhere):
+    fal.queue(FalJob(poll_failures={1: Failure(status=302, headers={"Location": f"{elsewhere.base_url}/s"})}))
+    with pytest.raises(HTTPError, match="405"):  # the other host does not know the job
+        generate_video(video_config(fal), VideoGenerationRequest(prompt="a cat"))
+    assert elsewhere.requests and all("Authorization" not in r.headers for r in elsewhere.requests)
+    assert fal.submit_count() == 1
+
+
+def test_credentials_are_never_carried_from_https_down_to_http():
+    from tarash_router.engine.http import _headers_for_hop
+    from tarash_router.engine.url_safety import origin_of
+
+    start = origin_of("https://api.example.com/v1")
+    with pytest.raises(UnsafeURLError, match="https to plain http"):
+        _headers_for_hop(dict(SECRETS), SECRET_NAMES, start, "https://api.example.com/v1", "http://api.example.com/v1")
+    # Without credentials a downgrade is the server's business.
+    assert _headers_for_hop({"Accept": "*/*"}, SECRET_NAMES, start, "https://api.example.com/v1",
+                            "http://api.example.com/v1") == {"Accept": "*/*"}
+
+
+def test_every_redirect_hop_is_vetted(fal, elsewhere):
+    seen: list[str] = []
+
+    async def guard(url: str) -> None:
+        seen.append(url)
+        if url.startswith(elsewhere.base_url):
+            raise UnsafeURLError("refused hop")
+
+    fal.queue(FalJob(submit_failures=[Failure(status=302, headers={"Location": f"{elsewhere.base_url}/x"})]))
+    with pytest.raises(UnsafeURLError, match="refused hop"):
+        _send(f"{fal.base_url}/fal-ai/veo3", url_guard=guard)
+    assert seen == [f"{fal.base_url}/fal-ai/veo3", f"{elsewhere.base_url}/x"] and elsewhere.requests == []
+
+
+# ------------------------------------------------------------------ bounded bodies
+
+def test_a_body_over_the_limit_is_refused_without_reading_it_all(fal):
+    huge = "x" * (40 * 1024 * 1024)
+    fal.queue(FalJob(submit_failures=[Failure(status=200, text=huge)]))
+    started = time.monotonic()
+    with pytest.raises(ResponseTooLarge):
+        _send(f"{fal.base_url}/fal-ai/veo3", max_bytes=64 * 1024)
+    assert time.monotonic() - started < 10
+
+
+def test_an_oversized_status_response_is_a_failed_poll_and_polling_goes_on(fal, monkeypatch):
+    monkeypatch.setenv("TARASH_MAX_RESPONSE_BYTES", "65536")
+    get_settings.cache_clear()
+    try:
+        fal.queue(FalJob(poll_failures={1: Failure(status=200, text="[" + "1," * 100_000 + "1]")}))
+        response = generate_video(video_config(fal), VideoGenerationRequest(prompt="a cat"))
+    finally:
+        get_settings.cache_clear()
+    assert response.video and fal.submit_count() == 1
+
+
+# ------------------------------------------------------------------ transport errors never quote headers
+
+def test_a_transport_error_never_quotes_a_header_value(fal):
+    value = "Key sek-illegal-5150\nX-Injected: 1"
+
+    async def go():
+        pool = ClientPool()
+        try:
+            await send(pool.get("t"), "GET", f"{fal.base_url}/x", headers={"Authorization": value},
+                       secret_headers=frozenset({"authorization"}), max_bytes=1024, timeout=5)
+        except httpx.HTTPError as exc:
+            error = error_from_transport(exc, "fal", "m", "poll", "job-1", 5, [value])
+        else:
+            raise AssertionError("h11 accepted a header with a newline")
+        finally:
+            await pool.aclose()
+        return error
+
+    error = asyncio.run(go())
+    assert "sek-illegal-5150" not in str(error) and "sek-illegal-5150" not in repr(error)
+    assert error.__cause__ is None and error.__context__ is None
+
+
+# ------------------------------------------------------------------ media downloads are not an SSRF
+
+def _google_image(google: FakeGoogle, url: str):
+    config = ImageGenerationConfig(provider="google", model="gemini-2.5-flash-image", api_key="g-key-1",
+                                   base_url=google.base_url, timeout=20)
+    request = ImageGenerationRequest(prompt="a dress", image_list=[{"image": url, "type": "reference"}])
+    return generate_image(config, request)
+
+
+@pytest.fixture(scope="module")
+def google():
+    with FakeGoogle() as server:
+        yield server
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "169.254.169.254", "[::1]", "10.0.0.7",
+                                  "[::ffff:127.0.0.1]", "metadata.google.internal"])
+def test_private_media_urls_are_refused_before_anything_is_sent(google, private_urls_refused, host):
+    google.clear()
+    with pytest.raises(UnsafeURLError, match="refused to fetch"):
+        _google_image(google, f"http://{host}:{google.base_url.rsplit(':', 1)[1]}/assets/dress.png")
+    assert google.requests == []
+
+
+def test_private_media_urls_work_when_allowed_for_development(google):
+    google.clear()
+    response = _google_image(google, google.add_asset("dress.png", b"\x89PNGdress"))
+    assert response.images
+    assert any(r.path.startswith("/assets/") for r in google.requests)
+
+
+def test_the_unsafe_url_error_is_a_validation_error():
+    assert issubclass(UnsafeURLError, ValidationError)
+
+
+@pytest.mark.parametrize(("address", "public"), [
+    ("8.8.8.8", True), ("2606:4700::1111", True), ("127.0.0.1", False), ("10.1.2.3", False),
+    ("172.16.0.1", False), ("192.168.1.1", False), ("169.254.169.254", False), ("100.64.0.1", False),
+    ("0.0.0.0", False), ("224.0.0.1", False), ("::1", False), ("fe80::1", False), ("fc00::1", False),
+    ("::ffff:10.0.0.1", False), ("::ffff:8.8.8.8", True), ("2002:7f00:1::", False), ("64:ff9b::a9fe:a9fe", False),
+])
+def test_address_classification(address, public):
+    assert is_public_address(ipaddress.ip_address(address)) is public
+
+
+def test_schemes_other_than_http_are_refused(private_urls_refused):
+    with pytest.raises(UnsafeURLError, match="only http"):
+        asyncio.run(check_public_url("file:///etc/passwd"))
+
+
+def test_the_api_key_reaches_google_only(google):
+    # Sanity for the tests above: with the guard relaxed, the key goes to the provider's origin.
+    google.clear()
+    _google_image(google, google.add_asset("dress.png", b"\x89PNGdress"))
+    keyed = [r for r in google.requests if r.headers.get("x-goog-api-key")]
+    assert keyed and all(not r.path.startswith("/assets/") for r in keyed)
+    assert all(r.headers.get("x-goog-api-key") is None for r in google.requests if r.path.startswith("/assets/"))
