@@ -51,7 +51,7 @@ def journal(journal_url):
 
 
 async def _flush(store) -> None:
-    await store._redis.flushdb()
+    await getattr(store, "store", store)._redis.flushdb()
     await store.close()
 
 

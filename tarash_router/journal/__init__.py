@@ -7,10 +7,19 @@ from ..errors import ConfigError
 from ..lazy import Lazy
 from ..settings import get_settings
 from .records import Claim, JobRecord, fingerprint
+from .bounded import BoundedJobStore
 from .store import JobStore, MemoryJobStore
 
+
 def open_journal(url: str) -> JobStore:
-    """A journal from a URL: `memory`, `sqlite:///path/jobs.db`, `redis://host:6379/0`."""
+    """A journal from a URL: `memory`, `sqlite:///path/jobs.db`, `redis://host:6379/0`; every call on it
+    is bounded by `journal_timeout` (see `BoundedJobStore`)."""
+    store = _open_backend(url)
+    return store if isinstance(store, MemoryJobStore) else BoundedJobStore(store, get_settings().journal_timeout)
+
+
+def _open_backend(url: str) -> JobStore:
+    timeout = get_settings().journal_timeout
     if url == "memory":
         return MemoryJobStore()
     if url.startswith("sqlite:///"):
@@ -20,11 +29,11 @@ def open_journal(url: str) -> JobStore:
         path = url.removeprefix("sqlite:///")
         if not path:
             raise ConfigError(f"sqlite journal needs a path, e.g. sqlite:////var/lib/tarash/jobs.db (got {url!r})")
-        return SQLiteJobStore(path)
+        return SQLiteJobStore(path, busy_timeout=timeout)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from .redis_store import RedisJobStore
 
-        return RedisJobStore(url)
+        return RedisJobStore(url, socket_timeout=timeout)
     raise ConfigError(f"unknown journal {url!r}: use memory, sqlite:///path or redis://host:port/db")
 
 
@@ -37,9 +46,11 @@ def get_journal() -> JobStore:
 
 
 def set_journal(store: JobStore | None) -> None:
-    """Use `store` from now on (None: reopen from settings on next use)."""
+    """Use `store` from now on (None: reopen from settings on next use); calls on it are bounded in time."""
+    if store is not None and not isinstance(store, (MemoryJobStore, BoundedJobStore)):
+        store = BoundedJobStore(store, get_settings().journal_timeout)
     _JOURNAL.set(store)
 
 
-__all__ = ["JobRecord", "Claim", "JobStore", "MemoryJobStore", "open_journal", "get_journal", "set_journal",
+__all__ = ["JobRecord", "Claim", "JobStore", "MemoryJobStore", "BoundedJobStore", "open_journal", "get_journal", "set_journal",
            "fingerprint"]

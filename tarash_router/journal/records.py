@@ -9,9 +9,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-JobState = Literal["submitted", "queued", "processing", "completed", "failed", "cancelled"]
-# States only move forward; the three terminal states never change again.
-STATE_ORDER: dict[str, int] = {"submitted": 0, "queued": 1, "processing": 2, "completed": 3, "failed": 3,
+JobState = Literal["submitting", "submitted", "queued", "processing", "completed", "failed", "cancelled"]
+# States only move forward; the three terminal states never change again. `submitting` is the intent
+# written before the POST: left behind, it means a crash while the provider may have accepted a job.
+STATE_ORDER: dict[str, int] = {"submitting": -1, "submitted": 0, "queued": 1, "processing": 2, "completed": 3, "failed": 3,
                                "cancelled": 3}
 TERMINAL_STATES = frozenset({"completed", "failed", "cancelled"})
 
@@ -48,7 +49,7 @@ class JobRecord(BaseModel):
     error: dict[str, Any] | None = None  # {type, message} once failed
 
 
-ClaimState = Literal["running", "completed", "failed"]
+ClaimState = Literal["running", "submitting", "completed", "failed"]
 
 
 class Claim(BaseModel):

@@ -31,13 +31,16 @@ return 1
 class RedisJobStore:
     """Journal in Redis (`redis.asyncio`), keys under `prefix`."""
 
-    def __init__(self, url: str, prefix: str = "tarash", ttl: float = 7 * 24 * 3600) -> None:
+    def __init__(self, url: str, prefix: str = "tarash", ttl: float = 7 * 24 * 3600,
+                 socket_timeout: float = 2.0) -> None:
         from ..handlers.base import require_sdk
 
         self._module = require_sdk("redis.asyncio", "redis", "redis journal")
         self._url = url
         self._prefix = prefix
         self._ttl = int(ttl)
+        # A stalled server (accepts, never answers) costs a bounded wait, not a hung call.
+        self._socket_timeout = socket_timeout
         # redis.asyncio connections belong to the event loop that made them: one client per loop.
         self._clients: weakref.WeakKeyDictionary[Any, tuple[Any, Any, Any]] = weakref.WeakKeyDictionary()
 
@@ -45,7 +48,8 @@ class RedisJobStore:
         loop = asyncio.get_running_loop()
         entry = self._clients.get(loop)
         if entry is None:
-            client = self._module.from_url(self._url, decode_responses=True)
+            client = self._module.from_url(self._url, decode_responses=True, socket_timeout=self._socket_timeout,
+                                           socket_connect_timeout=self._socket_timeout)
             entry = (client, client.register_script(_CAS_OWNER), client.register_script(_RELEASE))
             self._clients[loop] = entry
         return entry
@@ -102,12 +106,21 @@ class RedisJobStore:
                 except WatchError:
                     continue
 
-    async def list(self, limit: int = 100) -> list[JobRecord]:
-        ids = await self._redis.zrevrange(f"{self._prefix}:jobs", 0, limit - 1)
+    async def delete(self, job_id: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._job(job_id))
+            pipe.zrem(f"{self._prefix}:jobs", job_id)
+            await pipe.execute()
+
+    async def list(self, limit: int = 100, state: str | None = None) -> list[JobRecord]:
+        # Newest first; with a state filter, scan a bounded window of recent jobs.
+        window = limit if state is None else max(limit * 20, 1000)
+        ids = await self._redis.zrevrange(f"{self._prefix}:jobs", 0, window - 1)
         if not ids:
             return []
         raws = await self._redis.mget([self._job(i) for i in ids])
-        return [JobRecord.model_validate_json(r) for r in raws if r]
+        records = [JobRecord.model_validate_json(r) for r in raws if r]
+        return [r for r in records if state is None or r.state == state][:limit]
 
     async def claim(self, claim: Claim) -> Claim:
         key = self._claim(claim.key)

@@ -1,11 +1,14 @@
 """SQLite journal: durable on one machine, shared by the processes that open the same file.
 
 Writes run in `BEGIN IMMEDIATE` transactions so a forward-only update or a claim is atomic across
-processes; the database runs in WAL mode so readers never block writers.
+processes; the database runs in WAL mode so readers never block writers. Every call runs in a worker
+thread: a file locked by another process makes that call wait (at most the busy timeout), never
+the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -25,35 +28,47 @@ CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, da
 class SQLiteJobStore:
     """Journal in one SQLite file."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, busy_timeout: float = 2.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
 
-    def _write(self, fn: Any) -> Any:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(self._db)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return result
+    async def _write(self, fn: Any) -> Any:
+        def transaction() -> Any:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(self._db)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+                return result
+
+        return await asyncio.to_thread(transaction)
+
+    async def _read(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        def query() -> list[Any]:
+            with self._lock:
+                return self._db.execute(sql, params).fetchall()
+
+        return await asyncio.to_thread(query)
 
     async def put(self, record: JobRecord) -> None:
-        self._write(lambda db: db.execute(
+        await self._write(lambda db: db.execute(
             "INSERT OR REPLACE INTO jobs (job_id, state, created_at, data) VALUES (?, ?, ?, ?)",
             (record.job_id, record.state, record.created_at, record.model_dump_json())))
 
     async def get(self, job_id: str) -> JobRecord | None:
-        with self._lock:
-            row = self._db.execute("SELECT data FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        return JobRecord.model_validate_json(row[0]) if row else None
+        rows = await self._read("SELECT data FROM jobs WHERE job_id = ?", (job_id,))
+        return JobRecord.model_validate_json(rows[0][0]) if rows else None
+
+    async def delete(self, job_id: str) -> None:
+        await self._write(lambda db: db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,)))
 
     async def advance(self, job_id: str, state: str, **changes: Any) -> JobRecord | None:
         def update(db: sqlite3.Connection) -> JobRecord | None:
@@ -67,11 +82,14 @@ class SQLiteJobStore:
                            (record.state, record.model_dump_json(), job_id))
             return record
 
-        return self._write(update)
+        return await self._write(update)
 
-    async def list(self, limit: int = 100) -> list[JobRecord]:
-        with self._lock:
-            rows = self._db.execute("SELECT data FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+    async def list(self, limit: int = 100, state: str | None = None) -> list[JobRecord]:
+        if state is None:
+            rows = await self._read("SELECT data FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))
+        else:
+            rows = await self._read("SELECT data FROM jobs WHERE state = ? ORDER BY created_at DESC LIMIT ?",
+                                    (state, limit))
         return [JobRecord.model_validate_json(r[0]) for r in rows]
 
     async def claim(self, claim: Claim) -> Claim:
@@ -81,12 +99,11 @@ class SQLiteJobStore:
             row = db.execute("SELECT data FROM claims WHERE key = ?", (claim.key,)).fetchone()
             return Claim.model_validate_json(row[0])
 
-        return self._write(insert)
+        return await self._write(insert)
 
     async def get_claim(self, key: str) -> Claim | None:
-        with self._lock:
-            row = self._db.execute("SELECT data FROM claims WHERE key = ?", (key,)).fetchone()
-        return Claim.model_validate_json(row[0]) if row else None
+        rows = await self._read("SELECT data FROM claims WHERE key = ?", (key,))
+        return Claim.model_validate_json(rows[0][0]) if rows else None
 
     async def update_claim(self, key: str, holder: str, **changes: Any) -> bool:
         def update(db: sqlite3.Connection) -> bool:
@@ -97,17 +114,20 @@ class SQLiteJobStore:
             db.execute("UPDATE claims SET owner = ?, data = ? WHERE key = ?", (claim.owner, claim.model_dump_json(), key))
             return True
 
-        return self._write(update)
+        return await self._write(update)
 
     async def take_over(self, key: str, old_owner: str, new_owner: str) -> bool:
         return await self.update_claim(key, old_owner, owner=new_owner, heartbeat=time.time())
 
     async def release(self, key: str, owner: str) -> None:
-        self._write(lambda db: db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, owner)))
+        await self._write(lambda db: db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, owner)))
 
     async def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        def close() -> None:
+            with self._lock:
+                self._db.close()
+
+        await asyncio.to_thread(close)
 
 
 __all__ = ["SQLiteJobStore"]

@@ -24,7 +24,11 @@ class JobStore(Protocol):
     async def advance(self, job_id: str, state: str, **changes: Any) -> JobRecord | None:
         """Move a job forward (ignored if it would move backwards); returns the stored record."""
 
-    async def list(self, limit: int = 100) -> list[JobRecord]: ...
+    async def list(self, limit: int = 100, state: str | None = None) -> list[JobRecord]:
+        """Newest first; only jobs in `state` when given."""
+
+    async def delete(self, job_id: str) -> None:
+        """Forget a job (a `submitting` intent superseded by the accepted job)."""
 
     async def claim(self, claim: Claim) -> Claim:
         """Store `claim` if its key is free; else return the claim already there (nothing written)."""
@@ -74,9 +78,14 @@ class MemoryJobStore:
                 self._jobs[job_id] = record
             return record.model_copy()
 
-    async def list(self, limit: int = 100) -> list[JobRecord]:
+    async def list(self, limit: int = 100, state: str | None = None) -> list[JobRecord]:
         with self._lock:
-            return [r.model_copy() for r in reversed(self._jobs.values())][:limit]
+            records = [r for r in reversed(self._jobs.values()) if state is None or r.state == state]
+            return [r.model_copy() for r in records[:limit]]
+
+    async def delete(self, job_id: str) -> None:
+        with self._lock:
+            self._jobs.pop(job_id, None)
 
     async def claim(self, claim: Claim) -> Claim:
         with self._lock:
