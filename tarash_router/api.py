@@ -28,7 +28,8 @@ async def _run(config: Any, request: Any, on_progress: Any, modality: str) -> An
         def run() -> Any:
             return get_router().run(config, request, on_progress, modality)
 
-        target, timeout = f"route:{config}", get_router().get(config, modality).policy.deadline or 3600.0
+        policy = get_router().get(config, modality).policy
+        target, timeout, allow_resubmit = f"route:{config}", policy.deadline or 3600.0, policy.resubmit_if_unknown
     else:
         logger.info("generate_%s provider=%s model=%s", modality, config.provider, config.model)
 
@@ -38,6 +39,7 @@ async def _run(config: Any, request: Any, on_progress: Any, modality: str) -> An
         chain = collect_fallback_chain(config)
         target = "|".join(f"{c.provider}/{c.model}" for c in chain)
         timeout = sum(c.timeout for c in chain)
+        allow_resubmit = False
     if request.idempotency_key:
         from .journal import get_journal
         from .journal.idempotency import run_idempotent
@@ -49,7 +51,8 @@ async def _run(config: Any, request: Any, on_progress: Any, modality: str) -> An
                                       provider_config=getattr(source, "provider_config", None),
                                       base_url=getattr(source, "base_url", None))
 
-        return await run_idempotent(request.idempotency_key, target, request, modality, timeout, run, take_over)
+        return await run_idempotent(request.idempotency_key, target, request, modality, timeout, run, take_over,
+                                    allow_resubmit=allow_resubmit)
     return await run()
 
 

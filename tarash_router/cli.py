@@ -108,7 +108,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         set_journal(open_journal(args.journal))
     journal = get_journal()
     if args.action == "list":
-        records = asyncio.run(journal.list(args.limit))
+        records = asyncio.run(journal.list(args.limit, state=args.state))
         for r in records:
             print(f"{r.job_id:<40} {r.state:<10} {r.provider:<10} {r.model}")
         return EXIT_OK
@@ -179,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("job_id", nargs="?")
     jobs.add_argument("--journal", help="journal URL (default: TARASH_JOURNAL): sqlite:///path or redis://...")
     jobs.add_argument("--limit", type=int, default=50)
+    jobs.add_argument("--state", choices=["submitting", "queued", "processing", "completed", "failed", "cancelled"],
+                      help="only jobs in this state (submitting: a crash while a job may have been accepted)")
     jobs.add_argument("--base-url", help="resume/cancel a job that was submitted through a custom base URL")
     jobs.set_defaults(func=cmd_jobs)
 

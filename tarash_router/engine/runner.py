@@ -181,6 +181,8 @@ class Generation:
         family = self.jc.family
         reply = await self._submit()
         if family.poll is None:  # synchronous provider: the submit response is the result
+            if self.tracker is not None:
+                await self._off_the_clock(self.tracker.drop_intent())
             self.job_id = self._extract_job(reply.data) or self.job_id
             return await self._finish(reply.data)
         self.job_id = self.jc.job_id = self._extract_job(reply.data)
@@ -264,8 +266,17 @@ class Generation:
 
     async def _submit(self) -> Reply:
         # Sent once: whether a failed submit may be retried is routing's call (see RetryPolicy),
-        # made from `job_may_exist` on the error.
-        reply = await self.send(self.jc.build(self.jc.family.submit), "submit")
+        # made from `job_may_exist` on the error. The journal holds a `submitting` intent meanwhile.
+        prepared = self.jc.build(self.jc.family.submit)
+        if self.tracker is not None:
+            await self._off_the_clock(self.tracker.submitting())
+        try:
+            reply = await self.send(prepared, "submit")
+        except TarashException as exc:
+            if self.tracker is not None:
+                await self._off_the_clock(self.tracker.submit_failed(
+                    job_may_exist=exc.job_may_exist, error={"type": type(exc).__name__, "message": exc.message}))
+            raise
         self.submitted_at = self.loop.time()
         return reply
 

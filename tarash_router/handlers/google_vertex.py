@@ -222,11 +222,17 @@ class _Run:
         self.tracker: JobTracker | None = None
 
     async def video(self, call: _SdkCall) -> VideoGenerationResponse:
+        if self.tracker is not None:
+            await self.tracker.submitting()
         try:
             operation = await self.client.aio.models.generate_videos(model=self.model, source=call.source,
                                                                      config=call.config)
         except Exception as exc:  # noqa: BLE001 - every SDK failure is mapped
-            raise self.error(exc, "submit") from None
+            error = self.error(exc, "submit")
+            if self.tracker is not None:
+                await self.tracker.submit_failed(job_may_exist=error.job_may_exist,
+                                                 error={"type": type(error).__name__, "message": error.message})
+            raise error from None
         self.request_id = operation.name
         if not operation.name:
             raise GenerationFailedError("the operation has no name", provider=self.provider, model=self.model,

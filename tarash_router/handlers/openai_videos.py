@@ -215,10 +215,16 @@ class _VideoRun:
 
     async def _create(self) -> dict[str, Any]:
         timeout = request_timeout(self.deadline)
+        if self.tracker is not None:
+            await self.tracker.submitting()
         try:
             created = await invoke(self.client, self.call, self.openai, timeout)
         except Exception as exc:
-            raise self._error(exc, "submit") from None
+            error = self._error(exc, "submit")
+            if self.tracker is not None:
+                await self.tracker.submit_failed(job_may_exist=error.job_may_exist,
+                                                 error={"type": type(error).__name__, "message": error.message})
+            raise error from None
         self.video = created.model_dump(mode="json", exclude_unset=True)
         self.video_id = created.id
         if self.tracker is not None:

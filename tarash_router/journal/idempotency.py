@@ -17,8 +17,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..errors import JobMayExistError, JournalUnavailableError, ValidationError
 from ..errors import TimeoutError as GenerationTimeoutError
-from ..errors import ValidationError
 from ..settings import get_settings
 from . import get_journal
 from .records import TERMINAL_STATES, Claim, fingerprint
@@ -39,8 +39,14 @@ def _response(claim: Claim) -> Any:
 
 
 async def run_idempotent(key: str, target: str, request: Any, modality: str, timeout: float,
-                         run: Callable[[], Awaitable[Any]], resume: Callable[[str], Awaitable[Any]]) -> Any:
-    """Run `run()` at most once for (key, request); otherwise return or wait for the first result."""
+                         run: Callable[[], Awaitable[Any]], resume: Callable[[str], Awaitable[Any]],
+                         allow_resubmit: bool = False) -> Any:
+    """Run `run()` at most once for (key, request); otherwise return or wait for the first result.
+
+    A claim whose owner died while submitting (no job id recorded) may hide an accepted, paid job:
+    taking it over raises JobMayExistError unless `allow_resubmit`. Without a journal that answers,
+    no guarantee can be given: JournalUnavailableError, and nothing is sent.
+    """
     from ..engine.runner import CURRENT_FINGERPRINT
 
     journal = get_journal()
@@ -48,7 +54,12 @@ async def run_idempotent(key: str, target: str, request: Any, modality: str, tim
     owner = _new_owner()
     deadline = time.monotonic() + timeout
     while True:
-        claim = await journal.claim(Claim(key=key, fingerprint=fp, owner=owner, modality=modality))
+        try:
+            claim = await journal.claim(Claim(key=key, fingerprint=fp, owner=owner, modality=modality))
+        except JournalUnavailableError as exc:
+            raise JournalUnavailableError(
+                f"cannot claim idempotency key {key!r}: {exc.message}; nothing was sent (an idempotent "
+                "call needs the journal to guarantee one job per key)", retryable=True) from None
         if claim.fingerprint != fp:
             raise ValidationError(f"idempotency key {key!r} was already used for a different request")
         if claim.owner == owner:
@@ -61,6 +72,13 @@ async def run_idempotent(key: str, target: str, request: Any, modality: str, tim
                 return _response(taken)
             if taken.job_id:  # the owner died after submitting: collect its job, never submit again
                 return await _own(journal, key, owner, functools.partial(resume, taken.job_id))
+            if taken.state == "submitting" and not allow_resubmit:
+                await _quietly(journal.update_claim(key, owner, heartbeat=0.0))  # the next caller hears the same
+                raise JobMayExistError(
+                    f"the call holding idempotency key {key!r} stopped while submitting: the provider may "
+                    "have accepted (and will bill) a job whose id was never recorded. Check with the provider "
+                    "and `tarash-router jobs list --state submitting`, then use a new key, or opt in to "
+                    "resubmitting (allow_resubmit)")
             break  # the owner died before submitting: run it ourselves
         # the claim was released (the owner's call failed): try to claim it again
     fp_token = CURRENT_FINGERPRINT.set(fp)
@@ -78,7 +96,7 @@ async def _own(journal: Any, key: str, owner: str, run: Callable[[], Awaitable[A
     async def heartbeat() -> None:
         while True:
             await asyncio.sleep(lease / 3)
-            await journal.update_claim(key, owner, heartbeat=time.time())
+            await _quietly(journal.update_claim(key, owner, heartbeat=time.time()))
 
     beating = asyncio.create_task(heartbeat())
     try:
@@ -89,20 +107,33 @@ async def _own(journal: Any, key: str, owner: str, run: Callable[[], Awaitable[A
     finally:
         beating.cancel()
         CURRENT_CLAIM.reset(token)
-    await journal.update_claim(key, owner, state="completed", job_id=response.request_id,
-                               result=response.model_dump(mode="json"), heartbeat=time.time())
+    # A journal failure here must not turn a paid success into an error.
+    await _quietly(journal.update_claim(key, owner, state="completed", job_id=response.request_id,
+                                        result=response.model_dump(mode="json"), heartbeat=time.time()))
     return response
+
+
+async def _quietly(call: Awaitable[Any]) -> Any:
+    """A claim write whose failure is logged (by the bounded journal) and otherwise ignored."""
+    try:
+        return await call
+    except JournalUnavailableError:
+        return None
 
 
 async def _abandon(journal: Any, key: str, owner: str) -> None:
     """After a failed call: release the key, unless a job it accepted may still be running, in which
     case the claim is left for the next caller to take over at once and collect that job."""
-    claim = await journal.get_claim(key)
-    job = await journal.get(claim.job_id) if claim is not None and claim.job_id else None
-    if job is not None and job.state not in TERMINAL_STATES:
-        await journal.update_claim(key, owner, heartbeat=0.0)
-    else:
-        await journal.release(key, owner)
+    try:
+        claim = await journal.get_claim(key)
+        job = await journal.get(claim.job_id) if claim is not None and claim.job_id else None
+        if claim is not None and (claim.state == "submitting" and not claim.job_id
+                                  or job is not None and job.state not in TERMINAL_STATES):
+            await journal.update_claim(key, owner, heartbeat=0.0)
+        else:
+            await journal.release(key, owner)
+    except JournalUnavailableError:
+        pass  # the claim's lease runs out on its own
 
 
 async def _wait(journal: Any, key: str, claim: Claim, owner: str, deadline: float) -> Claim | None:
@@ -122,6 +153,20 @@ async def _wait(journal: Any, key: str, claim: Claim, owner: str, deadline: floa
             return current.model_copy(update={"owner": owner})
     raise GenerationTimeoutError(f"waited too long for the call holding idempotency key {key!r}",
                                  timeout_seconds=None)
+
+
+async def mark_claim_submitting() -> None:
+    """Called just before the POST: a successor that finds this claim without a job id knows a job may exist."""
+    held = CURRENT_CLAIM.get()
+    if held is not None:
+        await get_journal().update_claim(held[0], held[1], state="submitting", heartbeat=time.time())
+
+
+async def mark_claim_running() -> None:
+    """The submit was refused before any job could exist: the claim is an ordinary running one again."""
+    held = CURRENT_CLAIM.get()
+    if held is not None:
+        await get_journal().update_claim(held[0], held[1], state="running", heartbeat=time.time())
 
 
 async def record_job_on_claim(job_id: str) -> None:

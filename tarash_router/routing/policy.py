@@ -104,6 +104,7 @@ class RoutePolicy:
     deadline: float | None = None
     max_attempts: int | None = None
     strategy: str = "fallback"
+    resubmit_if_unknown: bool = False
 
 
 __all__ = [

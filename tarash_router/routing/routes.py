@@ -90,6 +90,9 @@ class RouteFile(_Strict):
     cooldown: CooldownFile | None = None
     deadline: Duration | None = None
     max_attempts: int | None = Field(None, ge=1)
+    # An idempotency key whose previous holder died mid-submit may hide a paid job: by default the
+    # call is refused (JobMayExistError); true sends the request again and accepts the risk.
+    resubmit_if_unknown: bool = False
 
 
 class RoutesFile(_Strict):
@@ -172,7 +175,7 @@ def route_from_file(name: str, spec: RouteFile, doc: SourceDoc | None) -> Route:
                 if spec.cooldown else None)
     policy = RoutePolicy(retry=retry, fallback_on=frozenset(spec.fallback_on), skip_unsupported=spec.skip_unsupported,
                          cooldown=cooldown, deadline=spec.deadline, max_attempts=spec.max_attempts,
-                         strategy=spec.strategy)
+                         strategy=spec.strategy, resubmit_if_unknown=spec.resubmit_if_unknown)
     targets = [Target(**t.model_dump()) for t in spec.targets]
     return Route(name=name, modality=spec.modality, targets=targets, policy=policy, source=doc,
                  description=spec.description)
