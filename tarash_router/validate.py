@@ -7,10 +7,15 @@ deprecations become warnings; then routes files are checked against the specs th
 from __future__ import annotations
 
 import json
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from .errors import SpecError
 from .routing.routes import load_routes_file
@@ -18,6 +23,9 @@ from .specs.examples import run_examples
 from .specs.loader import PROVIDER_FILE, load_provider
 from .specs.registry import SpecRegistry, builtin_spec_dir
 from .specs.yaml_source import load_yaml_file
+
+# Wall time one file may take to load and check before it is reported and skipped.
+FILE_TIME_BUDGET = 3.0
 
 
 @dataclass
@@ -88,28 +96,13 @@ def validate_paths(paths: list[Path], *, today: date | None = None) -> list[Find
     spec_files = [f for f in files if f not in routes_files]
     registry.begin_layer()  # the checked files form one layer: a prefix claimed twice among them is an error
     for path in sorted(spec_files, key=lambda p: p.name != PROVIDER_FILE):
-        try:
-            if path.name == PROVIDER_FILE:
-                registry.add_provider(load_provider(load_yaml_file(path)))
-                continue
-            family = registry.add_family_file(path)
-        except SpecError as exc:
-            findings.append(Finding.from_error(exc))
-            continue
-        for failure in run_examples(family):
-            line, column = family.source.position(failure.key)
-            findings.append(Finding(family.source.file, line, column, "error",
-                                    f"example {failure.index}: {failure.message}", f"examples[{failure.index}]"))
-        findings += _examples_resolve_here(registry, family)
-        findings += _deprecations(family, today)
+        findings += _guarded(path, lambda path=path: _check_spec_file(path, registry, today))
     seen: dict[str, str] = {}
     for path in routes_files:
-        try:
-            routes = load_routes_file(path, registry)
-        except SpecError as exc:
-            findings.append(Finding.from_error(exc))
-            continue
-        for name, route in routes.items():
+        loaded: dict[str, Any] = {}
+        problems = _guarded(path, lambda path=path: _load_routes_into(loaded, path, registry))
+        findings += problems
+        for name, route in loaded.items():
             line, column = route.source.position(("routes", name)) if route.source else (None, None)
             if name in seen:
                 findings.append(Finding(str(path), line, column, "error",
@@ -117,6 +110,63 @@ def validate_paths(paths: list[Path], *, today: date | None = None) -> list[Find
                                         f"routes.{name}"))
             seen.setdefault(name, str(path))
     return findings
+
+
+def _load_routes_into(out: dict[str, Any], path: Path, registry: SpecRegistry) -> list[Finding]:
+    out.update(load_routes_file(path, registry))
+    return []
+
+
+def _check_spec_file(path: Path, registry: SpecRegistry, today: date) -> list[Finding]:
+    if path.name == PROVIDER_FILE:
+        registry.add_provider(load_provider(load_yaml_file(path)))
+        return []
+    family = registry.add_family_file(path)
+    findings = []
+    for failure in run_examples(family):
+        line, column = family.source.position(failure.key)
+        findings.append(Finding(family.source.file, line, column, "error",
+                                f"example {failure.index}: {failure.message}", f"examples[{failure.index}]"))
+    return findings + _examples_resolve_here(registry, family) + _deprecations(family, today)
+
+
+class _OverBudget(BaseException):
+    """Raised by the alarm when one file takes too long (a BaseException, so no `except Exception` eats it)."""
+
+
+@contextmanager
+def _time_budget(seconds: float) -> Iterator[None]:
+    """Interrupt a runaway check (a template loop, a huge computation) after `seconds` of wall time.
+    Only where signals can be used: the main thread of a POSIX process (the CLI)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise _OverBudget
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _guarded(path: Path, check: Callable[[], list[Finding]]) -> list[Finding]:
+    """Run one file's checks; whatever goes wrong becomes a finding for that file, never a crash."""
+    try:
+        with _time_budget(FILE_TIME_BUDGET):
+            return check()
+    except SpecError as exc:
+        return [Finding.from_error(exc)]
+    except _OverBudget:
+        return [Finding(str(path), None, None, "error",
+                        f"checking this file took over {FILE_TIME_BUDGET:g}s (a template or value too costly); stopped")]
+    except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - a hostile file may fail any way
+        return [Finding(str(path), None, None, "error",
+                        f"could not be checked: {type(exc).__name__}: {str(exc)[:200]}")]
 
 
 def _examples_resolve_here(registry: SpecRegistry, family) -> list[Finding]:  # noqa: ANN001 - FamilySpec

@@ -64,16 +64,37 @@ def run_example(family: FamilySpec, index: int) -> ExampleFailure | None:
         if example.message_contains and example.message_contains not in exc.message:
             return failure(f"error message {exc.message!r} lacks {example.message_contains!r}")
         return None
+    except Exception as exc:  # noqa: BLE001 - a spec's template may fail in any way (a sandbox refusal...)
+        return failure(f"rendering failed: {type(exc).__name__}: {str(exc)[:200]}")
     if example.raises is not None:
         return failure(f"expected {example.raises}, but the request rendered: {job.payload}")
     if example.body is not None and job.payload != example.body:
         return failure(f"body mismatch:\n  expected {example.body}\n  rendered {job.payload}")
+    if family.submit is not None:
+        problem = _submit_url_problem(job, family)
+        if problem is not None:
+            return failure(problem)
     if example.response is not None:
         extracted = family.response.extract(example.response, {"request": request, "model": config.model})
         expected = example.result or {}
         for key, value in expected.items():
             if extracted.get(key) != value:
                 return failure(f"response field {key!r}: expected {value!r}, extracted {extracted.get(key)!r}")
+    return None
+
+
+def _submit_url_problem(job: Any, family: FamilySpec) -> str | None:
+    """The submit request must render too, to an absolute http(s) URL (a URL template that always
+    fails would otherwise pass every example)."""
+    from ..engine.url_safety import origin_of
+
+    try:
+        url = job.build(family.submit, dry_run=True).url
+    except Exception as exc:  # noqa: BLE001
+        message = exc.message if isinstance(exc, TarashException) else str(exc)
+        return f"submit URL does not render: {type(exc).__name__}: {message[:200]}"
+    if origin_of(url) is None:
+        return f"submit URL {url[:120]!r} is not an absolute http(s) URL"
     return None
 
 

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+# A spec file is untrusted: no template may take more than these, at load or at render time.
+MAX_SEQUENCE = 1_000_000  # characters or items one operation may build
+MAX_INT_BITS = 4096  # about 1,200 decimal digits
+MAX_RANGE = 1_000  # items of range()
+MAX_LOOP_DEPTH = 2  # nested {% for %} loops
+MAX_OUTPUT = 1 << 20  # characters a text template may render
 
 _EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
@@ -85,12 +93,87 @@ def _dims(value: Any) -> Any:
 
 class _SpecEnvironment(ImmutableSandboxedEnvironment):
     """The sandbox, with `a.b` on a mapping reading its key first: provider JSON has keys like
-    `get`, `items` or `keys` (Replicate's `urls.get`) that must not resolve to dict methods."""
+    `get`, `items` or `keys` (Replicate's `urls.get`) that must not resolve to dict methods.
+
+    Arithmetic that can explode (`**`, `*`, `+`, `%`) goes through `call_binop` (which also stops
+    Jinja folding it at compile time) and is refused past the size limits; so are calls with a
+    width or count beyond MAX_SEQUENCE (`'a'.ljust(10**9)`, `'{:>999999999}'.format(x)`).
+    """
+
+    intercepted_binops = frozenset({"**", "*", "+", "%"})
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, dict) and attribute in obj:
             return obj[attribute]
         return super().getattr(obj, attribute)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _check_binop(operator, left, right)
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
+        _check_sizes(args, kwargs)
+        if isinstance(__obj, str) or getattr(__obj, "__self__", None).__class__ is str:
+            _check_format_widths(args)
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def _size(value: Any) -> int | None:
+    return len(value) if isinstance(value, (str, list, tuple, bytes)) else None
+
+
+def _int_bits(value: Any) -> int:
+    return abs(value).bit_length() if isinstance(value, int) else 0
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    """Refuse arithmetic whose result would pass the limits, before computing it."""
+    if operator == "**" and isinstance(left, int) and isinstance(right, int):
+        if right > 0 and abs(left) > 1 and _int_bits(left) * right > MAX_INT_BITS:
+            raise SecurityError(f"{left!r} ** {right!r} is too large for a template")
+    elif operator == "*":
+        for seq, count in ((left, right), (right, left)):
+            size = _size(seq)
+            if size is not None and isinstance(count, int) and size * count > MAX_SEQUENCE:
+                raise SecurityError(f"repeating a sequence {count} times would pass {MAX_SEQUENCE} items")
+        if _int_bits(left) + _int_bits(right) > MAX_INT_BITS:
+            raise SecurityError("integer product too large for a template")
+    elif operator == "+":
+        left_size, right_size = _size(left), _size(right)
+        if left_size is not None and right_size is not None and left_size + right_size > MAX_SEQUENCE:
+            raise SecurityError(f"concatenation would pass {MAX_SEQUENCE} items")
+    elif operator == "%" and isinstance(left, str):
+        _check_format_widths((left,))
+
+
+_WIDTH = re.compile(r"(\d{7,})")
+
+
+def _check_sizes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_SEQUENCE:
+            raise SecurityError(f"a call with {value} as a size or count is beyond the template limit")
+
+
+def _check_format_widths(args: tuple[Any, ...]) -> None:
+    for value in args:
+        if isinstance(value, str) and any(int(w) > MAX_SEQUENCE for w in _WIDTH.findall(value)):
+            raise SecurityError("a format width beyond the template limit")
+
+
+def _bounded(filter_fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A built-in filter that pads or repeats (center, indent, ...), refused past MAX_SEQUENCE."""
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        _check_sizes(args[1:], kwargs)
+        return filter_fn(*args, **kwargs)
+    return bounded
+
+
+def _safe_range(*args: int) -> range:
+    items = range(*args)
+    if len(items) > MAX_RANGE:
+        raise SecurityError(f"range() of {len(items)} items (templates may use at most {MAX_RANGE})")
+    return items
 
 
 def _build_env(undefined: type[Undefined]) -> ImmutableSandboxedEnvironment:
@@ -103,6 +186,11 @@ def _build_env(undefined: type[Undefined]) -> ImmutableSandboxedEnvironment:
     env.filters["dims"] = _dims
     env.filters["rename"] = _rename
     env.filters["wrap"] = _wrap
+    for name in ("center", "indent", "wordwrap", "truncate", "format"):
+        env.filters[name] = _bounded(env.filters[name])
+    env.globals["range"] = _safe_range
+    # A namespace lets a loop grow a value across iterations (doubling a string 40 times is 1 TB).
+    env.globals.pop("namespace", None)
     return env
 
 
@@ -148,10 +236,23 @@ def compile_leaf(source: str) -> Compiled:
         ast = ENV.parse("{{" + match.group("expr") + "}}" if is_expr else source)  # type: ignore[union-attr]
     except TemplateSyntaxError as exc:
         raise SpecTemplateError(f"template syntax error: {exc.message}", exc.lineno) from None
+    except (ValueError, OverflowError, RecursionError, MemoryError) as exc:  # e.g. a 100,000-digit literal
+        raise SpecTemplateError(f"template cannot be compiled: {type(exc).__name__}: {str(exc)[:120]}") from None
+    _check_loop_depth(ast)
     names, attrs = _references(ast)
     build = (lambda: _expression_renderer(match.group("expr"))) if is_expr else (  # type: ignore[union-attr]
         lambda: _text_renderer(source))
     return Compiled(source=source, render=_LazyRender(build), names=names, attributes=attrs)
+
+
+def _check_loop_depth(ast: nodes.Template) -> None:
+    """Nested loops multiply: two levels of range() are a million iterations, three a billion."""
+    def depth(node: nodes.Node) -> int:
+        inner = max((depth(child) for child in node.iter_child_nodes()), default=0)
+        return inner + 1 if isinstance(node, nodes.For) else inner
+
+    if depth(ast) > MAX_LOOP_DEPTH:
+        raise SpecTemplateError(f"loops nested more than {MAX_LOOP_DEPTH} deep (a template is a value, not a program)")
 
 
 def _walk(ctx: dict[str, Any], parts: tuple[str, ...]) -> Any:
@@ -171,7 +272,17 @@ def _expression_renderer(expression: str) -> Callable[[dict[str, Any]], Any]:
 
 def _text_renderer(source: str) -> Callable[[dict[str, Any]], Any]:
     template = ENV.from_string(source)
-    return lambda ctx: _text_or_none(template.render(ctx))
+
+    def render(ctx: dict[str, Any]) -> Any:
+        parts, size = [], 0
+        for chunk in template.generate(ctx):  # streamed, so an oversized output stops early
+            size += len(chunk)
+            if size > MAX_OUTPUT:
+                raise SecurityError(f"template output passes {MAX_OUTPUT} characters")
+            parts.append(chunk)
+        return _text_or_none("".join(parts))
+
+    return render
 
 
 class _LazyRender:

@@ -97,10 +97,19 @@ def format_key_path(path: KeyPath) -> str:
     return out
 
 
+# A spec or routes file is untrusted input: bounded in size and in what its aliases expand to.
+MAX_FILE_BYTES = 2 * 1024 * 1024
+MAX_EXPANDED_NODES = 20_000
+
+
 def load_yaml_file(path: Path | str, cls: type[SpecError] = SpecError) -> SourceDoc:
     """Read and parse one YAML file; syntax errors become `SpecError` with file:line."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise cls(f"file is {size} bytes; spec and routes files may be at most {MAX_FILE_BYTES} bytes",
+                      file=str(path))
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise cls(f"cannot read file: {exc.strerror}", file=str(path)) from None
@@ -111,6 +120,11 @@ def load_yaml_file(path: Path | str, cls: type[SpecError] = SpecError) -> Source
 
 def parse_yaml(text: str, file: str, cls: type[SpecError] = SpecError) -> SourceDoc:
     """Parse YAML text (one document)."""
+    if len(text) > MAX_FILE_BYTES:
+        raise cls(f"text is {len(text)} characters; spec and routes files may be at most {MAX_FILE_BYTES}",
+                  file=file)
+    if "&" in text:  # anchors: aliases may expand exponentially ("billion laughs"); check before building
+        _check_aliases(text, file, cls)
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a safe loader (SafeConstructor)
     except yaml.MarkedYAMLError as exc:
@@ -125,7 +139,47 @@ def parse_yaml(text: str, file: str, cls: type[SpecError] = SpecError) -> Source
                   column=mark.column + 1 if mark else None) from None
     except yaml.YAMLError as exc:
         raise cls(f"YAML syntax error: {exc}", file=file) from None
+    except (ValueError, OverflowError, RecursionError) as exc:  # e.g. an integer of 100,000 digits
+        raise cls(f"YAML value cannot be loaded: {type(exc).__name__}: {str(exc)[:160]}", file=file) from None
     return SourceDoc(file=file, data=data, text=text)
+
+
+def _check_aliases(text: str, file: str, cls: type[SpecError]) -> None:
+    """Refuse a document whose aliases expand past MAX_EXPANDED_NODES nodes, or refer to themselves."""
+    try:
+        root = yaml.compose(text, Loader=_BaseLoader)
+    except yaml.YAMLError:
+        return  # the full load reports the syntax error with its position
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def fail(node: yaml.Node, problem: str) -> SpecError:
+        mark = node.start_mark
+        return cls(problem, file=file, line=mark.line + 1, column=mark.column + 1)
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise fail(node, "a YAML alias refers to the node that contains it (recursive alias)")
+        open_nodes.add(key)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_EXPANDED_NODES:
+                raise fail(child, f"YAML aliases expand this document past {MAX_EXPANDED_NODES} nodes")
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    if root is not None:
+        size(root)
 
 
 def _is_tab_at(text: str, mark: yaml.Mark) -> bool:
