@@ -214,3 +214,25 @@ def test_a_refused_submit_leaves_no_intent_behind(fal, tmp_path):
         assert asyncio.run(store.get(response.request_id)).state == "completed"
     finally:
         set_journal(None)
+
+
+def test_a_stalled_cooldown_store_never_stops_a_route(fal, stalled_redis, tmp_path, monkeypatch):
+    from tarash_router.routing import Router, open_cooldowns
+
+    monkeypatch.setenv("TEST_FAL_KEY", "k")
+    (tmp_path / "routes.yaml").write_text(textwrap.dedent(f"""
+        spec_version: 1
+        routes:
+          guarded:
+            modality: video
+            cooldown: {{failures: 2, window: 60s, duration: 30s}}
+            targets:
+              - {{provider: fal, model: fal-ai/veo3/fast, base_url: "{fal.base_url}", api_key_env: TEST_FAL_KEY,
+                 poll_interval: 5ms}}
+    """))
+    set_journal(None)  # only the breakers live on the stalled Redis here
+    router = Router.from_dir(tmp_path, cooldowns=open_cooldowns(stalled_redis))
+    started = time.monotonic()
+    response = asyncio.run(router.run("guarded", VideoGenerationRequest(prompt="a cat"), None, "video"))
+    assert response.video and fal.submit_count() == 1
+    assert time.monotonic() - started < 5  # one bounded wait, then the store is skipped

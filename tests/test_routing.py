@@ -279,8 +279,12 @@ def test_abandoned_half_open_trial_expires():
     from tarash_router.routing.policy import CooldownPolicy
 
     store, policy = InMemoryCooldowns(), CooldownPolicy(failures=1, window=60, duration=10)
-    store.record_failure("t", policy, now=0)
-    assert store.check("t", policy, now=5) == pytest.approx(5)
-    assert store.check("t", policy, now=11) is None          # this caller gets the half-open trial...
-    assert store.check("t", policy, now=12) is not None      # ...others wait for it
-    assert store.check("t", policy, now=22) is None          # the trial never reported back: a new one
+
+    def check(now: float) -> float | None:
+        return asyncio.run(store.check("t", policy, now=now))
+
+    asyncio.run(store.record_failure("t", policy, now=0))
+    assert check(5) == pytest.approx(5)
+    assert check(11) is None          # this caller gets the half-open trial...
+    assert check(12) is not None      # ...others wait for it
+    assert check(22) is None          # the trial never reported back: a new one

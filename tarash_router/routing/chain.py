@@ -150,7 +150,7 @@ class RouteRun:
                     self.skip(target, f"unsupported: {reason}")
                     continue
             if self.policy.cooldown is not None:
-                wait = self.cooldowns.check(target.key, self.policy.cooldown)
+                wait = await self.cooldowns.check(target.key, self.policy.cooldown)
                 if wait is not None:
                     self.skip(target, f"cooling down for {wait:.1f}s more")
                     continue
@@ -161,9 +161,9 @@ class RouteRun:
                 kind = error_kind(exc)
                 if self.policy.cooldown is not None:
                     if kind in HEALTH_KINDS:
-                        self.cooldowns.record_failure(target.key, self.policy.cooldown)
+                        await self.cooldowns.record_failure(target.key, self.policy.cooldown)
                     else:  # the target answered (moderation, validation...): it is healthy
-                        self.cooldowns.record_success(target.key)
+                        await self.cooldowns.record_success(target.key)
                 if kind not in self.policy.fallback_on:
                     break
                 if index + 1 < len(self.targets):
@@ -171,7 +171,7 @@ class RouteRun:
                                    type(exc).__name__)
                 continue
             if self.policy.cooldown is not None:
-                self.cooldowns.record_success(target.key)
+                await self.cooldowns.record_success(target.key)
             self.metadata.successful_attempt = self.metadata.attempts[-1].attempt_number
             self.metadata.fallback_triggered = self._moved_on()
             return response.model_copy(update={"execution_metadata": self.metadata})

@@ -1,11 +1,15 @@
 """Per-target circuit breaker: closed -> open after N failures in a window -> half-open trial -> closed.
 
-`CooldownStore` is the interface; `InMemoryCooldowns` serves one process. A shared backend (Redis)
-implements the same three methods so several processes agree that a target is cooling down.
+`CooldownStore` is the interface (async, so a shared backend never blocks the event loop);
+`InMemoryCooldowns` serves one process, `RedisCooldowns` several. A shared store is wrapped in
+`FailOpenCooldowns`: every call bounded by `journal_timeout`, and a store that fails or stalls is
+treated as "every breaker closed" (the call goes ahead) rather than stopping the route.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
 from collections import deque
@@ -15,20 +19,22 @@ from typing import Protocol
 from ..lazy import Lazy
 from .policy import CooldownPolicy
 
+logger = logging.getLogger("tarash_router.routing")
+
 
 class CooldownStore(Protocol):
     """State of every target's breaker, keyed by 'provider/model'."""
 
-    def check(self, key: str, policy: CooldownPolicy, now: float | None = None) -> float | None:
+    async def check(self, key: str, policy: CooldownPolicy, now: float | None = None) -> float | None:
         """None when the target may be tried (closed, or this caller gets the half-open trial);
         otherwise the seconds until it may be tried again."""
 
-    def remaining(self, key: str, now: float | None = None) -> float | None:
+    async def remaining(self, key: str, now: float | None = None) -> float | None:
         """Seconds the target stays open, without taking the half-open trial (for `explain`)."""
 
-    def record_failure(self, key: str, policy: CooldownPolicy, now: float | None = None) -> None: ...
+    async def record_failure(self, key: str, policy: CooldownPolicy, now: float | None = None) -> None: ...
 
-    def record_success(self, key: str) -> None: ...
+    async def record_success(self, key: str) -> None: ...
 
 
 @dataclass
@@ -45,7 +51,7 @@ class InMemoryCooldowns:
         self._breakers: dict[str, _Breaker] = {}
         self._lock = threading.Lock()
 
-    def check(self, key: str, policy: CooldownPolicy, now: float | None = None) -> float | None:
+    async def check(self, key: str, policy: CooldownPolicy, now: float | None = None) -> float | None:
         now = time.monotonic() if now is None else now
         with self._lock:
             breaker = self._breakers.get(key)
@@ -60,7 +66,7 @@ class InMemoryCooldowns:
             breaker.trial_started = now
             return None
 
-    def remaining(self, key: str, now: float | None = None) -> float | None:
+    async def remaining(self, key: str, now: float | None = None) -> float | None:
         now = time.monotonic() if now is None else now
         with self._lock:
             breaker = self._breakers.get(key)
@@ -68,7 +74,7 @@ class InMemoryCooldowns:
                 return None
             return breaker.open_until - now
 
-    def record_failure(self, key: str, policy: CooldownPolicy, now: float | None = None) -> None:
+    async def record_failure(self, key: str, policy: CooldownPolicy, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         with self._lock:
             breaker = self._breakers.setdefault(key, _Breaker())
@@ -84,7 +90,7 @@ class InMemoryCooldowns:
                 breaker.open_until = now + policy.duration
                 breaker.failures.clear()
 
-    def record_success(self, key: str) -> None:
+    async def record_success(self, key: str) -> None:
         with self._lock:
             self._breakers.pop(key, None)
 
@@ -93,14 +99,51 @@ class InMemoryCooldowns:
             self._breakers.clear()
 
 
+class FailOpenCooldowns:
+    """A shared store's calls bounded in time; when the store fails, breakers read as closed."""
+
+    def __init__(self, store: CooldownStore, timeout: float, skip_after_failure: float = 5.0) -> None:
+        self.store = store
+        self.timeout = timeout
+        self.skip_after_failure = skip_after_failure
+        self._down_until = 0.0
+
+    async def _call(self, name: str, *args: object, **kwargs: object) -> float | None:
+        if time.monotonic() < self._down_until:
+            return None
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await getattr(self.store, name)(*args, **kwargs)
+        except (Exception, TimeoutError) as exc:  # noqa: BLE001 - a breaker store must never stop a route
+            self._down_until = time.monotonic() + self.skip_after_failure
+            logger.warning("cooldown store %s failed (%s); treating breakers as closed for %gs", name,
+                           "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__,
+                           self.skip_after_failure)
+            return None
+
+    async def check(self, key: str, policy: CooldownPolicy, now: float | None = None) -> float | None:
+        return await self._call("check", key, policy, now)
+
+    async def remaining(self, key: str, now: float | None = None) -> float | None:
+        return await self._call("remaining", key, now)
+
+    async def record_failure(self, key: str, policy: CooldownPolicy, now: float | None = None) -> None:
+        await self._call("record_failure", key, policy, now)
+
+    async def record_success(self, key: str) -> None:
+        await self._call("record_success", key)
+
+
 def open_cooldowns(url: str) -> CooldownStore:
     """`memory` or `redis://host:6379/0` (shared by every process using the same Redis)."""
     if url == "memory":
         return InMemoryCooldowns()
     if url.startswith(("redis://", "rediss://", "unix://")):
+        from ..settings import get_settings
         from .redis_cooldowns import RedisCooldowns
 
-        return RedisCooldowns(url)
+        timeout = get_settings().journal_timeout
+        return FailOpenCooldowns(RedisCooldowns(url, socket_timeout=timeout), timeout)
     from ..errors import ConfigError
 
     raise ConfigError(f"unknown cooldown store {url!r}: use memory or redis://host:port/db")
@@ -120,4 +163,4 @@ def default_cooldowns() -> CooldownStore:
     return _DEFAULT.get()
 
 
-__all__ = ["CooldownStore", "InMemoryCooldowns", "open_cooldowns", "default_cooldowns"]
+__all__ = ["CooldownStore", "InMemoryCooldowns", "FailOpenCooldowns", "open_cooldowns", "default_cooldowns"]

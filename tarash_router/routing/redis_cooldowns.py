@@ -8,6 +8,8 @@ eventually consistent with the outcome of calls in flight: a failure counts when
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Any
 
 from .policy import CooldownPolicy
@@ -51,18 +53,28 @@ return 1
 
 
 class RedisCooldowns:
-    """`CooldownStore` on Redis (synchronous client: one short atomic call per routing decision)."""
+    """`CooldownStore` on Redis (`redis.asyncio`, one client per event loop; one atomic script per call)."""
 
-    def __init__(self, url: str, prefix: str = "tarash:cooldown") -> None:
+    def __init__(self, url: str, prefix: str = "tarash:cooldown", socket_timeout: float = 2.0) -> None:
         from ..handlers.base import require_sdk
 
-        redis = require_sdk("redis", "redis", "redis cooldowns")
-        self._redis = redis.Redis.from_url(url, decode_responses=True)
+        self._module = require_sdk("redis.asyncio", "redis", "redis cooldowns")
+        self._url = url
         self._prefix = prefix
-        self._check = self._redis.register_script(_CHECK)
-        self._remaining = self._redis.register_script(_REMAINING)
-        self._failure = self._redis.register_script(_FAILURE)
+        self._socket_timeout = socket_timeout
+        self._clients: weakref.WeakKeyDictionary[Any, tuple[Any, Any, Any, Any]] = weakref.WeakKeyDictionary()
         self._seq = 0
+
+    def _conn(self) -> tuple[Any, Any, Any, Any]:
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(loop)
+        if entry is None:
+            client = self._module.from_url(self._url, decode_responses=True, socket_timeout=self._socket_timeout,
+                                           socket_connect_timeout=self._socket_timeout)
+            entry = (client, client.register_script(_CHECK), client.register_script(_REMAINING),
+                     client.register_script(_FAILURE))
+            self._clients[loop] = entry
+        return entry
 
     def _keys(self, key: str) -> list[str]:
         return [f"{self._prefix}:{key}", f"{self._prefix}:{key}:failures"]
@@ -72,18 +84,18 @@ class RedisCooldowns:
         seconds = float(value)
         return None if seconds < 0 else seconds
 
-    def check(self, key: str, policy: CooldownPolicy, now: float | None = None) -> float | None:
-        return self._seconds(self._check(keys=self._keys(key), args=[policy.duration]))
+    async def check(self, key: str, policy: CooldownPolicy, now: float | None = None) -> float | None:
+        return self._seconds(await self._conn()[1](keys=self._keys(key), args=[policy.duration]))
 
-    def remaining(self, key: str, now: float | None = None) -> float | None:
-        return self._seconds(self._remaining(keys=self._keys(key)))
+    async def remaining(self, key: str, now: float | None = None) -> float | None:
+        return self._seconds(await self._conn()[2](keys=self._keys(key)))
 
-    def record_failure(self, key: str, policy: CooldownPolicy, now: float | None = None) -> None:
+    async def record_failure(self, key: str, policy: CooldownPolicy, now: float | None = None) -> None:
         self._seq += 1  # distinct members for failures recorded in the same microsecond
-        self._failure(keys=self._keys(key), args=[policy.failures, policy.window, policy.duration, self._seq])
+        await self._conn()[3](keys=self._keys(key), args=[policy.failures, policy.window, policy.duration, self._seq])
 
-    def record_success(self, key: str) -> None:
-        self._redis.delete(*self._keys(key))
+    async def record_success(self, key: str) -> None:
+        await self._conn()[0].delete(*self._keys(key))
 
 
 __all__ = ["RedisCooldowns"]

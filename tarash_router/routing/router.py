@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine.sync import run_sync
 from ..errors import ConfigError, SpecError, ValidationError
 from ..models import GenerationRequest
 from ..lazy import Lazy
@@ -125,7 +126,7 @@ class Router:
                 skips = policy.skip_unsupported and len(route.targets) > 1  # as the chain does
                 step.action, step.reason = ("skip", f"unsupported: {reason}") if skips else (
                     "try", f"will fail: {reason}")
-            elif policy.cooldown is not None and (left := self.cooldowns.remaining(target.key)) is not None:
+            elif policy.cooldown is not None and (left := run_sync(self.cooldowns.remaining(target.key))) is not None:
                 step.action, step.reason = "skip", f"cooling down for {left:.1f}s more"
             plan.steps.append(step)
         retry = policy.retry
