@@ -29,6 +29,32 @@ def fal(fal_server: FakeFal) -> FakeFal:
     return fal_server
 
 
+@pytest.fixture(scope="session")
+def other_fal_server() -> Iterator[FakeFal]:
+    """A second fake on its own port: "another host" (another origin) for credential tests."""
+    with FakeFal() as server:
+        yield server
+
+
+@pytest.fixture
+def elsewhere(other_fal_server: FakeFal) -> FakeFal:
+    other_fal_server.clear()
+    return other_fal_server
+
+
+@pytest.fixture
+def setting(monkeypatch):
+    """`setting("TARASH_X", "1")`: set a TARASH_* variable for this test, settings re-read."""
+    from tarash_router.settings import get_settings
+
+    def set_env(name: str, value: str) -> None:
+        monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+
+    yield set_env
+    get_settings.cache_clear()
+
+
 def video_config(fal: FakeFal, model: str = "fal-ai/veo3/fast", **overrides: object) -> VideoGenerationConfig:
     values: dict = {"provider": "fal", "model": model, "api_key": API_KEY, "base_url": fal.base_url,
                     "poll_interval": 0.005, "timeout": 20}

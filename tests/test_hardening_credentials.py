@@ -19,21 +19,9 @@ from tarash_router.errors import UnsafeURLError
 from tarash_router.journal import JobRecord, get_journal
 from tarash_router.models import VideoGenerationConfig, VideoGenerationRequest
 from tarash_router.specs.registry import get_registry
-from tarash_router.testing import Failure, FakeFal, FalJob
+from tarash_router.testing import Failure, FalJob
 
 REQUEST = VideoGenerationRequest(prompt="a cat")
-
-
-@pytest.fixture(scope="module")
-def other_host():
-    with FakeFal() as server:
-        yield server
-
-
-@pytest.fixture
-def elsewhere(other_host: FakeFal) -> FakeFal:
-    other_host.clear()
-    return other_host
 
 
 def _fal_poll_context(status_url: str):

@@ -19,32 +19,16 @@ from tarash_router.engine.http import ResponseTooLarge, send
 from tarash_router.engine.netguard import check_public_url, is_public_address
 from tarash_router.errors import UnsafeURLError
 from tarash_router.models import ImageGenerationConfig, ImageGenerationRequest, VideoGenerationRequest
-from tarash_router.settings import get_settings
-from tarash_router.testing import Failure, FakeFal, FakeGoogle, FalJob
+from tarash_router.testing import Failure, FakeGoogle, FalJob
 
 SECRETS = {"Authorization": "Key sek-auth-123", "x-goog-api-key": "sek-goog-456", "api-key": "sek-azure-789",
            "X-Vendor-Token": "sek-vendor-000"}
 SECRET_NAMES = frozenset(k.lower() for k in SECRETS)
 
 
-@pytest.fixture(scope="module")
-def other_host():
-    with FakeFal() as server:
-        yield server
-
-
 @pytest.fixture
-def elsewhere(other_host: FakeFal) -> FakeFal:
-    other_host.clear()
-    return other_host
-
-
-@pytest.fixture
-def private_urls_refused(monkeypatch):
-    monkeypatch.setenv("TARASH_ALLOW_PRIVATE_URLS", "0")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+def private_urls_refused(setting):
+    setting("TARASH_ALLOW_PRIVATE_URLS", "0")
 
 
 def _send(url: str, *, method: str = "POST", headers: dict | None = None, max_bytes: int = 1 << 20,
@@ -129,14 +113,10 @@ def test_a_body_over_the_limit_is_refused_without_reading_it_all(fal):
     assert time.monotonic() - started < 10
 
 
-def test_an_oversized_status_response_is_a_failed_poll_and_polling_goes_on(fal, monkeypatch):
-    monkeypatch.setenv("TARASH_MAX_RESPONSE_BYTES", "65536")
-    get_settings.cache_clear()
-    try:
-        fal.queue(FalJob(poll_failures={1: Failure(status=200, text="[" + "1," * 100_000 + "1]")}))
-        response = generate_video(video_config(fal), VideoGenerationRequest(prompt="a cat"))
-    finally:
-        get_settings.cache_clear()
+def test_an_oversized_status_response_is_a_failed_poll_and_polling_goes_on(fal, setting):
+    setting("TARASH_MAX_RESPONSE_BYTES", "65536")
+    fal.queue(FalJob(poll_failures={1: Failure(status=200, text="[" + "1," * 100_000 + "1]")}))
+    response = generate_video(video_config(fal), VideoGenerationRequest(prompt="a cat"))
     assert response.video and fal.submit_count() == 1
 
 

@@ -23,16 +23,12 @@ from tarash_router.journal import open_journal, set_journal
 from tarash_router.journal.records import Claim, fingerprint
 from tarash_router.models import VideoGenerationRequest
 from tarash_router.routing.router import reset_router
-from tarash_router.settings import get_settings
 from tarash_router.testing import Failure, FalJob
 
 
 @pytest.fixture
-def journal_timeout_1s(monkeypatch):
-    monkeypatch.setenv("TARASH_JOURNAL_TIMEOUT", "1")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+def journal_timeout_1s(setting):
+    setting("TARASH_JOURNAL_TIMEOUT", "1")
 
 
 @pytest.fixture
@@ -140,11 +136,8 @@ def redis_url():
 
 
 @pytest.fixture
-def short_lease(monkeypatch):
-    monkeypatch.setenv("TARASH_IDEMPOTENCY_LEASE", "0.3")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+def short_lease(setting):
+    setting("TARASH_IDEMPOTENCY_LEASE", "0.3")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
