@@ -288,3 +288,43 @@ def test_abandoned_half_open_trial_expires():
     assert check(11) is None          # this caller gets the half-open trial...
     assert check(12) is not None      # ...others wait for it
     assert check(22) is None          # the trial never reported back: a new one
+
+
+def test_a_router_runs_its_routes_against_its_own_registry(tmp_path, fal, monkeypatch):
+    """Routes are checked *and run* against the registry the router was given, not the global one."""
+    from tarash_router.specs.registry import SpecRegistry, builtin_spec_dir, get_registry
+
+    specs = tmp_path / "specs" / "acme"
+    specs.mkdir(parents=True)
+    fal_provider = (builtin_spec_dir() / "fal" / "provider.yaml").read_text()
+    (specs / "provider.yaml").write_text(fal_provider.replace("provider: fal", "provider: acme")
+                                         .replace("env: FAL_KEY", "env: ACME_KEY"))
+    (specs / "clip.yaml").write_text(textwrap.dedent("""\
+        spec_version: 1
+        provider: acme
+        models: [acme/clip]
+        modality: video
+        body:
+          prompt: "{{ request.prompt }}"
+        examples:
+          - request: {prompt: "a cat"}
+            body: {prompt: "a cat"}
+    """))
+    registry = SpecRegistry()
+    registry.load_paths([builtin_spec_dir(), tmp_path / "specs"])
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(textwrap.dedent(f"""\
+        spec_version: 1
+        routes:
+          acme-only:
+            modality: video
+            targets:
+              - {{provider: acme, model: acme/clip, base_url: "{fal.base_url}", poll_interval: 5ms}}
+    """))
+    monkeypatch.setenv("ACME_KEY", API_KEY)
+    router = Router.from_dir(routes, registry=registry, cooldowns=InMemoryCooldowns())
+    with pytest.raises(Exception):  # noqa: B017 - the process-wide registry has never heard of acme
+        get_registry().resolve("acme", "acme/clip", "video")
+    response = run(router, VideoGenerationRequest(prompt="a cat"), route="acme-only")
+    assert response.video and fal.submits[0].endpoint == "acme/clip"
+    assert router.explain("acme-only", VideoGenerationRequest(prompt="a cat")).steps[0].action == "try"

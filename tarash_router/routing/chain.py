@@ -26,7 +26,7 @@ from ..handlers.base import get_spec_handler
 from ..models import AttemptMetadata, ExecutionMetadata, GenerationConfig, GenerationRequest
 from ..settings import get_settings, resolve_api_key
 from ..specs.params import check_request
-from ..specs.registry import get_registry
+from ..specs.registry import SpecRegistry, get_registry
 from .cooldown import CooldownStore, default_cooldowns
 from .policy import HEALTH_KINDS, RoutePolicy, error_kind
 from .routes import Target
@@ -42,8 +42,9 @@ def collect_fallback_chain(config: GenerationConfig) -> list[GenerationConfig]:
     return chain
 
 
-async def dispatch(config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str) -> Any:
-    """Run one target once: a mock, a registered handler, or the spec engine."""
+async def dispatch(config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str,
+                   registry: SpecRegistry | None = None) -> Any:
+    """Run one target once: a mock, a registered handler, or the spec engine of `registry`'s family."""
     if config.mock is not None and config.mock.enabled:
         from ..handlers.mock import run_mock
 
@@ -52,18 +53,19 @@ async def dispatch(config: GenerationConfig, request: GenerationRequest, on_prog
     if handler is not None:
         method = getattr(handler, f"generate_{modality}_async")
         return await method(config, request, on_progress)
-    family = get_registry().resolve(config.provider, config.model, modality)
+    family = (registry or get_registry()).resolve(config.provider, config.model, modality)
     if family.handler_name is not None:
         return await get_spec_handler(family.handler_name).run(family, config, request, on_progress, modality)
     return await run_generation(family, config, request, on_progress, modality)
 
 
-def unsupported_reason(config: GenerationConfig, request: GenerationRequest, modality: str) -> str | None:
+def unsupported_reason(config: GenerationConfig, request: GenerationRequest, modality: str,
+                       registry: SpecRegistry | None = None) -> str | None:
     """Why this target cannot serve the request (checked offline, before any HTTP), or None."""
     if (config.mock is not None and config.mock.enabled) or get_handler(config.provider) is not None:
         return None
     try:
-        family = get_registry().resolve(config.provider, config.model, modality)
+        family = (registry or get_registry()).resolve(config.provider, config.model, modality)
         check_request(family, config.model, request)
     except ValidationError as exc:
         return exc.message
@@ -99,12 +101,13 @@ class RouteRun:
     """One routed call in flight: the budget (deadline, max attempts) and the metadata."""
 
     def __init__(self, targets: list[Target], policy: RoutePolicy, modality: str, route: str | None,
-                 cooldowns: CooldownStore | None) -> None:
+                 cooldowns: CooldownStore | None, registry: SpecRegistry | None = None) -> None:
         self.targets = order_targets(targets, policy)
         self.policy = policy
         self.modality = modality
         self.route = route
         self.cooldowns = cooldowns if cooldowns is not None else default_cooldowns()
+        self.registry = registry  # None: the process-wide registry
         self.metadata = ExecutionMetadata(configs_in_chain=len(targets), route=route)
         self.started = time.monotonic()
         self.tries = 0
@@ -145,7 +148,7 @@ class RouteRun:
             target_request = target.apply_params(request)
             config = target.build_config(self.modality, self.time_left())
             if self.policy.skip_unsupported and len(self.targets) > 1:
-                reason = unsupported_reason(config, target_request, self.modality)
+                reason = unsupported_reason(config, target_request, self.modality, self.registry)
                 if reason is not None:
                     self.skip(target, f"unsupported: {reason}")
                     continue
@@ -220,7 +223,7 @@ class RouteRun:
                 if retries > 1:  # the route's time shrinks between tries
                     config = target.build_config(self.modality, self.time_left())
                 try:
-                    response = await dispatch(config, request, on_progress, self.modality)
+                    response = await dispatch(config, request, on_progress, self.modality, self.registry)
                 except Exception as raw:  # noqa: BLE001 - every failure is recorded (cancellation passes through)
                     exc = _as_tarash(raw, target)
                     attempt.ended_at = _now()
@@ -240,9 +243,10 @@ class RouteRun:
 
 
 async def execute_targets(targets: list[Target], policy: RoutePolicy, request: GenerationRequest, on_progress: Any,
-                          modality: str, route: str | None = None, cooldowns: CooldownStore | None = None) -> Any:
-    """Route one call through `targets` under `policy`."""
-    return await RouteRun(targets, policy, modality, route, cooldowns).execute(request, on_progress)
+                          modality: str, route: str | None = None, cooldowns: CooldownStore | None = None,
+                          registry: SpecRegistry | None = None) -> Any:
+    """Route one call through `targets` under `policy`, resolving families in `registry`."""
+    return await RouteRun(targets, policy, modality, route, cooldowns, registry).execute(request, on_progress)
 
 
 SEED_POLICY = RoutePolicy()

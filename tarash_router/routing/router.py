@@ -110,7 +110,7 @@ class Router:
     async def run(self, name: str, request: GenerationRequest, on_progress: Any, modality: str) -> Any:
         route = self.get(name, modality)
         return await execute_targets(route.targets, route.policy, request, on_progress, modality, route=name,
-                                     cooldowns=self.cooldowns)
+                                     cooldowns=self.cooldowns, registry=self._registry)
 
     def explain(self, name: str, request: GenerationRequest) -> Plan:
         """The plan for `request` through route `name`: order, skips and why, policies. No network."""
@@ -119,7 +119,7 @@ class Router:
         plan = Plan(route=name, modality=route.modality, strategy=policy.strategy)
         for target in route.targets:
             config = target.build_config(route.modality, None)
-            reason = unsupported_reason(config, target.apply_params(request), route.modality)
+            reason = unsupported_reason(config, target.apply_params(request), route.modality, self.registry)
             step = PlanStep(target.provider, target.model, "try",
                             weight=target.weight if policy.strategy == "weighted" else None)
             if reason is not None:
