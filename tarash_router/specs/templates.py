@@ -8,22 +8,21 @@ Plain strings, numbers and booleans are literals. `None` or an undefined result 
 
 from __future__ import annotations
 
+import functools
+import inspect
+import operator
 import re
-from functools import lru_cache
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
-from jinja2.exceptions import SecurityError
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import BaseModel
 
-# A spec file is untrusted: no template may take more than these, at load or at render time.
-MAX_SEQUENCE = 1_000_000  # characters or items one operation may build
-MAX_INT_BITS = 4096  # about 1,200 decimal digits
-MAX_RANGE = 1_000  # items of range()
-MAX_LOOP_DEPTH = 2  # nested {% for %} loops
-MAX_OUTPUT = 1 << 20  # characters a text template may render
+from ..errors import SpecError
 
 _EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
@@ -49,25 +48,11 @@ def _to_str(value: Any) -> Any:
 _MISSING_MARK = "\x00tarash-missing\x00"
 
 
-def _finalize(value: Any) -> Any:
-    # In a text template ("{{ x }}s"), a missing value must not print as "None" or "": mark it so
-    # the whole key is dropped, like a bare expression that yields None.
-    return _MISSING_MARK if value is None or isinstance(value, Undefined) else value
-
-
 def _data_uri(value: Any, mime: str = "image/png") -> Any:
     """`b64 | data_uri('image/jpeg')`: base64 text -> a data: URI (None stays None)."""
     if value is None or isinstance(value, Undefined):
         return None
     return value if str(value).startswith("data:") else f"data:{mime};base64,{value}"
-
-
-def _data_uri_parts(value: Any) -> Any:
-    """`uri | data_uri_parts`: a base64 data: URI -> {mime_type, data}; anything else -> None."""
-    if not isinstance(value, str) or not value.startswith("data:") or ";base64," not in value:
-        return None
-    header, _, data = value.partition(",")
-    return {"mime_type": header[5:].split(";")[0] or "application/octet-stream", "data": data}
 
 
 def _rename(value: Any, mapping: dict[str, str]) -> Any:
@@ -91,94 +76,515 @@ def _dims(value: Any) -> Any:
     return {"width": int(match.group(1)), "height": int(match.group(2))} if match else None
 
 
+class TemplateLimitError(SpecError):
+    """A template went past a sandbox limit: what one render may build, copy or loop over."""
+
+
+# A spec file is untrusted: no template may take more than these, at load or at render time.
+MAX_SEQUENCE = 1_000_000  # items or characters one repetition, width or count may produce
+MAX_INT_BITS = 4096  # about 1,200 decimal digits
+MAX_RANGE = 1_000  # items of range()
+MAX_LOOP_DEPTH = 2  # nested {% for %} loops
+MAX_BUILT = 64 * 1024 * 1024  # characters one render may build or copy: room for an inline video
+MAX_STEPS = 1_000_000  # loop iterations (weighted by the body's size) and scans, about a second
+_SCAN_PER_STEP = 1024  # characters a comparison or filter reads per step
+_ITEMS_PER_STEP = 16  # list or mapping items a filter reads (or a measurement visits) per step
+
+
+class _Budget:
+    """What one render may still spend: characters built or copied (memory) and steps (CPU)."""
+
+    __slots__ = ("chars", "steps")
+
+    def __init__(self) -> None:
+        self.chars = MAX_BUILT
+        self.steps = MAX_STEPS
+
+    def build(self, size: int, what: str) -> None:
+        if size > self.chars:
+            raise TemplateLimitError(
+                f"template limit: {what} would build more than {MAX_BUILT:,} characters in one render")
+        self.chars -= size
+
+    def step(self, count: int, what: str) -> None:
+        if count > self.steps:
+            raise TemplateLimitError(
+                f"template limit: {what} takes more than {MAX_STEPS:,} steps in one render (loops, scans)")
+        self.steps -= count
+
+
+_BUDGET: ContextVar[_Budget | None] = ContextVar("tarash_template_budget", default=None)
+
+
+def _budget() -> _Budget:
+    # Outside a render (a filter called on its own) each operation is still bounded by itself.
+    return _BUDGET.get() or _Budget()
+
+
+def _within_budget(render: Callable[[dict[str, Any]], Any], ctx: dict[str, Any]) -> Any:
+    """Run one render against a budget: the running render's, or a fresh one."""
+    if _BUDGET.get() is not None:
+        return render(ctx)
+    token = _BUDGET.set(_Budget())
+    try:
+        return render(ctx)
+    finally:
+        _BUDGET.reset(token)
+
+
+def _scan(value: Any) -> int:
+    """Steps a linear pass over `value` costs."""
+    if isinstance(value, (str, bytes)):
+        return len(value) // _SCAN_PER_STEP
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        return len(value) // _ITEMS_PER_STEP
+    return 0
+
+
+class _Close:
+    __slots__ = ("key", "start")
+
+    def __init__(self, key: int, start: int) -> None:
+        self.key, self.start = key, start
+
+
+def _sizes(value: Any) -> tuple[int, int]:
+    """(text, held): characters `value` takes written out (str(), JSON; a part shared N times counts
+    N times) and characters or slots it really holds (each object once). Linear in distinct objects."""
+    text = held = visited = 0
+    seen: set[int] = set()
+    text_of: dict[int, int] = {}  # a container shared many times is walked once
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if item.__class__ is _Close:
+            text_of[item.key] = text - item.start
+            continue
+        visited += 1
+        key = id(item)
+        if isinstance(item, (str, bytes)):
+            text += len(item)
+            if key not in seen:
+                seen.add(key)
+                held += len(item)
+            continue
+        if key in text_of:
+            text += text_of[key]
+            continue
+        if isinstance(item, dict):
+            children: Iterable[Any] = [*item.keys(), *item.values()]
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            children = item
+        elif isinstance(item, BaseModel):
+            children = list(item.__dict__.values())
+        else:
+            text += abs(item).bit_length() // 3 + 2 if isinstance(item, int) else 24
+            continue
+        if key in seen:  # a value that contains itself
+            continue
+        seen.add(key)
+        stack.append(_Close(key, text))
+        count = len(children)  # type: ignore[arg-type]
+        text += 2 + 2 * count
+        held += count
+        stack.extend(children)
+    _budget().step(visited // _ITEMS_PER_STEP, "measuring a value")
+    return text, held
+
+
+def _text(value: Any) -> int:
+    return len(value) if isinstance(value, (str, bytes)) else _sizes(value)[0]
+
+
+def _fresh(result: Any, inputs: Iterable[Any]) -> int:
+    """What an operation allocated for `result`, shallowly: a new string's characters or a new
+    container's slots (nested values are counted where they were built)."""
+    if result is None or any(result is item for item in inputs):
+        return 0
+    if isinstance(result, (str, bytes, list, tuple, dict, set, frozenset)):
+        return len(result)
+    return 0
+
+
+def _width(value: Any) -> int:
+    """A width or count an operation will fill: refused past MAX_SEQUENCE."""
+    if not isinstance(value, int):
+        return 0
+    if value > MAX_SEQUENCE:
+        raise TemplateLimitError(f"template limit: a width or count of {value:,} (at most {MAX_SEQUENCE:,})")
+    return max(value, 0)
+
+
+def _replace_size(text: Any, old: Any, new: Any, count: Any = None) -> int:
+    if not (isinstance(text, (str, bytes)) and type(old) is type(text) and type(new) is type(text)):
+        return _text(text)
+    grow = len(new) - len(old)
+    if grow <= 0:
+        return len(text)
+    hits = text.count(old) if old else len(text) + 1
+    if isinstance(count, int) and count >= 0:
+        hits = min(hits, count)
+    return len(text) + hits * grow
+
+
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?[hlL]?[a-zA-Z%]")
+_FORMAT_SPEC = re.compile(r"\{[^{}]*\}")
+
+
+def _formatted_size(template: str, fields: int, widths: list[int], star: bool, values: Iterable[Any]) -> int:
+    values = list(values)
+    if star:  # `%*s`, `{:{}}`: a width comes from the arguments
+        widths += [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    widest = max((_width(w) for w in widths), default=0)
+    largest = max((_text(v) for v in values), default=0)
+    return len(template) + fields * (widest + largest)
+
+
+def _percent_size(template: Any, values: Any) -> int:
+    """An upper bound for `template % values` (and the `format` filter)."""
+    if not isinstance(template, str):
+        return 0
+    specs = _PERCENT_SPEC.findall(template)
+    widths = [int(part) for spec in specs for part in spec if part.isdigit()]
+    star = any("*" in spec for spec in specs)
+    items = values.values() if isinstance(values, dict) else values if isinstance(values, tuple) else (values,)
+    return _formatted_size(template, len(specs), widths, star, items)
+
+
+def _format_size(template: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """An upper bound for `template.format(...)`: every field as wide as its widest spec and value."""
+    widths = [int(d) for field in _FORMAT_SPEC.findall(template) if ":" in field
+              for d in re.findall(r"\d+", field.split(":", 1)[1])]
+    star = re.search(r"\{[^{}]*\{", template) is not None
+    return _formatted_size(template, template.count("{"), widths, star, (*args, *kwargs.values()))
+
+
+def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any) -> Any:
+    return args[index] if len(args) > index else kwargs.get(name, default)
+
+
+def _str_method_size(owner: str | bytes, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int | None:
+    """An upper bound for the methods of str that can return far more than they are given."""
+    if name in ("ljust", "rjust", "center", "zfill"):
+        return max(len(owner), _width(_arg(args, kwargs, 0, "width", 0)))
+    if name == "expandtabs":
+        tab = "\t" if isinstance(owner, str) else b"\t"
+        return len(owner) + owner.count(tab) * _width(_arg(args, kwargs, 0, "tabsize", 8))  # type: ignore[arg-type]
+    if name == "replace":
+        return _replace_size(owner, _arg(args, kwargs, 0, "old", ""), _arg(args, kwargs, 1, "new", ""),
+                             _arg(args, kwargs, 2, "count", -1))
+    if name == "join" and args:
+        return sum(_text(item) for item in args[0]) + len(owner) * max(len(args[0]) - 1, 0)
+    if name == "format" and isinstance(owner, str):
+        return _format_size(owner, args, kwargs)
+    if name == "format_map" and isinstance(owner, str) and args and isinstance(args[0], dict):
+        return _format_size(owner, (), args[0])
+    if name == "translate" and args:
+        table = args[0]
+        values = table.values() if isinstance(table, dict) else table if isinstance(table, (list, tuple)) else ()
+        return len(owner) * max([1, *(_text(v) for v in values)])
+    return None
+
+
+def _str_method(obj: Any) -> tuple[str | bytes, str] | tuple[None, None]:
+    """(the string, the method name) when `obj` is a bound method of a str or bytes (`str.format`
+    reaches us wrapped by the sandbox)."""
+    target = getattr(obj, "__wrapped__", obj)
+    owner = getattr(target, "__self__", None)
+    if isinstance(owner, (str, bytes)):
+        return owner, getattr(target, "__name__", "")
+    return None, None
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> int:
+    """Refuse arithmetic past the limits before computing it; the characters or slots it builds."""
+    if operator == "**" and isinstance(left, int) and isinstance(right, int):
+        if right > 0 and abs(left) > 1 and left.bit_length() * right > MAX_INT_BITS:
+            raise TemplateLimitError(f"template limit: {left!r} ** {right!r} is too large (at most {MAX_INT_BITS} bits)")
+    elif operator == "*":
+        for seq, count in ((left, right), (right, left)):
+            if isinstance(seq, (str, bytes, list, tuple)) and isinstance(count, int):
+                size = len(seq) * count
+                if size > MAX_SEQUENCE:
+                    raise TemplateLimitError(
+                        f"template limit: repeating a sequence of {len(seq):,} {count:,} times (at most {MAX_SEQUENCE:,})")
+                return max(size, 0)
+        if isinstance(left, int) and isinstance(right, int) and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+            raise TemplateLimitError(f"template limit: an integer product past {MAX_INT_BITS} bits")
+    elif operator == "+":
+        if isinstance(left, (str, bytes, list, tuple)) and isinstance(right, (str, bytes, list, tuple)):
+            return len(left) + len(right)
+    elif operator == "%" and isinstance(left, str):
+        return _percent_size(left, right)
+    return 0
+
+
+def _safe_range(*args: int) -> range:
+    items = range(*args)
+    if len(items) > MAX_RANGE:
+        raise TemplateLimitError(f"template limit: range() of {len(items):,} items (at most {MAX_RANGE:,})")
+    return items
+
+
+def _loop_steps(items: Any, cost: int) -> Iterator[Any]:
+    """Every `{% for %}` iterates through this: each iteration costs its body's size in steps."""
+    budget = _budget()
+    for item in items:
+        budget.step(cost, "a loop")
+        yield item
+
+
+# Filters that can return far more than they are given: an upper bound of the result's size from
+# their (bound) arguments, checked before they run.
+# Each gets the filtered value and the filter's bound arguments.
+def _join_size(items: Any, a: dict[str, Any]) -> int:
+    return sum(_text(item) for item in items) + len(str(a.get("d") or "")) * max(len(items) - 1, 0)
+
+
+def _indent_size(value: Any, a: dict[str, Any]) -> int:
+    text, width = str(value), a.get("width", 4)
+    return len(text) + (text.count("\n") + 1) * (len(width) if isinstance(width, str) else _width(width))
+
+
+def _tojson_size(value: Any, a: dict[str, Any]) -> int:
+    indent = a.get("indent")
+    per_level = len(indent) if isinstance(indent, str) else _width(indent) if isinstance(indent, int) else 0
+    return (6 + per_level) * _text(value)  # \uXXXX escapes; an indent per line
+
+
+_FILTER_SIZES: dict[str, Callable[[Any, dict[str, Any]], int]] = {
+    "string": lambda v, a: _text(v),
+    "string_or_none": lambda v, a: _text(v),
+    "pprint": lambda v, a: 2 * _text(v),
+    "tojson": _tojson_size,
+    "xmlattr": lambda v, a: 6 * _text(v),
+    "urlencode": lambda v, a: 9 * _text(v),
+    "escape": lambda v, a: 6 * _text(v),
+    "e": lambda v, a: 6 * _text(v),
+    "forceescape": lambda v, a: 6 * _text(v),
+    "suffix": lambda v, a: _text(v) + _text(a.get("suffix")),
+    "data_uri": lambda v, a: _text(v) + _text(a.get("mime")) + 13,
+    "join": _join_size,
+    "format": lambda v, a: _percent_size(v, a.get("kwargs") or a.get("args")),
+    "center": lambda v, a: max(_text(v), _width(a.get("width"))),
+    "indent": _indent_size,
+    "replace": lambda v, a: _replace_size(str(v), a.get("old"), a.get("new"), a.get("count")),
+    "wordwrap": lambda v, a: _text(v) * (1 + len(a.get("wrapstring") or "\n")),
+    "truncate": lambda v, a: min(_text(v), _width(a.get("length"))) + _text(a.get("end")),
+    "batch": lambda v, a: _width(a.get("linecount")),
+    "slice": lambda v, a: _width(a.get("slices")),
+}
+
+
+def _bind(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return None  # the filter itself reports the wrong call
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def _guard_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Charge a filter to the render's budget: before it runs when it may grow, after it otherwise."""
+    estimate = _FILTER_SIZES.get(name)
+    passes_state = getattr(fn, "jinja_pass_arg", None) is not None
+
+    @functools.wraps(fn)  # keeps Jinja's pass_context / pass_environment marks
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        budget = _budget()
+        inputs = args[1:] if passes_state else args
+        if name in ("join", "sum") and inputs and not isinstance(inputs[0], (str, list, tuple, dict)):
+            inputs = (list(inputs[0]), *inputs[1:])  # measured and then joined: an iterator runs once
+            args = (*args[:len(args) - len(inputs)], *inputs)
+        budget.step(1 + sum(_scan(v) for v in inputs), f"the {name} filter")
+        if name == "sum" and inputs and not isinstance(kwargs.get("start", 0), (int, float)):
+            # Adding sequences copies the running total each time: n additions of up to `total` items.
+            total = sum(len(item) for item in inputs[0] if isinstance(item, (str, bytes, list, tuple)))
+            budget.step(len(inputs[0]) * total // 512, "the sum filter")
+        bound = _bind(fn, args, kwargs) if estimate is not None else None
+        bound = bound if inputs else None
+        if bound is not None and inputs:
+            budget.build(estimate(inputs[0], bound), f"the {name} filter")  # type: ignore[misc]
+        result = fn(*args, **kwargs)
+        if bound is None:
+            budget.build(_fresh(result, inputs), f"the {name} filter")
+        return result
+
+    return guarded
+
+
+def _guard_test(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        _budget().step(1 + sum(_scan(v) for v in args), f"the {name} test")
+        return fn(*args, **kwargs)
+
+    return guarded
+
+
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gteq": operator.ge,
+    "lt": operator.lt, "lteq": operator.le,
+    "in": lambda a, b: a in b, "notin": lambda a, b: a not in b,
+}
+
+
+class _SpecCodeGenerator(CodeGenerator):
+    """Routes `~`, comparisons and slices through the environment, so they are measured too."""
+
+    def visit_Getitem(self, node: nodes.Getitem, frame: Frame) -> None:
+        if not isinstance(node.arg, nodes.Slice):
+            return super().visit_Getitem(node, frame)
+        self.write("environment.getitem(")
+        self.visit(node.node, frame)
+        self.write(", slice(")
+        for part in (node.arg.start, node.arg.stop, node.arg.step):
+            if part is None:
+                self.write("None")
+            else:
+                self.visit(part, frame)
+            self.write(", ")
+        self.write("))")
+        return None
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+    def visit_Compare(self, node: nodes.Compare, frame: Frame) -> None:
+        self.write("environment.compare(")
+        self.visit(node.expr, frame)
+        self.write(", (")
+        for operand in node.ops:
+            self.write(f"({operand.op!r}, ")
+            self.visit(operand.expr, frame)
+            self.write("), ")
+        self.write("))")
+
+
+_FORBIDDEN: dict[type[nodes.Node], str] = {
+    nodes.Macro: "macro", nodes.CallBlock: "call", nodes.AssignBlock: "set ... endset",
+    nodes.FilterBlock: "filter", nodes.Include: "include", nodes.Import: "import",
+    nodes.FromImport: "from ... import", nodes.Extends: "extends", nodes.Block: "block",
+}
+
+
+def _limit_template(ast: nodes.Template) -> None:
+    """Refuse what lets a template recurse or capture unmeasured output; meter every loop."""
+    for node in ast.find_all(tuple(_FORBIDDEN)):
+        raise SpecTemplateError(f"{{% {_FORBIDDEN[type(node)]} %}} is not available in spec templates "
+                                "(a template is a value, not a program)", node.lineno)
+    if _loop_depth(ast) > MAX_LOOP_DEPTH:
+        raise SpecTemplateError(f"loops nested more than {MAX_LOOP_DEPTH} deep (a template is a value, not a program)")
+    for loop in ast.find_all(nodes.For):
+        if loop.recursive:
+            raise SpecTemplateError("recursive loops are not available in spec templates", loop.lineno)
+        cost = 1 + sum(1 + sum(1 for _ in child.find_all(nodes.Node)) for child in loop.body)
+        loop.iter = nodes.Filter(loop.iter, "_loop_steps", [nodes.Const(cost)], [], None, None, lineno=loop.lineno)
+
+
+def _loop_depth(node: nodes.Node) -> int:
+    """Nested loops multiply: two levels of range() are a million iterations, three a billion."""
+    inner = max((_loop_depth(child) for child in node.iter_child_nodes()), default=0)
+    return inner + 1 if isinstance(node, nodes.For) else inner
+
+
 class _SpecEnvironment(ImmutableSandboxedEnvironment):
     """The sandbox, with `a.b` on a mapping reading its key first: provider JSON has keys like
     `get`, `items` or `keys` (Replicate's `urls.get`) that must not resolve to dict methods.
 
-    Arithmetic that can explode (`**`, `*`, `+`, `%`) goes through `call_binop` (which also stops
-    Jinja folding it at compile time) and is refused past the size limits; so are calls with a
-    width or count beyond MAX_SEQUENCE (`'a'.ljust(10**9)`, `'{:>999999999}'.format(x)`).
+    Everything a template can build with (operators, `~`, calls, filters, slices, output) and every
+    loop is charged to the render's budget, and refused before it allocates past it. The optimizer
+    is off: it would run filters and operators at compile time, outside any budget.
     """
 
     intercepted_binops = frozenset({"**", "*", "+", "%"})
+    code_generator_class = _SpecCodeGenerator
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        ast = super()._parse(source, name, filename)
+        _limit_template(ast)
+        return ast
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, dict) and attribute in obj:
             return obj[attribute]
         return super().getattr(obj, attribute)
 
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        value = super().getitem(obj, argument)
+        if isinstance(argument, slice):
+            _budget().build(_fresh(value, (obj,)), "a slice")
+        return value
+
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        _check_binop(operator, left, right)
+        budget = _budget()
+        budget.step(1, "an operator")
+        budget.build(_check_binop(operator, left, right), f"the {operator} operator")
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
-        _check_sizes(args, kwargs)
-        if isinstance(__obj, str) or getattr(__obj, "__self__", None).__class__ is str:
-            _check_format_widths(args)
-        return super().call(__context, __obj, *args, **kwargs)
+        budget = _budget()
+        owner, name = _str_method(__obj)
+        if owner is not None and name == "join" and args and not isinstance(args[0], (list, tuple)):
+            args = (list(args[0]), *args[1:])  # measured and then joined: an iterator runs once
+        budget.step(1 + _scan(owner) + sum(_scan(v) for v in args), "a call")
+        size = _str_method_size(owner, name, args, kwargs) if owner is not None else None  # type: ignore[arg-type]
+        if size is not None:
+            budget.build(size, f"{type(owner).__name__}.{name}()")
+        result = super().call(__context, __obj, *args, **kwargs)
+        if size is None:
+            fresh = _fresh(result, (owner, __obj, *args, *kwargs.values()))
+            if owner is not None and isinstance(result, (list, tuple)):  # split(), partition(): new strings
+                fresh += sum(len(part) for part in result if isinstance(part, (str, bytes)))
+            budget.build(fresh, f"calling {getattr(__obj, '__name__', 'a function')}")
+        return result
+
+    def concat(self, parts: tuple[Any, ...]) -> str:
+        """`a ~ b`: measured (a list written out counts its text) before it is built."""
+        budget = _budget()
+        budget.build(sum(_text(part) for part in parts), "joining with ~")
+        return "".join([str(part) for part in parts])
+
+    def compare(self, left: Any, operands: tuple[tuple[str, Any], ...]) -> Any:
+        """`a == b`, `a in b`, `a < b < c`: a comparison reads its operands, so it costs steps."""
+        budget = _budget()
+        result: Any = True
+        for op, right in operands:
+            budget.step(1 + _scan(left) + _scan(right), "a comparison")
+            result = _COMPARE[op](left, right)
+            if not result:
+                return result
+            left = right
+        return result
 
 
-def _size(value: Any) -> int | None:
-    return len(value) if isinstance(value, (str, list, tuple, bytes)) else None
+def _finalize(value: Any) -> Any:
+    # In a text template ("{{ x }}s"), a missing value must not print as "None" or "": mark it so
+    # the whole key is dropped, like a bare expression that yields None.
+    if value is None or isinstance(value, Undefined):
+        return _MISSING_MARK
+    if not isinstance(value, (str, int, float)):  # written out with str(): a list of a shared part counts each
+        _budget().build(_text(value), "writing a value out")
+    return value
 
 
-def _int_bits(value: Any) -> int:
-    return abs(value).bit_length() if isinstance(value, int) else 0
-
-
-def _check_binop(operator: str, left: Any, right: Any) -> None:
-    """Refuse arithmetic whose result would pass the limits, before computing it."""
-    if operator == "**" and isinstance(left, int) and isinstance(right, int):
-        if right > 0 and abs(left) > 1 and _int_bits(left) * right > MAX_INT_BITS:
-            raise SecurityError(f"{left!r} ** {right!r} is too large for a template")
-    elif operator == "*":
-        for seq, count in ((left, right), (right, left)):
-            size = _size(seq)
-            if size is not None and isinstance(count, int) and size * count > MAX_SEQUENCE:
-                raise SecurityError(f"repeating a sequence {count} times would pass {MAX_SEQUENCE} items")
-        if _int_bits(left) + _int_bits(right) > MAX_INT_BITS:
-            raise SecurityError("integer product too large for a template")
-    elif operator == "+":
-        left_size, right_size = _size(left), _size(right)
-        if left_size is not None and right_size is not None and left_size + right_size > MAX_SEQUENCE:
-            raise SecurityError(f"concatenation would pass {MAX_SEQUENCE} items")
-    elif operator == "%" and isinstance(left, str):
-        _check_format_widths((left,))
-
-
-_WIDTH = re.compile(r"(\d{7,})")
-
-
-def _check_sizes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_SEQUENCE:
-            raise SecurityError(f"a call with {value} as a size or count is beyond the template limit")
-
-
-def _check_format_widths(args: tuple[Any, ...]) -> None:
-    for value in args:
-        if isinstance(value, str) and any(int(w) > MAX_SEQUENCE for w in _WIDTH.findall(value)):
-            raise SecurityError("a format width beyond the template limit")
-
-
-def _bounded(filter_fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A built-in filter that pads or repeats (center, indent, ...), refused past MAX_SEQUENCE."""
-    def bounded(*args: Any, **kwargs: Any) -> Any:
-        _check_sizes(args[1:], kwargs)
-        return filter_fn(*args, **kwargs)
-    return bounded
-
-
-def _safe_range(*args: int) -> range:
-    items = range(*args)
-    if len(items) > MAX_RANGE:
-        raise SecurityError(f"range() of {len(items)} items (templates may use at most {MAX_RANGE})")
-    return items
+def _data_uri_parts(value: Any) -> Any:
+    """`uri | data_uri_parts`: a base64 data: URI -> {mime_type, data}; anything else -> None."""
+    if not isinstance(value, str) or not value.startswith("data:") or ";base64," not in value:
+        return None
+    header, _, data = value.partition(",")
+    _budget().build(len(data), "the data_uri_parts filter")  # a copy of the payload
+    return {"mime_type": header[5:].split(";")[0] or "application/octet-stream", "data": data}
 
 
 def _build_env(undefined: type[Undefined]) -> ImmutableSandboxedEnvironment:
     env = _SpecEnvironment(undefined=undefined, autoescape=False, keep_trailing_newline=True,
-                           finalize=_finalize)
+                           finalize=_finalize, optimized=False)
     env.filters["suffix"] = _suffix
     env.filters["string_or_none"] = _to_str
     env.filters["data_uri"] = _data_uri
@@ -186,11 +592,12 @@ def _build_env(undefined: type[Undefined]) -> ImmutableSandboxedEnvironment:
     env.filters["dims"] = _dims
     env.filters["rename"] = _rename
     env.filters["wrap"] = _wrap
-    for name in ("center", "indent", "wordwrap", "truncate", "format"):
-        env.filters[name] = _bounded(env.filters[name])
+    env.filters.pop("urlize", None)  # HTML links: output grows with every URL in the text
+    env.filters = {name: _guard_filter(name, fn) for name, fn in env.filters.items()}
+    env.filters["_loop_steps"] = _loop_steps
+    env.tests = {name: _guard_test(name, fn) for name, fn in env.tests.items()}
     env.globals["range"] = _safe_range
-    # A namespace lets a loop grow a value across iterations (doubling a string 40 times is 1 TB).
-    env.globals.pop("namespace", None)
+    env.globals.pop("lipsum", None)  # random text of any length, and no use in a request
     return env
 
 
@@ -216,7 +623,7 @@ def is_template(value: Any) -> bool:
 _DOTTED = re.compile(r"^\s*\{\{\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*)\s*\}\}\s*$")
 
 
-@lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=None)
 def compile_leaf(source: str) -> Compiled:
     """Compile one template string (expression or text template); shared by every spec using it.
 
@@ -238,21 +645,10 @@ def compile_leaf(source: str) -> Compiled:
         raise SpecTemplateError(f"template syntax error: {exc.message}", exc.lineno) from None
     except (ValueError, OverflowError, RecursionError, MemoryError) as exc:  # e.g. a 100,000-digit literal
         raise SpecTemplateError(f"template cannot be compiled: {type(exc).__name__}: {str(exc)[:120]}") from None
-    _check_loop_depth(ast)
     names, attrs = _references(ast)
     build = (lambda: _expression_renderer(match.group("expr"))) if is_expr else (  # type: ignore[union-attr]
         lambda: _text_renderer(source))
     return Compiled(source=source, render=_LazyRender(build), names=names, attributes=attrs)
-
-
-def _check_loop_depth(ast: nodes.Template) -> None:
-    """Nested loops multiply: two levels of range() are a million iterations, three a billion."""
-    def depth(node: nodes.Node) -> int:
-        inner = max((depth(child) for child in node.iter_child_nodes()), default=0)
-        return inner + 1 if isinstance(node, nodes.For) else inner
-
-    if depth(ast) > MAX_LOOP_DEPTH:
-        raise SpecTemplateError(f"loops nested more than {MAX_LOOP_DEPTH} deep (a template is a value, not a program)")
 
 
 def _walk(ctx: dict[str, Any], parts: tuple[str, ...]) -> Any:
@@ -267,18 +663,27 @@ def _walk(ctx: dict[str, Any], parts: tuple[str, ...]) -> Any:
 
 def _expression_renderer(expression: str) -> Callable[[dict[str, Any]], Any]:
     fn = ENV.compile_expression(expression, undefined_to_none=True)
-    return lambda ctx: fn(**ctx)
+
+    def render(ctx: dict[str, Any]) -> Any:
+        value = fn(**ctx)
+        if isinstance(value, (list, tuple, dict)):  # sent as JSON: a part it shares N times is written N times
+            text, held = _sizes(value)
+            _budget().build(max(text - held, 0), "the value's repeated parts")
+        return value
+
+    return render
 
 
 def _text_renderer(source: str) -> Callable[[dict[str, Any]], Any]:
     template = ENV.from_string(source)
 
     def render(ctx: dict[str, Any]) -> Any:
-        parts, size = [], 0
+        budget = _budget()
+        parts, largest = [], 0
         for chunk in template.generate(ctx):  # streamed, so an oversized output stops early
-            size += len(chunk)
-            if size > MAX_OUTPUT:
-                raise SecurityError(f"template output passes {MAX_OUTPUT} characters")
+            # Joining copies everything but the largest part (a value passed through is free).
+            budget.build(min(len(chunk), largest), "the template's text")
+            largest = max(largest, len(chunk))
             parts.append(chunk)
         return _text_or_none("".join(parts))
 
@@ -298,7 +703,7 @@ class _LazyRender:
         render = self._render
         if render is None:
             render = self._render = self._build()
-        return render(ctx)
+        return _within_budget(render, ctx)
 
 
 def _text_or_none(text: str) -> str | None:
@@ -346,7 +751,7 @@ class ValueTree:
         return value
 
     def render(self, ctx: dict[str, Any]) -> Any:
-        out = _render_node(self._root, ctx)
+        out = _within_budget(lambda c: _render_node(self._root, c), ctx)  # one budget for the whole tree
         return None if out is DROP else out
 
     def check_names(self, allowed: Iterable[str], attribute_rules: dict[str, Iterable[str]] | None = None) -> None:
@@ -399,4 +804,5 @@ def _render_node(node: Any, ctx: dict[str, Any]) -> Any:
     return node
 
 
-__all__ = ["ValueTree", "Compiled", "compile_leaf", "is_template", "SpecTemplateError", "LeafError", "StrictUndefined"]
+__all__ = ["ValueTree", "Compiled", "compile_leaf", "is_template", "SpecTemplateError", "LeafError", "StrictUndefined",
+           "TemplateLimitError"]
