@@ -9,7 +9,6 @@ Plain strings, numbers and booleans are literals. `None` or an undefined result 
 from __future__ import annotations
 
 import functools
-import inspect
 import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -193,7 +192,11 @@ def _sizes(value: Any) -> tuple[int, int]:
 
 
 def _text(value: Any) -> int:
-    return len(value) if isinstance(value, (str, bytes)) else _sizes(value)[0]
+    if isinstance(value, (str, bytes)):
+        return len(value)
+    if value is None or isinstance(value, (bool, float)) or (isinstance(value, int) and value.bit_length() < 64):
+        return 24
+    return _sizes(value)[0]
 
 
 def _fresh(result: Any, inputs: Iterable[Any]) -> int:
@@ -336,53 +339,49 @@ def _loop_steps(items: Any, cost: int) -> Iterator[Any]:
 
 # Filters that can return far more than they are given: an upper bound of the result's size from
 # their (bound) arguments, checked before they run.
-# Each gets the filtered value and the filter's bound arguments.
-def _join_size(items: Any, a: dict[str, Any]) -> int:
-    return sum(_text(item) for item in items) + len(str(a.get("d") or "")) * max(len(items) - 1, 0)
+# Each gets the filtered value and the filter's other arguments, as called.
+Args = tuple[Any, ...]
 
 
-def _indent_size(value: Any, a: dict[str, Any]) -> int:
-    text, width = str(value), a.get("width", 4)
+def _join_size(items: Any, args: Args, kwargs: dict[str, Any]) -> int:
+    separator = _arg(args, kwargs, 0, "d", "")
+    return sum(_text(item) for item in items) + _text(separator) * max(len(items) - 1, 0)
+
+
+def _indent_size(value: Any, args: Args, kwargs: dict[str, Any]) -> int:
+    text, width = str(value), _arg(args, kwargs, 0, "width", 4)
     return len(text) + (text.count("\n") + 1) * (len(width) if isinstance(width, str) else _width(width))
 
 
-def _tojson_size(value: Any, a: dict[str, Any]) -> int:
-    indent = a.get("indent")
-    per_level = len(indent) if isinstance(indent, str) else _width(indent) if isinstance(indent, int) else 0
+def _tojson_size(value: Any, args: Args, kwargs: dict[str, Any]) -> int:
+    indent = _arg(args, kwargs, 0, "indent", None)
+    per_level = len(indent) if isinstance(indent, str) else _width(indent)
     return (6 + per_level) * _text(value)  # \uXXXX escapes; an indent per line
 
 
-_FILTER_SIZES: dict[str, Callable[[Any, dict[str, Any]], int]] = {
-    "string": lambda v, a: _text(v),
-    "string_or_none": lambda v, a: _text(v),
-    "pprint": lambda v, a: 2 * _text(v),
+_FILTER_SIZES: dict[str, Callable[[Any, Args, dict[str, Any]], int]] = {
+    "string": lambda v, a, k: _text(v),
+    "string_or_none": lambda v, a, k: _text(v),
+    "pprint": lambda v, a, k: 2 * _text(v),
     "tojson": _tojson_size,
-    "xmlattr": lambda v, a: 6 * _text(v),
-    "urlencode": lambda v, a: 9 * _text(v),
-    "escape": lambda v, a: 6 * _text(v),
-    "e": lambda v, a: 6 * _text(v),
-    "forceescape": lambda v, a: 6 * _text(v),
-    "suffix": lambda v, a: _text(v) + _text(a.get("suffix")),
-    "data_uri": lambda v, a: _text(v) + _text(a.get("mime")) + 13,
+    "xmlattr": lambda v, a, k: 6 * _text(v),
+    "urlencode": lambda v, a, k: 9 * _text(v),
+    "escape": lambda v, a, k: 6 * _text(v),
+    "e": lambda v, a, k: 6 * _text(v),
+    "forceescape": lambda v, a, k: 6 * _text(v),
+    "suffix": lambda v, a, k: _text(v) + _text(_arg(a, k, 0, "suffix", "")),
+    "data_uri": lambda v, a, k: _text(v) + _text(_arg(a, k, 0, "mime", "")) + 13,
     "join": _join_size,
-    "format": lambda v, a: _percent_size(v, a.get("kwargs") or a.get("args")),
-    "center": lambda v, a: max(_text(v), _width(a.get("width"))),
+    "format": lambda v, a, k: _percent_size(v, k or a),
+    "center": lambda v, a, k: max(_text(v), _width(_arg(a, k, 0, "width", 80))),
     "indent": _indent_size,
-    "replace": lambda v, a: _replace_size(str(v), a.get("old"), a.get("new"), a.get("count")),
-    "wordwrap": lambda v, a: _text(v) * (1 + len(a.get("wrapstring") or "\n")),
-    "truncate": lambda v, a: min(_text(v), _width(a.get("length"))) + _text(a.get("end")),
-    "batch": lambda v, a: _width(a.get("linecount")),
-    "slice": lambda v, a: _width(a.get("slices")),
+    "replace": lambda v, a, k: _replace_size(str(v), _arg(a, k, 0, "old", ""), _arg(a, k, 1, "new", ""),
+                                             _arg(a, k, 2, "count", None)),
+    "wordwrap": lambda v, a, k: _text(v) * (1 + _text(_arg(a, k, 2, "wrapstring", None) or "\n")),
+    "truncate": lambda v, a, k: min(_text(v), _width(_arg(a, k, 0, "length", 255))) + _text(_arg(a, k, 2, "end", "...")),
+    "batch": lambda v, a, k: _width(_arg(a, k, 0, "linecount", 0)),
+    "slice": lambda v, a, k: _width(_arg(a, k, 0, "slices", 0)),
 }
-
-
-def _bind(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
-    try:
-        bound = inspect.signature(fn).bind(*args, **kwargs)
-    except (TypeError, ValueError):
-        return None  # the filter itself reports the wrong call
-    bound.apply_defaults()
-    return dict(bound.arguments)
 
 
 def _guard_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -402,12 +401,11 @@ def _guard_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
             # Adding sequences copies the running total each time: n additions of up to `total` items.
             total = sum(len(item) for item in inputs[0] if isinstance(item, (str, bytes, list, tuple)))
             budget.step(len(inputs[0]) * total // 512, "the sum filter")
-        bound = _bind(fn, args, kwargs) if estimate is not None else None
-        bound = bound if inputs else None
-        if bound is not None and inputs:
-            budget.build(estimate(inputs[0], bound), f"the {name} filter")  # type: ignore[misc]
+        measured = estimate is not None and bool(inputs)
+        if measured:
+            budget.build(estimate(inputs[0], inputs[1:], kwargs), f"the {name} filter")  # type: ignore[misc]
         result = fn(*args, **kwargs)
-        if bound is None:
+        if not measured:
             budget.build(_fresh(result, inputs), f"the {name} filter")
         return result
 
