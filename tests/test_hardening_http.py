@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import time
 
 import httpx
@@ -102,6 +103,32 @@ def test_every_redirect_hop_is_vetted(fal, elsewhere):
     assert seen == [f"{fal.base_url}/fal-ai/veo3", f"{elsewhere.base_url}/x"] and elsewhere.requests == []
 
 
+def test_a_media_redirect_to_the_metadata_address_is_refused_at_that_hop(fal, private_urls_refused):
+    # The first hop is the loopback fake (let through by the test); the real check judges the redirect.
+    async def guard(url: str) -> None:
+        if not url.startswith(fal.base_url):
+            await check_public_url(url)
+
+    fal.queue(FalJob(submit_failures=[Failure(status=302, headers={"Location": "http://169.254.169.254/latest/"})]))
+    with pytest.raises(UnsafeURLError, match="169.254.169.254"):
+        _send(f"{fal.base_url}/fal-ai/veo3", url_guard=guard)
+
+
+def test_a_post_redirected_by_302_arrives_as_a_get_without_body_headers(fal):
+    fal.queue(FalJob(submit_failures=[Failure(status=302, headers={"Location": "/fal-ai/veo3/again"})]))
+    _send(f"{fal.base_url}/fal-ai/veo3", headers={**SECRETS, "Content-Type": "application/json"})
+    landed = fal.requests[1]
+    assert landed.method == "GET" and landed.body == b"" and "Content-Type" not in landed.headers
+
+
+def test_a_redirect_loop_ends_in_too_many_redirects(fal):
+    loop = Failure(status=307, headers={"Location": "/fal-ai/veo3"})
+    fal.queue(FalJob(submit_failures=[loop] * 10))
+    with pytest.raises(httpx.TooManyRedirects):
+        _send(f"{fal.base_url}/fal-ai/veo3")
+    assert len(fal.requests) == 6  # the request and five redirects
+
+
 # ------------------------------------------------------------------ bounded bodies
 
 def test_a_body_over_the_limit_is_refused_without_reading_it_all(fal):
@@ -141,6 +168,27 @@ def test_a_transport_error_never_quotes_a_header_value(fal):
     error = asyncio.run(go())
     assert "sek-illegal-5150" not in str(error) and "sek-illegal-5150" not in repr(error)
     assert error.__cause__ is None and error.__context__ is None
+
+
+def test_the_seams_own_transport_error_quotes_no_header_and_chains_nothing(fal):
+    with pytest.raises(httpx.LocalProtocolError) as caught:
+        _send(f"{fal.base_url}/x", headers={"x-goog-api-key": "sek-illegal-5150\n"})
+    assert "sek-illegal-5150" not in str(caught.value) and "sek-illegal-5150" not in repr(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
+
+
+def test_a_non_ascii_key_is_named_never_echoed(fal):
+    with pytest.raises(ValidationError, match="x-goog-api-key") as caught:
+        _send(f"{fal.base_url}/x", headers={"x-goog-api-key": "sek-nonascii-\u00e9t\u00e9"})
+    assert "sek-nonascii" not in str(caught.value) and "sek-nonascii" not in repr(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
+
+
+def test_the_httpcore_debug_trace_never_quotes_a_header_value(fal, caplog):
+    with caplog.at_level(logging.DEBUG, logger="httpcore"), pytest.raises(httpx.LocalProtocolError):
+        _send(f"{fal.base_url}/x", headers={"api-key": "sek-logged-7373\n"})
+    assert any("Illegal header value" in r.getMessage() for r in caplog.records)  # the trace did run
+    assert not any("sek-logged-7373" in r.getMessage() for r in caplog.records)
 
 
 # ------------------------------------------------------------------ media downloads are not an SSRF

@@ -4,24 +4,33 @@ Redirects are followed here, not by httpx: httpx drops `Authorization` on a cros
 but keeps other credential headers (`x-goog-api-key`, `api-key`). Every hop drops every secret
 header when the origin changes, refuses to carry credentials from https down to http, and can be
 vetted by a `url_guard` (the SSRF check for media downloads). Bodies are read streaming and refused
-past `max_bytes`, so a hostile 400 MB status response costs at most the cap.
+past `max_bytes`, so a hostile 400 MB status response costs at most the cap. Transport errors come
+out with no request header value in their text and no chained exception that quotes one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
 
 from ..errors import UnsafeURLError, ValidationError
 from .client import PooledClient
-from .url_safety import origin_of
+from .url_safety import Origin, origin_of
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 # Dropped on any cross-origin hop whatever the provider file says.
 ALWAYS_SECRET = frozenset({"authorization", "cookie", "proxy-authorization"})
+# They describe a body that is no longer sent once a redirect turns the request into a GET.
+_BODY_HEADERS = frozenset({"content-type", "content-length", "transfer-encoding"})
 UrlGuard = Callable[[str], Awaitable[None]]
+
+# h11 quotes a header it cannot encode whole ("Illegal header value b'Key sk-...\n'") as an escaped
+# bytes repr, so the raw value cannot be searched for: everything after the phrase goes.
+_H11_ILLEGAL = re.compile(r"(Illegal header (?:value|name))\b.*", re.DOTALL)
 
 
 class ResponseTooLarge(Exception):
@@ -40,9 +49,9 @@ class Received:
 
     def __init__(self, status: int, headers: httpx.Headers, content: bytes, url: str) -> None:
         self.status = status
-        self.headers = headers
+        self.headers = headers  # case-insensitive
         self.content = content
-        self.url = url
+        self.url = url  # after redirects
 
 
 async def send(pooled: PooledClient, method: str, url: str, *, headers: Mapping[str, str],
@@ -50,31 +59,53 @@ async def send(pooled: PooledClient, method: str, url: str, *, headers: Mapping[
                data: Any = None, files: Any = None, content: bytes | None = None,
                timeout: httpx.Timeout | float | None = None, max_bytes: int, max_redirects: int = 5,
                url_guard: UrlGuard | None = None) -> Received:
-    """Send one request (and its redirects) through the pooled client; raises httpx errors as they come,
-    `ResponseTooLarge` past `max_bytes`, `UnsafeURLError` for a refused hop."""
-    secrets = ALWAYS_SECRET | secret_headers
+    """Send one request (and its redirects) through the pooled client.
+
+    Raises httpx errors (text scrubbed of header values, nothing chained), `httpx.TooManyRedirects`
+    past `max_redirects`, `ResponseTooLarge` past `max_bytes`, `UnsafeURLError` for a refused hop
+    and `ValidationError` for a header value HTTP cannot carry.
+    """
+    secrets = ALWAYS_SECRET | {name.lower() for name in secret_headers}
     headers = dict(headers)
+    values = list(headers.values())
     start = origin_of(url)
     async with pooled.gate:
-        for hop in range(max_redirects + 1):
+        for _ in range(max_redirects + 1):
             if url_guard is not None:
                 await url_guard(url)
             request = _build(pooled.client, method, url, headers, params, json, data, files, content, timeout)
-            response = await pooled.client.send(request, stream=True)
+            failure: Exception | None = None
             try:
-                location = response.headers.get("location")
-                if response.status_code not in REDIRECT_CODES or not location or hop == max_redirects:
-                    body = await _read_capped(response, max_bytes)
-                    return Received(response.status_code, response.headers, body, str(response.url))
-                next_url = str(response.url.join(location))
-            finally:
-                await response.aclose()
-            if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+                status, received, next_url = await _exchange(pooled.client, request, max_bytes)
+            except httpx.HTTPError as exc:
+                failure = scrubbed_copy(exc, values)
+            if failure is not None:
+                raise failure  # outside the except block: the original stays out of the chain
+            if received is not None:
+                return received
+            # As browsers and httpx do: 303 (and 301/302 after a POST) fetch the new URL with a GET.
+            if method != "HEAD" and (status == 303 or (status in (301, 302) and method == "POST")):
                 method, json, data, files, content = "GET", None, None, None, None
+                headers = {k: v for k, v in headers.items() if k.lower() not in _BODY_HEADERS}
             params = None  # the Location is a whole URL
             headers = _headers_for_hop(headers, secrets, start, url, next_url)
             url = next_url
-    raise AssertionError("unreachable")  # pragma: no cover - the loop returns on its last hop
+    raise httpx.TooManyRedirects(f"more than {max_redirects} redirects")
+
+
+async def _exchange(client: httpx.AsyncClient, request: httpx.Request,
+                    max_bytes: int) -> tuple[int, Received | None, str]:
+    """One hop: (status, the response read in full, "") or (status, None, the URL to go to next)."""
+    response = await client.send(request, stream=True)
+    try:
+        location = response.headers.get("location")
+        if response.status_code not in REDIRECT_CODES or not location:
+            body = await _read_capped(response, max_bytes)
+            return response.status_code, Received(response.status_code, response.headers, body,
+                                                  str(response.url)), ""
+        return response.status_code, None, str(response.url.join(location))
+    finally:
+        await response.aclose()
 
 
 def _build(client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str], params: Any, json: Any,
@@ -83,13 +114,21 @@ def _build(client: httpx.AsyncClient, method: str, url: str, headers: dict[str, 
         return client.build_request(method, url, params=params, headers=headers, json=json, data=data,
                                     files=files, content=content, timeout=timeout)
     except (UnicodeEncodeError, ValueError) as exc:
-        # Never echo the value: it may be a credential.
-        bad = [k for k, v in headers.items() if not v.isascii() or any(c in v for c in "\r\n\0")]
-        raise ValidationError(f"request header {', '.join(bad) or '?'} has a value an HTTP header cannot carry "
-                              f"({type(exc).__name__})") from None
+        failure = _unencodable(headers, exc)
+    raise failure  # outside the except block: the encoder's error quotes the value
 
 
-def _headers_for_hop(headers: dict[str, str], secrets: frozenset[str], start: Any, current: str,
+def _unencodable(headers: Mapping[str, str], exc: Exception) -> ValidationError:
+    # Name the header, never echo its value: it may be a credential.
+    bad = [k for k, v in headers.items() if not v.isascii() or any(c in v for c in "\r\n\0")]
+    if bad:
+        return ValidationError(f"request header {', '.join(bad)} has a value an HTTP header cannot carry "
+                               f"({type(exc).__name__})")
+    return ValidationError(f"request could not be encoded: {type(exc).__name__}: "
+                           f"{scrub(str(exc), headers.values())}")
+
+
+def _headers_for_hop(headers: dict[str, str], secrets: frozenset[str], start: Origin | None, current: str,
                      next_url: str) -> dict[str, str]:
     """Headers for the next hop: credentials only while the origin stays the one first asked."""
     carries = [k for k in headers if k.lower() in secrets]
@@ -118,15 +157,46 @@ async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def scrub(text: str, values: Any) -> str:
-    """`text` with every header value in `values` (long enough to matter) replaced by ***."""
+def scrub(text: str, values: Iterable[Any]) -> str:
+    """`text` with h11's quoted illegal header and every header value in `values` (long enough to
+    matter, also as a bytes repr and word by word) replaced by ***."""
+    text = _H11_ILLEGAL.sub(r"\1 ***", text)
     for value in values:
-        if isinstance(value, str) and len(value) >= 6:
-            text = text.replace(value, "***")
-            for part in value.split():
-                if len(part) >= 6:
-                    text = text.replace(part, "***")
+        if not isinstance(value, str):
+            continue
+        shown = repr(value.encode("utf-8", "replace"))[2:-1]
+        for form in sorted({value, shown, *value.split(), *shown.split()}, key=len, reverse=True):
+            if len(form) >= 6:
+                text = text.replace(form, "***")
     return text
 
 
-__all__ = ["send", "Received", "ResponseTooLarge", "UrlGuard", "scrub", "REDIRECT_CODES"]
+def scrubbed_copy(exc: httpx.HTTPError, values: Iterable[Any]) -> httpx.HTTPError:
+    """An exception of the same httpx class whose text quotes no header value, for the same request."""
+    copy: httpx.HTTPError
+    try:
+        copy = type(exc)(scrub(str(exc), values))
+    except TypeError:  # a subclass with another constructor: keep the family, lose the detail
+        copy = httpx.TransportError(f"{type(exc).__name__}: {scrub(str(exc), values)}")
+    request = getattr(exc, "_request", None)
+    if request is not None:
+        copy.request = request
+    return copy
+
+
+class _HeaderValueFilter(logging.Filter):
+    """Masks h11's quoted header in httpcore's DEBUG trace ("send_request_headers.failed
+    exception=LocalProtocolError(...Illegal header value b'<the key>'...)")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Illegal header" in message:
+            record.msg, record.args = _H11_ILLEGAL.sub(r"\1 ***", message), None
+        return True
+
+
+# A filter on a logger does not see its children's records, so each httpcore logger gets one.
+for _name in ("httpcore.http11", "httpcore.http2", "httpcore.connection", "httpcore.proxy", "httpcore.socks"):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, _HeaderValueFilter) for f in _logger.filters):
+        _logger.addFilter(_HeaderValueFilter())

@@ -59,7 +59,14 @@ async def check_public_url(url: str) -> None:
 
 
 def _shown(url: str) -> str:
-    return repr(url) if len(url) <= 120 else f"{url[:100]!r}...({len(url)} chars)"
-
-
-__all__ = ["check_public_url", "is_public_address"]
+    """The URL without user info, query or fragment: a signed media URL's signature stays out of messages."""
+    parts = urlsplit(url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    shown = f"{parts.scheme}://{host}{port}{parts.path}" if parts.scheme else url.split("?")[0]
+    return repr(shown) if len(shown) <= 120 else f"{shown[:100]!r}...({len(shown)} chars)"
