@@ -64,13 +64,13 @@ ATTACKS = {
                      "range()"),
     "triple-loop": (_family("\"{% for i in [1] %}{% for j in [1] %}{% for k in [1] %}{% endfor %}{% endfor %}"
                             "{% endfor %}\""), "nested more than"),
-    "padding": (_family("\"{{ 'a'.ljust(10**9) }}\""), "beyond the template limit"),
-    "format-width": (_family("\"{{ '%999999999s' % 'a' }}\""), "format width"),
-    "center-filter": (_family("\"{{ 'a'|center(10**9) }}\""), "beyond the template limit"),
+    "padding": (_family("\"{{ 'a'.ljust(10**9) }}\""), "a width or count of 1,000,000,000"),
+    "format-width": (_family("\"{{ '%999999999s' % 'a' }}\""), "a width or count of 999,999,999"),
+    "center-filter": (_family("\"{{ 'a'|center(10**9) }}\""), "a width or count of 1,000,000,000"),
     "output-size": (_family("\"{% for i in range(999) %}{% for j in range(999) %}{{ 'x'*999 }}{% endfor %}"
-                            "{% endfor %}x\""), "output passes"),
+                            "{% endfor %}x\""), "characters in one render"),
     "namespace-growth": (_family("\"{% set ns = namespace(s='a') %}{% for i in range(60) %}{% set ns.s = ns.s ~ "
-                                 "ns.s %}{% endfor %}{{ ns.s }}\""), "namespace"),
+                                 "ns.s %}{% endfor %}{{ ns.s }}\""), "joining with ~ would build more than"),
     "huge-int-literal-in-template": (_family("\"{{ " + "9" * 100_000 + " }}\""), "cannot be compiled"),
     "huge-int-in-yaml": (_family("9" * 100_000), "cannot be loaded"),
     "sandbox-escape": (_family("\"{{ request.__class__.__mro__ }}\""), "private"),
