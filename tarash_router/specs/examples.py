@@ -65,17 +65,19 @@ def run_example(family: FamilySpec, index: int) -> ExampleFailure | None:
             return failure(f"error message {exc.message!r} lacks {example.message_contains!r}")
         return None
     except Exception as exc:  # noqa: BLE001 - a spec's template may fail in any way (a sandbox refusal...)
-        return failure(f"rendering failed: {type(exc).__name__}: {str(exc)[:200]}")
+        return failure(f"rendering failed: {_describe(exc)}")
     if example.raises is not None:
         return failure(f"expected {example.raises}, but the request rendered: {job.payload}")
     if example.body is not None and job.payload != example.body:
         return failure(f"body mismatch:\n  expected {example.body}\n  rendered {job.payload}")
-    if family.submit is not None:
-        problem = _submit_url_problem(job, family)
-        if problem is not None:
-            return failure(problem)
+    problem = _url_problem(job, family)
+    if problem is not None:
+        return failure(problem)
     if example.response is not None:
-        extracted = family.response.extract(example.response, {"request": request, "model": config.model})
+        try:
+            extracted = family.response.extract(example.response, {"request": request, "model": config.model})
+        except Exception as exc:  # noqa: BLE001 - a response template may fail in any way
+            return failure(f"response extraction failed: {_describe(exc)}")
         expected = example.result or {}
         for key, value in expected.items():
             if extracted.get(key) != value:
@@ -83,18 +85,29 @@ def run_example(family: FamilySpec, index: int) -> ExampleFailure | None:
     return None
 
 
-def _submit_url_problem(job: Any, family: FamilySpec) -> str | None:
-    """The submit request must render too, to an absolute http(s) URL (a URL template that always
-    fails would otherwise pass every example)."""
+def _describe(exc: BaseException) -> str:
+    message = exc.message if isinstance(exc, TarashException) else str(exc)
+    return f"{type(exc).__name__}: {message[:200]}"
+
+
+def _url_problem(job: Any, family: FamilySpec) -> str | None:
+    """Every request of the lifecycle must render to an absolute http(s) URL: a URL template that
+    always fails would otherwise pass every example. Poll, result and cancel URLs read the job the
+    submit response describes; a stand-in job has a URL for each `*_url` field and a text otherwise."""
     from ..engine.url_safety import origin_of
 
-    try:
-        url = job.build(family.submit, dry_run=True).url
-    except Exception as exc:  # noqa: BLE001
-        message = exc.message if isinstance(exc, TarashException) else str(exc)
-        return f"submit URL does not render: {type(exc).__name__}: {message[:200]}"
-    if origin_of(url) is None:
-        return f"submit URL {url[:120]!r} is not an absolute http(s) URL"
+    stand_in = {name: f"{job.base_url}/example-job/{name}" if name.endswith("url") else f"example-job-{name}"
+                for name in family.provider.job_paths}
+    for phase in ("submit", "poll", "result", "cancel"):
+        template = getattr(family, phase)
+        if template is None:
+            continue
+        try:
+            url = job.build(template, stand_in if phase != "submit" else None, dry_run=True).url
+        except Exception as exc:  # noqa: BLE001 - a spec's template may fail in any way
+            return f"{phase} URL does not render: {_describe(exc)}"
+        if origin_of(url) is None:
+            return f"{phase} URL {url[:120]!r} is not an absolute http(s) URL"
     return None
 
 
