@@ -99,18 +99,21 @@ def format_key_path(path: KeyPath) -> str:
 
 # A spec or routes file is untrusted input: bounded in size and in what its aliases expand to.
 MAX_FILE_BYTES = 2 * 1024 * 1024
-MAX_EXPANDED_NODES = 20_000
+MAX_EXPANDED_NODES = 20_000  # nodes that aliases may stand for, in all
 
 
 def load_yaml_file(path: Path | str, cls: type[SpecError] = SpecError) -> SourceDoc:
     """Read and parse one YAML file; syntax errors become `SpecError` with file:line."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise cls(f"file is {size} bytes; spec and routes files may be at most {MAX_FILE_BYTES} bytes",
-                      file=str(path))
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:  # never more than the limit: the file may be a pipe or endless
+            data = stream.read(MAX_FILE_BYTES + 1)
+            if len(data) > MAX_FILE_BYTES:
+                size = path.stat().st_size if path.is_file() else 0
+                actual = f"{size:,} bytes" if size > MAX_FILE_BYTES else f"more than {MAX_FILE_BYTES:,} bytes"
+                raise cls(f"file is {actual}; spec and routes files may be at most {MAX_FILE_BYTES:,} bytes "
+                          "(2 MiB)", file=str(path))
+        text = data.decode("utf-8")
     except OSError as exc:
         raise cls(f"cannot read file: {exc.strerror}", file=str(path)) from None
     except UnicodeDecodeError:
@@ -121,9 +124,9 @@ def load_yaml_file(path: Path | str, cls: type[SpecError] = SpecError) -> Source
 def parse_yaml(text: str, file: str, cls: type[SpecError] = SpecError) -> SourceDoc:
     """Parse YAML text (one document)."""
     if len(text) > MAX_FILE_BYTES:
-        raise cls(f"text is {len(text)} characters; spec and routes files may be at most {MAX_FILE_BYTES}",
+        raise cls(f"text is {len(text):,} characters; spec and routes files may be at most {MAX_FILE_BYTES:,}",
                   file=file)
-    if "&" in text:  # anchors: aliases may expand exponentially ("billion laughs"); check before building
+    if "&" in text and "*" in text:  # aliases may expand exponentially ("billion laughs"): check first
         _check_aliases(text, file, cls)
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a safe loader (SafeConstructor)
@@ -145,41 +148,47 @@ def parse_yaml(text: str, file: str, cls: type[SpecError] = SpecError) -> Source
 
 
 def _check_aliases(text: str, file: str, cls: type[SpecError]) -> None:
-    """Refuse a document whose aliases expand past MAX_EXPANDED_NODES nodes, or refer to themselves."""
+    """Refuse an alias that takes the nodes aliases add past MAX_EXPANDED_NODES, or that sits inside
+    the node it names (a recursive value), at the alias's line. One pass over parser events."""
+    expands_to: dict[str, int] = {}  # anchor -> nodes its value has, aliases expanded
+    open_nodes: list[list[Any]] = []  # [anchor, nodes so far] of each collection being read
+    added = 0  # nodes the aliases read so far stand for
     try:
-        root = yaml.compose(text, Loader=_BaseLoader)
+        for event in yaml.parse(text, Loader=_BaseLoader):
+            if isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                anchor, count = open_nodes.pop()
+                if anchor is not None:
+                    expands_to[anchor] = count
+                if open_nodes:
+                    open_nodes[-1][1] += count
+                continue
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                open_nodes.append([event.anchor, 1])
+                continue
+            if isinstance(event, yaml.AliasEvent):
+                if any(anchor == event.anchor for anchor, _ in open_nodes):
+                    raise _alias_error(cls, file, event, f"alias *{event.anchor} is inside the node it names "
+                                                         "(a recursive alias)")
+                count = expands_to.get(event.anchor, 1)  # an undefined alias: the full load reports it
+                added += count
+                if added > MAX_EXPANDED_NODES:
+                    raise _alias_error(cls, file, event, f"YAML aliases in this document expand to more than "
+                                                         f"{MAX_EXPANDED_NODES:,} nodes")
+            elif isinstance(event, yaml.ScalarEvent):
+                count = 1
+                if event.anchor is not None:
+                    expands_to[event.anchor] = 1
+            else:
+                continue
+            if open_nodes:
+                open_nodes[-1][1] += count
     except yaml.YAMLError:
         return  # the full load reports the syntax error with its position
-    sizes: dict[int, int] = {}
-    open_nodes: set[int] = set()
 
-    def fail(node: yaml.Node, problem: str) -> SpecError:
-        mark = node.start_mark
-        return cls(problem, file=file, line=mark.line + 1, column=mark.column + 1)
 
-    def size(node: yaml.Node) -> int:
-        key = id(node)
-        if key in sizes:
-            return sizes[key]
-        if key in open_nodes:
-            raise fail(node, "a YAML alias refers to the node that contains it (recursive alias)")
-        open_nodes.add(key)
-        children: list[yaml.Node] = []
-        if isinstance(node, yaml.SequenceNode):
-            children = node.value
-        elif isinstance(node, yaml.MappingNode):
-            children = [n for pair in node.value for n in pair]
-        total = 1
-        for child in children:
-            total += size(child)
-            if total > MAX_EXPANDED_NODES:
-                raise fail(child, f"YAML aliases expand this document past {MAX_EXPANDED_NODES} nodes")
-        open_nodes.discard(key)
-        sizes[key] = total
-        return total
-
-    if root is not None:
-        size(root)
+def _alias_error(cls: type[SpecError], file: str, event: yaml.Event, problem: str) -> SpecError:
+    mark = event.start_mark
+    return cls(problem, file=file, line=mark.line + 1, column=mark.column + 1)
 
 
 def _is_tab_at(text: str, mark: yaml.Mark) -> bool:
