@@ -74,8 +74,8 @@ def _yaml_files(paths: list[Path]) -> list[Path]:
 def _is_routes_file(path: Path) -> bool:
     try:
         doc = load_yaml_file(path)
-    except SpecError:
-        return False  # reported when it is loaded as a spec
+    except Exception:  # noqa: BLE001 - any failure is reported when it is loaded as a spec
+        return False
     return isinstance(doc.data, dict) and "routes" in doc.data and "provider" not in doc.data
 
 
@@ -160,11 +160,12 @@ def _guarded(path: Path, check: Callable[[], list[Finding]]) -> list[Finding]:
         with _time_budget(FILE_TIME_BUDGET):
             return check()
     except SpecError as exc:
+        exc.file = exc.file or str(path)  # a template refusal knows the line, not the file
         return [Finding.from_error(exc)]
     except _OverBudget:
         return [Finding(str(path), None, None, "error",
                         f"checking this file took over {FILE_TIME_BUDGET:g}s (a template or value too costly); stopped")]
-    except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - a hostile file may fail any way
+    except Exception as exc:  # noqa: BLE001 - a hostile file may fail any way (MemoryError, RecursionError...)
         return [Finding(str(path), None, None, "error",
                         f"could not be checked: {type(exc).__name__}: {str(exc)[:200]}")]
 

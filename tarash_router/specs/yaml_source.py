@@ -143,8 +143,22 @@ def parse_yaml(text: str, file: str, cls: type[SpecError] = SpecError) -> Source
     except yaml.YAMLError as exc:
         raise cls(f"YAML syntax error: {exc}", file=file) from None
     except (ValueError, OverflowError, RecursionError) as exc:  # e.g. an integer of 100,000 digits
-        raise cls(f"YAML value cannot be loaded: {type(exc).__name__}: {str(exc)[:160]}", file=file) from None
+        line, column = _long_number_at(text)
+        raise cls(f"YAML value cannot be loaded: {type(exc).__name__}: {str(exc)[:160]}", file=file,
+                  line=line, column=column) from None
     return SourceDoc(file=file, data=data, text=text)
+
+
+def _long_number_at(text: str) -> tuple[int | None, int | None]:
+    """Where the first number too long to convert is (Python converts at most 4,300 digits)."""
+    try:
+        for event in yaml.parse(text, Loader=_BaseLoader):
+            if isinstance(event, yaml.ScalarEvent) and not event.style and len(event.value) > 4300 \
+                    and event.value.lstrip("+-").replace("_", "").isdigit():
+                return event.start_mark.line + 1, event.start_mark.column + 1
+    except yaml.YAMLError:
+        pass
+    return None, None
 
 
 def _check_aliases(text: str, file: str, cls: type[SpecError]) -> None:
