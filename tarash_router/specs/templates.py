@@ -711,6 +711,8 @@ def _text_or_none(text: str) -> str | None:
 def _references(ast: nodes.Template) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
     """Top-level names a template reads, and `name.attr` pairs (to check e.g. `request.<field>`)."""
     assigned = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    if any(True for _ in ast.find_all(nodes.For)):
+        assigned.add("loop")  # Jinja's loop variable (loop.index, loop.last) inside a for
     names = {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"} - assigned
     attrs = set()
     for node in ast.find_all(nodes.Getattr):
