@@ -72,7 +72,12 @@ class BoundedJobStore:
         await self._call("release", key, owner)
 
     async def close(self) -> None:
-        await self.store.close()
+        """Close the backend; a store that does not answer is left behind, not waited on."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.store.close()
+        except (Exception, TimeoutError) as exc:  # noqa: BLE001 - closing never fails the caller
+            logger.warning("journal close failed: %s", type(exc).__name__)
 
 
 __all__ = ["BoundedJobStore"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 import os
 import socket
 import time
@@ -22,6 +23,8 @@ from ..errors import TimeoutError as GenerationTimeoutError
 from ..settings import get_settings
 from . import get_journal
 from .records import TERMINAL_STATES, Claim, fingerprint
+
+logger = logging.getLogger("tarash_router.journal")
 
 # (key, owner) of the claim the current call holds; the engine records the job id on it at submit.
 CURRENT_CLAIM: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("tarash_claim", default=None)
@@ -74,11 +77,7 @@ async def run_idempotent(key: str, target: str, request: Any, modality: str, tim
                 return await _own(journal, key, owner, functools.partial(resume, taken.job_id))
             if taken.state == "submitting" and not allow_resubmit:
                 await _quietly(journal.update_claim(key, owner, heartbeat=0.0))  # the next caller hears the same
-                raise JobMayExistError(
-                    f"the call holding idempotency key {key!r} stopped while submitting: the provider may "
-                    "have accepted (and will bill) a job whose id was never recorded. Check with the provider "
-                    "and `tarash-router jobs list --state submitting`, then use a new key, or opt in to "
-                    "resubmitting (allow_resubmit)")
+                raise await _may_exist(journal, key, fp)
             break  # the owner died before submitting: run it ourselves
         # the claim was released (the owner's call failed): try to claim it again
     fp_token = CURRENT_FINGERPRINT.set(fp)
@@ -86,6 +85,20 @@ async def run_idempotent(key: str, target: str, request: Any, modality: str, tim
         return await _own(journal, key, owner, run)
     finally:
         CURRENT_FINGERPRINT.reset(fp_token)
+
+
+async def _may_exist(journal: Any, key: str, fp: str) -> JobMayExistError:
+    """The error for a claim whose owner stopped mid-submit, naming the provider/model of its
+    `submitting` intent when the journal still has it."""
+    intents = await _quietly(journal.list(limit=1000, state="submitting")) or []
+    intent = next((r for r in intents if r.idempotency_key == key and r.fingerprint == fp), None)
+    where = f" to {intent.provider}/{intent.model} (journal record {intent.job_id})" if intent else ""
+    return JobMayExistError(
+        f"the call holding idempotency key {key!r} stopped while submitting{where}: the provider may have "
+        "accepted (and will bill) a job whose id was never recorded. Check with the provider and "
+        "`tarash-router jobs list --state submitting`, then use a new key, or opt in to resubmitting "
+        "(allow_resubmit; a route's resubmit_if_unknown)",
+        provider=intent.provider if intent else None, model=intent.model if intent else None)
 
 
 async def _own(journal: Any, key: str, owner: str, run: Callable[[], Awaitable[Any]]) -> Any:
@@ -114,10 +127,14 @@ async def _own(journal: Any, key: str, owner: str, run: Callable[[], Awaitable[A
 
 
 async def _quietly(call: Awaitable[Any]) -> Any:
-    """A claim write whose failure is logged (by the bounded journal) and otherwise ignored."""
+    """A claim write whose failure is logged and otherwise ignored (the heartbeat keeps beating, a
+    paid success stays a success)."""
     try:
         return await call
     except JournalUnavailableError:
+        return None  # the bounded journal logged it
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("idempotency claim write failed: %s", type(exc).__name__)
         return None
 
 
@@ -132,8 +149,9 @@ async def _abandon(journal: Any, key: str, owner: str) -> None:
             await journal.update_claim(key, owner, heartbeat=0.0)
         else:
             await journal.release(key, owner)
-    except JournalUnavailableError:
-        pass  # the claim's lease runs out on its own
+    except Exception as exc:  # noqa: BLE001 - the claim's lease runs out on its own
+        if not isinstance(exc, JournalUnavailableError):  # that one the bounded journal logged
+            logger.warning("idempotency claim not released: %s", type(exc).__name__)
 
 
 async def _wait(journal: Any, key: str, claim: Claim, owner: str, deadline: float) -> Claim | None:

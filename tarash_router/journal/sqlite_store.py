@@ -1,17 +1,18 @@
 """SQLite journal: durable on one machine, shared by the processes that open the same file.
 
 Writes run in `BEGIN IMMEDIATE` transactions so a forward-only update or a claim is atomic across
-processes; the database runs in WAL mode so readers never block writers. Every call runs in a worker
-thread: a file locked by another process makes that call wait (at most the busy timeout), never
-the event loop.
+processes; the database runs in WAL mode so readers never block writers. Every call, opening the
+file included, runs on the store's own worker thread: a file locked by another process makes that
+call wait (at most the busy timeout), never the event loop, and a stuck call never takes a thread
+from the loop's shared executor (which also resolves host names for HTTP).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,37 +27,52 @@ CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, da
 
 
 class SQLiteJobStore:
-    """Journal in one SQLite file."""
+    """Journal in one SQLite file; the file is opened on first use, on the worker thread."""
 
     def __init__(self, path: str | Path, busy_timeout: float = 2.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+        self._busy_timeout = busy_timeout
+        self._db: sqlite3.Connection | None = None
+        # One thread per store: calls run in order, and the connection only ever sees that thread.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tarash-sqlite")
+
+    def _connection(self) -> sqlite3.Connection:
+        """The open connection (worker thread only). An open that fails (file locked while switching
+        to WAL, directory not writable) raises for this call and is tried again by the next."""
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                                 check_same_thread=False)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(_SCHEMA)
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+    async def _on_worker(self, fn: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn)
 
     async def _write(self, fn: Any) -> Any:
         def transaction() -> Any:
-            with self._lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(self._db)
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-                return result
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(db)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # never leave a transaction open for the next call
+                    db.execute("ROLLBACK")
+                raise
+            return result
 
-        return await asyncio.to_thread(transaction)
+        return await self._on_worker(transaction)
 
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
-        def query() -> list[Any]:
-            with self._lock:
-                return self._db.execute(sql, params).fetchall()
-
-        return await asyncio.to_thread(query)
+        return await self._on_worker(lambda: self._connection().execute(sql, params).fetchall())
 
     async def put(self, record: JobRecord) -> None:
         await self._write(lambda db: db.execute(
@@ -124,10 +140,11 @@ class SQLiteJobStore:
 
     async def close(self) -> None:
         def close() -> None:
-            with self._lock:
+            if self._db is not None:
                 self._db.close()
+                self._db = None
 
-        await asyncio.to_thread(close)
+        await self._on_worker(close)
 
 
 __all__ = ["SQLiteJobStore"]

@@ -1,24 +1,39 @@
 """`JobTracker`: how any transport (the spec engine or an SDK handler) journals the jobs it runs.
 
-Writes never fail a generation: a journal outage is logged, the paid job goes on.
+Writes never fail a generation: each is bounded by `journal_timeout`, and an outage is logged while
+the paid job goes on. `waited` tells the caller how long the journal held it, so that time can be
+kept off the job's deadline.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..models import redact_secrets
+from ..settings import get_settings
 from . import get_journal
+from .bounded import BoundedJobStore
 from .records import JobRecord
-from .store import JobStore
+from .store import JobStore, MemoryJobStore
 
 logger = logging.getLogger("tarash_router.journal")
 
 
 class JobTracker:
-    """Records one job: `submitted` once the provider accepted it, then forward-only `advance`s."""
+    """Records one job: a `submitting` intent before the POST, `submitted` once the provider accepted
+    it, then forward-only `advance`s. No method raises over a journal failure.
+
+    Call order for a transport: `submitting()` just before the submit request; then either
+    `submitted(job_id, job, state)` (accepted; replaces the intent), `submit_failed(job_may_exist=...,
+    error=...)` (the POST failed) or `drop_intent()` (a synchronous provider answered in full); then
+    `advance(state, ...)` as the job moves. `waited` is the total time (monotonic seconds) spent in
+    these calls.
+    """
 
     def __init__(self, *, provider: str, model: str, modality: str, config: Any, base_url: str = "",
                  idempotency_key: str | None = None, fingerprint: str = "", journal: JobStore | None = None) -> None:
@@ -29,10 +44,22 @@ class JobTracker:
         self.base_url = base_url
         self.idempotency_key = idempotency_key
         self.fingerprint = fingerprint
-        self.journal = journal if journal is not None else get_journal()
+        journal = journal if journal is not None else get_journal()
+        if not isinstance(journal, (MemoryJobStore, BoundedJobStore)):  # a store passed in unbounded
+            journal = BoundedJobStore(journal, get_settings().journal_timeout)
+        self.journal = journal
         self.job_id: str | None = None
         self.state: str | None = None
         self.intent_id: str | None = None  # the `submitting` record written before the POST
+        self.waited = 0.0  # seconds spent inside this tracker's journal calls
+
+    @contextmanager
+    def _clock(self) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.waited += time.monotonic() - started
 
     def _record(self, job_id: str, state: str, job: dict[str, Any], **extra: Any) -> JobRecord:
         config = self.config
@@ -44,74 +71,77 @@ class JobTracker:
             poll_interval=config.poll_interval, max_poll_attempts=config.max_poll_attempts,
             fingerprint=self.fingerprint, idempotency_key=self.idempotency_key, **extra)
 
-    async def submitting(self) -> None:
-        """Before the POST: leave a trace, so a crash while the provider may accept the job is visible
-        (`tarash-router jobs list --state submitting`) and an idempotency successor does not resubmit."""
-        self.intent_id = f"submitting-{uuid.uuid4().hex}"
-        try:
-            await self.journal.put(self._record(self.intent_id, "submitting", {}))
-            if self.idempotency_key:
-                from .idempotency import mark_claim_submitting
+    async def _quietly(self, what: str, call: Awaitable[Any]) -> bool:
+        """One journal call, timed into `waited`; a failure is logged (its type only, never a value
+        that could hold a secret) and swallowed. True when it went through."""
+        with self._clock():
+            try:
+                await call
+                return True
+            except Exception as exc:  # noqa: BLE001 - a journal outage must not stop or lose a paid job
+                logger.warning("journal %s failed: %s", what, type(exc).__name__)
+                return False
 
-                await mark_claim_submitting()
-        except Exception as exc:  # noqa: BLE001 - a journal outage must not stop a generation
-            logger.warning("journal write failed before submitting: %s", type(exc).__name__)
+    async def submitting(self) -> None:
+        """Before the POST: write the intent (state `submitting`, under `intent_id`) and mark the held
+        idempotency claim `submitting`, so a crash while the provider may accept the job is visible
+        (`tarash-router jobs list --state submitting`) and a successor does not resubmit blindly."""
+        from .idempotency import mark_claim_submitting
+
+        self.intent_id = f"submitting-{uuid.uuid4().hex}"
+        intent = self._record(self.intent_id, "submitting", {})
+        await self._quietly(f"write of {self.intent_id}", self.journal.put(intent))
+        if self.idempotency_key:  # on its own: the claim guards against a blind resubmit even if the put failed
+            await self._quietly("claim update before submitting", mark_claim_submitting())
 
     async def submit_failed(self, *, job_may_exist: bool, error: dict[str, Any]) -> None:
-        """The POST failed: drop the intent when no job can exist; else keep it for an operator."""
+        """The POST failed. `job_may_exist=False`: nothing can have been created, the intent is removed
+        (and the claim is an ordinary running one again). True: the intent stays `submitting`, with
+        `error` ({type, message}), for an operator to reconcile with the provider."""
         if self.intent_id is None:
             return
         if not job_may_exist:
             await self.drop_intent()
             return
-        try:
-            await self.journal.advance(self.intent_id, "submitting", error=error)
-        except Exception as exc:  # noqa: BLE001
-            logger.warning("journal update failed for %s: %s", self.intent_id, type(exc).__name__)
+        update = self.journal.advance(self.intent_id, "submitting", error=error)
+        await self._quietly(f"update of {self.intent_id}", update)
 
     async def drop_intent(self) -> None:
         """No job can exist (the submit was refused), or a synchronous provider answered in full."""
+        from .idempotency import mark_claim_running
+
         intent, self.intent_id = self.intent_id, None
         if intent is None:
             return
-        try:
-            await self.journal.delete(intent)
-            if self.idempotency_key:
-                from .idempotency import mark_claim_running
-
-                await mark_claim_running()
-        except Exception as exc:  # noqa: BLE001
-            logger.warning("journal update failed for %s: %s", intent, type(exc).__name__)
+        await self._quietly(f"delete of {intent}", self.journal.delete(intent))
+        if self.idempotency_key:
+            await self._quietly("claim update after a refused submit", mark_claim_running())
 
     def attach(self, record: JobRecord) -> None:
         """Track a job that is already journaled (resume)."""
         self.job_id, self.state = record.job_id, record.state
 
     async def submitted(self, job_id: str, job: dict[str, Any], state: str = "queued") -> None:
+        """The provider accepted `job_id` (`job`: the handle from its answer; `state`: queued or
+        processing): record it, drop the intent it supersedes and put the job id on the held claim."""
+        from .idempotency import record_job_on_claim
+
         self.job_id = job_id
         record = self._record(job_id, state if state in ("queued", "processing") else "queued", job)
-        try:
-            await self.journal.put(record)
+        if await self._quietly(f"write of job {job_id}", self.journal.put(record)):
             self.state = record.state
-            if self.intent_id is not None:  # the accepted job supersedes its intent
-                await self.journal.delete(self.intent_id)
-                self.intent_id = None
-            if self.idempotency_key:
-                from .idempotency import record_job_on_claim
-
-                await record_job_on_claim(job_id)
-        except Exception as exc:  # noqa: BLE001 - a journal outage must not lose a paid job
-            logger.warning("journal write failed for job %s: %s", job_id, type(exc).__name__)
+            if self.intent_id is not None:  # superseded; kept when the job itself could not be written
+                intent, self.intent_id = self.intent_id, None
+                await self._quietly(f"delete of {intent}", self.journal.delete(intent))
+        if self.idempotency_key:  # a successor resumes this job instead of submitting again
+            await self._quietly(f"claim update for job {job_id}", record_job_on_claim(job_id))
 
     async def advance(self, state: str, **changes: Any) -> None:
         """Move the job forward (no-op before submit or when the state is unchanged)."""
         if self.job_id is None or state == self.state:
             return
-        try:
-            await self.journal.advance(self.job_id, state, **changes)
+        if await self._quietly(f"update of job {self.job_id}", self.journal.advance(self.job_id, state, **changes)):
             self.state = state
-        except Exception as exc:  # noqa: BLE001 - a journal outage must not lose a paid job
-            logger.warning("journal update failed for job %s: %s", self.job_id, type(exc).__name__)
 
 
 __all__ = ["JobTracker"]
