@@ -100,6 +100,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     import asyncio
+    import time
 
     from .api import cancel_job_async, resume_async
     from .journal import get_journal, open_journal, set_journal
@@ -110,7 +111,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if args.action == "list":
         records = asyncio.run(journal.list(args.limit, state=args.state))
         for r in records:
-            print(f"{r.job_id:<40} {r.state:<10} {r.provider:<10} {r.model}")
+            # A submitting intent: when and under which key, to match against the provider's own list.
+            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.created_at))
+            since = f"  since {created} key={r.idempotency_key}" if r.state == "submitting" else ""
+            print(f"{r.job_id:<40} {r.state:<10} {r.provider:<10} {r.model}{since}")
         return EXIT_OK
     if not args.job_id:
         return _usage(f"jobs {args.action} needs a job id")
@@ -179,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("job_id", nargs="?")
     jobs.add_argument("--journal", help="journal URL (default: TARASH_JOURNAL): sqlite:///path or redis://...")
     jobs.add_argument("--limit", type=int, default=50)
-    jobs.add_argument("--state", choices=["submitting", "queued", "processing", "completed", "failed", "cancelled"],
+    jobs.add_argument("--state", choices=["submitting", "submitted", "queued", "processing", "completed", "failed",
+                                          "cancelled"],
                       help="only jobs in this state (submitting: a crash while a job may have been accepted)")
     jobs.add_argument("--base-url", help="resume/cancel a job that was submitted through a custom base URL")
     jobs.set_defaults(func=cmd_jobs)
