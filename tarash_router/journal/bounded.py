@@ -18,25 +18,26 @@ from .records import Claim, JobRecord
 from .store import JobStore
 
 logger = logging.getLogger("tarash_router.journal")
-_SKIP_AFTER_FAILURE = 5.0  # seconds a failed store is skipped before it is tried again
 
 
 class BoundedJobStore:
     """A `JobStore` whose every call finishes within `timeout` seconds or raises JournalUnavailableError."""
 
-    def __init__(self, store: JobStore, timeout: float) -> None:
+    def __init__(self, store: JobStore, timeout: float, skip_after_failure: float = 5.0) -> None:
         self.store = store
         self.timeout = timeout
+        self.skip_after_failure = skip_after_failure  # seconds a failed store is skipped before the next try
         self._down_until = 0.0
 
     async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if time.monotonic() < self._down_until:
-            raise JournalUnavailableError(f"journal unavailable (skipped for {_SKIP_AFTER_FAILURE:g}s after a failure)")
+            raise JournalUnavailableError(
+                f"journal unavailable (skipped for {self.skip_after_failure:g}s after a failure)")
         try:
             async with asyncio.timeout(self.timeout):
                 return await getattr(self.store, name)(*args, **kwargs)
         except (Exception, TimeoutError) as exc:  # noqa: BLE001 - any backend failure means "down"
-            self._down_until = time.monotonic() + _SKIP_AFTER_FAILURE
+            self._down_until = time.monotonic() + self.skip_after_failure
             reason = f"no answer within {self.timeout:g}s" if isinstance(exc, TimeoutError) else type(exc).__name__
             logger.warning("journal %s failed: %s", name, reason)
             raise JournalUnavailableError(f"journal {name} failed: {reason}") from None

@@ -27,7 +27,7 @@ from ..models import AttemptMetadata, ExecutionMetadata, GenerationConfig, Gener
 from ..settings import get_settings, resolve_api_key
 from ..specs.params import check_request
 from ..specs.registry import SpecRegistry, get_registry
-from .cooldown import CooldownStore, default_cooldowns
+from .cooldown import CooldownStore, default_cooldowns, fail_open
 from .policy import HEALTH_KINDS, RoutePolicy, error_kind
 from .routes import Target
 
@@ -106,7 +106,7 @@ class RouteRun:
         self.policy = policy
         self.modality = modality
         self.route = route
-        self.cooldowns = cooldowns if cooldowns is not None else default_cooldowns()
+        self.cooldowns = fail_open(cooldowns if cooldowns is not None else default_cooldowns())
         self.registry = registry  # None: the process-wide registry
         self.metadata = ExecutionMetadata(configs_in_chain=len(targets), route=route)
         self.started = time.monotonic()

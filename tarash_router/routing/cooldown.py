@@ -12,6 +12,7 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -134,6 +135,25 @@ class FailOpenCooldowns:
         await self._call("record_success", key)
 
 
+_WRAPPED: weakref.WeakKeyDictionary[object, FailOpenCooldowns] = weakref.WeakKeyDictionary()
+_WRAPPED_LOCK = threading.Lock()
+
+
+def fail_open(store: CooldownStore) -> CooldownStore:
+    """`store` bounded by `journal_timeout` and failing open. Stores from `open_cooldowns` already are; a
+    custom one passed to a Router is wrapped once (the same wrapper each time, so it stays skipped
+    after a failure)."""
+    if isinstance(store, (InMemoryCooldowns, FailOpenCooldowns)):
+        return store
+    from ..settings import get_settings
+
+    with _WRAPPED_LOCK:
+        wrapped = _WRAPPED.get(store)
+        if wrapped is None:
+            wrapped = _WRAPPED[store] = FailOpenCooldowns(store, get_settings().journal_timeout)
+        return wrapped
+
+
 def open_cooldowns(url: str) -> CooldownStore:
     """`memory` or `redis://host:6379/0` (shared by every process using the same Redis)."""
     if url == "memory":
@@ -163,4 +183,5 @@ def default_cooldowns() -> CooldownStore:
     return _DEFAULT.get()
 
 
-__all__ = ["CooldownStore", "InMemoryCooldowns", "FailOpenCooldowns", "open_cooldowns", "default_cooldowns"]
+__all__ = ["CooldownStore", "InMemoryCooldowns", "FailOpenCooldowns", "fail_open", "open_cooldowns",
+           "default_cooldowns"]
