@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+
+_PIDS: dict[str, int] = {}  # url -> pid of the redis-server started for it
 
 
 def free_port() -> int:
@@ -37,7 +40,21 @@ def redis_server() -> Iterator[str]:
                     break
             except OSError:
                 time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        url = f"redis://127.0.0.1:{port}/0"
+        _PIDS[url] = proc.pid
+        yield url
     finally:
+        _PIDS.pop(f"redis://127.0.0.1:{port}/0", None)
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@contextmanager
+def stalled(url: str) -> Iterator[None]:
+    """The redis-server behind `url` stopped (SIGSTOP): it accepts connections and never answers."""
+    pid = _PIDS[url]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
