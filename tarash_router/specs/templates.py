@@ -473,22 +473,26 @@ _FORBIDDEN: dict[type[nodes.Node], str] = {
 
 def _limit_template(ast: nodes.Template) -> None:
     """Refuse what lets a template recurse or capture unmeasured output; meter every loop."""
-    for node in ast.find_all(tuple(_FORBIDDEN)):
-        raise SpecTemplateError(f"{{% {_FORBIDDEN[type(node)]} %}} is not available in spec templates "
-                                "(a template is a value, not a program)", node.lineno)
-    if _loop_depth(ast) > MAX_LOOP_DEPTH:
-        raise SpecTemplateError(f"loops nested more than {MAX_LOOP_DEPTH} deep (a template is a value, not a program)")
-    for loop in ast.find_all(nodes.For):
-        if loop.recursive:
-            raise SpecTemplateError("recursive loops are not available in spec templates", loop.lineno)
+    loops: list[nodes.For] = []
+    stack: list[tuple[nodes.Node, int]] = [(ast, 0)]  # (node, loops around it)
+    while stack:
+        node, depth = stack.pop()
+        tag = _FORBIDDEN.get(type(node))
+        if tag is not None:
+            raise SpecTemplateError(f"{{% {tag} %}} is not available in spec templates "
+                                    "(a template is a value, not a program)", node.lineno)
+        if isinstance(node, nodes.For):
+            depth += 1
+            if depth > MAX_LOOP_DEPTH:  # nested loops multiply: two levels of range() are a million
+                raise SpecTemplateError(f"loops nested more than {MAX_LOOP_DEPTH} deep "
+                                        "(a template is a value, not a program)", node.lineno)
+            if node.recursive:
+                raise SpecTemplateError("recursive loops are not available in spec templates", node.lineno)
+            loops.append(node)
+        stack.extend((child, depth) for child in node.iter_child_nodes())
+    for loop in loops:
         cost = 1 + sum(1 + sum(1 for _ in child.find_all(nodes.Node)) for child in loop.body)
         loop.iter = nodes.Filter(loop.iter, "_loop_steps", [nodes.Const(cost)], [], None, None, lineno=loop.lineno)
-
-
-def _loop_depth(node: nodes.Node) -> int:
-    """Nested loops multiply: two levels of range() are a million iterations, three a billion."""
-    inner = max((_loop_depth(child) for child in node.iter_child_nodes()), default=0)
-    return inner + 1 if isinstance(node, nodes.For) else inner
 
 
 class _SpecEnvironment(ImmutableSandboxedEnvironment):
@@ -505,7 +509,8 @@ class _SpecEnvironment(ImmutableSandboxedEnvironment):
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         ast = super()._parse(source, name, filename)
-        _limit_template(ast)
+        if "{%" in source:  # loops, macros and blocks are statements; an expression has none
+            _limit_template(ast)
         return ast
 
     def getattr(self, obj: Any, attribute: str) -> Any:
