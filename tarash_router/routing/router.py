@@ -15,7 +15,7 @@ from ..lazy import Lazy
 from ..settings import get_settings
 from ..specs.registry import SpecRegistry, get_registry
 from .chain import execute_targets, unsupported_reason
-from .cooldown import CooldownStore, default_cooldowns
+from .cooldown import CooldownStore, default_cooldowns, fail_open
 from .routes import Route, load_routes_paths
 
 logger = logging.getLogger("tarash_router.routing")
@@ -126,7 +126,7 @@ class Router:
                 skips = policy.skip_unsupported and len(route.targets) > 1  # as the chain does
                 step.action, step.reason = ("skip", f"unsupported: {reason}") if skips else (
                     "try", f"will fail: {reason}")
-            elif policy.cooldown is not None and (left := run_sync(self.cooldowns.remaining(target.key))) is not None:
+            elif policy.cooldown is not None and (left := run_sync(fail_open(self.cooldowns).remaining(target.key))) is not None:
                 step.action, step.reason = "skip", f"cooling down for {left:.1f}s more"
             plan.steps.append(step)
         retry = policy.retry
