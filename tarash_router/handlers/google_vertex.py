@@ -7,8 +7,8 @@ The family spec maps the unified request to the SDK's arguments (`source` and `c
   a service-account file, `credentials` for a google-auth object or `access_token` for a bearer
   token; else Application Default Credentials), or express mode with `config.api_key`;
 - turns image strings into SDK images: a data: URI into bytes, a gs:// URI into `gcs_uri`, and an
-  https URL is downloaded first and sent as bytes (the reference system sent every string as
-  `gcs_uri`, which Vertex rejects for https);
+  https URL is downloaded first and sent as bytes (Vertex takes only gs:// URIs as `gcs_uri`:
+  https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/veo-video-generation);
 - submits once, polls the operation (`:fetchPredictOperation`) within the config's deadline and
   poll limits, reports queued/processing/completed updates, and maps SDK errors to
   `tarash_router.errors` (ClientError 400 -> ValidationError, 403 -> AuthenticationError unless

@@ -1,8 +1,7 @@
 """The seed API's field-mapping registry, backed by specs: a mapping *is* a family body.
 
 `register_provider_field_mapping("fal", {"fal-ai/my-model": {"prompt": "{{ request.prompt }}"}})`
-adds an in-memory family to the provider, so the engine really uses it (in the reference system
-no built-in handler read this registry).
+adds an in-memory family to the provider, so the engine uses it for that model like any family file.
 """
 
 from __future__ import annotations
