@@ -208,11 +208,10 @@ def test_a_refused_submit_leaves_no_intent_behind(fal, tmp_path):
         set_journal(None)
 
 
-def test_a_stalled_cooldown_store_never_stops_a_route(fal, stalled_redis, tmp_path, monkeypatch):
-    from tarash_router.routing import Router, open_cooldowns
-
+def _guarded_route(folder, fal, monkeypatch) -> None:
+    """A routes file with one cooldown-guarded fal target, served by the fake."""
     monkeypatch.setenv("TEST_FAL_KEY", "k")
-    (tmp_path / "routes.yaml").write_text(textwrap.dedent(f"""
+    (folder / "routes.yaml").write_text(textwrap.dedent(f"""
         spec_version: 1
         routes:
           guarded:
@@ -222,6 +221,12 @@ def test_a_stalled_cooldown_store_never_stops_a_route(fal, stalled_redis, tmp_pa
               - {{provider: fal, model: fal-ai/veo3/fast, base_url: "{fal.base_url}", api_key_env: TEST_FAL_KEY,
                  poll_interval: 5ms}}
     """))
+
+
+def test_a_stalled_cooldown_store_never_stops_a_route(fal, stalled_redis, tmp_path, monkeypatch):
+    from tarash_router.routing import Router, open_cooldowns
+
+    _guarded_route(tmp_path, fal, monkeypatch)
     set_journal(None)  # only the breakers live on the stalled Redis here
     router = Router.from_dir(tmp_path, cooldowns=open_cooldowns(stalled_redis))
     started = time.monotonic()
@@ -472,17 +477,7 @@ def test_a_custom_cooldown_store_that_never_answers_never_stops_a_route(fal, tmp
         remaining = record_success = record_failure = check
 
     setting("TARASH_JOURNAL_TIMEOUT", "0.3")
-    monkeypatch.setenv("TEST_FAL_KEY", "k")
-    (tmp_path / "routes.yaml").write_text(textwrap.dedent(f"""
-        spec_version: 1
-        routes:
-          guarded:
-            modality: video
-            cooldown: {{failures: 2, window: 60s, duration: 30s}}
-            targets:
-              - {{provider: fal, model: fal-ai/veo3/fast, base_url: "{fal.base_url}", api_key_env: TEST_FAL_KEY,
-                 poll_interval: 5ms}}
-    """))
+    _guarded_route(tmp_path, fal, monkeypatch)
     router = Router.from_dir(tmp_path, cooldowns=Unanswering())
     started = time.monotonic()
     response = asyncio.run(router.run("guarded", VideoGenerationRequest(prompt="a cat"), None, "video"))
