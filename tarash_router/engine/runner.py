@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import codecs
-import contextvars
 import inspect
 import json
 import logging
@@ -23,6 +22,7 @@ import httpx
 from ..errors import GenerationFailedError, HTTPError, TarashException, UnsafeURLError
 from ..errors import TimeoutError as GenerationTimeoutError
 from ..journal import get_journal
+from ..journal.idempotency import CURRENT_FINGERPRINT
 from ..journal.records import JobRecord
 from ..journal.store import JobStore
 from ..journal.tracker import JobTracker
@@ -42,8 +42,6 @@ from .media import fetch_media, media_bytes, media_urls
 from .render import JobContext, PreparedRequest, prepare_job
 
 logger = logging.getLogger("tarash_router.engine")
-# The request fingerprint of the call in flight (set by the API layer for idempotency bookkeeping).
-CURRENT_FINGERPRINT: contextvars.ContextVar[str] = contextvars.ContextVar("tarash_fingerprint", default="")
 TERMINAL = ("completed", "failed")
 _CANCEL_TIMEOUT = 5.0
 _CANCEL_MAX_BYTES = 1024 * 1024  # a cancel answer is read only for its status

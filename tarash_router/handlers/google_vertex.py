@@ -37,7 +37,8 @@ import httpx
 from ..engine.classify import error_from_transport, parse_retry_after
 from ..engine.media import fetch_media, media_kind, to_data_uri
 from ..engine.render import REDACTED, prepare_job
-from ..engine.runner import CURRENT_FINGERPRINT, call_progress, poll_retry_wait
+from ..engine.runner import call_progress, poll_retry_wait
+from ..journal.idempotency import CURRENT_FINGERPRINT
 from ..errors import (
     AuthenticationError, ContentModerationError, GenerationFailedError, HTTPError, RateLimitError, TarashException,
     TimeoutError, ValidationError,

@@ -33,7 +33,8 @@ from typing import Any
 
 from ..engine.classify import error_from_response
 from ..engine.render import JobContext, prepare_job
-from ..engine.runner import CURRENT_FINGERPRINT, call_progress, poll_retry_wait
+from ..engine.runner import call_progress, poll_retry_wait
+from ..journal.idempotency import CURRENT_FINGERPRINT
 from ..errors import GenerationFailedError, HTTPError, TarashException, ValidationError
 from ..errors import TimeoutError as GenerationTimeoutError
 from ..journal.records import JobRecord

@@ -26,6 +26,8 @@ from .records import TERMINAL_STATES, Claim, fingerprint
 
 logger = logging.getLogger("tarash_router.journal")
 
+# The request fingerprint of the idempotent call in flight; transports journal it with the job.
+CURRENT_FINGERPRINT: contextvars.ContextVar[str] = contextvars.ContextVar("tarash_fingerprint", default="")
 # (key, owner) of the claim the current call holds; the engine records the job id on it at submit.
 CURRENT_CLAIM: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("tarash_claim", default=None)
 
@@ -50,8 +52,6 @@ async def run_idempotent(key: str, target: str, request: Any, modality: str, tim
     taking it over raises JobMayExistError unless `allow_resubmit`. Without a journal that answers,
     no guarantee can be given: JournalUnavailableError, and nothing is sent.
     """
-    from ..engine.runner import CURRENT_FINGERPRINT
-
     journal = get_journal()
     fp = fingerprint(target, request)
     owner = _new_owner()
