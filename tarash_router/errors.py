@@ -129,6 +129,12 @@ class JobMayExistError(TarashException):
         super().__init__(message, *args, **kwargs)
 
 
+class MissingExtraError(TarashException):
+    """A provider or store needs an optional package (a vendor SDK, redis) that is not installed."""
+
+    default_retryable = False
+
+
 class SpecError(TarashException):
     """A provider spec or routes file is invalid; names the file, line and key."""
 
@@ -182,6 +188,7 @@ ERROR_CLASSES: dict[str, type[TarashException]] = {
         UnsafeURLError,
         JournalUnavailableError,
         JobMayExistError,
+        MissingExtraError,
     )
 }
 
@@ -204,6 +211,7 @@ __all__ = [
     "UnsafeURLError",
     "JournalUnavailableError",
     "JobMayExistError",
+    "MissingExtraError",
     "SpecError",
     "ConfigError",
     "is_retryable_error",

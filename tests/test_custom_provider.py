@@ -13,7 +13,7 @@ from tarash_router import (
     TarashException, generate_image, generate_video, generate_video_async, get_provider_field_mapping,
     register_provider, register_provider_field_mapping,
 )
-from tarash_router.handlers import unregister_provider
+from tarash_router.api import unregister_provider
 from tarash_router.models import (
     ImageGenerationConfig, ImageGenerationRequest, MockConfig, MockPollingConfig, MockResponse,
     VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse,

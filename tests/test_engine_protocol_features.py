@@ -193,22 +193,25 @@ def test_extra_params_into_a_nested_key_and_list_filters():
 
 
 def test_poll_delay_backs_off_with_age_and_honours_hints(slowpoke):
-    from tarash_router.engine.render import prepare_job
-    from tarash_router.engine.runner import Generation
+    from tarash_router.engine.client import POOL
+    from tarash_router.engine.lifecycle import Lifecycle
+    from tarash_router.engine.transport import Call
+    from tarash_router.engine.transports import SpecTransport
+    from tarash_router.settings import get_settings
 
     async def delays():
         family = get_registry().resolve("slowpoke", "slow-1", "video")
-        job = prepare_job(family, config(slowpoke).model_copy(update={"poll_interval": 2.0}),
-                          VideoGenerationRequest(prompt="p"))
-        generation = Generation(job, "video", None)
+        call = Call(family, config(slowpoke).model_copy(update={"poll_interval": 2.0}),
+                    VideoGenerationRequest(prompt="p"), "video", get_settings(), POOL)
+        generation = Lifecycle(SpecTransport(), call)
         now = generation.loop.time()
         generation.submitted_at = now - 5
-        young = generation._next_poll_delay(None)
+        young = generation.next_poll_delay(None)
         generation.submitted_at = now - 200
-        old = generation._next_poll_delay(None)
+        old = generation.next_poll_delay(None)
         generation.submitted_at = now - 10_000
-        ancient = generation._next_poll_delay(None)
-        hinted = generation._next_poll_delay(25.0)
+        ancient = generation.next_poll_delay(None)
+        hinted = generation.next_poll_delay(25.0)
         return young, old, ancient, hinted
 
     import asyncio as aio

@@ -264,7 +264,7 @@ def test_missing_google_genai_names_the_extra(tmp_path: Path):
         sys.meta_path.insert(0, Block())
         import tarash_router
         from tarash_router import generate_video
-        from tarash_router.handlers.base import MissingExtraError
+        from tarash_router.errors import MissingExtraError
         from tarash_router.models import VideoGenerationConfig, VideoGenerationRequest
 
         config = VideoGenerationConfig(provider="google-vertex", model="veo-3.1-generate-preview",

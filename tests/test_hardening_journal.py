@@ -20,7 +20,7 @@ from journal_helpers import redis_server, stalled
 from tarash_router import generate_video, generate_video_async
 from tarash_router.cli import main
 from tarash_router.errors import JobMayExistError, JournalUnavailableError
-from tarash_router.journal import open_journal, set_journal
+from tarash_router.journal import get_journal, open_journal, set_journal
 from tarash_router.journal.idempotency import run_idempotent
 from tarash_router.journal.records import Claim, JobRecord, fingerprint
 from tarash_router.journal.tracker import JobTracker
@@ -275,7 +275,7 @@ async def _flush(url: str) -> None:
 def _tracker(**overrides) -> JobTracker:
     values = {"provider": "fal", "model": "fal-ai/veo3/fast", "modality": "video", "base_url": "https://fal.test",
               "config": VideoGenerationConfig(provider="fal", model="fal-ai/veo3/fast", api_key="sk-secret"),
-              "idempotency_key": KEY, "fingerprint": FP}
+              "idempotency_key": KEY, "fingerprint": FP, "journal": get_journal()}
     values.update(overrides)
     return JobTracker(**values)
 
@@ -351,15 +351,15 @@ def test_a_submit_that_may_have_created_a_job_keeps_its_intent_with_the_error(jo
 def test_the_held_claim_is_marked_submitting_then_carries_the_job_id(journal):
     seen = []
 
-    async def run():
-        tracker = _tracker()
+    async def run(claim):
+        tracker = _tracker(claim=claim, journal=get_journal())
         await tracker.submitting()
         seen.append(await journal.get_claim(KEY))
         await tracker.submitted("job-1", {}, "queued")
         seen.append(await journal.get_claim(KEY))
         return _response("job-1")
 
-    asyncio.run(run_idempotent(KEY, TARGET, REQUEST, "video", 10, run, _never))
+    asyncio.run(run_idempotent(get_journal(), KEY, TARGET, REQUEST, "video", 10, run, _never))
     assert (seen[0].state, seen[0].job_id) == ("submitting", None)
     assert seen[1].job_id == "job-1"
 
@@ -375,13 +375,13 @@ async def _died_while_submitting(journal) -> None:
 def test_taking_over_a_claim_left_submitting_raises_job_may_exist(journal):
     ran = []
 
-    async def run():
+    async def run(claim=None):
         ran.append(1)
         return _response()
 
     async def scenario():
         await _died_while_submitting(journal)
-        await run_idempotent(KEY, TARGET, REQUEST, "video", 10, run, _never)
+        await run_idempotent(get_journal(), KEY, TARGET, REQUEST, "video", 10, run, _never)
 
     with pytest.raises(JobMayExistError) as caught:
         asyncio.run(scenario())
@@ -392,12 +392,12 @@ def test_taking_over_a_claim_left_submitting_raises_job_may_exist(journal):
 
 
 def test_a_caller_that_allows_resubmitting_runs_a_claim_left_submitting_again(journal):
-    async def run():
+    async def run(claim=None):
         return _response("job-2")
 
     async def scenario():
         await _died_while_submitting(journal)
-        return await run_idempotent(KEY, TARGET, REQUEST, "video", 10, run, _never, allow_resubmit=True)
+        return await run_idempotent(get_journal(), KEY, TARGET, REQUEST, "video", 10, run, _never, allow_resubmit=True)
 
     assert asyncio.run(scenario()).request_id == "job-2"
 
@@ -429,12 +429,12 @@ def test_a_paid_success_stays_a_success_when_the_journal_stalls_mid_call(setting
     asyncio.run(_flush(shared_redis))
     set_journal(open_journal(shared_redis))
     with contextlib.ExitStack() as outage:
-        async def run():
+        async def run(claim=None):
             outage.enter_context(stalled(shared_redis))  # until after the call has returned
             return _response("job-3")
 
         try:
-            response = asyncio.run(run_idempotent(KEY, TARGET, REQUEST, "video", 10, run, _never))
+            response = asyncio.run(run_idempotent(get_journal(), KEY, TARGET, REQUEST, "video", 10, run, _never))
         finally:
             set_journal(None)
     assert response.request_id == "job-3"
@@ -448,7 +448,7 @@ def test_the_heartbeat_keeps_beating_after_a_journal_failure(setting, shared_red
     asyncio.run(_flush(shared_redis))
     set_journal(BoundedJobStore(RedisJobStore(shared_redis, socket_timeout=0.2), 0.2, skip_after_failure=0.1))
 
-    async def run():
+    async def run(claim=None):
         with stalled(shared_redis):
             await asyncio.sleep(0.5)  # the beats meanwhile fail
         back = time.time()
@@ -460,7 +460,7 @@ def test_the_heartbeat_keeps_beating_after_a_journal_failure(setting, shared_red
         return _response("silent")
 
     try:
-        assert asyncio.run(run_idempotent(KEY, TARGET, REQUEST, "video", 30, run, _never)).request_id == "beating"
+        assert asyncio.run(run_idempotent(get_journal(), KEY, TARGET, REQUEST, "video", 30, run, _never)).request_id == "beating"
     finally:
         set_journal(None)
 

@@ -18,7 +18,7 @@ from tarash_router import (
     generate_image, generate_image_async, generate_video, generate_video_async, render_request,
 )
 from tarash_router.cli import main as cli_main
-from tarash_router.handlers import openai_common
+from tarash_router.engine.transports import openai_common
 from tarash_router.models import (
     ImageGenerationConfig, ImageGenerationRequest, ImageGenerationUpdate, VideoGenerationConfig,
     VideoGenerationRequest, VideoGenerationUpdate,
@@ -298,7 +298,7 @@ def test_auth_errors(fake, monkeypatch):
 
 def test_deprecation_is_logged_once_per_process(fake, caplog):
     openai_common._WARNED.clear()
-    with caplog.at_level(logging.WARNING, logger="tarash_router.handlers.openai"):
+    with caplog.at_level(logging.WARNING, logger="tarash_router.transports.openai"):
         for _ in range(2):
             generate_video(video_config(fake), VideoGenerationRequest(prompt="x"))
     notes = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
@@ -378,7 +378,7 @@ NO_SDK = textwrap.dedent("""
     sys.meta_path.insert(0, Block())
 
     import tarash_router
-    from tarash_router.handlers.base import MissingExtraError
+    from tarash_router.errors import MissingExtraError
     from tarash_router.models import ImageGenerationConfig, ImageGenerationRequest, VideoGenerationConfig, VideoGenerationRequest
 
     for call in (

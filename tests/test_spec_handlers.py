@@ -8,7 +8,9 @@ import pytest
 
 from tarash_router import ValidationError, generate_video, render_request
 from tarash_router.engine.render import prepare_job
-from tarash_router.handlers.base import MissingExtraError, register_spec_handler, require_sdk
+from tarash_router.api import register_transport as register_spec_handler
+from tarash_router.errors import MissingExtraError
+from tarash_router.extras import require_sdk
 from tarash_router.models import VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse
 from tarash_router.specs.registry import SpecRegistry, get_registry
 

@@ -11,15 +11,15 @@ from .bounded import BoundedJobStore
 from .store import JobStore, MemoryJobStore
 
 
-def open_journal(url: str) -> JobStore:
+def open_journal(url: str, timeout: float | None = None) -> JobStore:
     """A journal from a URL: `memory`, `sqlite:///path/jobs.db`, `redis://host:6379/0`; every call on it
-    is bounded by `journal_timeout` (see `BoundedJobStore`)."""
-    store = _open_backend(url)
-    return store if isinstance(store, MemoryJobStore) else BoundedJobStore(store, get_settings().journal_timeout)
+    is bounded by `timeout` (default: settings.journal_timeout; see `BoundedJobStore`)."""
+    timeout = timeout if timeout is not None else get_settings().journal_timeout
+    store = _open_backend(url, timeout)
+    return store if isinstance(store, MemoryJobStore) else BoundedJobStore(store, timeout)
 
 
-def _open_backend(url: str) -> JobStore:
-    timeout = get_settings().journal_timeout
+def _open_backend(url: str, timeout: float) -> JobStore:
     if url == "memory":
         return MemoryJobStore()
     if url.startswith("sqlite:///"):

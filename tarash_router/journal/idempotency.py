@@ -8,8 +8,6 @@ resuming the owner's job from the journal instead of submitting again when one w
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import logging
 import os
 import socket
@@ -21,15 +19,30 @@ from typing import Any
 from ..errors import JobMayExistError, JournalUnavailableError, ValidationError
 from ..errors import TimeoutError as GenerationTimeoutError
 from ..settings import get_settings
-from . import get_journal
 from .records import TERMINAL_STATES, Claim, fingerprint
+from .store import JobStore
 
 logger = logging.getLogger("tarash_router.journal")
 
-# The request fingerprint of the idempotent call in flight; transports journal it with the job.
-CURRENT_FINGERPRINT: contextvars.ContextVar[str] = contextvars.ContextVar("tarash_fingerprint", default="")
-# (key, owner) of the claim the current call holds; the engine records the job id on it at submit.
-CURRENT_CLAIM: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("tarash_claim", default=None)
+
+class HeldClaim:
+    """The idempotency claim a call holds while it runs, handed down to the job tracker so the claim
+    follows the job: `submitting` before the POST, the job id once accepted."""
+
+    def __init__(self, journal: JobStore, key: str, owner: str, fingerprint: str) -> None:
+        self.journal, self.key, self.owner, self.fingerprint = journal, key, owner, fingerprint
+
+    async def mark_submitting(self) -> None:
+        """Just before the POST: a successor that finds this claim without a job id knows a job may exist."""
+        await self.journal.update_claim(self.key, self.owner, state="submitting", heartbeat=time.time())
+
+    async def mark_running(self) -> None:
+        """The submit was refused before any job could exist: an ordinary running claim again."""
+        await self.journal.update_claim(self.key, self.owner, state="running", heartbeat=time.time())
+
+    async def record_job(self, job_id: str) -> None:
+        """The provider accepted `job_id`: a successor resumes it instead of submitting again."""
+        await self.journal.update_claim(self.key, self.owner, job_id=job_id, heartbeat=time.time())
 
 
 def _new_owner() -> str:
@@ -43,16 +56,18 @@ def _response(claim: Claim) -> Any:
     return cls.model_validate(claim.result)
 
 
-async def run_idempotent(key: str, target: str, request: Any, modality: str, timeout: float,
-                         run: Callable[[], Awaitable[Any]], resume: Callable[[str], Awaitable[Any]],
-                         allow_resubmit: bool = False) -> Any:
-    """Run `run()` at most once for (key, request); otherwise return or wait for the first result.
+async def run_idempotent(journal: JobStore, key: str, target: str, request: Any, modality: str, timeout: float,
+                         run: Callable[[HeldClaim], Awaitable[Any]], resume: Callable[[str], Awaitable[Any]],
+                         allow_resubmit: bool = False, lease: float | None = None) -> Any:
+    """Run `run(claim)` at most once for (key, request); otherwise return or wait for the first result.
+    `lease`: seconds without a heartbeat after which another owner's claim is taken over (default:
+    settings.idempotency_lease).
 
     A claim whose owner died while submitting (no job id recorded) may hide an accepted, paid job:
     taking it over raises JobMayExistError unless `allow_resubmit`. Without a journal that answers,
     no guarantee can be given: JournalUnavailableError, and nothing is sent.
     """
-    journal = get_journal()
+    lease = lease if lease is not None else get_settings().idempotency_lease
     fp = fingerprint(target, request)
     owner = _new_owner()
     deadline = time.monotonic() + timeout
@@ -69,22 +84,18 @@ async def run_idempotent(key: str, target: str, request: Any, modality: str, tim
             break
         if claim.state == "completed":
             return _response(claim)
-        taken = await _wait(journal, key, claim, owner, deadline)
+        taken = await _wait(journal, key, claim, owner, deadline, lease)
         if isinstance(taken, Claim):
             if taken.state == "completed":
                 return _response(taken)
             if taken.job_id:  # the owner died after submitting: collect its job, never submit again
-                return await _own(journal, key, owner, functools.partial(resume, taken.job_id))
+                return await _own(journal, key, owner, lease, lambda _held: resume(taken.job_id))
             if taken.state == "submitting" and not allow_resubmit:
                 await _quietly(journal.update_claim(key, owner, heartbeat=0.0))  # the next caller hears the same
                 raise await _may_exist(journal, key, fp)
             break  # the owner died before submitting: run it ourselves
         # the claim was released (the owner's call failed): try to claim it again
-    fp_token = CURRENT_FINGERPRINT.set(fp)
-    try:
-        return await _own(journal, key, owner, run)
-    finally:
-        CURRENT_FINGERPRINT.reset(fp_token)
+    return await _own(journal, key, owner, lease, run, fp)
 
 
 async def _may_exist(journal: Any, key: str, fp: str) -> JobMayExistError:
@@ -101,10 +112,9 @@ async def _may_exist(journal: Any, key: str, fp: str) -> JobMayExistError:
         provider=intent.provider if intent else None, model=intent.model if intent else None)
 
 
-async def _own(journal: Any, key: str, owner: str, run: Callable[[], Awaitable[Any]]) -> Any:
+async def _own(journal: Any, key: str, owner: str, lease: float, run: Callable[[HeldClaim], Awaitable[Any]],
+               fp: str = "") -> Any:
     """Run while holding the claim: heartbeat it, then store the result (or release it on failure)."""
-    lease = get_settings().idempotency_lease
-    token = CURRENT_CLAIM.set((key, owner))
 
     async def heartbeat() -> None:
         while True:
@@ -113,13 +123,12 @@ async def _own(journal: Any, key: str, owner: str, run: Callable[[], Awaitable[A
 
     beating = asyncio.create_task(heartbeat())
     try:
-        response = await run()
+        response = await run(HeldClaim(journal, key, owner, fp))
     except BaseException:
         await _abandon(journal, key, owner)
         raise
     finally:
         beating.cancel()
-        CURRENT_CLAIM.reset(token)
     # A journal failure here must not turn a paid success into an error.
     await _quietly(journal.update_claim(key, owner, state="completed", job_id=response.request_id,
                                         result=response.model_dump(mode="json"), heartbeat=time.time()))
@@ -154,10 +163,9 @@ async def _abandon(journal: Any, key: str, owner: str) -> None:
             logger.warning("idempotency claim not released: %s", type(exc).__name__)
 
 
-async def _wait(journal: Any, key: str, claim: Claim, owner: str, deadline: float) -> Claim | None:
+async def _wait(journal: Any, key: str, claim: Claim, owner: str, deadline: float, lease: float) -> Claim | None:
     """Wait for another owner's result. Returns the finished claim, a claim we took over, or None
     when the owner released it."""
-    lease = get_settings().idempotency_lease
     delay = 0.02
     while time.monotonic() < deadline:
         await asyncio.sleep(delay)
@@ -173,25 +181,4 @@ async def _wait(journal: Any, key: str, claim: Claim, owner: str, deadline: floa
                                  timeout_seconds=None)
 
 
-async def mark_claim_submitting() -> None:
-    """Called just before the POST: a successor that finds this claim without a job id knows a job may exist."""
-    held = CURRENT_CLAIM.get()
-    if held is not None:
-        await get_journal().update_claim(held[0], held[1], state="submitting", heartbeat=time.time())
-
-
-async def mark_claim_running() -> None:
-    """The submit was refused before any job could exist: the claim is an ordinary running one again."""
-    held = CURRENT_CLAIM.get()
-    if held is not None:
-        await get_journal().update_claim(held[0], held[1], state="running", heartbeat=time.time())
-
-
-async def record_job_on_claim(job_id: str) -> None:
-    """Called by the engine when a job is accepted, so a successor can resume instead of resubmitting."""
-    held = CURRENT_CLAIM.get()
-    if held is not None:
-        await get_journal().update_claim(held[0], held[1], job_id=job_id, heartbeat=time.time())
-
-
-__all__ = ["run_idempotent", "record_job_on_claim", "CURRENT_CLAIM"]
+__all__ = ["run_idempotent", "HeldClaim"]

@@ -33,7 +33,7 @@ class RedisJobStore:
 
     def __init__(self, url: str, prefix: str = "tarash", ttl: float = 7 * 24 * 3600,
                  socket_timeout: float = 2.0) -> None:
-        from ..handlers.base import require_sdk
+        from ..extras import require_sdk
 
         self._module = require_sdk("redis.asyncio", "redis", "redis journal")
         self._url = url

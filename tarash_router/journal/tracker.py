@@ -16,8 +16,8 @@ from typing import Any
 
 from ..models import redact_secrets
 from ..settings import get_settings
-from . import get_journal
 from .bounded import BoundedJobStore
+from .idempotency import HeldClaim
 from .records import JobRecord
 from .store import JobStore, MemoryJobStore
 
@@ -35,8 +35,9 @@ class JobTracker:
     these calls.
     """
 
-    def __init__(self, *, provider: str, model: str, modality: str, config: Any, base_url: str = "",
-                 idempotency_key: str | None = None, fingerprint: str = "", journal: JobStore | None = None) -> None:
+    def __init__(self, *, provider: str, model: str, modality: str, config: Any, journal: JobStore,
+                 base_url: str = "", idempotency_key: str | None = None, fingerprint: str = "",
+                 claim: HeldClaim | None = None) -> None:
         self.provider = provider
         self.model = model
         self.modality = modality
@@ -44,10 +45,10 @@ class JobTracker:
         self.base_url = base_url
         self.idempotency_key = idempotency_key
         self.fingerprint = fingerprint
-        journal = journal if journal is not None else get_journal()
         if not isinstance(journal, (MemoryJobStore, BoundedJobStore)):  # a store passed in unbounded
             journal = BoundedJobStore(journal, get_settings().journal_timeout)
         self.journal = journal
+        self.claim = claim  # the idempotency claim this job runs under, if any
         self.job_id: str | None = None
         self.state: str | None = None
         self.intent_id: str | None = None  # the `submitting` record written before the POST
@@ -86,13 +87,11 @@ class JobTracker:
         """Before the POST: write the intent (state `submitting`, under `intent_id`) and mark the held
         idempotency claim `submitting`, so a crash while the provider may accept the job is visible
         (`tarash-router jobs list --state submitting`) and a successor does not resubmit blindly."""
-        from .idempotency import mark_claim_submitting
-
         self.intent_id = f"submitting-{uuid.uuid4().hex}"
         intent = self._record(self.intent_id, "submitting", {})
         await self._quietly(f"write of {self.intent_id}", self.journal.put(intent))
-        if self.idempotency_key:  # on its own: the claim guards against a blind resubmit even if the put failed
-            await self._quietly("claim update before submitting", mark_claim_submitting())
+        if self.claim is not None:  # on its own: the claim guards against a blind resubmit even if the put failed
+            await self._quietly("claim update before submitting", self.claim.mark_submitting())
 
     async def submit_failed(self, *, job_may_exist: bool, error: dict[str, Any]) -> None:
         """The POST failed. `job_may_exist=False`: nothing can have been created, the intent is removed
@@ -108,14 +107,12 @@ class JobTracker:
 
     async def drop_intent(self) -> None:
         """No job can exist (the submit was refused), or a synchronous provider answered in full."""
-        from .idempotency import mark_claim_running
-
         intent, self.intent_id = self.intent_id, None
         if intent is None:
             return
         await self._quietly(f"delete of {intent}", self.journal.delete(intent))
-        if self.idempotency_key:
-            await self._quietly("claim update after a refused submit", mark_claim_running())
+        if self.claim is not None:
+            await self._quietly("claim update after a refused submit", self.claim.mark_running())
 
     def attach(self, record: JobRecord) -> None:
         """Track a job that is already journaled (resume)."""
@@ -124,8 +121,6 @@ class JobTracker:
     async def submitted(self, job_id: str, job: dict[str, Any], state: str = "queued") -> None:
         """The provider accepted `job_id` (`job`: the handle from its answer; `state`: queued or
         processing): record it, drop the intent it supersedes and put the job id on the held claim."""
-        from .idempotency import record_job_on_claim
-
         self.job_id = job_id
         record = self._record(job_id, state if state in ("queued", "processing") else "queued", job)
         if await self._quietly(f"write of job {job_id}", self.journal.put(record)):
@@ -133,8 +128,8 @@ class JobTracker:
             if self.intent_id is not None:  # superseded; kept when the job itself could not be written
                 intent, self.intent_id = self.intent_id, None
                 await self._quietly(f"delete of {intent}", self.journal.delete(intent))
-        if self.idempotency_key:  # a successor resumes this job instead of submitting again
-            await self._quietly(f"claim update for job {job_id}", record_job_on_claim(job_id))
+        if self.claim is not None:  # a successor resumes this job instead of submitting again
+            await self._quietly(f"claim update for job {job_id}", self.claim.record_job(job_id))
 
     async def advance(self, state: str, **changes: Any) -> None:
         """Move the job forward (no-op before submit or when the state is unchanged)."""

@@ -18,15 +18,11 @@ from tenacity import (
     AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential, wait_random,
 )
 
-from ..engine.runner import run_generation
+from ..engine.runtime import Runtime
 from ..errors import TarashException, ValidationError
 from ..errors import TimeoutError as GenerationTimeoutError
-from ..handlers import get_handler
-from ..handlers.base import get_spec_handler
+from ..journal.idempotency import HeldClaim
 from ..models import AttemptMetadata, ExecutionMetadata, GenerationConfig, GenerationRequest
-from ..settings import get_settings, resolve_api_key
-from ..specs.params import check_request
-from ..specs.registry import SpecRegistry, get_registry
 from .cooldown import CooldownStore, default_cooldowns, fail_open
 from .policy import HEALTH_KINDS, RoutePolicy, error_kind
 from .routes import Target
@@ -40,40 +36,6 @@ def collect_fallback_chain(config: GenerationConfig) -> list[GenerationConfig]:
     for fallback in config.fallback_configs or []:
         chain.extend(collect_fallback_chain(fallback))
     return chain
-
-
-async def dispatch(config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str,
-                   registry: SpecRegistry | None = None) -> Any:
-    """Run one target once: a mock, a registered handler, or the spec engine of `registry`'s family."""
-    if config.mock is not None and config.mock.enabled:
-        from ..handlers.mock import run_mock
-
-        return await run_mock(config, request, on_progress, modality)
-    handler = get_handler(config.provider)
-    if handler is not None:
-        method = getattr(handler, f"generate_{modality}_async")
-        return await method(config, request, on_progress)
-    family = (registry or get_registry()).resolve(config.provider, config.model, modality)
-    if family.handler_name is not None:
-        return await get_spec_handler(family.handler_name).run(family, config, request, on_progress, modality)
-    return await run_generation(family, config, request, on_progress, modality)
-
-
-def unsupported_reason(config: GenerationConfig, request: GenerationRequest, modality: str,
-                       registry: SpecRegistry | None = None) -> str | None:
-    """Why this target cannot serve the request (checked offline, before any HTTP), or None."""
-    if (config.mock is not None and config.mock.enabled) or get_handler(config.provider) is not None:
-        return None
-    try:
-        family = (registry or get_registry()).resolve(config.provider, config.model, modality)
-        check_request(family, config.model, request)
-    except ValidationError as exc:
-        return exc.message
-    auth = family.provider.file.auth
-    if auth is not None and resolve_api_key(config.api_key, auth.env, auth.join_env) is None:
-        names = " or ".join(auth.env) or "config.api_key"
-        return f"no API key for {family.provider.name} (set {names} or config.api_key)"
-    return None
 
 
 def _now() -> datetime:
@@ -101,13 +63,14 @@ class RouteRun:
     """One routed call in flight: the budget (deadline, max attempts) and the metadata."""
 
     def __init__(self, targets: list[Target], policy: RoutePolicy, modality: str, route: str | None,
-                 cooldowns: CooldownStore | None, registry: SpecRegistry | None = None) -> None:
+                 cooldowns: CooldownStore | None, runtime: Runtime, claim: HeldClaim | None = None) -> None:
         self.targets = order_targets(targets, policy)
         self.policy = policy
         self.modality = modality
         self.route = route
         self.cooldowns = fail_open(cooldowns if cooldowns is not None else default_cooldowns())
-        self.registry = registry  # None: the process-wide registry
+        self.runtime = runtime  # runs each target: settings, specs, journal, transports
+        self.claim = claim  # the idempotency claim this call holds, if any
         self.metadata = ExecutionMetadata(configs_in_chain=len(targets), route=route)
         self.started = time.monotonic()
         self.tries = 0
@@ -148,7 +111,7 @@ class RouteRun:
             target_request = target.apply_params(request)
             config = target.build_config(self.modality, self.time_left())
             if self.policy.skip_unsupported and len(self.targets) > 1:
-                reason = unsupported_reason(config, target_request, self.modality, self.registry)
+                reason = self.runtime.unsupported_reason(config, target_request, self.modality)
                 if reason is not None:
                     self.skip(target, f"unsupported: {reason}")
                     continue
@@ -200,7 +163,7 @@ class RouteRun:
         exponential = wait_exponential(multiplier=backoff.initial, max=backoff.max)
         if backoff.jitter:
             exponential = exponential + wait_random(0, backoff.initial)
-        cap = get_settings().max_retry_wait
+        cap = self.runtime.settings.max_retry_wait
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
@@ -223,7 +186,7 @@ class RouteRun:
                 if retries > 1:  # the route's time shrinks between tries
                     config = target.build_config(self.modality, self.time_left())
                 try:
-                    response = await dispatch(config, request, on_progress, self.modality, self.registry)
+                    response = await self.runtime.dispatch(config, request, on_progress, self.modality, self.claim)
                 except Exception as raw:  # noqa: BLE001 - every failure is recorded (cancellation passes through)
                     exc = _as_tarash(raw, target)
                     attempt.ended_at = _now()
@@ -243,20 +206,21 @@ class RouteRun:
 
 
 async def execute_targets(targets: list[Target], policy: RoutePolicy, request: GenerationRequest, on_progress: Any,
-                          modality: str, route: str | None = None, cooldowns: CooldownStore | None = None,
-                          registry: SpecRegistry | None = None) -> Any:
-    """Route one call through `targets` under `policy`, resolving families in `registry`."""
-    return await RouteRun(targets, policy, modality, route, cooldowns, registry).execute(request, on_progress)
+                          modality: str, runtime: Runtime, route: str | None = None,
+                          cooldowns: CooldownStore | None = None, claim: HeldClaim | None = None) -> Any:
+    """Route one call through `targets` under `policy`, each target run by `runtime`."""
+    return await RouteRun(targets, policy, modality, route, cooldowns, runtime, claim).execute(request, on_progress)
 
 
 SEED_POLICY = RoutePolicy()
 
 
-async def execute(config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str) -> Any:
+async def execute(config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str,
+                  runtime: Runtime | None = None, claim: HeldClaim | None = None) -> Any:
     """The seed API: `config` then its `fallback_configs`, under the default policy."""
     targets = [Target.from_config(c) for c in collect_fallback_chain(config)]
-    return await execute_targets(targets, SEED_POLICY, request, on_progress, modality)
+    return await execute_targets(targets, SEED_POLICY, request, on_progress, modality, runtime or Runtime(),
+                                 claim=claim)
 
 
-__all__ = ["execute", "execute_targets", "collect_fallback_chain", "dispatch", "unsupported_reason",
-           "order_targets"]
+__all__ = ["execute", "execute_targets", "collect_fallback_chain", "order_targets", "RouteRun"]

@@ -154,15 +154,16 @@ def fail_open(store: CooldownStore) -> CooldownStore:
         return wrapped
 
 
-def open_cooldowns(url: str) -> CooldownStore:
-    """`memory` or `redis://host:6379/0` (shared by every process using the same Redis)."""
+def open_cooldowns(url: str, timeout: float | None = None) -> CooldownStore:
+    """`memory` or `redis://host:6379/0` (shared by every process using the same Redis); calls on a
+    shared store are bounded by `timeout` (default: settings.journal_timeout) and fail open."""
     if url == "memory":
         return InMemoryCooldowns()
     if url.startswith(("redis://", "rediss://", "unix://")):
         from ..settings import get_settings
         from .redis_cooldowns import RedisCooldowns
 
-        timeout = get_settings().journal_timeout
+        timeout = timeout if timeout is not None else get_settings().journal_timeout
         return FailOpenCooldowns(RedisCooldowns(url, socket_timeout=timeout), timeout)
     from ..errors import ConfigError
 

@@ -56,7 +56,7 @@ class RedisCooldowns:
     """`CooldownStore` on Redis (`redis.asyncio`, one client per event loop; one atomic script per call)."""
 
     def __init__(self, url: str, prefix: str = "tarash:cooldown", socket_timeout: float = 2.0) -> None:
-        from ..handlers.base import require_sdk
+        from ..extras import require_sdk
 
         self._module = require_sdk("redis.asyncio", "redis", "redis cooldowns")
         self._url = url

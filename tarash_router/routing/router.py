@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine.runtime import Runtime
 from ..engine.sync import run_sync
 from ..errors import ConfigError, SpecError, ValidationError
-from ..models import GenerationRequest
+from ..journal.idempotency import HeldClaim
 from ..lazy import Lazy
+from ..models import GenerationRequest
 from ..settings import get_settings
-from ..specs.registry import SpecRegistry, get_registry
-from .chain import execute_targets, unsupported_reason
+from ..specs.registry import SpecRegistry
+from .chain import execute_targets
 from .cooldown import CooldownStore, default_cooldowns, fail_open
 from .routes import Route, load_routes_paths
 
@@ -57,14 +59,16 @@ class Router:
     """Named routes from one or more directories or files."""
 
     def __init__(self, paths: list[Path | str] | None = None, *, registry: SpecRegistry | None = None,
-                 cooldowns: CooldownStore | None = None) -> None:
+                 cooldowns: CooldownStore | None = None, runtime: Runtime | None = None) -> None:
         self.paths = [Path(p) for p in paths or []]
-        self._registry = registry
+        # Targets run in `runtime` (its registry, journal, transports); given a registry alone, a
+        # runtime over it with the process-wide rest.
+        self.runtime = runtime if runtime is not None else Runtime(registry=registry)
         self.cooldowns = cooldowns if cooldowns is not None else default_cooldowns()
         self.routes: dict[str, Route] = {}
         self._lock = threading.Lock()
         if self.paths:
-            self.routes = load_routes_paths(self.paths, self.registry)
+            self.routes = load_routes_paths(self.paths, self.registry, self._handled)
 
     @classmethod
     def from_dir(cls, *paths: Path | str, **kwargs: Any) -> Router:
@@ -72,11 +76,14 @@ class Router:
 
     @property
     def registry(self) -> SpecRegistry:
-        return self._registry or get_registry()
+        return self.runtime.registry
+
+    def _handled(self, provider: str) -> bool:
+        return self.runtime.transports.for_provider(provider) is not None
 
     def load(self, *paths: Path | str) -> list[str]:
         """Add routes from more paths; a name already loaded is an error. Returns the new names."""
-        new = load_routes_paths([Path(p) for p in paths], self.registry)
+        new = load_routes_paths([Path(p) for p in paths], self.registry, self._handled)
         clash = sorted(set(new) & set(self.routes))
         if clash:
             route = new[clash[0]]
@@ -90,7 +97,7 @@ class Router:
     def reload(self) -> list[SpecError]:
         """Re-read every path. On an error the routes in force stay as they were; the errors are returned."""
         try:
-            fresh = load_routes_paths(self.paths, self.registry)
+            fresh = load_routes_paths(self.paths, self.registry, self._handled)
         except SpecError as exc:
             logger.error("routes reload failed, keeping the previous routes: %s", exc)
             return [exc]
@@ -107,10 +114,11 @@ class Router:
             raise ValidationError(f"route {name!r} is a {route.modality} route; it cannot generate {modality}")
         return route
 
-    async def run(self, name: str, request: GenerationRequest, on_progress: Any, modality: str) -> Any:
+    async def run(self, name: str, request: GenerationRequest, on_progress: Any, modality: str,
+                  claim: HeldClaim | None = None) -> Any:
         route = self.get(name, modality)
-        return await execute_targets(route.targets, route.policy, request, on_progress, modality, route=name,
-                                     cooldowns=self.cooldowns, registry=self._registry)
+        return await execute_targets(route.targets, route.policy, request, on_progress, modality, self.runtime,
+                                     route=name, cooldowns=self.cooldowns, claim=claim)
 
     def explain(self, name: str, request: GenerationRequest) -> Plan:
         """The plan for `request` through route `name`: order, skips and why, policies. No network."""
@@ -119,7 +127,7 @@ class Router:
         plan = Plan(route=name, modality=route.modality, strategy=policy.strategy)
         for target in route.targets:
             config = target.build_config(route.modality, None)
-            reason = unsupported_reason(config, target.apply_params(request), route.modality, self.registry)
+            reason = self.runtime.unsupported_reason(config, target.apply_params(request), route.modality)
             step = PlanStep(target.provider, target.model, "try",
                             weight=target.weight if policy.strategy == "weighted" else None)
             if reason is not None:

@@ -20,6 +20,7 @@ routes:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,7 +28,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from ..errors import ConfigError, ValidationError
-from ..handlers import get_handler
 from ..models import GenerationConfig, GenerationRequest, ImageGenerationConfig, VideoGenerationConfig
 from ..specs.loader import validate_model
 from ..specs.registry import SpecRegistry
@@ -181,22 +181,24 @@ def route_from_file(name: str, spec: RouteFile, doc: SourceDoc | None) -> Route:
                  description=spec.description)
 
 
-def load_routes_file(path: Path, registry: SpecRegistry) -> dict[str, Route]:
-    """Load and check one routes file: schema, durations, and that every target resolves to a spec."""
+def load_routes_file(path: Path, registry: SpecRegistry,
+                     handled: Callable[[str], bool] = lambda provider: False) -> dict[str, Route]:
+    """Load and check one routes file: schema, durations, and that every target resolves to a spec
+    of `registry` (a provider `handled` by a registered Python handler serves any model name)."""
     doc = load_yaml_file(path, ConfigError)
     parsed = validate_model(doc, RoutesFile, cls=ConfigError)
     routes: dict[str, Route] = {}
     for name, spec in parsed.routes.items():
         for index, target in enumerate(spec.targets):
-            _check_target(doc, registry, name, index, target, spec.modality)
+            _check_target(doc, registry, name, index, target, spec.modality, handled)
         routes[name] = route_from_file(name, spec, doc)
     return routes
 
 
 def _check_target(doc: SourceDoc, registry: SpecRegistry, route: str, index: int, target: TargetFile,
-                  modality: str) -> None:
+                  modality: str, handled: Callable[[str], bool]) -> None:
     path = ("routes", route, "targets", index)
-    if get_handler(target.provider) is not None:
+    if handled(target.provider):
         return  # a registered Python handler serves any model name it likes
     if not registry.has_provider(target.provider):
         known = ", ".join(sorted(registry.providers))
@@ -218,11 +220,12 @@ def discover_routes(paths: list[Path]) -> list[Path]:
     return files
 
 
-def load_routes_paths(paths: list[Path], registry: SpecRegistry) -> dict[str, Route]:
+def load_routes_paths(paths: list[Path], registry: SpecRegistry,
+                      handled: Callable[[str], bool] = lambda provider: False) -> dict[str, Route]:
     """Every route under `paths`; a name defined twice is an error naming both places."""
     routes: dict[str, Route] = {}
     for path in discover_routes(paths):
-        for name, route in load_routes_file(path, registry).items():
+        for name, route in load_routes_file(path, registry, handled).items():
             if name in routes:
                 first = routes[name].source
                 where = f"{first.file}:{first.position(('routes', name))[0]}" if first else "elsewhere"

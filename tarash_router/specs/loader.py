@@ -20,14 +20,13 @@ from .templates import LeafError, ValueTree
 from .yaml_source import SourceDoc, load_yaml_file
 
 PROVIDER_FILE = "provider.yaml"
-# Python handlers a spec may name (`handler:`); the SDK special cases register here.
-KNOWN_HANDLERS: set[str] = set()
+# Transports a spec may name (`handler:`): the built-in SDK ones, and any a user registers.
+KNOWN_HANDLERS: set[str] = {"openai_videos", "openai_images", "azure_openai_videos", "azure_openai_images",
+                            "google_vertex"}
 
 
 def known_handlers() -> set[str]:
-    """Handler names specs may use; importing the handlers package registers the built-in ones."""
-    import tarash_router.handlers  # noqa: F401 - registration side effect, deferred to first use
-
+    """Handler names specs may use."""
     return KNOWN_HANDLERS
 
 

@@ -9,8 +9,8 @@ The family spec maps the unified request to the SDK's arguments (`source` and `c
 - turns image strings into SDK images: a data: URI into bytes, a gs:// URI into `gcs_uri`, and an
   https URL is downloaded first and sent as bytes (Vertex takes only gs:// URIs as `gcs_uri`:
   https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/veo-video-generation);
-- submits once, polls the operation (`:fetchPredictOperation`) within the config's deadline and
-  poll limits, reports queued/processing/completed updates, and maps SDK errors to
+- submits once and polls the operation (`:fetchPredictOperation`), one request per verb (the
+  lifecycle paces the polls and keeps the deadline), and maps SDK errors to
   `tarash_router.errors` (ClientError 400 -> ValidationError, 403 -> AuthenticationError unless
   the message is about safety, 429 -> RateLimitError, ServerError -> retryable HTTPError,
   Responsible-AI filtering -> ContentModerationError).
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import builtins
 import contextvars
 import json
 import logging
@@ -30,30 +29,27 @@ import mimetypes
 import os
 import re
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from ..engine.classify import error_from_transport, parse_retry_after
-from ..engine.media import fetch_media, media_kind, to_data_uri
-from ..engine.render import REDACTED, prepare_job
-from ..engine.runner import call_progress, poll_retry_wait
-from ..journal.idempotency import CURRENT_FINGERPRINT
-from ..errors import (
+from ...errors import (
     AuthenticationError, ContentModerationError, GenerationFailedError, HTTPError, RateLimitError, TarashException,
-    TimeoutError, ValidationError,
+    ValidationError,
 )
-from ..models import (
-    ImageGenerationResponse, ImageGenerationUpdate, VideoGenerationResponse, VideoGenerationUpdate,
-)
-from ..journal.records import JobRecord
-from ..journal.tracker import JobTracker
-from ..settings import get_settings
-from ..specs.compiled import FamilySpec
-from ..specs.params import check_request
-from .base import require_sdk
+from ...extras import require_sdk
+from ...models import ImageGenerationResponse, VideoGenerationResponse
+from ...settings import get_settings
+from ...specs.compiled import FamilySpec
+from ...specs.params import check_request
+from ...utils import generate_unique_id
+from ..classify import error_from_transport, parse_retry_after
+from ..media import fetch_media, media_kind, to_data_uri
+from ..render import REDACTED, prepare_job
+from ..transport import BaseTransport, Call, Status
 
-logger = logging.getLogger("tarash_router.handlers.google_vertex")
+logger = logging.getLogger("tarash_router.transports.vertex")
 
 EXTRA = "google"
 DEFAULT_LOCATION = "us-central1"
@@ -87,65 +83,78 @@ class _Captured(Exception):
         self.request = request
 
 
-class VertexHandler:
-    """`handler: google_vertex` — Veo (`generate_videos`) and Imagen (`generate_images`) on Vertex AI."""
+@dataclass
+class _Working:
+    genai: Any
+    client: Any
+    sdk_call: _SdkCall | None
+
+
+class VertexTransport(BaseTransport):
+    """`handler: google_vertex`: Veo (`generate_videos`, a long-running operation) and Imagen
+    (`generate_images`, one synchronous call) on Vertex AI."""
+
+    journal_results = False  # inline video/image bytes stay out of the journal
 
     def __init__(self) -> None:
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, Any]] = (
             weakref.WeakKeyDictionary())
 
-    # ------------------------------------------------------------------ run
+    # ------------------------------------------------------------------ verbs
 
-    async def run(self, family: FamilySpec, config: Any, request: Any, on_progress: Any, modality: str) -> Any:
-        genai = require_sdk("google.genai", EXTRA, family.provider.name)
-        provider, model = family.provider.name, config.model
-        check_request(family, model, request)  # refuse a bad request before downloading anything
-        request = await _inline_web_media(family, request)
-        job = prepare_job(family, config, request)
-        call = _SdkCall(job.payload, modality, provider, model)
-        call.validate(genai)
-        client = self._client(genai, config, provider)
-        run = _Run(self, genai, client, config, provider, model, modality, on_progress)
-        run.tracker = JobTracker(provider=provider, model=model, modality=modality, config=config,
-                                 base_url=config.base_url or "", idempotency_key=request.idempotency_key,
-                                 fingerprint=CURRENT_FINGERPRINT.get())
-        token = _CAPTURE.set([])
-        try:
-            loop = asyncio.get_running_loop()
-            async with asyncio.timeout_at(loop.time() + config.timeout):
-                if modality == "video":
-                    return await run.video(call)
-                return await run.images(call)
-        except builtins.TimeoutError:
-            raise TimeoutError(f"generation did not finish within {config.timeout:g}s", provider=provider,
-                               model=model, request_id=run.request_id, timeout_seconds=config.timeout,
-                               job_may_exist=run.request_id is not None) from None
-        finally:
-            _reset_capture(token)
+    async def prepare(self, call: Call) -> None:
+        genai = require_sdk("google.genai", EXTRA, call.provider)
+        if call.job_id is not None:  # following a journaled operation
+            if call.modality != "video":
+                raise ValidationError("only video operations can be resumed", provider=call.provider,
+                                      model=call.model, request_id=call.job_id)
+            call.state = _Working(genai, self._client(genai, call.config, call.provider), None)
+            return
+        check_request(call.family, call.model, call.request)  # refuse a bad request before downloading anything
+        request = await _inline_web_media(call.family, call.request)
+        job = prepare_job(call.family, call.config, request)
+        sdk_call = _SdkCall(job.payload, call.modality, call.provider, call.model)
+        sdk_call.validate(genai)
+        call.state = _Working(genai, self._client(genai, call.config, call.provider), sdk_call)
 
-    async def resume(self, family: FamilySpec, record: JobRecord, config: Any, on_progress: Any) -> Any:
-        """Follow a journaled Veo operation (e.g. after a crash) to its video without submitting again."""
-        genai = require_sdk("google.genai", EXTRA, family.provider.name)
-        if record.modality != "video":
-            raise ValidationError("only video operations can be resumed", provider=record.provider,
-                                  model=record.model, request_id=record.job_id)
-        run = _Run(self, genai, self._client(genai, config, record.provider), config, record.provider,
-                   record.model, "video", on_progress)
-        run.tracker = JobTracker(provider=record.provider, model=record.model, modality="video", config=config,
-                                 base_url=record.base_url)
-        run.tracker.attach(record)
-        run.request_id = record.job_id
-        token = _CAPTURE.set([])
-        try:
-            async with asyncio.timeout(config.timeout):
-                operation = genai.types.GenerateVideosOperation(name=record.job_id)
-                return await run.collect(await run._poll(operation, first=True))
-        except builtins.TimeoutError:
-            raise TimeoutError(f"generation did not finish within {config.timeout:g}s", provider=record.provider,
-                               model=record.model, request_id=record.job_id, timeout_seconds=config.timeout,
-                               job_may_exist=True) from None
-        finally:
-            _reset_capture(token)
+    async def submit(self, call: Call) -> Status:
+        work: _Working = call.state
+        sdk_call = work.sdk_call
+        assert sdk_call is not None
+        with _capturing() as captured:
+            try:
+                if call.modality != "video":
+                    result = await _generate_images_async(work.client.aio.models, call.model, sdk_call)
+                    return Status("completed", data=_raw(captured), native=result)
+                operation = await work.client.aio.models.generate_videos(model=call.model, source=sdk_call.source,
+                                                                         config=sdk_call.config)
+            except Exception as exc:  # noqa: BLE001 - every SDK failure is mapped
+                raise _map_error(work.genai, exc, "submit", call.provider, call.model, None) from None
+            raw = _raw(captured)
+        if not operation.name:
+            raise GenerationFailedError("the operation has no name", provider=call.provider, model=call.model,
+                                        raw_response=raw, job_may_exist=True)
+        state = "completed" if operation.done else "queued"
+        return Status(state, data=raw, job_id=operation.name, handle={"operation": operation.name}, native=operation)
+
+    async def poll(self, call: Call) -> Status:
+        work: _Working = call.state
+        with _capturing() as captured:
+            try:
+                operation = await work.client.aio.operations.get(
+                    work.genai.types.GenerateVideosOperation(name=call.job_id))
+            except Exception as exc:  # noqa: BLE001
+                raise _map_error(work.genai, exc, "poll", call.provider, call.model, call.job_id) from None
+            raw = _raw(captured)
+        if operation.done:
+            return Status("completed", data=raw, native=operation)
+        return Status("processing", data=raw, percent=_percent(operation.metadata), native=operation)
+
+    async def fetch(self, call: Call, status: Status) -> Any:
+        raw = status.data if isinstance(status.data, dict) else {}
+        if call.modality == "video":
+            return _video_response(call, status.native, raw)
+        return _images_response(call, status.native, raw)
 
     def _client(self, genai: Any, config: Any, provider: str) -> Any:
         """One SDK client per event loop and connection settings (never one per call)."""
@@ -167,15 +176,16 @@ class VertexHandler:
 
     # ------------------------------------------------------------------ render
 
-    def render(self, family: FamilySpec, config: Any, request: Any) -> dict[str, Any]:
+    def render(self, call: Call) -> dict[str, Any]:
         """The first request the SDK would send (submit), captured without network; secrets masked."""
+        family, config, request = call.family, call.config, call.request
         genai = require_sdk("google.genai", EXTRA, family.provider.name)
         modality = family.modality
         placeholders: dict[str, str] = {}
         request = _placeholder_web_media(request, placeholders)
         job = prepare_job(family, config, request, dry_run=True)
-        call = _SdkCall(job.payload, modality, family.provider.name, config.model)
-        call.validate(genai)
+        sdk_call = _SdkCall(job.payload, modality, family.provider.name, config.model)
+        sdk_call.validate(genai)
 
         def capture(http_request: httpx.Request) -> httpx.Response:
             raise _Captured(http_request)
@@ -185,9 +195,9 @@ class VertexHandler:
             transport=httpx.MockTransport(capture)))
         try:
             if modality == "video":
-                client.models.generate_videos(model=config.model, source=call.source, config=call.config)
+                client.models.generate_videos(model=config.model, source=sdk_call.source, config=sdk_call.config)
             else:
-                _generate_images(client.models, config.model, call)
+                _generate_images(client.models, config.model, sdk_call)
         except _Captured as captured:
             sent = captured.request
         else:  # pragma: no cover - the transport always raises
@@ -204,161 +214,54 @@ class VertexHandler:
         return {"method": sent.method, "url": str(sent.url), "headers": headers, "json": json.loads(text)}
 
 
-# ---------------------------------------------------------------------- one generation
+# ---------------------------------------------------------------------- responses
 
 
-class _Run:
-    """Drives one SDK generation: submit, poll, progress, result, errors."""
+def _video_response(call: Call, operation: Any, raw: dict[str, Any]) -> VideoGenerationResponse:
+    common = {"provider": call.provider, "model": call.model, "request_id": call.job_id, "raw_response": raw,
+              "job_may_exist": True}
+    if operation.error:
+        message = str(operation.error.get("message") or operation.error)
+        cls = ContentModerationError if _SAFETY.search(message) else GenerationFailedError
+        raise cls(message, **common)
+    result = operation.response or operation.result
+    videos = (result.generated_videos or []) if result is not None else []
+    video = videos[0].video if videos and videos[0].video is not None else None
+    if video is None or not (video.uri or video.video_bytes):
+        reasons = (result.rai_media_filtered_reasons or []) if result is not None else []
+        if reasons or (result is not None and result.rai_media_filtered_count):
+            raise ContentModerationError(
+                "; ".join(reasons) or "Google filtered the generated video (raiMediaFilteredCount)", **common)
+        raise GenerationFailedError("the operation finished without a video", **common)
+    content_type = video.mime_type or "video/mp4"
+    output: Any = video.uri if video.uri else {"content": video.video_bytes, "content_type": content_type}
+    return VideoGenerationResponse(request_id=call.job_id, video=output, content_type=content_type,
+                                   raw_response=raw, provider=call.provider, model=call.model)
 
-    def __init__(self, handler: VertexHandler, genai: Any, client: Any, config: Any, provider: str, model: str,
-                 modality: str, on_progress: Any) -> None:
-        self.genai = genai
-        self.client = client
-        self.config = config
-        self.provider = provider
-        self.model = model
-        self.modality = modality
-        self.on_progress = on_progress
-        self.request_id: str | None = None
-        self.tracker: JobTracker | None = None
 
-    async def video(self, call: _SdkCall) -> VideoGenerationResponse:
-        if self.tracker is not None:
-            await self.tracker.submitting()
-        try:
-            operation = await self.client.aio.models.generate_videos(model=self.model, source=call.source,
-                                                                     config=call.config)
-        except Exception as exc:  # noqa: BLE001 - every SDK failure is mapped
-            error = self.error(exc, "submit")
-            if self.tracker is not None:
-                await self.tracker.submit_failed(job_may_exist=error.job_may_exist,
-                                                 error={"type": type(error).__name__, "message": error.message})
-            raise error from None
-        self.request_id = operation.name
-        if not operation.name:
-            raise GenerationFailedError("the operation has no name", provider=self.provider, model=self.model,
-                                        raw_response=_raw(), job_may_exist=True)
-        if self.tracker is not None:
-            await self.tracker.submitted(operation.name, {"operation": operation.name},
-                                         "processing" if operation.done else "queued")
-        if not operation.done:
-            await self.emit("queued", _raw())
-            operation = await self._poll(operation)
-        return await self.collect(operation)
-
-    async def collect(self, operation: Any) -> VideoGenerationResponse:
-        """From a done operation to the response (or the error it carries); journals the outcome."""
-        try:
-            response = self._video_response(operation)
-        except TarashException as exc:
-            if self.tracker is not None:
-                await self.tracker.advance("failed", error={"type": type(exc).__name__, "message": exc.message})
-            raise
-        if self.tracker is not None:  # bytes stay out of the journal; resume fetches the operation again
-            await self.tracker.advance("completed")
-        await self.emit("completed", response.raw_response, percent=100, result=response)
-        return response
-
-    def _video_response(self, operation: Any) -> VideoGenerationResponse:
-        raw = _raw()
-        if operation.error:
-            message = str(operation.error.get("message") or operation.error)
-            cls = ContentModerationError if _SAFETY.search(message) else GenerationFailedError
-            raise cls(message, provider=self.provider, model=self.model, request_id=self.request_id,
-                      raw_response=raw, job_may_exist=True)
-        result = operation.response or operation.result
-        videos = (result.generated_videos or []) if result is not None else []
-        video = videos[0].video if videos and videos[0].video is not None else None
-        if video is None or not (video.uri or video.video_bytes):
-            reasons = (result.rai_media_filtered_reasons or []) if result is not None else []
-            if reasons or (result is not None and result.rai_media_filtered_count):
-                raise ContentModerationError(
-                    "; ".join(reasons) or "Google filtered the generated video (raiMediaFilteredCount)",
-                    provider=self.provider, model=self.model, request_id=self.request_id, raw_response=raw,
-                    job_may_exist=True)
-            raise GenerationFailedError("the operation finished without a video", provider=self.provider,
-                                        model=self.model, request_id=self.request_id, raw_response=raw,
-                                        job_may_exist=True)
-        content_type = video.mime_type or "video/mp4"
-        output: Any = video.uri if video.uri else {"content": video.video_bytes, "content_type": content_type}
-        return VideoGenerationResponse(
-            request_id=self.request_id, video=output, content_type=content_type, raw_response=raw,
-            provider=self.provider, model=self.model)
-
-    async def _poll(self, operation: Any, first: bool = False) -> Any:
-        settings = get_settings()
-        polls = errors = 0
-        delay = 0.0 if first else self.config.poll_interval
-        while True:
-            await asyncio.sleep(delay)
-            if polls >= self.config.max_poll_attempts:
-                raise TimeoutError(f"operation not done after {polls} polls (max_poll_attempts)",
-                                   provider=self.provider, model=self.model, request_id=self.request_id,
-                                   job_may_exist=True, timeout_seconds=polls * self.config.poll_interval)
-            polls += 1
-            try:
-                operation = await self.client.aio.operations.get(operation)
-            except Exception as exc:  # noqa: BLE001
-                error = self.error(exc, "poll")
-                errors += 1
-                if not error.retryable or errors > settings.max_poll_errors:
-                    raise error from None
-                delay = poll_retry_wait(error, errors, self.config.poll_interval)
-                logger.info("%s poll of %s failed (%s); polling again in %.2fs", self.provider, self.request_id,
-                            type(error).__name__, delay)
-                continue
-            errors = 0
-            delay = self.config.poll_interval
-            if operation.done:
-                return operation
-            if self.tracker is not None:
-                await self.tracker.advance("processing")
-            await self.emit("processing", _raw(), percent=_percent(operation.metadata))
-
-    async def images(self, call: _SdkCall) -> ImageGenerationResponse:
-        try:
-            result = await _generate_images_async(self.client.aio.models, self.model, call)
-        except Exception as exc:  # noqa: BLE001
-            raise self.error(exc, "submit") from None
-        raw = _raw()
-        self.request_id = f"vertex-image-{_short_id()}"
-        images: list[str] = []
-        reasons: list[str] = []
-        content_type = None
-        for generated in result.generated_images or []:
-            image = generated.image
-            if image is not None and image.gcs_uri:
-                images.append(image.gcs_uri)
-            elif image is not None and image.image_bytes:
-                mime = image.mime_type or "image/png"
-                images.append(to_data_uri(image.image_bytes, mime))
-            elif generated.rai_filtered_reason:
-                reasons.append(generated.rai_filtered_reason)
-                continue
-            else:
-                continue
-            content_type = content_type or (image.mime_type if image is not None else None)
-        if not images:
-            cls = ContentModerationError if reasons else GenerationFailedError
-            raise cls("; ".join(reasons) or "the response has no images", provider=self.provider, model=self.model,
-                      request_id=self.request_id, raw_response=raw, job_may_exist=True)
-        response = ImageGenerationResponse(request_id=self.request_id, images=images,
-                                           content_type=content_type or "image/png", raw_response=raw,
-                                           provider=self.provider, model=self.model)
-        await self.emit("completed", raw, percent=100, result=response)
-        return response
-
-    async def emit(self, status: str, raw: dict[str, Any], percent: int | None = None, result: Any = None) -> None:
-        if self.on_progress is None:
-            return
-        cls = VideoGenerationUpdate if self.modality == "video" else ImageGenerationUpdate
-        await call_progress(self.on_progress, cls(
-            request_id=self.request_id or "", status=status, progress_percent=percent, update=raw,
-            provider=self.provider, model=self.model, result=result))
-
-    def error(self, exc: Exception, phase: str) -> TarashException:
-        """The tarash_router exception for an SDK failure (never the key or headers)."""
-        return _map_error(self.genai, exc, phase, self.provider, self.model, self.request_id)
+def _images_response(call: Call, result: Any, raw: dict[str, Any]) -> ImageGenerationResponse:
+    request_id = f"vertex-image-{generate_unique_id()}"
+    images: list[str] = []
+    reasons: list[str] = []
+    content_type = None
+    for generated in result.generated_images or []:
+        image = generated.image
+        if image is not None and image.gcs_uri:
+            images.append(image.gcs_uri)
+        elif image is not None and image.image_bytes:
+            images.append(to_data_uri(image.image_bytes, image.mime_type or "image/png"))
+        elif generated.rai_filtered_reason:
+            reasons.append(generated.rai_filtered_reason)
+            continue
+        else:
+            continue
+        content_type = content_type or (image.mime_type if image is not None else None)
+    if not images:
+        cls = ContentModerationError if reasons else GenerationFailedError
+        raise cls("; ".join(reasons) or "the response has no images", provider=call.provider, model=call.model,
+                  request_id=request_id, raw_response=raw, job_may_exist=True)
+    return ImageGenerationResponse(request_id=request_id, images=images, content_type=content_type or "image/png",
+                                   raw_response=raw, provider=call.provider, model=call.model)
 
 
 # ---------------------------------------------------------------------- SDK arguments
@@ -608,16 +511,23 @@ def _percent(metadata: Any) -> int | None:
     return None
 
 
-def _reset_capture(token: Any) -> None:
-    try:
-        _CAPTURE.reset(token)
-    except ValueError:  # the coroutine is being closed from another context (its loop was dropped)
-        pass
+class _capturing:
+    """Record the HTTP responses of one SDK call (the SDK does not hand them out)."""
+
+    def __enter__(self) -> list[httpx.Response]:
+        self.sink: list[httpx.Response] = []
+        self.token = _CAPTURE.set(self.sink)
+        return self.sink
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            _CAPTURE.reset(self.token)
+        except ValueError:  # the coroutine is being closed from another context (its loop was dropped)
+            pass
 
 
-def _raw() -> dict[str, Any]:
-    """The last response of this generation as JSON, base64 media bodies elided."""
-    captured = _CAPTURE.get() or []
+def _raw(captured: list[httpx.Response]) -> dict[str, Any]:
+    """The last response of one SDK call as JSON, base64 media bodies elided."""
     for response in reversed(captured):
         try:
             data = json.loads(response.content)
@@ -636,10 +546,4 @@ def _elide(value: Any) -> Any:
     return value
 
 
-def _short_id() -> str:
-    from ..utils import generate_unique_id
-
-    return generate_unique_id()
-
-
-__all__ = ["VertexHandler"]
+__all__ = ["VertexTransport"]

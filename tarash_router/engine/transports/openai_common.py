@@ -1,4 +1,4 @@
-"""Shared plumbing of the OpenAI and Azure OpenAI handlers (the `openai` SDK as transport).
+"""Shared plumbing of the OpenAI and Azure OpenAI transports (the `openai` SDK as transport).
 
 - the SDK is imported lazily (`tarash-router[openai]`), never at package import;
 - one SDK client per (event loop, kind, base URL, key, api-version), SDK retries off (routing
@@ -26,15 +26,15 @@ from email.policy import HTTP as _HTTP_POLICY
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from ..engine.classify import error_from_response
-from ..engine.render import REDACTED, JobContext
-from ..errors import HTTPConnectionError, HTTPError, TarashException, ValidationError
-from ..errors import TimeoutError as GenerationTimeoutError
-from ..settings import get_settings
-from ..specs.compiled import FamilySpec
-from .base import require_sdk
+from ...errors import HTTPConnectionError, HTTPError, TarashException, ValidationError
+from ...errors import TimeoutError as GenerationTimeoutError
+from ...extras import require_sdk
+from ...settings import get_settings
+from ...specs.compiled import FamilySpec
+from ..classify import error_from_response
+from ..render import REDACTED, JobContext
 
-logger = logging.getLogger("tarash_router.handlers.openai")
+logger = logging.getLogger("tarash_router.transports.openai")
 
 EXTRA = "openai"
 # Where Azure's resource endpoint is read from when config.base_url is not set (the SDK's variable).

@@ -10,20 +10,34 @@ from ..models import (
     GenerationConfig, GenerationRequest, ImageGenerationResponse, ImageGenerationUpdate, MockResponse,
     VideoGenerationResponse, VideoGenerationUpdate,
 )
+from ..specs.params import check_request
 from ..utils import generate_unique_id
+from .lifecycle import call_progress
+from .transport import BaseTransport, Call, Status
 
 _DEFAULT_PERCENT = {"queued": 0, "processing": 50, "completed": 100, "failed": None}
 MOCK_VIDEO_URL = "https://mock.tarash-router.invalid/videos/{request_id}.mp4"
 MOCK_IMAGE_URL = "https://mock.tarash-router.invalid/images/{request_id}-{index}.png"
 
 
+class MockTransport(BaseTransport):
+    """The mock as a transport: a mocked config that names a real model rejects what that model would
+    reject; the submit plays the configured outcome and progress sequence."""
+
+    reports_progress = True
+
+    async def prepare(self, call: Call) -> None:
+        if call.family is not None:
+            check_request(call.family, call.config.model, call.request)
+
+    async def submit(self, call: Call) -> Status:
+        return Status("completed", native=await run_mock(call.config, call.request, call.on_progress, call.modality))
+
+
 async def run_mock(config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str) -> Any:
     """Pick a weighted outcome, report the configured progress, then return it or raise its error."""
-    from ..engine.runner import call_progress
-
     mock = config.mock
     assert mock is not None
-    _validate_like_the_real_model(config, request, modality)
     choice: MockResponse = random.choices(mock.responses, weights=[r.weight for r in mock.responses])[0]
     request_id = f"mock_{generate_unique_id()}"
     response = None if choice.error is not None else _response(choice, request, request_id, config, modality)
@@ -47,19 +61,6 @@ async def run_mock(config: GenerationConfig, request: GenerationRequest, on_prog
     if choice.error is not None:
         raise choice.error
     return response
-
-
-def _validate_like_the_real_model(config: GenerationConfig, request: GenerationRequest, modality: str) -> None:
-    """A mocked config that names a real model rejects what that model would reject."""
-    from ..errors import ValidationError
-    from ..specs.params import check_request
-    from ..specs.registry import get_registry
-
-    try:
-        family = get_registry().resolve(config.provider, config.model, modality)
-    except ValidationError:
-        return  # a made-up provider or model: nothing to check against
-    check_request(family, config.model, request)
 
 
 def _response(choice: MockResponse, request: GenerationRequest, request_id: str, config: GenerationConfig,

@@ -1,0 +1,266 @@
+"""`Client`: one object that owns what a generation needs (settings, spec registry, routes, journal,
+cooldowns, transports, HTTP pool), so two configurations live side by side in one process.
+
+    async with Client(spec_dirs=["my_specs"], routes=["routes"], journal="sqlite:///jobs.db") as client:
+        response = await client.generate_video_async("video-main", VideoGenerationRequest(prompt="a cat"))
+
+The module functions (`tarash_router.generate_video` and the rest) are a default client's methods;
+the default client uses the process-wide registry, routes, journal and cooldowns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .engine.client import ClientPool
+from .engine.runtime import PROCESS_TRANSPORTS, Runtime
+from .engine.sync import run_sync
+from .engine.transports import TransportTable
+from .errors import GenerationFailedError, ValidationError
+from .journal import JobStore, open_journal
+from .journal.idempotency import HeldClaim, run_idempotent
+from .models import (
+    ImageGenerationConfig, ImageGenerationRequest, ImageGenerationResponse, ImageProgressCallback,
+    ProgressCallback, VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse,
+)
+from .routing import Plan, Router, collect_fallback_chain, execute
+from .routing.cooldown import CooldownStore, open_cooldowns
+from .settings import TarashSettings
+from .specs.registry import SpecRegistry, builtin_spec_dir
+
+logger = logging.getLogger("tarash_router.client")
+Response = VideoGenerationResponse | ImageGenerationResponse
+
+
+class Client:
+    """Generate through configs or named routes, with this client's specs, routes and journal.
+
+    spec_dirs: provider spec directories loaded after the built-in specs (`builtin_specs=False` to
+      leave those out); routes: routes files or directories; journal: a JobStore or a URL
+      (`memory`, `sqlite:///path`, `redis://...`); cooldowns: a CooldownStore or a URL; settings:
+      a `TarashSettings` (default: read from the environment once, now).
+    """
+
+    def __init__(self, *, spec_dirs: list[Path | str] | None = None, routes: list[Path | str] | None = None,
+                 journal: JobStore | str | None = None, cooldowns: CooldownStore | str | None = None,
+                 settings: TarashSettings | None = None, builtin_specs: bool = True) -> None:
+        self.settings = settings if settings is not None else TarashSettings()
+        registry = SpecRegistry()
+        registry.load_paths([*([builtin_spec_dir()] if builtin_specs else []), *self.settings.spec_dirs,
+                             *(spec_dirs or [])])
+        store = journal if journal is not None else self.settings.journal
+        self.journal = open_journal(store, self.settings.journal_timeout) if isinstance(store, str) else store
+        breaker = cooldowns if cooldowns is not None else self.settings.cooldowns
+        self.cooldowns = open_cooldowns(breaker, self.settings.journal_timeout) if isinstance(breaker, str) else breaker
+        self.runtime = Runtime(settings=self.settings, registry=registry, journal=self.journal,
+                               transports=TransportTable(parent=PROCESS_TRANSPORTS), pool=ClientPool())
+        route_paths = [*self.settings.route_dirs, *(routes or [])]
+        router = Router([Path(p) for p in route_paths], runtime=self.runtime, cooldowns=self.cooldowns)
+        self._router: Callable[[], Router] = lambda: router
+
+    @classmethod
+    def _process_default(cls, router: Callable[[], Router]) -> Client:
+        """The client behind the module functions: process-wide registry, journal, cooldowns and
+        handlers, each looked up at use (so `set_journal`, `load_specs`, `register_provider` apply)."""
+        client = cls.__new__(cls)
+        client._router = router
+        client.runtime = router().runtime
+        return client
+
+    # ------------------------------------------------------------ parts
+
+    @property
+    def router(self) -> Router:
+        return self._router()
+
+    @property
+    def registry(self) -> SpecRegistry:
+        return self.runtime.registry
+
+    def load_specs(self, *paths: Path | str) -> list[Any]:
+        """Add spec files or directories (they override built-ins); returns the families loaded."""
+        return self.registry.load_paths(paths)
+
+    def load_routes(self, *paths: Path | str) -> list[str]:
+        """Add routes files or directories; returns the route names added."""
+        return self.router.load(*paths)
+
+    def register_provider(self, provider: str, handler: Any) -> None:
+        """Serve `provider` with a Python handler (the four ProviderHandler methods) in this client."""
+        self.runtime.transports.serve_provider(provider, handler)
+
+    def register_transport(self, name: str, transport: Any) -> None:
+        """Make `handler: <name>` in a spec use `transport` (submit/poll/fetch/cancel, or a `run()` object)."""
+        self.runtime.transports.register(name, transport)
+
+    # ------------------------------------------------------------ generating
+
+    async def generate_video_async(self, config: VideoGenerationConfig | str, request: VideoGenerationRequest,
+                                   on_progress: ProgressCallback | None = None) -> VideoGenerationResponse:
+        """Generate a video with a config (and its fallbacks) or through a named route."""
+        return await self._generate(config, request, on_progress, "video")
+
+    def generate_video(self, config: VideoGenerationConfig | str, request: VideoGenerationRequest,
+                       on_progress: ProgressCallback | None = None) -> VideoGenerationResponse:
+        """Blocking `generate_video_async`; works inside a running event loop too."""
+        return run_sync(self.generate_video_async(config, request, on_progress))
+
+    async def generate_image_async(self, config: ImageGenerationConfig | str, request: ImageGenerationRequest,
+                                   on_progress: ImageProgressCallback | None = None) -> ImageGenerationResponse:
+        """Generate images with a config (and its fallbacks) or through a named route."""
+        return await self._generate(config, request, on_progress, "image")
+
+    def generate_image(self, config: ImageGenerationConfig | str, request: ImageGenerationRequest,
+                       on_progress: ImageProgressCallback | None = None) -> ImageGenerationResponse:
+        """Blocking `generate_image_async`."""
+        return run_sync(self.generate_image_async(config, request, on_progress))
+
+    async def _generate(self, config: Any, request: Any, on_progress: Any, modality: str) -> Any:
+        if isinstance(config, str):
+            logger.info("generate_%s route=%s", modality, config)
+            policy = self.router.get(config, modality).policy
+
+            async def run(claim: HeldClaim | None = None) -> Any:
+                return await self.router.run(config, request, on_progress, modality, claim)
+
+            target, timeout, allow_resubmit = f"route:{config}", policy.deadline or 3600.0, policy.resubmit_if_unknown
+        else:
+            logger.info("generate_%s provider=%s model=%s", modality, config.provider, config.model)
+
+            async def run(claim: HeldClaim | None = None) -> Any:
+                return await execute(config, request, on_progress, modality, self.runtime, claim)
+
+            chain = collect_fallback_chain(config)
+            target = "|".join(f"{c.provider}/{c.model}" for c in chain)
+            timeout, allow_resubmit = sum(c.timeout for c in chain), False
+        if not request.idempotency_key:
+            return await run()
+
+        async def take_over(job_id: str) -> Any:  # finish the dead owner's job with this call's credentials
+            record = await self.runtime.journal.get(job_id)
+            source = self._credentials_for(config, record.provider, record.model) if record else None
+            return await self.resume_async(job_id, on_progress=on_progress, api_key=getattr(source, "api_key", None),
+                                           provider_config=getattr(source, "provider_config", None),
+                                           base_url=getattr(source, "base_url", None))
+
+        return await run_idempotent(self.runtime.journal, request.idempotency_key, target, request, modality,
+                                    timeout, run, take_over, allow_resubmit=allow_resubmit,
+                                    lease=self.runtime.settings.idempotency_lease)
+
+    def _credentials_for(self, config: Any, provider: str, model: str) -> Any:
+        """The config (or route target config) of this call that sent the job to provider/model."""
+        if isinstance(config, str):
+            route = self.router.get(config)
+            targets = [t.build_config(route.modality, None) for t in route.targets]
+        else:
+            targets = collect_fallback_chain(config)
+        return next((c for c in targets if c.provider == provider and c.model == model), None)
+
+    # ------------------------------------------------------------ jobs in the journal
+
+    async def resume_async(self, job_id: str, *, api_key: str | None = None, on_progress: Any = None,
+                           timeout: float | None = None, provider_config: dict[str, Any] | None = None,
+                           base_url: str | None = None) -> Response:
+        """Re-attach to a journaled job (e.g. after a crash) and finish it without submitting again.
+
+        Secrets are never journaled: pass `api_key` (or set the provider's env var) and any credential
+        that lived in `provider_config` again. The journal is not trusted to say where the key may go:
+        a job submitted through a custom `base_url` needs that `base_url` again.
+        """
+        record = await self._record(job_id)
+        response_cls = VideoGenerationResponse if record.modality == "video" else ImageGenerationResponse
+        if record.state == "completed" and record.result is not None:
+            return response_cls.model_validate(record.result)
+        if record.state in ("failed", "cancelled"):
+            error = record.error or {}
+            raise GenerationFailedError(f"job {job_id} {record.state}: {error.get('message', 'no detail')}",
+                                        provider=record.provider, model=record.model, request_id=job_id,
+                                        raw_response=error, retryable=False, job_may_exist=True)
+        family = self.registry.resolve(record.provider, record.model, record.modality)
+        config = _config_for(record, family, api_key, timeout, provider_config, base_url)
+        return await self.runtime.resume(record, config, on_progress)
+
+    def resume(self, job_id: str, **kwargs: Any) -> Response:
+        """Blocking `resume_async`."""
+        return run_sync(self.resume_async(job_id, **kwargs))
+
+    async def cancel_job_async(self, job_id: str, *, api_key: str | None = None, base_url: str | None = None) -> bool:
+        """Cancel a journaled job at its provider; True if the provider accepted the cancel."""
+        record = await self._record(job_id)
+        if record.state in ("completed", "failed", "cancelled"):
+            return False
+        family = self.registry.resolve(record.provider, record.model, record.modality)
+        return await self.runtime.cancel(record, _config_for(record, family, api_key, None, None, base_url))
+
+    def cancel_job(self, job_id: str, **kwargs: Any) -> bool:
+        """Blocking `cancel_job_async`."""
+        return run_sync(self.cancel_job_async(job_id, **kwargs))
+
+    async def _record(self, job_id: str) -> Any:
+        record = await self.runtime.journal.get(job_id)
+        if record is None:
+            raise ValidationError(f"no journaled job {job_id!r} (journal: {self.runtime.settings.journal})")
+        return record
+
+    # ------------------------------------------------------------ offline
+
+    def render_request(self, config: VideoGenerationConfig | ImageGenerationConfig,
+                       request: VideoGenerationRequest | ImageGenerationRequest) -> dict[str, Any]:
+        """The first HTTP request a generation would send, as JSON, with secrets masked. No network.
+
+        Raises ValidationError exactly where a real call would, before anything is sent.
+        """
+        modality = "image" if isinstance(config, ImageGenerationConfig) else "video"
+        return self.runtime.render(config, request, modality)
+
+    def explain(self, route: str, request: VideoGenerationRequest | ImageGenerationRequest) -> Plan:
+        """What a call through `route` would do for `request`: order, skips and why, policies. No network."""
+        return self.router.explain(route, request)
+
+    # ------------------------------------------------------------ lifetime
+
+    async def aclose(self) -> None:
+        """Close this client's connections on the running loop, and its journal."""
+        await self.runtime.pool.aclose()
+        await self.runtime.journal.close()
+
+    def close(self) -> None:
+        run_sync(self.aclose())
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _config_for(record: Any, family: Any, api_key: str | None, timeout: float | None,
+                provider_config: dict[str, Any] | None, base_url: str | None) -> Any:
+    """The config to follow a journaled job with. What decides where credentials go (the base URL,
+    URLs in provider_config) comes from the caller, never from the journal record."""
+    default = (family.provider.file.base_url or "").rstrip("/")
+    wanted = (base_url or default).rstrip("/")
+    if record.base_url and record.base_url.rstrip("/") != wanted:
+        raise ValidationError(
+            f"job {record.job_id} was submitted through {record.base_url}; pass base_url={record.base_url!r} "
+            "to follow it there (the journal alone cannot send the API key to a new host)",
+            provider=record.provider, model=record.model, request_id=record.job_id)
+    journaled = {k: v for k, v in record.provider_config.items()
+                 if not (isinstance(v, str) and v.startswith(("http://", "https://")))}
+    config_cls = VideoGenerationConfig if record.modality == "video" else ImageGenerationConfig
+    return config_cls(provider=record.provider, model=record.model, api_key=api_key, base_url=base_url,
+                      timeout=timeout or record.timeout, poll_interval=record.poll_interval,
+                      max_poll_attempts=record.max_poll_attempts,
+                      provider_config={**journaled, **(provider_config or {})})
+
+
+__all__ = ["Client"]

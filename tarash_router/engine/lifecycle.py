@@ -1,0 +1,321 @@
+"""The one job lifecycle: prepare -> submit (once) -> wait (poll) -> fetch -> completed | failed |
+cancelled, driving any transport (`engine/transport.py`).
+
+What it owns, for every transport alike:
+- the deadline (`config.timeout`), held back while the journal is written;
+- poll pacing: `poll_interval`, growing with the job's age, never shorter than the provider's hint;
+- the error budget: retryable poll/fetch failures are retried (Retry-After or backoff) up to
+  `max_poll_errors` in a row; `max_poll_attempts` caps the polls;
+- remote cancel when the deadline passes, the caller cancels, or it gives up on a job that may run;
+- journal writes (a `submitting` intent, the accepted job, each state) and progress updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import inspect
+import logging
+import random
+from typing import TYPE_CHECKING, Any
+
+from ..errors import GenerationFailedError, TarashException, UnsafeURLError
+from ..errors import TimeoutError as GenerationTimeoutError
+from ..journal.tracker import JobTracker
+from ..models import ImageGenerationUpdate, VideoGenerationUpdate
+from .transport import Call, Status, Transport
+
+if TYPE_CHECKING:
+    from ..journal.idempotency import HeldClaim
+    from ..journal.records import JobRecord
+    from ..journal.store import JobStore
+
+logger = logging.getLogger("tarash_router.engine")
+TERMINAL = ("completed", "failed")
+CANCEL_TIMEOUT = 5.0
+
+
+class Lifecycle:
+    """One job driven through a transport; `run()` submits it, `follow()` picks up a journaled one."""
+
+    def __init__(self, transport: Transport, call: Call, journal: JobStore | None = None,
+                 claim: HeldClaim | None = None, record: JobRecord | None = None) -> None:
+        self.transport = transport
+        self.call = call
+        self.settings = call.settings
+        self.loop = asyncio.get_running_loop()
+        call.deadline = self.loop.time() + call.config.timeout
+        self.submitted_at = self.loop.time()
+        self.terminal = False  # the provider reported the job finished (completed or failed)
+        self.sent = False  # the submit went out: from then on a paid job may exist
+        self._timeout: asyncio.Timeout | None = None
+        self.tracker = None if journal is None else JobTracker(
+            provider=call.provider, model=call.model, modality=call.modality, config=call.config,
+            base_url=_base_url(call), journal=journal, claim=claim,
+            idempotency_key=record.idempotency_key if record else getattr(call.request, "idempotency_key", None),
+            fingerprint=record.fingerprint if record else (claim.fingerprint if claim else ""))
+        if record is not None:
+            self.sent = True
+            call.job_id, call.handle = record.job_id, dict(record.job)
+            if self.tracker is not None:
+                self.tracker.attach(record)
+
+    @property
+    def job_id(self) -> str | None:
+        return self.call.job_id
+
+    # ------------------------------------------------------------ entry points
+
+    async def run(self) -> Any:
+        """Prepare, submit once and see the job through."""
+        return await self._guarded(self._submit_and_follow)
+
+    async def follow(self, state: str = "queued") -> Any:
+        """See an already accepted job (`call.job_id`, `call.handle`) through; nothing is submitted."""
+        async def follow() -> Any:
+            await self.transport.prepare(self.call)
+            return await self._wait_and_fetch(state if state in ("queued", "processing") else "queued", first=True)
+
+        return await self._guarded(follow)
+
+    async def cancel(self, reason: str = "requested") -> bool:
+        """Ask the provider to stop the job; journaled as cancelled when it agreed."""
+        await self.transport.prepare(self.call)
+        if await self._cancel_remote(reason):
+            await self._record("cancelled", error={"type": "Cancelled", "message": "cancelled on request"})
+            return True
+        return False
+
+    # ------------------------------------------------------------ the state machine
+
+    async def _guarded(self, body: Any) -> Any:
+        call = self.call
+        try:
+            try:
+                async with asyncio.timeout_at(call.deadline) as self._timeout:
+                    return await body()
+            finally:
+                self._timeout = None  # past the deadline's scope: journal writes run on no clock
+        except builtins.TimeoutError:
+            if await self._cancel_remote("deadline"):
+                await self._record("cancelled", error={"type": "TimeoutError", "message": "deadline reached"})
+            raise GenerationTimeoutError(
+                f"generation did not finish within {call.config.timeout:g}s", provider=call.provider,
+                model=call.model, request_id=self.job_id, timeout_seconds=call.config.timeout,
+                job_may_exist=self.sent) from None
+        except asyncio.CancelledError:
+            if await self._cancel_remote("caller cancelled"):
+                await self._record("cancelled", error={"type": "CancelledError", "message": "caller cancelled"})
+            raise
+        except TarashException as exc:
+            error = {"type": type(exc).__name__, "message": exc.message}
+            if self.terminal:  # the provider reported the job failed
+                await self._record("failed", error=error)
+            # Giving up on a job that may still run (polls kept failing): stop it, so a fallback
+            # target does not leave two paid jobs running; if the cancel fails the journal keeps the
+            # job open for `resume`. A job whose URLs were refused stays running and journaled for an
+            # operator: its cancel URL came from the same untrusted source.
+            elif self.job_id is not None and exc.job_may_exist and not isinstance(exc, UnsafeURLError):
+                if await self._cancel_remote(f"giving up after {type(exc).__name__}"):
+                    await self._record("cancelled", error=error)
+            raise
+
+    async def _submit_and_follow(self) -> Any:
+        call = self.call
+        await self.transport.prepare(call)
+        status = await self._submit()
+        if status.job_id is None:  # a synchronous provider: the submit answered in full
+            if self.tracker is not None:
+                await self._off_the_clock(self.tracker.drop_intent())
+            if status.state != "completed":
+                raise GenerationFailedError("the submit response has no job id", provider=call.provider,
+                                            model=call.model, raw_response=_as_dict(status.data),
+                                            retryable=False, job_may_exist=True)
+            return await self._fetch(status)
+        call.job_id, call.handle = status.job_id, dict(status.handle or {})
+        if self.tracker is not None:
+            state = "processing" if status.state == "processing" else "queued"
+            await self._off_the_clock(self.tracker.submitted(status.job_id, call.handle, state))
+        if status.state != "completed":  # a finished job gets one completed update, with its result
+            await self._emit(status)
+        if status.state == "failed":
+            self.terminal = True
+            raise status.error or _failed(call, status)
+        if status.state == "completed":
+            self.terminal = True
+            return await self._fetch(status)
+        return await self._wait_and_fetch(status.state)
+
+    async def _submit(self) -> Status:
+        # Sent once: whether a failed submit may be sent again is routing's call, made from
+        # `job_may_exist`. The journal holds a `submitting` intent meanwhile.
+        if self.tracker is not None:
+            await self._off_the_clock(self.tracker.submitting())
+        self.sent = True
+        try:
+            status = await self.transport.submit(self.call)
+        except TarashException as exc:
+            if self.tracker is not None:
+                await self._off_the_clock(self.tracker.submit_failed(
+                    job_may_exist=exc.job_may_exist, error={"type": type(exc).__name__, "message": exc.message}))
+            raise
+        self.submitted_at = self.loop.time()
+        return status
+
+    async def _wait_and_fetch(self, state: str, first: bool = False) -> Any:
+        status = await self._poll_until_done(state, first)
+        return await self._fetch(status)
+
+    async def _poll_until_done(self, state: str, first: bool) -> Status:
+        call, config = self.call, self.call.config
+        polls = errors = 0
+        delay = 0.0 if first else config.poll_interval
+        while True:
+            await asyncio.sleep(delay)
+            if polls >= config.max_poll_attempts:  # _guarded cancels the remote job on the way out
+                raise GenerationTimeoutError(
+                    f"job not finished after {polls} polls (max_poll_attempts)", provider=call.provider,
+                    model=call.model, request_id=self.job_id, job_may_exist=True,
+                    timeout_seconds=polls * config.poll_interval)
+            polls += 1
+            try:
+                status = await self.transport.poll(call)
+            except TarashException as exc:
+                errors += 1
+                if not exc.retryable or errors > self.settings.max_poll_errors:
+                    raise
+                delay = self.retry_wait(exc, errors)
+                logger.info("%s poll of job %s failed (%s); polling again in %.2fs", call.provider, self.job_id,
+                            type(exc).__name__, delay)
+                continue
+            errors = 0
+            delay = self.next_poll_delay(status.retry_after)
+            self.terminal = status.state in TERMINAL
+            if status.state == "completed":
+                return status  # the completed update goes out with the fetched result
+            if status.state == "processing":
+                await self._record("processing")
+            await self._emit(status)
+            if status.state == "failed":
+                raise status.error or _failed(call, status)
+
+    async def _fetch(self, status: Status) -> Any:
+        errors = 0
+        while True:
+            try:
+                response = await self.transport.fetch(self.call, status)
+                break
+            except TarashException as exc:
+                errors += 1
+                if not exc.retryable or errors > self.settings.max_poll_errors:
+                    raise
+                await asyncio.sleep(self.retry_wait(exc, errors))
+        result = response.model_dump(mode="json") if getattr(self.transport, "journal_results", True) else None
+        await self._record("completed", **({"result": result} if result is not None else {}))
+        await self._emit(status, result=response)
+        return response
+
+    # ------------------------------------------------------------ pacing
+
+    def next_poll_delay(self, hint: float | None) -> float:
+        """The pause before the next poll: the configured interval, growing with the job's age
+        (`poll_backoff` x time since submit, capped at `poll_interval_max`), never shorter than the
+        provider's own hint."""
+        base = self.call.config.poll_interval
+        cap = self.settings.poll_interval_max
+        age = self.loop.time() - self.submitted_at
+        delay = max(base, min(self.settings.poll_backoff * age, cap))
+        return max(delay, min(hint, cap)) if hint is not None else delay
+
+    def retry_wait(self, exc: TarashException, attempt: int) -> float:
+        return poll_retry_wait(exc, attempt, self.call.config.poll_interval, self.settings.max_retry_wait)
+
+    # ------------------------------------------------------------ journal, progress, cancel
+
+    async def _record(self, state: str, **changes: Any) -> None:
+        if self.tracker is not None:
+            await self._off_the_clock(self.tracker.advance(state, **changes))
+
+    async def _off_the_clock(self, write: Any) -> None:
+        """Run a journal write without letting it eat into the deadline or trip its cancel: the
+        deadline is held back while the (bounded, never raising) write runs, then moved later by the
+        time it took. A slow journal delays the caller; it never costs them their paid job."""
+        if self._timeout is None:
+            await write
+            return
+        started = self.loop.time()
+        self._timeout.reschedule(None)
+        try:
+            await write
+        finally:
+            self.call.deadline += self.loop.time() - started
+            self._timeout.reschedule(self.call.deadline)
+
+    async def _emit(self, status: Status, result: Any = None) -> None:
+        call = self.call
+        if call.on_progress is None or getattr(self.transport, "reports_progress", False):
+            return
+        state = "completed" if result is not None else status.state
+        error = None
+        if state == "failed":
+            error = status.error.message if status.error is not None else "failed"
+        cls = VideoGenerationUpdate if call.modality == "video" else ImageGenerationUpdate
+        update = cls(
+            request_id=self.job_id or getattr(result, "request_id", None) or "", status=state,
+            progress_percent=100 if result is not None else status.percent,
+            queue_position=status.queue_position if isinstance(status.queue_position, int) else None,
+            logs=status.logs, update=_as_dict(result.raw_response if result is not None else status.data),
+            error=error, provider=call.provider, model=call.model, result=result)
+        await call_progress(call.on_progress, update)
+
+    async def _cancel_remote(self, reason: str) -> bool:
+        """Best effort: ask the provider to stop the job so it is not billed further. True if it said yes."""
+        call = self.call
+        if call.job_id is None:
+            return False
+        try:
+            agreed = await asyncio.shield(asyncio.wait_for(self.transport.cancel(call), CANCEL_TIMEOUT))
+        except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - cancel is best effort
+            detail = exc.message if isinstance(exc, TarashException) else type(exc).__name__
+            logger.warning("%s job %s: cancel failed (%s)", call.provider, call.job_id, detail)
+            return False
+        if agreed:
+            logger.info("%s job %s cancelled (%s)", call.provider, call.job_id, reason)
+        return bool(agreed)
+
+
+def poll_retry_wait(exc: TarashException, attempt: int, poll_interval: float, cap: float) -> float:
+    """The pause before re-trying a failed poll or fetch: Retry-After when given, else exponential
+    backoff from the poll interval with jitter; never past `cap` (settings.max_retry_wait)."""
+    hinted = getattr(exc, "retry_after", None)
+    if hinted is not None:
+        return min(hinted, cap)
+    base = max(poll_interval, 0.05) * (2 ** (attempt - 1))
+    return min(cap, base) * random.uniform(0.5, 1.0)
+
+
+async def call_progress(callback: Any, update: Any) -> None:
+    """Call a sync or async progress callback; its failure is logged, never fatal to a paid job."""
+    try:
+        result = callback(update)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:  # noqa: BLE001
+        logger.exception("progress callback raised; the generation continues")
+
+
+def _failed(call: Call, status: Status) -> GenerationFailedError:
+    return GenerationFailedError("the provider reported the job failed", provider=call.provider, model=call.model,
+                                 request_id=call.job_id, raw_response=_as_dict(status.data), retryable=False,
+                                 job_may_exist=True)
+
+
+def _base_url(call: Call) -> str:
+    return call.config.base_url or call.family.provider.file.base_url or ""
+
+
+def _as_dict(data: Any) -> dict[str, Any]:
+    return data if isinstance(data, dict) else {"output": data}
+
+
+__all__ = ["Lifecycle", "call_progress", "poll_retry_wait", "TERMINAL"]

@@ -1,0 +1,130 @@
+"""`Runtime`: what running one target needs, in one object: settings, the spec registry, the journal,
+the transports and the HTTP pool. Routing runs targets through it; `Client` owns one.
+
+Any part left as None is the process-wide one, looked up at use (so the seed API's module functions,
+`set_journal`, `load_specs` and `register_provider` keep working on the default client).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..errors import ValidationError
+from ..journal import get_journal
+from ..journal.idempotency import HeldClaim
+from ..journal.records import JobRecord
+from ..journal.store import JobStore
+from ..models import GenerationConfig, GenerationRequest
+from ..settings import TarashSettings, get_settings, resolve_api_key
+from ..specs.compiled import FamilySpec
+from ..specs.params import check_request
+from ..specs.registry import SpecRegistry, get_registry
+from .client import POOL, ClientPool
+from .lifecycle import Lifecycle
+from .mock import MockTransport
+from .transport import Call, Transport
+from .transports import TransportTable
+from .transports.spec import empty_request
+
+logger = logging.getLogger("tarash_router.engine")
+
+# Providers served by a registered Python handler, and transports registered by name, process-wide.
+PROCESS_TRANSPORTS = TransportTable()
+_MOCK = MockTransport()
+
+
+class Runtime:
+    """Runs one target (one provider/model config) through the one job lifecycle."""
+
+    def __init__(self, *, settings: TarashSettings | None = None, registry: SpecRegistry | None = None,
+                 journal: JobStore | None = None, transports: TransportTable | None = None,
+                 pool: ClientPool | None = None) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._journal = journal
+        self.transports = transports if transports is not None else PROCESS_TRANSPORTS
+        self.pool = pool if pool is not None else POOL
+
+    @property
+    def settings(self) -> TarashSettings:
+        return self._settings if self._settings is not None else get_settings()
+
+    @property
+    def registry(self) -> SpecRegistry:
+        return self._registry if self._registry is not None else get_registry()
+
+    @property
+    def journal(self) -> JobStore:
+        return self._journal if self._journal is not None else get_journal()
+
+    # ------------------------------------------------------------ choosing the transport
+
+    def resolve(self, config: GenerationConfig, modality: str) -> tuple[Transport, FamilySpec | None]:
+        """Who serves this config: the mock, a provider's registered handler, or its family's transport."""
+        if config.mock is not None and config.mock.enabled:
+            return _MOCK, self._family_or_none(config, modality)
+        handler = self.transports.for_provider(config.provider)
+        if handler is not None:
+            return handler, None
+        family = self.registry.resolve(config.provider, config.model, modality)
+        return self.transports.for_family(family), family
+
+    def _family_or_none(self, config: GenerationConfig, modality: str) -> FamilySpec | None:
+        try:
+            return self.registry.resolve(config.provider, config.model, modality)
+        except ValidationError:
+            return None  # a made-up provider or model: the mock checks nothing
+
+    def unsupported_reason(self, config: GenerationConfig, request: GenerationRequest, modality: str) -> str | None:
+        """Why this target cannot serve the request (checked offline, before any HTTP), or None."""
+        if (config.mock is not None and config.mock.enabled) or self.transports.for_provider(config.provider):
+            return None
+        try:
+            family = self.registry.resolve(config.provider, config.model, modality)
+            check_request(family, config.model, request)
+        except ValidationError as exc:
+            return exc.message
+        auth = family.provider.file.auth
+        if auth is not None and resolve_api_key(config.api_key, auth.env, auth.join_env) is None:
+            names = " or ".join(auth.env) or "config.api_key"
+            return f"no API key for {family.provider.name} (set {names} or config.api_key)"
+        return None
+
+    # ------------------------------------------------------------ running
+
+    def _call(self, family: FamilySpec | None, config: GenerationConfig, request: GenerationRequest,
+              modality: str, on_progress: Any) -> Call:
+        return Call(family=family, config=config, request=request, modality=modality,  # type: ignore[arg-type]
+                    settings=self.settings, pool=self.pool, on_progress=on_progress)
+
+    async def dispatch(self, config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str,
+                       claim: HeldClaim | None = None) -> Any:
+        """Run one target once, through the lifecycle (submit once, wait, fetch)."""
+        transport, family = self.resolve(config, modality)
+        call = self._call(family, config, request, modality, on_progress)
+        journal = None if family is None or transport is _MOCK else self.journal
+        return await Lifecycle(transport, call, journal, claim).run()
+
+    async def resume(self, record: JobRecord, config: GenerationConfig, on_progress: Any) -> Any:
+        """Follow a journaled job to its result without submitting anything."""
+        family = self.registry.resolve(record.provider, record.model, record.modality)
+        transport = self.transports.for_family(family)
+        call = self._call(family, config, empty_request(record.modality), record.modality, on_progress)
+        return await Lifecycle(transport, call, self.journal, record=record).follow(record.state)
+
+    async def cancel(self, record: JobRecord, config: GenerationConfig) -> bool:
+        """Ask the provider to cancel a journaled job; True (and journaled as cancelled) if it agreed."""
+        family = self.registry.resolve(record.provider, record.model, record.modality)
+        transport = self.transports.for_family(family)
+        call = self._call(family, config, empty_request(record.modality), record.modality, None)
+        return await Lifecycle(transport, call, self.journal, record=record).cancel()
+
+    def render(self, config: GenerationConfig, request: GenerationRequest, modality: str) -> dict[str, Any]:
+        """The first request a generation would send, secrets masked; no network."""
+        family = self.registry.resolve(config.provider, config.model, modality)
+        transport = self.transports.for_family(family)
+        return transport.render(self._call(family, config, request, modality, None))  # type: ignore[attr-defined]
+
+
+__all__ = ["Runtime", "PROCESS_TRANSPORTS"]
