@@ -1,4 +1,4 @@
-"""Custom providers: a handler written like the seed doc's MyProviderHandler, field mappings, the mock."""
+"""Custom providers: a handler written like MyProviderHandler in docs/custom-providers.md, field mappings, the mock."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ ENDPOINT = {"url": ""}
 
 
 class MyProviderHandler:
-    """The seed doc's example handler; only the URL points at the loopback server."""
+    """The example handler of docs/custom-providers.md; only the URL points at the loopback server."""
 
     def generate_video(self, config, request, on_progress=None):
         response = httpx.post(ENDPOINT["url"], json={"prompt": request.prompt},

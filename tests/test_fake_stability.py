@@ -98,7 +98,8 @@ def test_json_body_is_rejected(stability: FakeStability) -> None:
 
 
 def test_urlencoded_body_is_rejected(stability: FakeStability) -> None:
-    # What the reference system sent (httpx `data=` without `files=`).
+    # httpx `data=` without `files=`: Stability requires multipart/form-data
+    # (https://platform.stability.ai/docs/api-reference#tag/Generate).
     r = httpx.post(f"{stability.base_url}/v2beta/stable-image/generate/sd3", data={"prompt": "x"},
                    headers=JSON_ACCEPT)
     errors = assert_stability_error(r, 400, "bad_request")

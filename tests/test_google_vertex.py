@@ -128,7 +128,8 @@ async def test_video_async_gcs_uri_and_downloaded_https_image(google):
     assert isinstance(response.video, str) and response.video.startswith("gs://out/run1/")
     assert response.video.endswith("/sample_0.mp4") and response.content_type == "video/mp4"
     instance = google.submits[0].json["instances"][0]
-    # The https URL went inline as bytes, not as a gcsUri (the reference system's defect).
+    # The https URL went inline as bytes, not as a gcsUri (Vertex reads only gs:// URIs there:
+    # https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/veo-video-generation).
     assert instance["image"] == {"bytesBase64Encoded": base64.b64encode(b"\xff\xd8beach").decode(),
                                  "mimeType": "image/jpeg"}
     assert google.submits[0].json["parameters"]["storageUri"] == "gs://out/run1"

@@ -1,4 +1,4 @@
-"""Public models: seed field names and defaults, extra-param capture, secrets kept out of reprs."""
+"""Public models: field names and defaults, extra-param capture, secrets kept out of reprs."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_configs_are_frozen():
 
 
 def test_models_module_is_self_contained():
-    # The reference system left a forward reference unresolved; ours builds with nothing else imported.
+    # No forward reference is left unresolved: the module builds with nothing else imported.
     code = ("from tarash_router.models import VideoGenerationConfig, MockConfig;"
             "VideoGenerationConfig(provider='p', model='m', mock=MockConfig(enabled=True));"
             "print('ok')")

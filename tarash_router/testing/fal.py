@@ -1,9 +1,9 @@
 """Fake fal.ai queue API (submit / status / result / cancel) on loopback.
 
-Follows the wire protocol in provider-protocols.md §1: submit to the full endpoint
-path, poll status/result/cancel under the app id (``owner/alias``) or the full path,
-202 while queued/running and 200 once COMPLETED, failures surfacing on the result
-GET. Each job follows a :class:`FalJob` script; faults are :class:`Failure` objects.
+Follows fal's queue protocol (https://docs.fal.ai/model-endpoints/queue): submit to the
+full endpoint path, poll status/result/cancel under the app id (``owner/alias``) or the full
+path, 202 while queued/running and 200 once COMPLETED, failures surfacing on the result GET.
+Each job follows a :class:`FalJob` script; faults are :class:`Failure` objects.
 
 Run standalone (benchmarks): ``python -m tarash_router.testing.fal --port 0``.
 """

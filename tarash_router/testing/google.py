@@ -1,6 +1,7 @@
 """Fake Google generative media APIs on loopback: the Gemini Developer API and Vertex AI.
 
-Follows provider-protocols.md §7 and the §9 checklist.
+Follows https://ai.google.dev/gemini-api/docs/video, https://ai.google.dev/gemini-api/docs/imagen and
+https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/veo-video-generation.
 
 Gemini Developer API (``x-goog-api-key``):
 - ``POST /v1beta/models/{model}:predictLongRunning`` (Veo) → ``{"name": "models/{model}/operations/{id}"}``;
@@ -26,7 +27,7 @@ Vertex AI (``Authorization: Bearer <token>``), under ``/v1beta1/`` (the SDK) or 
 - ``POST …/models/{m}:predict`` → Imagen predictions (``gcsUri`` with ``storageUri``, else bytes).
 Express mode (no ``projects/…/locations/…`` prefix, ``x-goog-api-key``) is served too. Images
 take ``bytesBase64Encoded`` or a ``gs://`` ``gcsUri``; an https URL sent as ``gcsUri`` is a 400
-(the reference system's defect).
+(Vertex reads only Cloud Storage URIs there).
 
 Errors use Google's envelope ``{"error": {"code", "message", "status"}}``. Each create
 (``predictLongRunning``, ``predict``, ``generateContent``) follows a :class:`GoogleJob` script.

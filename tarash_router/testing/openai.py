@@ -1,5 +1,7 @@
 """Loopback fakes of OpenAI's Videos (Sora 2) and Images APIs, and of Azure OpenAI's v1 videos
-surface and deployment image endpoints (provider-protocols.md §3, §4, §9).
+surface and deployment image endpoints (https://platform.openai.com/docs/api-reference/videos,
+https://platform.openai.com/docs/api-reference/images,
+https://learn.microsoft.com/azure/ai-foundry/openai/concepts/video-generation).
 
 :class:`FakeOpenAI` serves, under ``/v1``:
 

@@ -1,6 +1,7 @@
 """Fake Replicate predictions API (create / get / cancel) on loopback.
 
-Follows provider-protocols.md §2 and sdk-wire-facts.md (Replicate): official models are created
+Follows https://replicate.com/docs/reference/http and what the replicate Python client sends:
+official models are created
 with ``POST /v1/models/{owner}/{name}/predictions`` and ``{"input": {...}}``, versions with
 ``POST /v1/predictions`` and ``{"version": ..., "input": {...}}``, deployments under
 ``/v1/deployments/...``; every create answers **201** with the prediction object, whose

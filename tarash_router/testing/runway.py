@@ -1,6 +1,6 @@
 """Fake Runway API (create task / get task / delete task) on loopback.
 
-Follows provider-protocols.md §5 and the §9 checklist: every request needs
+Follows https://docs.dev.runwayml.com/api and the runwayml SDK: every request needs
 ``Authorization: Bearer <key>`` and ``X-Runway-Version``; ``POST /v1/{image_to_video,
 text_to_video,video_to_video,text_to_image}`` takes a camelCase JSON body, checked per model
 (required keys, unknown keys, ratio, duration, image positions), and answers ``{"id": …}``;
@@ -106,7 +106,7 @@ MODELS: dict[str, dict[str, ModelRules]] = {
                                    _IMAGE_RATIOS),
     },
 }
-"""Endpoint -> model -> accepted body (provider-protocols.md §5, runwayml SDK create params)."""
+"""Endpoint -> model -> accepted body (https://docs.dev.runwayml.com/api, runwayml SDK create params)."""
 
 
 def _issue(path: list[Any], message: str, code: str = "custom") -> dict[str, Any]:

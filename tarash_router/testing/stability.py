@@ -1,8 +1,9 @@
 """Fake Stability AI v2beta Stable Image generate API on loopback.
 
-Follows provider-protocols.md §6: ``POST /v2beta/stable-image/generate/{ultra|core|sd3}`` with
-``Authorization: Bearer <key>`` and a ``multipart/form-data`` body (a JSON or urlencoded body is a
-400, in Stability's error shape); the answer is synchronous and depends on ``Accept``:
+Follows https://platform.stability.ai/docs/api-reference#tag/Generate:
+``POST /v2beta/stable-image/generate/{ultra|core|sd3}`` with ``Authorization: Bearer <key>`` and
+a ``multipart/form-data`` body (a JSON or urlencoded body is a 400, in Stability's error shape);
+the answer is synchronous and depends on ``Accept``:
 ``application/json`` gives ``{"image": <base64>, "finish_reason", "seed"}``, ``image/*`` (or no
 Accept) the raw image bytes with ``finish-reason`` and ``seed`` response headers. Errors use
 ``{"id": <hex>, "name": <snake_case>, "errors": [...]}``. Each accepted request follows a

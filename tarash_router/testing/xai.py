@@ -1,6 +1,7 @@
 """Fake xAI (Grok Imagine) REST API on loopback: deferred video jobs and synchronous images.
 
-Follows provider-protocols.md §8:
+Follows https://docs.x.ai/docs/guides/video-generations and
+https://docs.x.ai/docs/guides/image-generations:
 - ``POST /v1/videos/generations`` (and ``/v1/videos/edits``, which requires ``video.url``) with a
   JSON body → ``{"request_id"}``;
 - ``GET /v1/videos/{request_id}`` → pending, then ``{"status": "done", "video": {"url",
@@ -10,7 +11,7 @@ Follows provider-protocols.md §8:
 Auth is ``Authorization: Bearer <key>``. Errors are ``{"code": ..., "error": ...}``. Each POST
 follows an :class:`XAIJob` script (status sequence, outcome, scripted failures).
 
-Choices for what §8/§10 leaves UNVERIFIED, matching ``provider_specs/xai/provider.yaml``:
+Choices where xAI's documentation is silent, matching ``provider_specs/xai/provider.yaml``:
 - a pending poll answers HTTP 202 with ``{"status": "pending", "progress": n}`` by default;
   ``XAIJob.pending_body`` also plays the other shapes clients report (an empty body, or only
   ``{"request_id"}``);
