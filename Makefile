@@ -19,6 +19,7 @@ demo: $(BIN)/tarash-router
 
 test: $(BIN)/tarash-router
 	$(BIN)/python -m pytest -q
+	$(BIN)/lint-imports --no-cache   # the layer contracts in pyproject.toml (docs/architecture.md)
 
 validate: $(BIN)/tarash-router
 	$(BIN)/tarash-router validate provider_specs routes

@@ -135,7 +135,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .specs.schema import json_schema
+    from .tools.schemas import json_schema
 
     print(json.dumps(json_schema(args.kind), indent=2))
     return EXIT_OK
@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--poll-interval", type=float, default=0.2)
     demo.set_defaults(func=cmd_demo)
 
-    from .specs.scaffold import add_command
+    from .tools.scaffold import add_command
 
     add_command(sub)
     return parser

@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import SpecError
 from .routing.routes import load_routes_file
-from .specs.examples import run_examples
+from .tools.examples import run_examples
 from .specs.loader import PROVIDER_FILE, load_provider
 from .specs.registry import SpecRegistry, builtin_spec_dir
 from .specs.yaml_source import load_yaml_file

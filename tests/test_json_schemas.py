@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tarash_router.specs.schema import SCHEMA_KINDS, json_schema
+from tarash_router.tools.schemas import SCHEMA_KINDS, json_schema
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tarash_router"
 REPO = PACKAGE.parent

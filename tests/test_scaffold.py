@@ -20,10 +20,10 @@ from tarash_router.engine.render import prepare_job
 from tarash_router.models import (
     ImageGenerationConfig, ImageGenerationRequest, VideoGenerationConfig, VideoGenerationRequest,
 )
-from tarash_router.specs.examples import run_examples
+from tarash_router.tools.examples import run_examples
 from tarash_router.specs.loader import load_family
 from tarash_router.specs.registry import get_registry, reset_registry
-from tarash_router.specs.scaffold import ScaffoldError, add_command, read_openapi, scaffold_file, scaffold_spec
+from tarash_router.tools.scaffold import ScaffoldError, add_command, read_openapi, scaffold_file, scaffold_spec
 from tarash_router.specs.yaml_source import parse_yaml
 from tarash_router.validate import validate_paths
 

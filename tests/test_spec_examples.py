@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tarash_router.specs.examples import run_example
+from tarash_router.tools.examples import run_example
 from tarash_router.specs.registry import SpecRegistry, builtin_spec_dir
 
 

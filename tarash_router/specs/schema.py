@@ -286,25 +286,7 @@ class FamilyFile(_Strict):
     examples: list[ExampleSpec] = Field(default_factory=list)
 
 
-SCHEMA_KINDS = ("provider", "family", "routes")
-
-
-def json_schema(kind: str) -> dict[str, Any]:
-    """The JSON Schema of a file kind, as committed under `tarash_router/schemas/` for editors."""
-    if kind == "routes":
-        from ..routing.routes import RoutesFile  # routing sits above specs; imported only when asked
-
-        model: type[BaseModel] = RoutesFile
-    else:
-        model = {"provider": ProviderFile, "family": FamilyFile}[kind]
-    schema = model.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = f"tarash-router {kind} file, spec_version 1"
-    return schema
-
-
 __all__ = [
-    "json_schema", "SCHEMA_KINDS",
     "ProviderFile", "FamilyFile", "AuthSpec", "RequestSpec", "JobSpec", "PollSpec", "ProtocolSpec",
     "ProtocolOverride", "ErrorRule", "MediaSpec", "ResponseSpec", "ParamSpec", "RoleSpec", "CheckSpec", "ExampleSpec",
 ]

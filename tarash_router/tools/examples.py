@@ -7,10 +7,12 @@ from typing import Any
 
 import pydantic
 
+from ..engine.render import prepare_job
+from ..engine.url_safety import origin_of
 from ..errors import TarashException
 from ..models import ImageGenerationConfig, ImageGenerationRequest, VideoGenerationConfig, VideoGenerationRequest
-from .compiled import FamilySpec
-from .schema import ExampleSpec
+from ..specs.compiled import FamilySpec
+from ..specs.schema import ExampleSpec
 
 
 @dataclass
@@ -40,8 +42,6 @@ def example_model(family: FamilySpec, example: ExampleSpec) -> str:
 
 def run_example(family: FamilySpec, index: int) -> ExampleFailure | None:
     """Check one example; None when it holds."""
-    from ..engine.render import prepare_job  # engine depends on specs, not the reverse, at import time
-
     example = family.file.examples[index]
     config_cls, request_cls = ((VideoGenerationConfig, VideoGenerationRequest) if family.modality == "video"
                                else (ImageGenerationConfig, ImageGenerationRequest))
@@ -94,8 +94,6 @@ def _url_problem(job: Any, family: FamilySpec) -> str | None:
     """Every request of the lifecycle must render to an absolute http(s) URL: a URL template that
     always fails would otherwise pass every example. Poll, result and cancel URLs read the job the
     submit response describes; a stand-in job has a URL for each `*_url` field and a text otherwise."""
-    from ..engine.url_safety import origin_of
-
     stand_in = {name: f"{job.base_url}/example-job/{name}" if name.endswith("url") else f"example-job-{name}"
                 for name in family.provider.job_paths}
     for phase in ("submit", "poll", "result", "cancel"):

@@ -88,7 +88,7 @@ class ScaffoldError(Exception):
 def read_openapi(path: str | Path) -> Any:
     """Parse an OpenAPI document from a JSON or YAML file; ScaffoldError names the file (and line)."""
     from ..errors import SpecError
-    from .yaml_source import parse_yaml
+    from ..specs.yaml_source import parse_yaml
 
     path = Path(path)
     try:
@@ -687,7 +687,7 @@ def _modality_hints(model: str, props: list[Prop]) -> list[tuple[str, str]]:
 
 def build_plan(provider: str, model: str, schemas: Schemas, modality: str | None, source: str) -> Plan:
     """Decide every mapping (pure: no loading or rendering)."""
-    from .compiled import REQUEST_FIELDS
+    from ..specs.compiled import REQUEST_FIELDS
 
     props = properties(schemas.input, schemas.root)
     out_modality, response, sample, out_what = _output_plan(provider, schemas.output, schemas.root)
@@ -1161,7 +1161,7 @@ def _block(key: str, value: Any, indent: int, depth: int = 0) -> list[str]:
 
 
 def _provider_spec(provider: str) -> Any:
-    from .registry import get_registry
+    from ..specs.registry import get_registry
 
     registry = get_registry()
     name = registry.provider_name(provider)
@@ -1172,8 +1172,8 @@ def _provider_spec(provider: str) -> Any:
 
 def _load(text: str, file: str, provider_spec: Any) -> Any:
     from ..errors import SpecError
-    from .loader import load_family
-    from .yaml_source import parse_yaml
+    from ..specs.loader import load_family
+    from ..specs.yaml_source import parse_yaml
 
     try:
         return load_family(parse_yaml(text, file), provider_spec)
@@ -1241,7 +1241,7 @@ def scaffold_spec(provider: str, model: str, document: Any, *, modality: str | N
 
 
 def _served_by(registry: Any, provider: str, model: str, modality: str) -> str | None:
-    from .registry import WILDCARD
+    from ..specs.registry import WILDCARD
 
     try:
         family = registry.resolve(provider, model, modality)

@@ -1,0 +1,148 @@
+"""`Client`: two configurations in one process, each with its own specs, routes, journal and handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import API_KEY, video_config
+from tarash_router import ValidationError, generate_video
+from tarash_router.client import Client
+from tarash_router.journal import get_journal
+from tarash_router.models import VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse
+from tarash_router.specs.registry import builtin_spec_dir
+from tarash_router.testing import FakeFal, FalJob
+
+REQUEST = VideoGenerationRequest(prompt="a cat")
+
+
+def _acme_specs(root: Path) -> Path:
+    """A provider `acme` speaking fal's queue protocol, known only to the client given this folder."""
+    specs = root / "acme"
+    specs.mkdir(parents=True)
+    fal_provider = (builtin_spec_dir() / "fal" / "provider.yaml").read_text()
+    (specs / "provider.yaml").write_text(fal_provider.replace("provider: fal", "provider: acme")
+                                         .replace("env: FAL_KEY", "env: ACME_KEY"))
+    (specs / "clip.yaml").write_text(textwrap.dedent("""\
+        spec_version: 1
+        provider: acme
+        models: [acme/clip]
+        modality: video
+        body:
+          prompt: "{{ request.prompt }}"
+        examples:
+          - request: {prompt: "a cat"}
+            body: {prompt: "a cat"}
+    """))
+    return root
+
+
+def _routes(path: Path, name: str, provider: str, model: str, fal: FakeFal) -> Path:
+    path.write_text(textwrap.dedent(f"""\
+        spec_version: 1
+        routes:
+          {name}:
+            modality: video
+            targets:
+              - {{provider: {provider}, model: {model}, base_url: "{fal.base_url}", poll_interval: 5ms,
+                  api_key_env: TEST_ROUTE_KEY}}
+    """))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def route_key(monkeypatch):
+    monkeypatch.setenv("TEST_ROUTE_KEY", API_KEY)
+
+
+def test_two_clients_keep_their_specs_routes_journals_and_handlers_apart(tmp_path, fal):
+    acme = Client(spec_dirs=[_acme_specs(tmp_path / "specs")],
+                  routes=[_routes(tmp_path / "a.yaml", "acme-route", "acme", "acme/clip", fal)],
+                  journal=f"sqlite:///{tmp_path / 'a.db'}")
+    plain = Client(routes=[_routes(tmp_path / "b.yaml", "fal-route", "fal", "fal-ai/veo3/fast", fal)],
+                   journal="memory")
+    with acme, plain:
+        response = acme.generate_video("acme-route", REQUEST)
+        assert response.video and fal.submits[-1].endpoint == "acme/clip"
+        assert plain.generate_video("fal-route", REQUEST).video
+
+        # Specs: only `acme` knows the acme provider (and the process-wide registry does not).
+        config = VideoGenerationConfig(provider="acme", model="acme/clip", api_key=API_KEY, base_url=fal.base_url)
+        with pytest.raises(ValidationError, match="unknown provider 'acme'"):
+            plain.render_request(config, REQUEST)
+        assert acme.render_request(config, REQUEST)["url"].endswith("/acme/clip")
+        # Routes: each has its own.
+        with pytest.raises(ValidationError, match="unknown route 'fal-route'"):
+            acme.generate_video("fal-route", REQUEST)
+        with pytest.raises(ValidationError, match="unknown route 'acme-route'"):
+            plain.explain("acme-route", REQUEST)
+        # Journals: each job is in its own client's journal only (and not in the process-wide one).
+        assert asyncio.run(acme.runtime.journal.get(response.request_id)).state == "completed"
+        assert asyncio.run(plain.runtime.journal.get(response.request_id)) is None
+        assert asyncio.run(get_journal().get(response.request_id)) is None
+        # Handlers: a provider served by Python in one client is unknown to the other.
+        acme.register_provider("echo", _Echo())
+        echo = VideoGenerationConfig(provider="echo", model="anything")
+        assert acme.generate_video(echo, REQUEST).video == "https://echo.test/v.mp4"
+        with pytest.raises(ValidationError, match="unknown provider 'echo'"):
+            plain.generate_video(echo, REQUEST)
+        with pytest.raises(ValidationError, match="unknown provider 'echo'"):
+            generate_video(echo, REQUEST)
+
+
+def test_a_client_resumes_and_explains_with_its_own_parts(tmp_path, fal):
+    fal.queue(FalJob(statuses=["IN_QUEUE", "IN_PROGRESS", "COMPLETED"], poll_failures={1: _forbidden()},
+                     cancel_failures=[_server_error()]))
+    with Client(routes=[_routes(tmp_path / "r.yaml", "main", "fal", "fal-ai/veo3/fast", fal)]) as client:
+        with pytest.raises(Exception) as caught:  # noqa: B017 - the refused poll gives the job up
+            client.generate_video(video_config(fal), REQUEST)
+        job_id = caught.value.request_id
+        assert client.resume(job_id, api_key=API_KEY, base_url=fal.base_url).request_id == job_id
+        assert fal.submit_count() == 1
+        plan = client.explain("main", REQUEST)
+        assert [(s.provider, s.action) for s in plan.steps] == [("fal", "try")]
+
+
+def test_async_with_closes_the_clients_connections(fal):
+    async def scenario() -> tuple[VideoGenerationResponse, bool]:
+        async with Client() as client:
+            response = await client.generate_video_async(video_config(fal), REQUEST)
+            pooled = client.runtime.pool.get("fal").client
+        return response, pooled.is_closed
+
+    response, closed = asyncio.run(scenario())
+    assert response.video and closed
+
+
+class _Echo:
+    """A seed-style ProviderHandler."""
+
+    def _response(self) -> VideoGenerationResponse:
+        return VideoGenerationResponse(request_id="echo-1", video="https://echo.test/v.mp4")
+
+    async def generate_video_async(self, config, request, on_progress=None):
+        return self._response()
+
+    def generate_video(self, config, request, on_progress=None):
+        return self._response()
+
+    async def generate_image_async(self, config, request, on_progress=None):
+        raise NotImplementedError
+
+    def generate_image(self, config, request, on_progress=None):
+        raise NotImplementedError
+
+
+def _forbidden():
+    from tarash_router.testing._server import Failure
+
+    return Failure(status=403, json={"detail": "no"})
+
+
+def _server_error():
+    from tarash_router.testing._server import Failure
+
+    return Failure(status=500)
