@@ -160,10 +160,11 @@ def _form_value(value: Any) -> str:
 
 def prepare_job(family: FamilySpec, config: GenerationConfig, request: GenerationRequest,
                 dry_run: bool = False, fetched: dict[str, Any] | None = None, validate: bool = True,
-                uploaded: dict[int, str] | None = None) -> JobContext:
+                uploaded: dict[int, str] | None = None, api_key: str | None = None) -> JobContext:
     """Validate the request (ValidationError before any HTTP) and render the provider payload.
 
-    `validate=False` is for re-attaching to an accepted job (resume, cancel): no request to check.
+    `validate=False` is for re-attaching to an accepted job (resume, cancel), or for a request
+    routing already checked; `api_key` is the key routing already found (else it is looked up).
     """
     provider = family.provider
     warnings = check_request(family, config.model, request) if validate else []
@@ -207,8 +208,7 @@ def prepare_job(family: FamilySpec, config: GenerationConfig, request: Generatio
         for key in (policy.into.split(".") if policy != "merge" and policy.into else []):
             target = target.setdefault(key, {})
         target.update(request.extra_params)  # extra params win: they are the caller's explicit escape hatch
-    api_key = None
-    if provider.file.auth is not None:
+    if api_key is None and provider.file.auth is not None:
         auth = provider.file.auth
         try:
             api_key = resolve_api_key(config.api_key, auth.env, auth.join_env)

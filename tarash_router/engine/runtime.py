@@ -8,6 +8,7 @@ Any part left as None is the process-wide one, looked up at use (so the seed API
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ValidationError
@@ -32,6 +33,19 @@ logger = logging.getLogger("tarash_router.engine")
 # Providers served by a registered Python handler, and transports registered by name, process-wide.
 PROCESS_TRANSPORTS = TransportTable()
 _MOCK = MockTransport()
+
+
+@dataclass
+class Attempt:
+    """Who serves one target, decided once (and reused by its retries): the transport, the family,
+    and, when checked, whether the request passed the family's checks and a key was found."""
+
+    transport: Transport
+    family: FamilySpec | None
+    unsupported: str | None = None  # why this target cannot serve the request (checked only)
+    checked: bool = False  # the request passed check_request: the transport need not check it again
+    api_key: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 class Runtime:
@@ -60,36 +74,52 @@ class Runtime:
 
     # ------------------------------------------------------------ choosing the transport
 
-    def resolve(self, config: GenerationConfig, modality: str) -> tuple[Transport, FamilySpec | None]:
-        """Who serves this config: the mock, a provider's registered handler, or its family's transport."""
-        if config.mock is not None and config.mock.enabled:
-            return _MOCK, self._family_or_none(config, modality)
-        handler = self.transports.for_provider(config.provider)
-        if handler is not None:
-            return handler, None
-        family = self.registry.resolve(config.provider, config.model, modality)
-        return self.transports.for_family(family), family
-
     def _family_or_none(self, config: GenerationConfig, modality: str) -> FamilySpec | None:
         try:
             return self.registry.resolve(config.provider, config.model, modality)
         except ValidationError:
             return None  # a made-up provider or model: the mock checks nothing
 
-    def unsupported_reason(self, config: GenerationConfig, request: GenerationRequest, modality: str) -> str | None:
-        """Why this target cannot serve the request (checked offline, before any HTTP), or None."""
-        if (config.mock is not None and config.mock.enabled) or self.transports.for_provider(config.provider):
-            return None
+    def plan(self, config: GenerationConfig, request: GenerationRequest, modality: str,
+             check: bool = False) -> Attempt:
+        """Decide who serves `config` once. With `check`, also validate the request and find the key
+        (offline), recording why the target cannot serve it instead of raising."""
+        if config.mock is not None and config.mock.enabled:
+            return Attempt(_MOCK, self._family_or_none(config, modality))
+        handler = self.transports.for_provider(config.provider)
+        if handler is not None:
+            return Attempt(handler, None)
         try:
             family = self.registry.resolve(config.provider, config.model, modality)
-            check_request(family, config.model, request)
         except ValidationError as exc:
-            return exc.message
+            if not check:
+                raise
+            return Attempt(self.transports.spec, None, unsupported=exc.message)
+        attempt = Attempt(self.transports.for_family(family), family)
+        if not check:
+            return attempt
+        try:
+            attempt.warnings = check_request(family, config.model, request)
+        except ValidationError as exc:
+            attempt.unsupported = exc.message
+            return attempt
         auth = family.provider.file.auth
-        if auth is not None and resolve_api_key(config.api_key, auth.env, auth.join_env) is None:
-            names = " or ".join(auth.env) or "config.api_key"
-            return f"no API key for {family.provider.name} (set {names} or config.api_key)"
-        return None
+        if auth is not None:
+            try:
+                attempt.api_key = resolve_api_key(config.api_key, auth.env, auth.join_env)
+            except ValueError as exc:  # a malformed key: the transport reports it, naming the variable
+                logger.debug("key check deferred to the transport: %s", type(exc).__name__)
+                return attempt
+            if attempt.api_key is None:
+                names = " or ".join(auth.env) or "config.api_key"
+                attempt.unsupported = f"no API key for {family.provider.name} (set {names} or config.api_key)"
+                return attempt
+        attempt.checked = True
+        return attempt
+
+    def unsupported_reason(self, config: GenerationConfig, request: GenerationRequest, modality: str) -> str | None:
+        """Why this target cannot serve the request (checked offline, before any HTTP), or None."""
+        return self.plan(config, request, modality, check=True).unsupported
 
     # ------------------------------------------------------------ running
 
@@ -99,12 +129,17 @@ class Runtime:
                     settings=self.settings, pool=self.pool, on_progress=on_progress)
 
     async def dispatch(self, config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str,
-                       claim: HeldClaim | None = None) -> Any:
-        """Run one target once, through the lifecycle (submit once, wait, fetch)."""
-        transport, family = self.resolve(config, modality)
-        call = self._call(family, config, request, modality, on_progress)
-        journal = None if family is None or transport is _MOCK else self.journal
-        return await Lifecycle(transport, call, journal, claim).run()
+                       claim: HeldClaim | None = None, attempt: Attempt | None = None) -> Any:
+        """Run one target once, through the lifecycle (submit once, wait, fetch); `attempt` is what
+        `plan` decided for it, if it was asked already."""
+        attempt = attempt if attempt is not None else self.plan(config, request, modality)
+        call = self._call(attempt.family, config, request, modality, on_progress)
+        if attempt.checked:
+            call.checked, call.api_key = True, attempt.api_key
+            for warning in attempt.warnings:
+                logger.warning("%s", warning)
+        journal = None if attempt.family is None or attempt.transport is _MOCK else self.journal
+        return await Lifecycle(attempt.transport, call, journal, claim).run()
 
     async def resume(self, record: JobRecord, config: GenerationConfig, on_progress: Any) -> Any:
         """Follow a journaled job to its result without submitting anything."""
@@ -127,4 +162,4 @@ class Runtime:
         return transport.render(self._call(family, config, request, modality, None))  # type: ignore[attr-defined]
 
 
-__all__ = ["Runtime", "PROCESS_TRANSPORTS"]
+__all__ = ["Runtime", "Attempt", "PROCESS_TRANSPORTS"]

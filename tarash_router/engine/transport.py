@@ -51,6 +51,10 @@ class Call:
     handle: dict[str, Any] = field(default_factory=dict)
     deadline: float = 0.0  # event-loop time by which the whole job must be done
     state: Any = None  # the transport's per-call working state (rendered requests, SDK client...)
+    # Set when routing already checked the request against the family and found the key (once per
+    # attempt): a transport passes both to prepare_job instead of doing them again.
+    checked: bool = False
+    api_key: str | None = None
 
     @property
     def provider(self) -> str:

@@ -18,7 +18,7 @@ from tenacity import (
     AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential, wait_random,
 )
 
-from ..engine.runtime import Runtime
+from ..engine.runtime import Attempt, Runtime
 from ..errors import TarashException, ValidationError
 from ..errors import TimeoutError as GenerationTimeoutError
 from ..journal.idempotency import HeldClaim
@@ -110,10 +110,11 @@ class RouteRun:
                 break
             target_request = target.apply_params(request)
             config = target.build_config(self.modality, self.time_left())
+            served = None  # who serves this target: decided once, reused by its retries
             if self.policy.skip_unsupported and len(self.targets) > 1:
-                reason = self.runtime.unsupported_reason(config, target_request, self.modality)
-                if reason is not None:
-                    self.skip(target, f"unsupported: {reason}")
+                served = self.runtime.plan(config, target_request, self.modality, check=True)
+                if served.unsupported is not None:
+                    self.skip(target, f"unsupported: {served.unsupported}")
                     continue
             if self.policy.cooldown is not None:
                 wait = await self.cooldowns.check(target.key, self.policy.cooldown)
@@ -121,7 +122,7 @@ class RouteRun:
                     self.skip(target, f"cooling down for {wait:.1f}s more")
                     continue
             try:
-                response = await self._try_target(target, config, target_request, on_progress)
+                response = await self._try_target(target, config, target_request, on_progress, served)
             except TarashException as exc:
                 last_error = exc
                 kind = error_kind(exc)
@@ -157,7 +158,7 @@ class RouteRun:
         return any(a.status == "skipped" for a in attempts) or len({(a.provider, a.model) for a in attempts}) > 1
 
     async def _try_target(self, target: Target, config: GenerationConfig, request: GenerationRequest,
-                          on_progress: Any) -> Any:
+                          on_progress: Any, served: Attempt | None) -> Any:
         retry = self.policy.retry
         backoff = retry.backoff
         exponential = wait_exponential(multiplier=backoff.initial, max=backoff.max)
@@ -186,7 +187,10 @@ class RouteRun:
                 if retries > 1:  # the route's time shrinks between tries
                     config = target.build_config(self.modality, self.time_left())
                 try:
-                    response = await self.runtime.dispatch(config, request, on_progress, self.modality, self.claim)
+                    if served is None:
+                        served = self.runtime.plan(config, request, self.modality)
+                    response = await self.runtime.dispatch(config, request, on_progress, self.modality, self.claim,
+                                                           served)
                 except Exception as raw:  # noqa: BLE001 - every failure is recorded (cancellation passes through)
                     exc = _as_tarash(raw, target)
                     attempt.ended_at = _now()

@@ -53,7 +53,8 @@ class OpenAIImagesTransport(OpenAIClients, BaseTransport):
         if call.modality != "image":
             raise ValidationError(f"{call.model} generates images, not {call.modality}s", provider=call.provider,
                                   model=call.model)
-        job = prepare_job(call.family, call.config, call.request)  # a mask_image is refused here: no family maps one
+        # A mask_image is refused by validation: no family maps one.
+        job = prepare_job(call.family, call.config, call.request, validate=not call.checked, api_key=call.api_key)
         warn_deprecated(call.family)
         call.state = _Working(job, self.async_client(job, openai), openai)
 

@@ -119,7 +119,7 @@ class OpenAIVideosTransport(OpenAIClients, BaseTransport):
         if call.modality != "video":
             raise ValidationError(f"{call.model} generates videos, not {call.modality}s", provider=call.provider,
                                   model=call.model)
-        job = prepare_job(call.family, call.config, call.request)
+        job = prepare_job(call.family, call.config, call.request, validate=not call.checked, api_key=call.api_key)
         plan = plan_call(job)
         warn_deprecated(call.family)
         call.state = _Working(job, plan, self.async_client(job, openai), openai)

@@ -59,17 +59,22 @@ class SpecTransport:
             return
         media = family.media
         fetched = None
+        validate, key = not call.checked, call.api_key
         if media.download and (urls := media_urls(request)):
-            check_request(family, config.model, request)  # refuse a bad request before downloading anything
+            if validate:  # refuse a bad request before downloading anything
+                check_request(family, config.model, request)
+                validate = False
             fetched = await fetch_media(urls, family.provider.name, media.max_download_bytes)
         uploaded = None
         if media.upload_over_bytes is not None and family.provider.upload_steps:
             large = [m for m in media_bytes(request) if len(m["content"]) > media.upload_over_bytes]
             if large:
-                placeholder = prepare_job(family, config, request, fetched=fetched,
-                                          uploaded={id(m): "" for m in large})
+                placeholder = prepare_job(family, config, request, fetched=fetched, validate=validate,
+                                          uploaded={id(m): "" for m in large}, api_key=key)
+                validate = False
                 uploaded = await self._upload(call, placeholder, large)
-        call.state = prepare_job(family, config, request, fetched=fetched, uploaded=uploaded)
+        call.state = prepare_job(family, config, request, fetched=fetched, uploaded=uploaded, validate=validate,
+                                 api_key=key)
 
     async def submit(self, call: Call) -> Status:
         jc: JobContext = call.state

@@ -110,9 +110,11 @@ class VertexTransport(BaseTransport):
                                       model=call.model, request_id=call.job_id)
             call.state = _Working(genai, self._client(genai, call.config, call.provider), None)
             return
-        check_request(call.family, call.model, call.request)  # refuse a bad request before downloading anything
+        if not call.checked:  # refuse a bad request before downloading anything
+            for warning in check_request(call.family, call.model, call.request):
+                logger.warning("%s", warning)
         request = await _inline_web_media(call.family, call.request)
-        job = prepare_job(call.family, call.config, request)
+        job = prepare_job(call.family, call.config, request, validate=False, api_key=call.api_key)
         sdk_call = _SdkCall(job.payload, call.modality, call.provider, call.model)
         sdk_call.validate(genai)
         call.state = _Working(genai, self._client(genai, call.config, call.provider), sdk_call)
