@@ -3,6 +3,10 @@
     from tarash_router import generate_video
     from tarash_router.models import VideoGenerationConfig, VideoGenerationRequest
 
+or, for a configuration of your own (specs, routes, journal) beside any other in the process:
+
+    from tarash_router import Client
+
 Names are imported on first use (PEP 562), so `import tarash_router` stays cheap and pulls in no
 HTTP stack, template engine or vendor SDK until something needs it.
 """
@@ -15,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys([
         "generate_video", "generate_video_async", "generate_image", "generate_image_async", "register_provider",
-        "register_provider_field_mapping", "get_provider_field_mapping", "render_request", "resume", "resume_async",
-        "cancel_job_async",
+        "unregister_provider", "register_transport", "register_provider_field_mapping", "get_provider_field_mapping",
+        "render_request", "resume", "resume_async", "cancel_job_async", "default_client",
     ], "api"),
+    "Client": "client",
     "aclose_clients": "engine.client",
     **dict.fromkeys([
         "TarashException", "ValidationError", "ContentModerationError", "HTTPError", "AuthenticationError",
@@ -57,10 +62,11 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerly
     from .api import (  # noqa: F401
-        cancel_job_async, generate_image, generate_image_async, generate_video, generate_video_async,
-        get_provider_field_mapping, register_provider, register_provider_field_mapping, render_request, resume,
-        resume_async,
+        cancel_job_async, default_client, generate_image, generate_image_async, generate_video, generate_video_async,
+        get_provider_field_mapping, register_provider, register_provider_field_mapping, register_transport,
+        render_request, resume, resume_async, unregister_provider,
     )
+    from .client import Client  # noqa: F401
     from .engine.client import aclose_clients  # noqa: F401
     from .errors import (  # noqa: F401
         AuthenticationError, ConfigError, ContentModerationError, GenerationFailedError, HTTPConnectionError,
