@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
-from ..errors import ValidationError
+import httpx
+
+from ..errors import HTTPConnectionError, ValidationError
+from .client import POOL, ClientPool
+from .http import ResponseTooLarge, send
+from .netguard import check_public_url
 
 
 def to_data_uri(content: bytes, content_type: str) -> str:
@@ -46,22 +52,15 @@ def convert_media(media: Any, accepts: list[str], provider: str, max_inline_byte
     return media
 
 
-async def fetch_media(urls: list[str], provider: str, max_bytes: int) -> dict[str, dict[str, Any]]:
+async def fetch_media(urls: list[str], provider: str, max_bytes: int,
+                      pool: ClientPool | None = None) -> dict[str, dict[str, Any]]:
     """Download URL media for providers that only take inline bytes; url -> MediaContent.
 
     Every hop is vetted by `check_public_url` (no private, loopback or metadata addresses unless
-    TARASH_ALLOW_PRIVATE_URLS is set) and the body is capped at `max_bytes`.
+    TARASH_ALLOW_PRIVATE_URLS is set) and the body is capped at `max_bytes`. `pool`: whose
+    connections to use (default: the process-wide pool).
     """
-    import asyncio
-
-    import httpx
-
-    from ..errors import HTTPConnectionError
-    from .client import POOL
-    from .http import ResponseTooLarge, send
-    from .netguard import check_public_url
-
-    pooled = POOL.get(f"media:{provider}")
+    pooled = (pool or POOL).get(f"media:{provider}")
 
     async def fetch(url: str) -> tuple[str, dict[str, Any]]:
         failure: Exception | None = None

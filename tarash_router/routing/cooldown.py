@@ -17,7 +17,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..errors import ConfigError
 from ..lazy import Lazy
+from ..settings import get_settings
 from .policy import CooldownPolicy
 
 logger = logging.getLogger("tarash_router.routing")
@@ -145,8 +147,6 @@ def fail_open(store: CooldownStore) -> CooldownStore:
     after a failure)."""
     if isinstance(store, (InMemoryCooldowns, FailOpenCooldowns)):
         return store
-    from ..settings import get_settings
-
     with _WRAPPED_LOCK:
         wrapped = _WRAPPED.get(store)
         if wrapped is None:
@@ -160,19 +160,14 @@ def open_cooldowns(url: str, timeout: float | None = None) -> CooldownStore:
     if url == "memory":
         return InMemoryCooldowns()
     if url.startswith(("redis://", "rediss://", "unix://")):
-        from ..settings import get_settings
-        from .redis_cooldowns import RedisCooldowns
+        from .redis_cooldowns import RedisCooldowns  # needs the redis extra: imported when asked for
 
         timeout = timeout if timeout is not None else get_settings().journal_timeout
         return FailOpenCooldowns(RedisCooldowns(url, socket_timeout=timeout), timeout)
-    from ..errors import ConfigError
-
     raise ConfigError(f"unknown cooldown store {url!r}: use memory or redis://host:port/db")
 
 
 def _from_settings() -> CooldownStore:
-    from ..settings import get_settings
-
     return open_cooldowns(get_settings().cooldowns)
 
 

@@ -36,6 +36,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pydantic
+
+from ..engine.render import prepare_job
+from ..errors import SpecError, TarashException
+from ..models import ImageGenerationConfig, ImageGenerationRequest, VideoGenerationConfig, VideoGenerationRequest
+from ..specs.compiled import REQUEST_FIELDS
+from ..specs.loader import load_family
+from ..specs.registry import WILDCARD, get_registry
+from ..specs.yaml_source import parse_yaml
+from .examples import example_model, run_examples
+
 SUPPORTED_PROVIDERS = ("fal", "replicate")
 EXIT_OK, EXIT_ERROR = 0, 1
 EXAMPLE_PROMPT = "a red fox running through fresh snow"
@@ -87,8 +98,6 @@ class ScaffoldError(Exception):
 
 def read_openapi(path: str | Path) -> Any:
     """Parse an OpenAPI document from a JSON or YAML file; ScaffoldError names the file (and line)."""
-    from ..errors import SpecError
-    from ..specs.yaml_source import parse_yaml
 
     path = Path(path)
     try:
@@ -687,7 +696,6 @@ def _modality_hints(model: str, props: list[Prop]) -> list[tuple[str, str]]:
 
 def build_plan(provider: str, model: str, schemas: Schemas, modality: str | None, source: str) -> Plan:
     """Decide every mapping (pure: no loading or rendering)."""
-    from ..specs.compiled import REQUEST_FIELDS
 
     props = properties(schemas.input, schemas.root)
     out_modality, response, sample, out_what = _output_plan(provider, schemas.output, schemas.root)
@@ -1161,7 +1169,6 @@ def _block(key: str, value: Any, indent: int, depth: int = 0) -> list[str]:
 
 
 def _provider_spec(provider: str) -> Any:
-    from ..specs.registry import get_registry
 
     registry = get_registry()
     name = registry.provider_name(provider)
@@ -1171,9 +1178,6 @@ def _provider_spec(provider: str) -> Any:
 
 
 def _load(text: str, file: str, provider_spec: Any) -> Any:
-    from ..errors import SpecError
-    from ..specs.loader import load_family
-    from ..specs.yaml_source import parse_yaml
 
     try:
         return load_family(parse_yaml(text, file), provider_spec)
@@ -1183,12 +1187,7 @@ def _load(text: str, file: str, provider_spec: Any) -> Any:
 
 
 def _render_body(family: Any, request_data: dict[str, Any]) -> Any:
-    import pydantic
 
-    from ..engine.render import prepare_job
-    from ..errors import TarashException
-    from ..models import ImageGenerationConfig, ImageGenerationRequest, VideoGenerationConfig, VideoGenerationRequest
-    from .examples import example_model
 
     video = family.modality == "video"
     config = (VideoGenerationConfig if video else ImageGenerationConfig)(
@@ -1232,7 +1231,6 @@ def scaffold_spec(provider: str, model: str, document: Any, *, modality: str | N
     # 2. The final text: must load and every example must hold (what `tarash-router validate` checks).
     text = render_yaml(plan)
     family = _load(text, file, provider_spec)
-    from .examples import run_examples
 
     failures = run_examples(family)
     if failures:
@@ -1241,7 +1239,6 @@ def scaffold_spec(provider: str, model: str, document: Any, *, modality: str | N
 
 
 def _served_by(registry: Any, provider: str, model: str, modality: str) -> str | None:
-    from ..specs.registry import WILDCARD
 
     try:
         family = registry.resolve(provider, model, modality)
@@ -1275,7 +1272,6 @@ are marked `# TODO:`. Unmapped inputs are listed, not sent: callers reach them t
 
 def cmd_spec_new(args: argparse.Namespace) -> int:
     """Handler of `tarash-router spec new`: 0 written, 1 error (message on stderr)."""
-    from ..errors import SpecError
 
     try:
         text = scaffold_file(args.provider, args.model, args.openapi, modality=args.modality)

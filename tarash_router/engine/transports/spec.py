@@ -64,7 +64,7 @@ class SpecTransport:
             if validate:  # refuse a bad request before downloading anything
                 check_request(family, config.model, request)
                 validate = False
-            fetched = await fetch_media(urls, family.provider.name, media.max_download_bytes)
+            fetched = await fetch_media(urls, family.provider.name, media.max_download_bytes, call.pool)
         uploaded = None
         if media.upload_over_bytes is not None and family.provider.upload_steps:
             large = [m for m in media_bytes(request) if len(m["content"]) > media.upload_over_bytes]

@@ -113,7 +113,7 @@ class VertexTransport(BaseTransport):
         if not call.checked:  # refuse a bad request before downloading anything
             for warning in check_request(call.family, call.model, call.request):
                 logger.warning("%s", warning)
-        request = await _inline_web_media(call.family, call.request)
+        request = await _inline_web_media(call.family, call.request, call.pool)
         job = prepare_job(call.family, call.config, request, validate=False, api_key=call.api_key)
         sdk_call = _SdkCall(job.payload, call.modality, call.provider, call.model)
         sdk_call.validate(genai)
@@ -344,13 +344,13 @@ async def _generate_images_async(models: Any, model: str, call: _SdkCall) -> Any
 # ---------------------------------------------------------------------- media
 
 
-async def _inline_web_media(family: FamilySpec, request: Any) -> Any:
+async def _inline_web_media(family: FamilySpec, request: Any, pool: Any = None) -> Any:
     """Download http(s) images/videos so they go inline; gs:// URIs and bytes pass through."""
     urls = [u for u in _request_media(request) if isinstance(u, str) and media_kind(u) == "url"
             and u.lower().startswith(("http://", "https://"))]
     if not urls:
         return request
-    fetched = await fetch_media(urls, family.provider.name, family.media.max_download_bytes)
+    fetched = await fetch_media(urls, family.provider.name, family.media.max_download_bytes, pool)
     return _replace_media(request, lambda m: fetched.get(m, m) if isinstance(m, str) else m)
 
 
