@@ -90,6 +90,42 @@ class SourceDoc:
         return cls(message, file=self.file, line=line, column=column, key=key)
 
 
+@dataclass
+class MergedDoc(SourceDoc):
+    """A family merged with the family it `extends`: `data` is the merged mapping, and a key path is
+    placed in the file that wrote it (the child's own keys in the child, inherited ones in the parent).
+
+    `merged` names the mappings merged key by key (params, body): below them the second key decides.
+    """
+
+    child: SourceDoc | None = None
+    parent: SourceDoc | None = None
+    merged: tuple[str, ...] = ()
+
+    def origin(self, path: KeyPath) -> SourceDoc:
+        """The document that wrote the value at `path`."""
+        assert self.child is not None and self.parent is not None
+        if not path:
+            return self.child
+        own = self.child.data if isinstance(self.child.data, dict) else {}
+        inherited = self.parent.data if isinstance(self.parent.data, dict) else {}
+        key = path[0]
+        if key in own:
+            if key in self.merged and len(path) > 1 and isinstance(own[key], dict) and path[1] not in own[key]:
+                return self.parent
+            return self.child
+        return self.parent if key in inherited else self.child
+
+    def position(self, path: KeyPath) -> tuple[int | None, int | None]:
+        return self.origin(tuple(path)).position(path)
+
+    def error(self, message: str, path: KeyPath = (), cls: type[SpecError] = SpecError) -> SpecError:
+        source = self.origin(tuple(path))
+        if source is self.parent:
+            message = f"{message} (inherited by {self.file} through `extends`)"
+        return source.error(message, path, cls)
+
+
 def format_key_path(path: KeyPath) -> str:
     out = ""
     for part in path:
