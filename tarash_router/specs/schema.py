@@ -310,8 +310,8 @@ def json_schema(kind: str) -> dict[str, Any]:
         model = {"provider": ProviderFile, "family": FamilyFile}[kind]
     schema = model.model_json_schema(by_alias=True)
     if kind == "family":  # what the loader checks after `extends` is resolved, as far as a schema can say it
-        schema["anyOf"] = [{"required": ["extends"]}, {"required": ["models", "modality"]},
-                           {"required": ["abstract", "modality"]}]
+        schema["allOf"] = [{"anyOf": [{"required": ["models"]}, {"required": ["abstract"]}]},
+                           {"anyOf": [{"required": ["modality"]}, {"required": ["extends"]}]}]
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"tarash-router {kind} file, spec_version 1"
     return schema
