@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -257,22 +258,22 @@ def resolve_extends(doc: SourceDoc, provider: ProviderSpec) -> SourceDoc:
 def _find_family(doc: SourceDoc, provider: ProviderSpec, name: str) -> SourceDoc:
     """The family file named `name`: `<name>.yaml` or a file saying `family: <name>`, beside the child
     or in the provider's folder; an unknown name lists the known ones."""
+    own = os.path.abspath(doc.file)
     folders = []
     for file in (doc.file, provider.source.file):
-        folder = Path(file).parent
-        if Path(file).is_file() and folder not in folders:
+        folder = Path(os.path.abspath(file)).parent
+        if folder not in folders and os.path.isfile(file):
             folders.append(folder)
     for folder in folders:
         for candidate in (folder / f"{name}.yaml", folder / f"{name}.yml"):
-            if candidate.is_file() and Path(doc.file).resolve() != candidate.resolve():
+            if str(candidate) != own and candidate.is_file():
                 parent = _cached_yaml(candidate)
                 if isinstance(parent.data, dict) and parent.data.get("family", name) == name:
                     return parent
     known: dict[str, Path] = {}
     for folder in folders:
         for file in sorted(folder.glob("*.y*ml")):
-            if file.name == PROVIDER_FILE or file.suffix not in (".yaml", ".yml") or \
-                    file.resolve() == Path(doc.file).resolve():
+            if file.name == PROVIDER_FILE or file.suffix not in (".yaml", ".yml") or str(file) == own:
                 continue
             text = file.read_text(encoding="utf-8", errors="replace")
             owner = _PROVIDER_KEY.search(text)
@@ -289,18 +290,9 @@ def _find_family(doc: SourceDoc, provider: ProviderSpec, name: str) -> SourceDoc
                     f"(known: {listed})", ("extends",))
 
 
-_PARSED: dict[tuple[str, int, int], SourceDoc] = {}  # parents read for `extends`, by (path, mtime, size)
-
-
 def _cached_yaml(path: Path) -> SourceDoc:
-    """A parent file, parsed once however many children extend it (re-read when it changes)."""
-    stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    doc = _PARSED.get(key)
-    if doc is None:
-        if len(_PARSED) >= 512:
-            _PARSED.clear()
-        doc = _PARSED[key] = load_yaml_file(path)
+    """A parent file (parsed once however many children extend it: see `load_yaml_file`)."""
+    doc = load_yaml_file(path)
     if not isinstance(doc.data, dict):
         raise doc.error("expected a mapping at the top of the file")
     return doc

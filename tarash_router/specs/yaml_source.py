@@ -138,8 +138,16 @@ MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_EXPANDED_NODES = 20_000  # nodes that aliases may stand for, in all
 
 
+_PARSED: dict[tuple[str, str], Any] = {}  # (file, text) -> data: a file read twice is parsed once
+_PARSED_MAX_CHARS = 8 * 1024 * 1024
+_parsed_chars = 0
+
+
 def load_yaml_file(path: Path | str, cls: type[SpecError] = SpecError) -> SourceDoc:
-    """Read and parse one YAML file; syntax errors become `SpecError` with file:line."""
+    """Read and parse one YAML file; syntax errors become `SpecError` with file:line.
+
+    A file whose text is unchanged since it was last parsed reuses that parse (a parent family is
+    read once as itself and once per child that `extends` it). The parsed data is read-only."""
     path = Path(path)
     try:
         with path.open("rb") as stream:  # never more than the limit: the file may be a pipe or endless
@@ -154,7 +162,21 @@ def load_yaml_file(path: Path | str, cls: type[SpecError] = SpecError) -> Source
         raise cls(f"cannot read file: {exc.strerror}", file=str(path)) from None
     except UnicodeDecodeError:
         raise cls("file is not valid UTF-8", file=str(path)) from None
-    return parse_yaml(text, str(path), cls)
+    key = (str(path), text)
+    if key in _PARSED:
+        return SourceDoc(file=str(path), data=_PARSED[key], text=text)
+    doc = parse_yaml(text, str(path), cls)
+    _remember(key, doc.data)
+    return doc
+
+
+def _remember(key: tuple[str, str], data: Any) -> None:
+    global _parsed_chars
+    if _parsed_chars + len(key[1]) > _PARSED_MAX_CHARS:
+        _PARSED.clear()
+        _parsed_chars = 0
+    _PARSED[key] = data
+    _parsed_chars += len(key[1])
 
 
 def parse_yaml(text: str, file: str, cls: type[SpecError] = SpecError) -> SourceDoc:
