@@ -247,8 +247,9 @@ def resolve_extends(doc: SourceDoc, provider: ProviderSpec) -> SourceDoc:
                         f"{parent['extends']!r} directly", path)
     merged = {key: value for key, value in parent.items() if key not in NOT_INHERITED}
     for key, value in data.items():
-        if key in MERGED_KEYS and isinstance(value, dict) and isinstance(merged.get(key), dict):
-            combined = {**merged[key], **value}
+        if key in MERGED_KEYS and isinstance(value, dict):
+            inherited = merged.get(key) if isinstance(merged.get(key), dict) else {}
+            combined = {**inherited, **value}
             merged[key] = {k: v for k, v in combined.items() if v is not None}  # null removes the parent's key
         else:
             merged[key] = value
@@ -267,7 +268,7 @@ def _find_family(doc: SourceDoc, provider: ProviderSpec, name: str) -> SourceDoc
     for folder in folders:
         for candidate in (folder / f"{name}.yaml", folder / f"{name}.yml"):
             if str(candidate) != own and candidate.is_file():
-                parent = _cached_yaml(candidate)
+                parent = _read_family(candidate)
                 if isinstance(parent.data, dict) and parent.data.get("family", name) == name:
                     return parent
     known: dict[str, Path] = {}
@@ -282,7 +283,7 @@ def _find_family(doc: SourceDoc, provider: ProviderSpec, name: str) -> SourceDoc
             named = _FAMILY_KEY.search(text)
             known.setdefault(named.group(1) if named else file.stem, file)
     if name in known:
-        return _cached_yaml(known[name])
+        return _read_family(known[name])
     hint = difflib.get_close_matches(name, list(known), n=1)
     suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
     listed = ", ".join(sorted(known)) or "none found"
@@ -290,7 +291,7 @@ def _find_family(doc: SourceDoc, provider: ProviderSpec, name: str) -> SourceDoc
                     f"(known: {listed})", ("extends",))
 
 
-def _cached_yaml(path: Path) -> SourceDoc:
+def _read_family(path: Path) -> SourceDoc:
     """A parent file (parsed once however many children extend it: see `load_yaml_file`)."""
     doc = load_yaml_file(path)
     if not isinstance(doc.data, dict):
