@@ -147,6 +147,60 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(poll_interval=args.poll_interval)
 
 
+def cmd_spec_show(args: argparse.Namespace) -> int:
+    """Print a family as the engine uses it: `extends` merged in and defaults written out."""
+    import difflib
+
+    from .specs.registry import get_registry
+
+    registry = get_registry()
+    if args.spec_dir:
+        registry.load_paths(args.spec_dir)
+    if not args.resolved:
+        return _usage("spec show prints the resolved family; pass --resolved")
+    provider, _, name = args.family.rpartition("/")
+    families = {f"{f.provider.name}/{f.name}": f for f in registry.families()}
+    found = [f for key, f in families.items()
+             if key == args.family or (not provider and key.rpartition("/")[2] == name)]
+    if len(found) != 1:
+        names = sorted(families) if provider or len(found) > 1 else sorted({k.rpartition("/")[2] for k in families})
+        hint = difflib.get_close_matches(args.family, names, n=3)
+        why = f"{args.family!r} is ambiguous: {', '.join(sorted(f'{f.provider.name}/{f.name}' for f in found))}" \
+            if found else f"unknown family {args.family!r}" + (f"; did you mean {' or '.join(map(repr, hint))}?" if hint else "")
+        return _usage(f"{why} (name it as provider/family; `tarash-router providers` lists them)")
+    family = found[0]
+    data = family.file.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"examples"})
+    data = {k: v for k, v in data.items() if v not in ({}, [], False) or k in ("models",)}
+    data["family"] = family.name
+    print(f"# {family.provider.name}/{family.name} resolved from {family.source.file}"
+          + (f" (extends {family.file.extends})" if family.file.extends else "")
+          + f"; {len(family.file.examples)} example(s) not shown")
+    print(_show_yaml(data), end="")
+    return EXIT_OK
+
+
+def _show_yaml(data: dict[str, Any]) -> str:
+    """YAML as spec files write it: lists of scalars on one line (`allowed: [4, 6, 8]`)."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        def represent_list(self, items: list[Any]) -> Any:
+            flow = all(not isinstance(item, (dict, list)) for item in items)
+            return self.represent_sequence("tag:yaml.org,2002:seq", items, flow_style=flow)
+
+    Dumper.add_representer(list, Dumper.represent_list)
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=110)
+
+
+def _add_spec_show(actions: Any) -> None:
+    """`spec show --resolved FAMILY`, beside `spec new` (registered by the scaffolder)."""
+    show = actions.add_parser("show", help="print a family as loaded: `extends` merged in, defaults written out")
+    show.add_argument("family", help="provider/family or a family name")
+    show.add_argument("--resolved", action="store_true", help="print the effective family (required for now)")
+    show.add_argument("--spec-dir", action="append", default=[], help="extra spec directory (repeatable)")
+    show.set_defaults(func=cmd_spec_show)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tarash-router", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -199,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .tools.scaffold import add_command
 
-    add_command(sub)
+    _add_spec_show(add_command(sub))
     return parser
 
 

@@ -117,7 +117,7 @@ def test_kling_like_image_to_video():
     assert not any(line.startswith("  cfg_scale:") for line in body)
     assert ("  #   cfg_scale: number 0..1, default 0.5 - The CFG (Classifier Free Guidance) scale is a measure "
             "of how close you want the model to stick to your prompt.") in body
-    assert "extra_params: merge" in text
+    assert "extra_params:" not in text  # merge is the default: not written out
     assert 'response:\n  video: "$.video.url"' in text
     data = yaml.safe_load(text)
     assert data["examples"][0]["body"] == {"prompt": "a red fox running through fresh snow",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from .compiled import (
 from .jsonpaths import JsonPath, JsonPathSyntaxError
 from .schema import FamilyFile, ParamSpec, ProviderFile, RoleSpec
 from .templates import LeafError, ValueTree
-from .yaml_source import SourceDoc, load_yaml_file
+from .yaml_source import MergedDoc, SourceDoc, load_yaml_file
 
 PROVIDER_FILE = "provider.yaml"
 # Transports a spec may name (`handler:`): the built-in SDK ones, and any a user registers.
@@ -208,11 +209,117 @@ def _poll_extract(doc: SourceDoc, poll: Any, path: tuple) -> PollExtract:
                        delay_header=poll.delay_header, delay_scale=poll.delay_scale)
 
 
+# `extends`: what a child never inherits, and the mappings merged key by key (the rest is replaced whole).
+NOT_INHERITED = frozenset({"family", "models", "examples", "description", "docs", "notes", "abstract", "extends"})
+MERGED_KEYS = ("params", "body")
+_FAMILY_KEY = re.compile(r"^family:[ \t]*['\"]?([^'\"\s#]+)", re.MULTILINE)
+_PROVIDER_KEY = re.compile(r"^provider:[ \t]*['\"]?([^'\"\s#]+)", re.MULTILINE)
+
+
+def resolve_extends(doc: SourceDoc, provider: ProviderSpec) -> SourceDoc:
+    """The family as written, or merged with the family it `extends` (resolved once, at load).
+
+    The parent is a family of the same provider, found beside the child's file or in the provider's
+    folder. It may not extend another family itself. The merged document places every key path in the
+    file that wrote it, so errors point at the child or at the parent, whichever holds the value.
+    """
+    data = doc.data
+    if not isinstance(data, dict) or "extends" not in data:
+        return doc
+    name = data["extends"]
+    path = ("extends",)
+    if not isinstance(name, str) or not name:
+        raise doc.error(f"`extends` names a family of provider {provider.name!r}; found {name!r}", path)
+    if "/" in name:
+        raise doc.error(f"a family can extend only a family of its own provider: expected a family name of "
+                        f"{provider.name!r} (no provider prefix), found {name!r}", path)
+    parent_doc = _find_family(doc, provider, name)
+    parent = parent_doc.data
+    parent_provider = parent.get("provider")
+    if parent_provider != provider.name and parent_provider not in provider.file.aliases:
+        raise doc.error(f"family {name!r} ({parent_doc.file}) belongs to provider {parent_provider!r}; a family "
+                        f"can extend only a family of its own provider ({provider.name!r})", path)
+    if "extends" in parent:
+        line, _ = parent_doc.position(("extends",))
+        raise doc.error(f"`extends` is one level deep: expected a family without `extends`, found {name!r} "
+                        f"extending {parent['extends']!r} ({parent_doc.file}:{line}); extend "
+                        f"{parent['extends']!r} directly", path)
+    merged = {key: value for key, value in parent.items() if key not in NOT_INHERITED}
+    for key, value in data.items():
+        if key in MERGED_KEYS and isinstance(value, dict):
+            inherited = merged.get(key) if isinstance(merged.get(key), dict) else {}
+            combined = {**inherited, **value}
+            merged[key] = {k: v for k, v in combined.items() if v is not None}  # null removes the parent's key
+        else:
+            merged[key] = value
+    return MergedDoc(file=doc.file, data=merged, text=doc.text, child=doc, parent=parent_doc, merged=MERGED_KEYS)
+
+
+def _find_family(doc: SourceDoc, provider: ProviderSpec, name: str) -> SourceDoc:
+    """The family file named `name`: `<name>.yaml` or a file saying `family: <name>`, beside the child
+    or in the provider's folder; an unknown name lists the known ones."""
+    own = os.path.abspath(doc.file)
+    folders = []
+    for file in (doc.file, provider.source.file):
+        folder = Path(os.path.abspath(file)).parent
+        if folder not in folders and os.path.isfile(file):
+            folders.append(folder)
+    for folder in folders:
+        for candidate in (folder / f"{name}.yaml", folder / f"{name}.yml"):
+            if str(candidate) != own and candidate.is_file():
+                parent = _read_family(candidate)
+                if isinstance(parent.data, dict) and parent.data.get("family", name) == name:
+                    return parent
+    known: dict[str, Path] = {}
+    for folder in folders:
+        for file in sorted(folder.glob("*.y*ml")):
+            if file.name == PROVIDER_FILE or file.suffix not in (".yaml", ".yml") or str(file) == own:
+                continue
+            text = file.read_text(encoding="utf-8", errors="replace")
+            owner = _PROVIDER_KEY.search(text)
+            if owner is None or owner.group(1) not in (provider.name, *provider.file.aliases):
+                continue
+            named = _FAMILY_KEY.search(text)
+            known.setdefault(named.group(1) if named else file.stem, file)
+    if name in known:
+        return _read_family(known[name])
+    hint = difflib.get_close_matches(name, list(known), n=1)
+    suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+    listed = ", ".join(sorted(known)) or "none found"
+    raise doc.error(f"`extends` names an unknown family {name!r} of provider {provider.name!r}{suggestion} "
+                    f"(known: {listed})", ("extends",))
+
+
+def _read_family(path: Path) -> SourceDoc:
+    """A parent file (parsed once however many children extend it: see `load_yaml_file`)."""
+    doc = load_yaml_file(path)
+    if not isinstance(doc.data, dict):
+        raise doc.error("expected a mapping at the top of the file")
+    return doc
+
+
+def _check_shape(doc: SourceDoc, ffile: FamilyFile) -> None:
+    """What the schema cannot say alone: modality and models are required, except for an abstract family."""
+    if ffile.modality is None:
+        raise doc.error("missing required key 'modality'")
+    if ffile.abstract:
+        for key in ("models", "examples"):
+            if key in doc.data:
+                raise doc.error(f"an abstract family serves no models, so it takes no `{key}`: expected no "
+                                f"`{key}` (or `abstract: false`), found {key}", (key,))
+    elif not ffile.models:
+        raise doc.error("missing required key 'models'" if "models" not in doc.data
+                        else "`models` lists at least one model id (or say `abstract: true`)", ("models",))
+
+
 def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
     """Validate and compile a family file against its (already loaded) provider."""
+    doc = resolve_extends(doc, provider)
     ffile = validate_model(doc, FamilyFile)
     if ffile.provider != provider.name and ffile.provider not in provider.file.aliases:
         raise doc.error(f"family says provider {ffile.provider!r} but sits beside {provider.name!r}", ("provider",))
+    _check_shape(doc, ffile)
+    assert ffile.modality is not None
     request_fields = REQUEST_FIELDS[ffile.modality]
     params = _parse_params(doc, ffile.params, request_fields)
     params.checks = _compile_checks(doc, ffile, request_fields)

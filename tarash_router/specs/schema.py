@@ -259,22 +259,33 @@ class ModelEntry(_Strict):
 
 
 class FamilyFile(_Strict):
-    """One model family: models, params, body mapping, response paths, examples."""
+    """One model family: models, params, body mapping, response paths, examples.
+
+    `models` and `modality` are required, except that a family with `extends` takes `modality` from
+    its parent and an `abstract` family serves no models; the loader checks this after `extends`.
+    """
 
     spec_version: Literal[1]
     provider: str = Field(pattern=NAME_PATTERN)
     family: str | None = None
+    extends: str | None = Field(
+        None, description="A family of the same provider whose keys this one inherits (one level deep): params and "
+                          "body merge key by key (null removes a key), other keys replace the parent's whole; "
+                          "family, models, examples, description, docs and notes are never inherited")
+    abstract: bool = Field(False, description="A parent for other families only: serves no models, has no examples")
     description: str | None = None
     docs: str | None = None
     notes: str | None = None
     models: list[Union[str, ModelEntry]] = Field(
-        min_length=1, description="Model id prefixes (segment-aware; longest wins), '*' for the generic family")
-    modality: Modality
+        default_factory=list,
+        description="Model id prefixes (segment-aware; longest wins), '*' for the generic family")
+    modality: Modality | None = None
     capabilities: list[str] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
     checks: list[CheckSpec] = Field(default_factory=list)
     body: dict[str, Any] = Field(default_factory=dict)
-    extra_params: Union[Literal["merge", "reject"], ExtraParamsSpec] = "merge"
+    extra_params: Union[Literal["merge", "reject"], ExtraParamsSpec] = Field(
+        "merge", description="How request.extra_params reach the body: merge (the default), reject, or {allow, into}")
     protocol: ProtocolOverride | None = None
     media: MediaSpec | None = Field(None, description="Replaces the provider's media rules for this family")
     response: ResponseSpec = Field(default_factory=ResponseSpec)

@@ -75,6 +75,19 @@ def _dims(value: Any) -> Any:
     return {"width": int(match.group(1)), "height": int(match.group(2))} if match else None
 
 
+def _image_size(value: Any) -> Any:
+    """`request.size | image_size`: "1024x768" -> {width: 1024, height: 768}; any other value (a preset
+    name such as fal's `square_hd`) passes through unchanged, and None stays None."""
+    return _dims(value) or value
+
+
+def _frame_count(seconds: Any, fps: Any = 16) -> Any:
+    """`request.duration_seconds | frame_count(24)`: seconds x fps + 1 frames (a clip of N seconds spans
+    N x fps intervals); None, 0 or a value that is not a number gives None."""
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (seconds, fps))
+    return seconds * fps + 1 if numbers and seconds else None
+
+
 class TemplateLimitError(SpecError):
     """A template went past a sandbox limit: what one render may build, copy or loop over."""
 
@@ -593,6 +606,8 @@ def _build_env(undefined: type[Undefined]) -> ImmutableSandboxedEnvironment:
     env.filters["data_uri"] = _data_uri
     env.filters["data_uri_parts"] = _data_uri_parts
     env.filters["dims"] = _dims
+    env.filters["image_size"] = _image_size
+    env.filters["frame_count"] = _frame_count
     env.filters["rename"] = _rename
     env.filters["wrap"] = _wrap
     env.filters.pop("urlize", None)  # HTML links: output grows with every URL in the text

@@ -90,6 +90,42 @@ class SourceDoc:
         return cls(message, file=self.file, line=line, column=column, key=key)
 
 
+@dataclass
+class MergedDoc(SourceDoc):
+    """A family merged with the family it `extends`: `data` is the merged mapping, and a key path is
+    placed in the file that wrote it (the child's own keys in the child, inherited ones in the parent).
+
+    `merged` names the mappings merged key by key (params, body): below them the second key decides.
+    """
+
+    child: SourceDoc | None = None
+    parent: SourceDoc | None = None
+    merged: tuple[str, ...] = ()
+
+    def origin(self, path: KeyPath) -> SourceDoc:
+        """The document that wrote the value at `path`."""
+        assert self.child is not None and self.parent is not None
+        if not path:
+            return self.child
+        own = self.child.data if isinstance(self.child.data, dict) else {}
+        inherited = self.parent.data if isinstance(self.parent.data, dict) else {}
+        key = path[0]
+        if key in own:
+            if key in self.merged and len(path) > 1 and isinstance(own[key], dict) and path[1] not in own[key]:
+                return self.parent
+            return self.child
+        return self.parent if key in inherited else self.child
+
+    def position(self, path: KeyPath) -> tuple[int | None, int | None]:
+        return self.origin(tuple(path)).position(path)
+
+    def error(self, message: str, path: KeyPath = (), cls: type[SpecError] = SpecError) -> SpecError:
+        source = self.origin(tuple(path))
+        if source is self.parent:
+            message = f"{message} (inherited by {self.file} through `extends`)"
+        return source.error(message, path, cls)
+
+
 def format_key_path(path: KeyPath) -> str:
     out = ""
     for part in path:
@@ -102,8 +138,16 @@ MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_EXPANDED_NODES = 20_000  # nodes that aliases may stand for, in all
 
 
+_PARSED: dict[tuple[str, str], Any] = {}  # (file, text) -> data: a file read twice is parsed once
+_PARSED_MAX_CHARS = 8 * 1024 * 1024
+_parsed_chars = 0
+
+
 def load_yaml_file(path: Path | str, cls: type[SpecError] = SpecError) -> SourceDoc:
-    """Read and parse one YAML file; syntax errors become `SpecError` with file:line."""
+    """Read and parse one YAML file; syntax errors become `SpecError` with file:line.
+
+    A file whose text is unchanged since it was last parsed reuses that parse (a parent family is
+    read once as itself and once per child that `extends` it). The parsed data is read-only."""
     path = Path(path)
     try:
         with path.open("rb") as stream:  # never more than the limit: the file may be a pipe or endless
@@ -118,7 +162,21 @@ def load_yaml_file(path: Path | str, cls: type[SpecError] = SpecError) -> Source
         raise cls(f"cannot read file: {exc.strerror}", file=str(path)) from None
     except UnicodeDecodeError:
         raise cls("file is not valid UTF-8", file=str(path)) from None
-    return parse_yaml(text, str(path), cls)
+    key = (str(path), text)
+    if key in _PARSED:
+        return SourceDoc(file=str(path), data=_PARSED[key], text=text)
+    doc = parse_yaml(text, str(path), cls)
+    _remember(key, doc.data)
+    return doc
+
+
+def _remember(key: tuple[str, str], data: Any) -> None:
+    global _parsed_chars
+    if _parsed_chars + len(key[1]) > _PARSED_MAX_CHARS:
+        _PARSED.clear()
+        _parsed_chars = 0
+    _PARSED[key] = data
+    _parsed_chars += len(key[1])
 
 
 def parse_yaml(text: str, file: str, cls: type[SpecError] = SpecError) -> SourceDoc:

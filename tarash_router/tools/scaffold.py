@@ -1108,7 +1108,8 @@ def render_yaml(plan: Plan) -> str:
         add(f"  {_scalar(entry.key)}: {_scalar(entry.template)}{comment}")
     if plan.unmapped:
         add(f"  # TODO: these {plan.provider} inputs are not mapped; they reach the provider only through")
-        add("  # extra_params (merged below). Map one to a request field above, or leave it to callers:")
+        add("  # extra_params (merged into the body by default). Map one to a request field above, or leave")
+        add("  # it to callers:")
         for prop, why in plan.unmapped:
             bits = [_describe_type(prop)]
             if prop.required:
@@ -1121,7 +1122,6 @@ def render_yaml(plan: Plan) -> str:
             if prop.description:
                 line += f" - {_clean(prop.description, 140)}"
             add(line)
-    add("extra_params: merge")
     if plan.response:
         add("response:")
         for name, path in plan.response.items():
@@ -1298,11 +1298,12 @@ def cmd_spec_new(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_command(subparsers: Any) -> None:
-    """Register `spec new` on an argparse subparsers object (the `tarash-router` command's)."""
+def add_command(subparsers: Any) -> Any:
+    """Register `spec new` on an argparse subparsers object (the `tarash-router` command's); returns
+    the `spec` command's own subparsers, for its other subcommands."""
     spec = subparsers.add_parser("spec", help="work with spec files: `spec new` drafts a family from an OpenAPI schema",
                                  description="Work with spec files.")
-    actions = spec.add_subparsers(dest="spec_command", required=True, metavar="{new}")
+    actions = spec.add_subparsers(dest="spec_command", required=True, metavar="{new,show}")
     new = actions.add_parser(
         "new", help="draft a family spec from a fal or Replicate OpenAPI schema (offline)",
         description="Draft a family spec YAML from a provider's OpenAPI schema.",
@@ -1317,6 +1318,7 @@ def add_command(subparsers: Any) -> None:
     new.add_argument("--modality", choices=["video", "image"],
                      help="default: inferred from the output schema (and for a bare URL output, the model id/inputs)")
     new.set_defaults(func=cmd_spec_new)
+    return actions
 
 
 __all__ = ["scaffold_spec", "scaffold_file", "read_openapi", "fal_schemas", "replicate_schemas", "build_plan",

@@ -17,6 +17,9 @@ def json_schema(kind: str) -> dict[str, Any]:
     """The JSON Schema of a file kind: `provider`, `family` or `routes`."""
     model: type[BaseModel] = {"provider": ProviderFile, "family": FamilyFile, "routes": RoutesFile}[kind]
     schema = model.model_json_schema(by_alias=True)
+    if kind == "family":  # what the loader checks after `extends` is resolved, as far as a schema can say it
+        schema["allOf"] = [{"anyOf": [{"required": ["models"]}, {"required": ["abstract"]}]},
+                           {"anyOf": [{"required": ["modality"]}, {"required": ["extends"]}]}]
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"tarash-router {kind} file, spec_version 1"
     return schema
