@@ -258,6 +258,19 @@ def test_frame_count_filter(seconds, fps, expected):
     assert compile_leaf("{{ s | frame_count(fps) }}").render({"s": seconds, "fps": fps}) == expected
 
 
+def test_google_inline_and_reference_filters():
+    uri = "data:image/png;base64,QUJD"
+    assert compile_leaf("{{ x | inline_image }}").render({"x": uri}) == {"bytesBase64Encoded": "QUJD",
+                                                                        "mimeType": "image/png"}
+    assert compile_leaf("{{ x | inline_image }}").render({"x": "gs://b/cat.png"}) == "gs://b/cat.png"
+    assert compile_leaf("{{ x | inline_data }}").render({"x": uri}) == {"inlineData": {"mime_type": "image/png",
+                                                                                        "data": "QUJD"}}
+    refs = compile_leaf("{{ (xs[:2] | as_references('ASSET', 'reference_type')) or none }}")
+    assert refs.render({"xs": ["a", "b", "c"]}) == [{"image": "a", "reference_type": "ASSET"},
+                                                    {"image": "b", "reference_type": "ASSET"}]
+    assert refs.render({"xs": []}) is None
+
+
 def test_flux_uses_the_image_size_filter_for_sizes_and_presets():
     registry = SpecRegistry()
     registry.load_paths([builtin_spec_dir()])

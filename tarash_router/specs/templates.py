@@ -598,6 +598,27 @@ def _data_uri_parts(value: Any) -> Any:
     return {"mime_type": header[5:].split(";")[0] or "application/octet-stream", "data": data}
 
 
+def _inline_image(value: Any) -> Any:
+    """`images.first_frame | inline_image`: a base64 data: URI -> Google's inline image object
+    {bytesBase64Encoded, mimeType}; a URL (or None) passes through unchanged."""
+    parts = _data_uri_parts(value)
+    return {"bytesBase64Encoded": parts["data"], "mimeType": parts["mime_type"]} if parts else value
+
+
+def _inline_data(value: Any) -> Any:
+    """`image | inline_data`: the Gemini API's inline part {inlineData: {mime_type, data}} for a base64
+    data: URI ({inlineData: value} for anything else); None stays None."""
+    if value is None or isinstance(value, Undefined):
+        return None
+    return {"inlineData": _data_uri_parts(value) or value}
+
+
+def _as_references(items: Any, kind: str, key: str = "referenceType") -> list[dict[str, Any]]:
+    """`images.asset | as_references('ASSET')`: each image as {image: item, <key>: kind}, the shape of
+    Veo's reference images; None or no images -> []."""
+    return [{"image": item, key: kind} for item in (items or []) if item is not None]
+
+
 def _build_env(undefined: type[Undefined]) -> ImmutableSandboxedEnvironment:
     env = _SpecEnvironment(undefined=undefined, autoescape=False, keep_trailing_newline=True,
                            finalize=_finalize, optimized=False)
@@ -610,6 +631,9 @@ def _build_env(undefined: type[Undefined]) -> ImmutableSandboxedEnvironment:
     env.filters["frame_count"] = _frame_count
     env.filters["rename"] = _rename
     env.filters["wrap"] = _wrap
+    env.filters["inline_image"] = _inline_image
+    env.filters["as_references"] = _as_references
+    env.filters["inline_data"] = _inline_data
     env.filters.pop("urlize", None)  # HTML links: output grows with every URL in the text
     env.filters = {name: _guard_filter(name, fn) for name, fn in env.filters.items()}
     env.filters["_loop_steps"] = _loop_steps
