@@ -56,7 +56,8 @@ class Client:
         breaker = cooldowns if cooldowns is not None else self.settings.cooldowns
         self.cooldowns = open_cooldowns(breaker, self.settings.journal_timeout) if isinstance(breaker, str) else breaker
         self.runtime = Runtime(settings=self.settings, registry=registry, journal=self.journal,
-                               transports=TransportTable(parent=PROCESS_TRANSPORTS), pool=ClientPool())
+                               transports=TransportTable(parent=PROCESS_TRANSPORTS),
+                               pool=ClientPool(self.settings))
         route_paths = [*self.settings.route_dirs, *(routes or [])]
         router = Router([Path(p) for p in route_paths], runtime=self.runtime, cooldowns=self.cooldowns)
         self._router: Callable[[], Router] = lambda: router

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from ..settings import get_settings
+from ..settings import TarashSettings, get_settings
 
 
 @dataclass
@@ -33,7 +33,8 @@ def _ssl_context() -> ssl.SSLContext:
 class ClientPool:
     """Shared clients keyed by (event loop, provider); nothing is created per call."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: TarashSettings | None = None) -> None:
+        self._settings = settings  # pool size and timeouts; None: the process-wide settings
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, PooledClient]] = (
             weakref.WeakKeyDictionary())
 
@@ -44,7 +45,7 @@ class ClientPool:
             clients = self._by_loop[loop] = {}
         pooled = clients.get(provider)
         if pooled is None or pooled.client.is_closed:
-            settings = get_settings()
+            settings = self._settings or get_settings()
             size = settings.max_connections
             client = httpx.AsyncClient(
                 verify=_ssl_context(),

@@ -68,6 +68,14 @@ class Call:
         """Seconds to the deadline (what one request may take at most)."""
         return max(0.0, self.deadline - asyncio.get_running_loop().time())
 
+    def request_timeout(self) -> float:
+        """One request's timeout: settings.request_timeout, cut to what is left of the deadline (the
+        builtin TimeoutError when nothing is, which the lifecycle reports as the deadline)."""
+        remaining = self.time_left()
+        if remaining <= 0:
+            raise TimeoutError
+        return min(self.settings.request_timeout, remaining)
+
 
 @dataclass
 class Status:

@@ -152,14 +152,6 @@ class AzureClients(OpenAIClients):
         return openai.AzureOpenAI if sync else openai.AsyncAzureOpenAI
 
 
-def request_timeout(deadline: float) -> float:
-    """One request's timeout: the settings' cap, cut to what is left of the generation's deadline."""
-    remaining = deadline - asyncio.get_running_loop().time()
-    if remaining <= 0:
-        raise TimeoutError  # builtin: the caller turns it into our TimeoutError
-    return min(get_settings().request_timeout, remaining)
-
-
 def split_sdk_kwargs(method: Any, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Payload keys the SDK method takes as keyword arguments, and the rest (sent via extra_body)."""
     params = _method_params(getattr(method, "__func__", method))
@@ -383,7 +375,7 @@ def warn_deprecated(family: FamilySpec) -> None:
 
 
 __all__ = [
-    "import_openai", "http_module", "ClientCache", "CLIENTS", "OpenAIClients", "AzureClients", "aclose_openai_clients", "request_timeout",
+    "import_openai", "http_module", "ClientCache", "CLIENTS", "OpenAIClients", "AzureClients", "aclose_openai_clients",
     "split_sdk_kwargs", "sdk_error", "data_uri_to_file", "capture", "describe_request", "parse_multipart_parts",
     "azure_endpoint", "warn_deprecated", "AZURE_PLACEHOLDER_ENDPOINT",
 ]

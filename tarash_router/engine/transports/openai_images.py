@@ -18,7 +18,7 @@ from ...utils import generate_unique_id
 from ..render import JobContext, prepare_job
 from ..transport import BaseTransport, Call, Status
 from .openai_common import (
-    AzureClients, OpenAIClients, capture, describe_request, import_openai, request_timeout, sdk_error,
+    AzureClients, OpenAIClients, capture, describe_request, import_openai, sdk_error,
     split_sdk_kwargs, warn_deprecated,
 )
 
@@ -61,7 +61,7 @@ class OpenAIImagesTransport(OpenAIClients, BaseTransport):
     async def submit(self, call: Call) -> Status:
         work: _Working = call.state
         try:
-            raw = await invoke(work.client, work.job.payload, request_timeout(call.deadline), raw=True)
+            raw = await invoke(work.client, work.job.payload, call.request_timeout(), raw=True)
         except TimeoutError:
             raise
         except Exception as exc:

@@ -36,7 +36,7 @@ from ..classify import error_from_response
 from ..render import JobContext, prepare_job
 from ..transport import BaseTransport, Call, Status
 from .openai_common import (
-    AzureClients, OpenAIClients, capture, data_uri_to_file, describe_request, import_openai, request_timeout,
+    AzureClients, OpenAIClients, capture, data_uri_to_file, describe_request, import_openai,
     sdk_error, split_sdk_kwargs, warn_deprecated,
 )
 
@@ -128,7 +128,7 @@ class OpenAIVideosTransport(OpenAIClients, BaseTransport):
         work: _Working = call.state
         assert work.call is not None
         try:
-            created = await invoke(work.client, work.call, work.openai, request_timeout(call.deadline))
+            created = await invoke(work.client, work.call, work.openai, call.request_timeout())
         except Exception as exc:  # noqa: BLE001 - every SDK failure is mapped
             raise _error(exc, call, "submit") from None
         video = created.model_dump(mode="json", exclude_unset=True)
@@ -139,7 +139,7 @@ class OpenAIVideosTransport(OpenAIClients, BaseTransport):
         work: _Working = call.state
         try:
             raw = await work.client.videos.with_raw_response.retrieve(call.job_id,
-                                                                     timeout=request_timeout(call.deadline))
+                                                                     timeout=call.request_timeout())
             video = raw.http_response.json()
         except Exception as exc:  # noqa: BLE001
             raise _error(exc, call, "poll") from None
@@ -194,7 +194,7 @@ async def _download(call: Call, target: Path | None) -> tuple[Any, str]:
     """The video bytes (held once), or streamed into `target` (the lifecycle retries a failed GET)."""
     work: _Working = call.state
     streaming = work.client.videos.with_streaming_response.download_content
-    async with streaming(call.job_id, timeout=request_timeout(call.deadline)) as response:
+    async with streaming(call.job_id, timeout=call.request_timeout()) as response:
         content_type = response.headers.get("content-type", "").split(";")[0].strip()
         if not content_type.startswith("video/"):
             content_type = "video/mp4"

@@ -108,7 +108,7 @@ class VertexTransport(BaseTransport):
             if call.modality != "video":
                 raise ValidationError("only video operations can be resumed", provider=call.provider,
                                       model=call.model, request_id=call.job_id)
-            call.state = _Working(genai, self._client(genai, call.config, call.provider), None)
+            call.state = _Working(genai, self._client(genai, call), None)
             return
         if not call.checked:  # refuse a bad request before downloading anything
             for warning in check_request(call.family, call.model, call.request):
@@ -117,7 +117,7 @@ class VertexTransport(BaseTransport):
         job = prepare_job(call.family, call.config, request, validate=False, api_key=call.api_key)
         sdk_call = _SdkCall(job.payload, call.modality, call.provider, call.model)
         sdk_call.validate(genai)
-        call.state = _Working(genai, self._client(genai, call.config, call.provider), sdk_call)
+        call.state = _Working(genai, self._client(genai, call), sdk_call)
 
     async def submit(self, call: Call) -> Status:
         work: _Working = call.state
@@ -158,8 +158,9 @@ class VertexTransport(BaseTransport):
             return _video_response(call, status.native, raw)
         return _images_response(call, status.native, raw)
 
-    def _client(self, genai: Any, config: Any, provider: str) -> Any:
+    def _client(self, genai: Any, call: Call) -> Any:
         """One SDK client per event loop and connection settings (never one per call)."""
+        config, provider, limits = call.config, call.provider, call.settings
         settings = _client_settings(config)
         key = (provider, config.base_url, config.api_key, config.api_version, settings["project"],
                settings["location"], settings["credentials_key"])
@@ -167,13 +168,13 @@ class VertexTransport(BaseTransport):
         clients = self._clients.setdefault(loop, {})
         client = clients.get(key)
         if client is None:
-            limits = get_settings()
             http = httpx.AsyncClient(
                 timeout=httpx.Timeout(limits.request_timeout, connect=limits.connect_timeout),
                 limits=httpx.Limits(max_connections=limits.max_connections,
                                     max_keepalive_connections=limits.max_connections),
                 event_hooks={"response": [_record_response]})
-            client = clients[key] = _make_client(genai, config, settings, async_client=http)
+            client = clients[key] = _make_client(genai, config, settings, async_client=http,
+                                                 request_timeout=limits.request_timeout)
         return client
 
     # ------------------------------------------------------------------ render
@@ -427,9 +428,10 @@ def _credentials(config: Any, pc: dict[str, Any], dry_run: bool) -> Any:
 
 
 def _make_client(genai: Any, config: Any, settings: dict[str, Any], *, async_client: Any = None,
-                 sync_client: Any = None) -> Any:
+                 sync_client: Any = None, request_timeout: float | None = None) -> Any:
     dry_run = sync_client is not None
-    options: dict[str, Any] = {"timeout": int(get_settings().request_timeout * 1000)}
+    timeout = request_timeout if request_timeout is not None else get_settings().request_timeout
+    options: dict[str, Any] = {"timeout": int(timeout * 1000)}
     if config.base_url:
         options["base_url"] = config.base_url.rstrip("/") + "/"
     if config.api_version:
