@@ -81,6 +81,7 @@ class JobContext:
     warnings: list[str]
     trusted: frozenset[Origin] = frozenset()  # origins that may receive the credentials
     job_id: str | None = None  # set once the provider accepted the job (for error reports)
+    poll_request: PreparedRequest | None = None  # the job's status request, rendered on the first poll
 
     @property
     def provider(self) -> str:

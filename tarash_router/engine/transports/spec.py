@@ -101,8 +101,9 @@ class SpecTransport:
         jc: JobContext = call.state
         extract = call.family.poll_extract
         assert extract is not None and call.family.poll is not None
-        reply = await self._send(call, jc.build(call.family.poll, call.handle), "poll",
-                                 allow_empty=set(extract.status_codes))
+        if jc.poll_request is None:  # the same request every time: rendered once per job
+            jc.poll_request = jc.build(call.family.poll, call.handle)
+        reply = await self._send(call, jc.poll_request, "poll", allow_empty=set(extract.status_codes))
         data = reply.data
         state = (extract.status_codes[reply.status] if reply.status in extract.status_codes
                  else self._map_status(call, extract.raw_status(reply.status, data)))
