@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import select
+import textwrap
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -59,3 +60,27 @@ def run_module(module: str, *args: str) -> Iterator[str]:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def acme_spec_dir(root: Path) -> Path:
+    """`root/acme/`: a provider `acme` that speaks fal's queue protocol (key from ACME_KEY) with one
+    family, `acme/clip`, for tests of who sees which specs. Returns `root`."""
+    from tarash_router.specs.registry import builtin_spec_dir
+
+    specs = root / "acme"
+    specs.mkdir(parents=True)
+    fal_provider = (builtin_spec_dir() / "fal" / "provider.yaml").read_text()
+    (specs / "provider.yaml").write_text(fal_provider.replace("provider: fal", "provider: acme")
+                                         .replace("env: FAL_KEY", "env: ACME_KEY"))
+    (specs / "clip.yaml").write_text(textwrap.dedent("""\
+        spec_version: 1
+        provider: acme
+        models: [acme/clip]
+        modality: video
+        body:
+          prompt: "{{ request.prompt }}"
+        examples:
+          - request: {prompt: "a cat"}
+            body: {prompt: "a cat"}
+    """))
+    return root

@@ -9,35 +9,14 @@ from pathlib import Path
 import pytest
 
 from conftest import API_KEY, video_config
+from fake_helpers import acme_spec_dir
 from tarash_router import ValidationError, generate_video
 from tarash_router.client import Client
 from tarash_router.journal import get_journal
 from tarash_router.models import VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse
-from tarash_router.specs.registry import builtin_spec_dir
 from tarash_router.testing import FakeFal, FalJob
 
 REQUEST = VideoGenerationRequest(prompt="a cat")
-
-
-def _acme_specs(root: Path) -> Path:
-    """A provider `acme` speaking fal's queue protocol, known only to the client given this folder."""
-    specs = root / "acme"
-    specs.mkdir(parents=True)
-    fal_provider = (builtin_spec_dir() / "fal" / "provider.yaml").read_text()
-    (specs / "provider.yaml").write_text(fal_provider.replace("provider: fal", "provider: acme")
-                                         .replace("env: FAL_KEY", "env: ACME_KEY"))
-    (specs / "clip.yaml").write_text(textwrap.dedent("""\
-        spec_version: 1
-        provider: acme
-        models: [acme/clip]
-        modality: video
-        body:
-          prompt: "{{ request.prompt }}"
-        examples:
-          - request: {prompt: "a cat"}
-            body: {prompt: "a cat"}
-    """))
-    return root
 
 
 def _routes(path: Path, name: str, provider: str, model: str, fal: FakeFal) -> Path:
@@ -59,7 +38,7 @@ def route_key(monkeypatch):
 
 
 def test_two_clients_keep_their_specs_routes_journals_and_handlers_apart(tmp_path, fal):
-    acme = Client(spec_dirs=[_acme_specs(tmp_path / "specs")],
+    acme = Client(spec_dirs=[acme_spec_dir(tmp_path / "specs")],
                   routes=[_routes(tmp_path / "a.yaml", "acme-route", "acme", "acme/clip", fal)],
                   journal=f"sqlite:///{tmp_path / 'a.db'}")
     plain = Client(routes=[_routes(tmp_path / "b.yaml", "fal-route", "fal", "fal-ai/veo3/fast", fal)],

@@ -123,14 +123,19 @@ def test_past_the_deadline_the_job_times_out_and_is_cancelled_where_the_provider
     assert backend.creates() == 1
 
 
-def test_giving_up_on_polls_leaves_a_job_that_resume_finishes_without_submitting(backend, client):
-    # The first poll is refused (403: not retryable); the remote cancel fails too, so the job stays open.
+def _given_up(backend: Backend, client: Client) -> tuple[VideoGenerationConfig, str]:
+    """A job the lifecycle gave up on and could not cancel: its first poll is refused (403, not
+    retryable) and the remote cancel fails, so it stays open in the journal. (config, job id)."""
     backend.fake.queue(backend.job(running=2, poll_failures={1: Failure(status=403, json={"detail": "no"})},
                                    cancel_fails=True))
     config = backend.config()
     with pytest.raises(AuthenticationError) as caught:
         run(client.generate_video_async(config, VideoGenerationRequest(prompt="a cat")))
-    job_id = caught.value.request_id
+    return config, caught.value.request_id
+
+
+def test_giving_up_on_polls_leaves_a_job_that_resume_finishes_without_submitting(backend, client):
+    config, job_id = _given_up(backend, client)
     (record,) = run(_records(client))
     assert (record.job_id, record.state) == (job_id, "queued")
     response = run(client.resume_async(job_id, api_key=config.api_key, base_url=config.base_url,
@@ -140,13 +145,8 @@ def test_giving_up_on_polls_leaves_a_job_that_resume_finishes_without_submitting
     assert run(client.runtime.journal.get(job_id)).state == "completed"
 
 
-def test_cancel_job_asks_the_provider_once_and_journals_what_it_said(backend, client):
-    backend.fake.queue(backend.job(running=2, poll_failures={1: Failure(status=403, json={"detail": "no"})},
-                                   cancel_fails=True))
-    config = backend.config()
-    with pytest.raises(AuthenticationError) as caught:
-        run(client.generate_video_async(config, VideoGenerationRequest(prompt="a cat")))
-    job_id = caught.value.request_id
+def test_cancel_job_asks_the_provider_and_journals_what_it_said(backend, client):
+    config, job_id = _given_up(backend, client)
     cancelled = False
     for _ in range(4):  # fal's scripted cancel failures are consumed one per attempt
         cancelled = run(client.cancel_job_async(job_id, api_key=config.api_key, base_url=config.base_url))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fake_helpers import acme_spec_dir
 from conftest import API_KEY, video_config
 from tarash_router import (
     ConfigError, ContentModerationError, RateLimitError, Router, ValidationError, generate_video,
@@ -294,22 +295,7 @@ def test_a_router_runs_its_routes_against_its_own_registry(tmp_path, fal, monkey
     """Routes are checked *and run* against the registry the router was given, not the global one."""
     from tarash_router.specs.registry import SpecRegistry, builtin_spec_dir, get_registry
 
-    specs = tmp_path / "specs" / "acme"
-    specs.mkdir(parents=True)
-    fal_provider = (builtin_spec_dir() / "fal" / "provider.yaml").read_text()
-    (specs / "provider.yaml").write_text(fal_provider.replace("provider: fal", "provider: acme")
-                                         .replace("env: FAL_KEY", "env: ACME_KEY"))
-    (specs / "clip.yaml").write_text(textwrap.dedent("""\
-        spec_version: 1
-        provider: acme
-        models: [acme/clip]
-        modality: video
-        body:
-          prompt: "{{ request.prompt }}"
-        examples:
-          - request: {prompt: "a cat"}
-            body: {prompt: "a cat"}
-    """))
+    acme_spec_dir(tmp_path / "specs")
     registry = SpecRegistry()
     registry.load_paths([builtin_spec_dir(), tmp_path / "specs"])
     routes = tmp_path / "routes.yaml"
