@@ -56,7 +56,7 @@ def test_valid_spec_loads_and_renders(tmp_path):
     write(tmp_path, {"acme/provider.yaml": PROVIDER, "acme/video.yaml": FAMILY})
     registry = SpecRegistry()
     registry.load_paths([tmp_path])
-    family = registry.resolve("acme", "acme/video-1/hd", "video")
+    family = registry.resolve("acme", "acme/video-1", "video")
     assert family.name == "video"
     assert family.body.render({"request": {"prompt": "p", "duration_seconds": 5}}) == {"prompt": "p", "seconds": 5}
 
@@ -157,12 +157,14 @@ def test_segment_aware_matching():
     assert not model_matches("fal-ai/minimax-video", "fal-ai/minimax")
 
 
-def test_longest_prefix_wins_and_modality_is_checked(tmp_path):
-    longer = FAMILY.replace("acme/video-1]", "acme/video-1/pro]").replace("  seconds:", "  secs:")
-    write(tmp_path, {"acme/provider.yaml": PROVIDER, "acme/base.yaml": FAMILY, "acme/pro.yaml": longer})
+def test_the_most_specific_pattern_wins_and_modality_is_checked(tmp_path):
+    base = FAMILY.replace("acme/video-1]", 'acme/video-1, "acme/video-1/**"]')
+    longer = FAMILY.replace("acme/video-1]", '"acme/video-1/pro/*"]').replace("  seconds:", "  secs:")
+    write(tmp_path, {"acme/provider.yaml": PROVIDER, "acme/base.yaml": base, "acme/pro.yaml": longer})
     registry = SpecRegistry()
     registry.load_paths([tmp_path])
     assert registry.resolve("acme", "acme/video-1/pro/v2", "video").name == "pro"
+    assert registry.resolve("acme", "acme/video-1/pro/v2/hd", "video").name == "base"  # `*` stays in its segment
     assert registry.resolve("acme", "acme/video-1/lite", "video").name == "base"
     with pytest.raises(ValidationError, match="video model"):
         registry.resolve("acme", "acme/video-1", "image")
@@ -244,11 +246,22 @@ def test_runtime_mapping_is_not_displaced_by_a_later_file_layer(tmp_path):
     assert get_registry().resolve("fal", "fal-ai/pinned-by-code", "video").source.file.startswith("<register")
 
 
-def test_exact_model_entries_do_not_serve_sub_paths(tmp_path):
-    exact = FAMILY.replace("models: [acme/video-1]", "models: [{id: acme/video-1/pro, exact: true}]").replace(
-        "  seconds:", "  secs:")
+def test_model_ids_are_served_exactly_not_as_prefixes(tmp_path):
+    exact = FAMILY.replace("models: [acme/video-1]", "models: [acme/video-1/pro]").replace("  seconds:", "  secs:")
     write(tmp_path, {"acme/provider.yaml": PROVIDER, "acme/base.yaml": FAMILY, "acme/exact.yaml": exact})
     registry = SpecRegistry()
     registry.load_paths([tmp_path])
     assert registry.resolve("acme", "acme/video-1/pro", "video").name == "exact"
-    assert registry.resolve("acme", "acme/video-1/pro/turbo", "video").name == "base"
+    assert registry.resolve("acme", "acme/video-1", "video").name == "base"
+    pattern = FAMILY.replace("acme/video-1]", '"acme/**"]').replace("  seconds:", "  s:")
+    write(tmp_path, {"acme/wide.yaml": pattern})
+    registry = SpecRegistry()
+    registry.load_paths([tmp_path])
+    assert registry.resolve("acme", "acme/video-1", "video").name == "base"  # an exact id beats a longer pattern
+    assert registry.resolve("acme", "acme/video-1/hd", "video").name == "wide"
+    registry = SpecRegistry()
+    (tmp_path / "acme" / "wide.yaml").unlink()
+    registry.load_paths([tmp_path])
+    for unknown in ("acme/video-1/pro/turbo", "acme/video-1/hd"):  # ids no family was written for
+        with pytest.raises(ValidationError, match="no video spec"):
+            registry.resolve("acme", unknown, "video")

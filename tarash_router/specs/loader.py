@@ -210,7 +210,8 @@ def _poll_extract(doc: SourceDoc, poll: Any, path: tuple) -> PollExtract:
 
 
 # `extends`: what a child never inherits, and the mappings merged key by key (the rest is replaced whole).
-NOT_INHERITED = frozenset({"family", "models", "examples", "description", "docs", "notes", "abstract", "extends"})
+NOT_INHERITED = frozenset({"family", "models", "examples", "description", "docs", "checked", "notes", "abstract",
+                           "extends"})
 MERGED_KEYS = ("params", "body")
 _FAMILY_KEY = re.compile(r"^family:[ \t]*['\"]?([^'\"\s#]+)", re.MULTILINE)
 _PROVIDER_KEY = re.compile(r"^provider:[ \t]*['\"]?([^'\"\s#]+)", re.MULTILINE)

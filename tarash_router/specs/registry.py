@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +18,7 @@ from .yaml_source import load_yaml_file
 
 WILDCARD = "*"
 EXACT = "="  # index-key prefix of ids a family serves exactly (no sub-paths)
+PATTERN = "~"  # index-key prefix of a version pattern (`*` within a path segment, `**` across segments)
 
 
 def _article(word: str) -> str:
@@ -31,6 +34,27 @@ def builtin_spec_dir() -> Path:
 def model_matches(model: str, prefix: str) -> bool:
     """`fal-ai/veo3` matches `fal-ai/veo3` and `fal-ai/veo3/fast`, never `fal-ai/veo3.1`."""
     return model == prefix or model.startswith(prefix.rstrip("/") + "/")
+
+
+@functools.lru_cache(maxsize=4096)
+def _pattern(pattern: str) -> re.Pattern[str]:
+    parts = (re.escape(p).replace(r"\*", "[^/]*") for p in pattern.split("**"))
+    return re.compile(".*".join(parts))
+
+
+def _specificity(key: str) -> tuple[int, int]:
+    """How specific an index key is: an exact id beats any pattern; a longer pattern beats a shorter one."""
+    return (1 if key.startswith(EXACT) else 0, len(key))
+
+
+def key_matches(key: str, model: str, base_model: str) -> bool:
+    """Whether an index key (an exact id or a pattern) serves `model` (or its unpinned `base_model`)."""
+    if key.startswith(EXACT):
+        return key[1:] in (model, base_model)
+    if key.startswith(PATTERN):
+        pattern = _pattern(key[1:])
+        return bool(pattern.fullmatch(model) or pattern.fullmatch(base_model))
+    return model_matches(model, key) or model_matches(base_model, key)
 
 
 class SpecRegistry:
@@ -97,8 +121,7 @@ class SpecRegistry:
             if prefix == WILDCARD:
                 self._generic[(family.provider.name, family.modality)] = family
                 continue
-            if prefix in family.exact_models:
-                prefix = EXACT + prefix
+            prefix = (PATTERN if "*" in prefix else EXACT) + prefix
             existing = table.get(prefix)
             if existing and existing[1] == layer and existing[0] is not family:
                 raise family.source.error(
@@ -128,8 +151,8 @@ class SpecRegistry:
     def modality_of(self, provider: str, model: str) -> str:
         """The modality of the family whose prefix serves `model` ("video" when only generics match)."""
         table = self._prefixes.get(self.provider_name(provider), {})
-        matches = [(len(p), f) for p, (f, _) in table.items()
-                   if (p[1:] == model if p.startswith(EXACT) else model_matches(model, p))]
+        base_model = model.split(":", 1)[0]
+        matches = [(_specificity(p), f) for p, (f, _) in table.items() if key_matches(p, model, base_model)]
         if matches:
             return max(matches, key=lambda m: m[0])[1].modality
         return "video" if (self.provider_name(provider), "video") in self._generic else "image"
@@ -145,13 +168,9 @@ class SpecRegistry:
         # Longest prefix among families of the requested modality, else that modality's generic family.
         best: dict[str, tuple[int, FamilySpec]] = {}
         for prefix, (family, _) in self._prefixes.get(pname, {}).items():
-            if prefix.startswith(EXACT):
-                matched = prefix[1:] in (model, base_model)
-            else:
-                matched = model_matches(model, prefix) or model_matches(base_model, prefix)
-            if matched:
-                if len(prefix) > best.get(family.modality, (-1, None))[0]:
-                    best[family.modality] = (len(prefix), family)
+            if key_matches(prefix, model, base_model):
+                if _specificity(prefix) > best.get(family.modality, ((-1, -1), None))[0]:
+                    best[family.modality] = (_specificity(prefix), family)
         if modality in best:
             return best[modality][1]
         generic = self._generic.get((pname, modality))

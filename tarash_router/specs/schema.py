@@ -274,11 +274,14 @@ class FamilyFile(_Strict):
                           "family, models, examples, description, docs and notes are never inherited")
     abstract: bool = Field(False, description="A parent for other families only: serves no models, has no examples")
     description: str | None = None
-    docs: str | None = None
+    docs: str | None = Field(None, description="The provider's documentation of these models (the source of the mapping)")
+    checked: date | None = Field(None, description="When the mapping was last checked against `docs` (YYYY-MM-DD)")
     notes: str | None = None
     models: list[Union[str, ModelEntry]] = Field(
         default_factory=list,
-        description="Model id prefixes (segment-aware; longest wins), '*' for the generic family")
+        description="The model ids this family serves, exactly; a version pattern may use '*' within a path "
+                    "segment and '**' across segments (the most specific match wins); '*' alone: the generic "
+                    "family, for ids no other family claims")
     modality: Modality | None = None
     capabilities: list[str] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -293,7 +296,9 @@ class FamilyFile(_Strict):
     handler_options: dict[str, Any] = Field(
         default_factory=dict, description="Settings the handler reads (override the provider's)")
     deprecated: str | None = None
-    shutdown: date | None = None
+    shutdown: date | None = Field(None, description="The day the provider stops serving these models: from then "
+                                                    "on a call is refused and routes skip them")
+    successor: str | None = Field(None, description="The model id to use instead once these models are shut down")
     examples: list[ExampleSpec] = Field(default_factory=list)
 
 
