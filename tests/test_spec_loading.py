@@ -257,7 +257,7 @@ def test_model_ids_are_served_exactly_not_as_prefixes(tmp_path):
     write(tmp_path, {"acme/wide.yaml": pattern})
     registry = SpecRegistry()
     registry.load_paths([tmp_path])
-    assert registry.resolve("acme", "acme/video-1", "video").name == "base"  # an exact id beats a longer pattern
+    assert registry.resolve("acme", "acme/video-1", "video").name == "base"  # an exact id beats a pattern
     assert registry.resolve("acme", "acme/video-1/hd", "video").name == "wide"
     registry = SpecRegistry()
     (tmp_path / "acme" / "wide.yaml").unlink()
