@@ -49,8 +49,9 @@ class Client:
                  settings: TarashSettings | None = None, builtin_specs: bool = True) -> None:
         self.settings = settings if settings is not None else TarashSettings()
         registry = SpecRegistry()
-        registry.load_paths([*([builtin_spec_dir()] if builtin_specs else []), *self.settings.spec_dirs,
-                             *(spec_dirs or [])])
+        for layer in ([builtin_spec_dir()] if builtin_specs else [], self.settings.spec_dirs, spec_dirs or []):
+            if layer:  # each source a layer: a later one overrides an earlier one's models
+                registry.load_paths(layer)
         store = journal if journal is not None else self.settings.journal
         self.journal = open_journal(store, self.settings.journal_timeout) if isinstance(store, str) else store
         breaker = cooldowns if cooldowns is not None else self.settings.cooldowns

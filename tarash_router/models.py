@@ -113,6 +113,9 @@ class _GenerationConfig(BaseModel):
     api_version: str | None = None
     provider_config: dict[str, Any] = Field(default_factory=dict)
     mock: MockConfig | None = None
+    # Request fields this model may not honour, and what to do: `drop` sends the call without them
+    # (recorded in the attempt's metadata) instead of refusing it with a ValidationError.
+    adapt: dict[str, Literal["drop"]] = Field(default_factory=dict)
 
     @field_validator("api_key")
     @classmethod
@@ -218,6 +221,9 @@ class AttemptMetadata(BaseModel):
     request_id: str | None = None
     reason: str | None = None
     retry_number: int = 0  # 0 for the first try on a target, 1.. for retries of it
+    family: str | None = None  # provider/family that served (or would have served) this attempt
+    dropped_fields: list[str] = Field(default_factory=list)  # request fields sent nowhere (adapt: drop)
+    warnings: list[str] = Field(default_factory=list)  # e.g. a model only the generic family serves
 
     @property
     def elapsed_seconds(self) -> float | None:

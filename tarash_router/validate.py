@@ -21,7 +21,8 @@ from .errors import SpecError
 from .routing.routes import load_routes_file
 from .tools.examples import run_examples
 from .specs.loader import PROVIDER_FILE, load_provider
-from .specs.registry import SpecRegistry, builtin_spec_dir
+from .specs.params import retirement
+from .specs.registry import WILDCARD, SpecRegistry, builtin_spec_dir
 from .specs.yaml_source import load_yaml_file
 
 # Wall time one file may take to load and check before it is reported and skipped.
@@ -103,6 +104,7 @@ def validate_paths(paths: list[Path], *, today: date | None = None) -> list[Find
         problems = _guarded(path, lambda path=path: _load_routes_into(loaded, path, registry))
         findings += problems
         for name, route in loaded.items():
+            findings += _route_targets(route, registry, today)
             line, column = route.source.position(("routes", name)) if route.source else (None, None)
             if name in seen:
                 findings.append(Finding(str(path), line, column, "error",
@@ -110,6 +112,30 @@ def validate_paths(paths: list[Path], *, today: date | None = None) -> list[Find
                                         f"routes.{name}"))
             seen.setdefault(name, str(path))
     return findings
+
+
+def _route_targets(route: Any, registry: SpecRegistry, today: date) -> list[Finding]:
+    """A target whose model the provider has retired is an error; one that only the generic family
+    serves (no family lists its id: a new model, or a misspelt one) is a warning."""
+    out = []
+    for index, target in enumerate(route.targets):
+        try:
+            family = registry.resolve(target.provider, target.model, route.modality)
+        except Exception:  # noqa: BLE001 - a handler-served provider, or reported when the file loaded
+            continue
+        path = ("routes", route.name, "targets", index, "model")
+        line, column = route.source.position(path) if route.source else (None, None)
+        file = route.source.file if route.source else ""
+        retired = retirement(family, target.model, today)
+        if retired is not None:
+            out.append(Finding(file, line, column, "error", f"route {route.name!r}: {retired}",
+                               f"routes.{route.name}.targets[{index}].model"))
+        elif WILDCARD in family.models:
+            out.append(Finding(file, line, column, "warning",
+                               f"route {route.name!r}: no {target.provider} family lists {target.model!r}; only the "
+                               "generic family serves it, which checks only what it declares",
+                               f"routes.{route.name}.targets[{index}].model"))
+    return out
 
 
 def _load_routes_into(out: dict[str, Any], path: Path, registry: SpecRegistry) -> list[Finding]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -53,6 +54,35 @@ def setting(monkeypatch):
 
     yield set_env
     get_settings.cache_clear()
+
+
+# OpenAI retired Sora 2 (the Videos API, 2026-09-24), DALL-E 2 and 3 (2026-05-12) and gpt-image-1
+# (2026-10-23), so their families now refuse calls. Their transports are still tested against the
+# loopback fake, through copies of those families without the shutdown date, loaded over the built-ins.
+RETIRED_UNDER_TEST = ("openai/sora-2.yaml", "openai/sora-2-pro.yaml", "openai/dall-e-2.yaml",
+                      "openai/dall-e-3.yaml", "openai/gpt-image-1.yaml")
+
+
+def unretired_specs(root: Path) -> Path:
+    """`root` holding copies of the retired families under test, without `shutdown`/`successor`."""
+    from tarash_router.specs.registry import builtin_spec_dir
+
+    root.mkdir(parents=True, exist_ok=True)
+    for name in RETIRED_UNDER_TEST:
+        text = (builtin_spec_dir() / name).read_text()
+        kept = [line for line in text.splitlines() if not line.startswith(("shutdown:", "successor:"))]
+        (root / name.replace("/", "-")).write_text("\n".join(kept) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def sora_still_served(tmp_path_factory) -> Iterator[None]:
+    """For a test module: the process-wide registry serves the retired Sora 2 families again."""
+    from tarash_router.specs.registry import get_registry, reset_registry
+
+    get_registry().load_paths([unretired_specs(tmp_path_factory.mktemp("unretired"))])
+    yield
+    reset_registry()
 
 
 def video_config(fal: FakeFal, model: str = "fal-ai/veo3/fast", **overrides: object) -> VideoGenerationConfig:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from conftest import unretired_specs
 from tarash_router import AuthenticationError, GenerationFailedError, TimeoutError
 from tarash_router.client import Client
 from tarash_router.models import VideoGenerationConfig, VideoGenerationRequest
@@ -84,8 +85,8 @@ def backend(request, fakes) -> Backend:
 
 
 @pytest.fixture
-def client() -> Iterator[Client]:
-    with Client(journal="memory") as own:
+def client(tmp_path) -> Iterator[Client]:
+    with Client(journal="memory", spec_dirs=[unretired_specs(tmp_path / "unretired")]) as own:
         yield own
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tarash_router.cli import main
 from tarash_router.engine.render import prepare_job
-from tarash_router.errors import SpecError
+from tarash_router.errors import SpecError, ValidationError
 from tarash_router.models import VideoGenerationConfig, VideoGenerationRequest
 from tarash_router.specs.registry import SpecRegistry, builtin_spec_dir
 from tarash_router.specs.templates import compile_leaf
@@ -105,7 +105,8 @@ def test_params_and_body_merge_key_by_key_and_the_child_wins(tmp_path):
 def test_a_null_in_the_child_removes_the_parents_key(tmp_path):
     child = family(load(write(tmp_path, {"parent.yaml": PARENT, "child.yaml": CHILD})), "acme/child")
     assert "aspect_ratio" not in child.file.params and "aspect_ratio" not in child.file.body
-    assert "aspect_ratio" not in body(child, prompt="a", aspect_ratio="9:16")  # no longer mapped
+    with pytest.raises(ValidationError, match="cannot honour aspect_ratio"):  # no longer mapped
+        body(child, prompt="a", aspect_ratio="9:16")
 
 
 def test_other_keys_are_replaced_whole_or_inherited_whole(tmp_path):

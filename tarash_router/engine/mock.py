@@ -28,7 +28,7 @@ class MockTransport(BaseTransport):
 
     async def prepare(self, call: Call) -> None:
         if call.family is not None:
-            check_request(call.family, call.config.model, call.request)
+            check_request(call.family, call.config.model, call.request, drop=call.config.adapt)
 
     async def submit(self, call: Call) -> Status:
         return Status("completed", native=await run_mock(call.config, call.request, call.on_progress, call.modality))

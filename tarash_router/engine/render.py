@@ -168,7 +168,7 @@ def prepare_job(family: FamilySpec, config: GenerationConfig, request: Generatio
     routing already checked; `api_key` is the key routing already found (else it is looked up).
     """
     provider = family.provider
-    warnings = check_request(family, config.model, request) if validate else []
+    warnings = check_request(family, config.model, request, drop=config.adapt) if validate else []
     if not dry_run:
         for warning in warnings:
             logger.warning("%s", warning)

@@ -19,8 +19,8 @@ from ..journal.store import JobStore
 from ..models import GenerationConfig, GenerationRequest
 from ..settings import TarashSettings, get_settings, resolve_api_key
 from ..specs.compiled import FamilySpec
-from ..specs.params import check_request
-from ..specs.registry import SpecRegistry, get_registry
+from ..specs.params import check_request, retirement, unhonoured_fields
+from ..specs.registry import WILDCARD, SpecRegistry, get_registry
 from .client import POOL, ClientPool
 from .lifecycle import Lifecycle
 from .mock import MockTransport
@@ -45,7 +45,13 @@ class Attempt:
     unsupported: str | None = None  # why this target cannot serve the request (checked only)
     checked: bool = False  # the request passed check_request: the transport need not check it again
     api_key: str | None = None
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # logged when the attempt runs
+    dropped: list[str] = field(default_factory=list)  # request fields the config's `adapt` drops
+    notes: list[str] = field(default_factory=list)  # for the attempt's metadata (e.g. a generic family)
+
+    @property
+    def family_name(self) -> str | None:
+        return f"{self.family.provider.name}/{self.family.name}" if self.family is not None else None
 
 
 class Runtime:
@@ -82,8 +88,9 @@ class Runtime:
 
     def plan(self, config: GenerationConfig, request: GenerationRequest, modality: str,
              check: bool = False) -> Attempt:
-        """Decide who serves `config` once. With `check`, also validate the request and find the key
-        (offline), recording why the target cannot serve it instead of raising."""
+        """Decide once, offline, who serves `config` and whether it can: resolve the family, refuse a
+        retired model, validate the request (noting the fields `adapt` drops) and find the key. With
+        `check`, why it cannot is recorded (`unsupported`) instead of raised."""
         if config.mock is not None and config.mock.enabled:
             return Attempt(_MOCK, self._family_or_none(config, modality))
         handler = self.transports.for_provider(config.provider)
@@ -91,18 +98,19 @@ class Runtime:
             return Attempt(handler, None)
         try:
             family = self.registry.resolve(config.provider, config.model, modality)
+            retired = retirement(family, config.model)
+            if retired is not None:
+                raise ValidationError(retired, provider=family.provider.name, model=config.model)
+            warnings = check_request(family, config.model, request, drop=config.adapt)
         except ValidationError as exc:
             if not check:
                 raise
             return Attempt(self.transports.spec, None, unsupported=exc.message)
-        attempt = Attempt(self.transports.for_family(family), family)
-        if not check:
-            return attempt
-        try:
-            attempt.warnings = check_request(family, config.model, request)
-        except ValidationError as exc:
-            attempt.unsupported = exc.message
-            return attempt
+        attempt = Attempt(self.transports.for_family(family), family, checked=True, warnings=warnings,
+                          dropped=[f for f in unhonoured_fields(family, request) if f in config.adapt])
+        if WILDCARD in family.models:
+            attempt.notes.append(f"{config.model} is served by {family.provider.name}'s generic {modality} family, "
+                                 "which checks only what it declares (no family lists this id)")
         auth = family.provider.file.auth
         if auth is not None:
             try:
@@ -110,11 +118,9 @@ class Runtime:
             except ValueError as exc:  # a malformed key: the transport reports it, naming the variable
                 logger.debug("key check deferred to the transport: %s", type(exc).__name__)
                 return attempt
-            if attempt.api_key is None:
+            if attempt.api_key is None and check:
                 names = " or ".join(auth.env) or "config.api_key"
                 attempt.unsupported = f"no API key for {family.provider.name} (set {names} or config.api_key)"
-                return attempt
-        attempt.checked = True
         return attempt
 
     def unsupported_reason(self, config: GenerationConfig, request: GenerationRequest, modality: str) -> str | None:
@@ -158,6 +164,9 @@ class Runtime:
     def render(self, config: GenerationConfig, request: GenerationRequest, modality: str) -> dict[str, Any]:
         """The first request a generation would send, secrets masked; no network."""
         family = self.registry.resolve(config.provider, config.model, modality)
+        retired = retirement(family, config.model)
+        if retired is not None:
+            raise ValidationError(retired, provider=family.provider.name, model=config.model)
         transport = self.transports.for_family(family)
         return transport.render(self._call(family, config, request, modality, None))  # type: ignore[attr-defined]
 

@@ -189,6 +189,8 @@ class RouteRun:
                 try:
                     if served is None:
                         served = self.runtime.plan(config, request, self.modality)
+                    attempt.family, attempt.dropped_fields = served.family_name, list(served.dropped)
+                    attempt.warnings = list(served.notes)
                     response = await self.runtime.dispatch(config, request, on_progress, self.modality, self.claim,
                                                            served)
                 except Exception as raw:  # noqa: BLE001 - every failure is recorded (cancellation passes through)

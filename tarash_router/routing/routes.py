@@ -59,6 +59,9 @@ class TargetFile(_Strict):
     api_key_env: str | None = Field(None, description="Environment variable holding this target's key")
     provider_config: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict, description="Default request fields for this target")
+    adapt: dict[str, Literal["drop"]] = Field(
+        default_factory=dict, description="Request fields this model may not honour that the call may go without "
+                                          "(drop; recorded in the attempt's metadata) instead of being refused")
 
 
 class BackoffFile(_Strict):
@@ -114,6 +117,7 @@ class Target:
     api_key_env: str | None = None
     provider_config: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    adapt: dict[str, str] = field(default_factory=dict)
     config: GenerationConfig | None = field(default=None, repr=False)  # set when built from a seed config
 
     @property
@@ -132,7 +136,7 @@ class Target:
             import os
 
             cls_ = VideoGenerationConfig if modality == "video" else ImageGenerationConfig
-            values: dict[str, Any] = {"provider": self.provider, "model": self.model,
+            values: dict[str, Any] = {"provider": self.provider, "model": self.model, "adapt": dict(self.adapt),
                                       "provider_config": dict(self.provider_config), "base_url": self.base_url}
             if self.api_key_env:
                 values["api_key"] = os.environ.get(self.api_key_env)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
+from datetime import date
 from typing import Any
 
 from ..errors import ValidationError
@@ -33,8 +35,11 @@ def _fmt(values: list[Any]) -> str:
     return ", ".join(str(v) for v in values)
 
 
-def check_request(family: FamilySpec, model: str, request: GenerationRequest) -> list[str]:
-    """Raise ValidationError naming the allowed values; return warnings for fields the model ignores."""
+def check_request(family: FamilySpec, model: str, request: GenerationRequest,
+                  drop: Collection[str] = ()) -> list[str]:
+    """Raise ValidationError naming the allowed values, or naming a request field the family cannot
+    honour (it maps it nowhere) unless the caller accepts its loss (`drop`: the config's `adapt`).
+    Returns warnings for the fields dropped that way."""
     provider = family.provider.name
     check_model_id(model, provider)
 
@@ -50,7 +55,26 @@ def check_request(family: FamilySpec, model: str, request: GenerationRequest) ->
     _check_video(family, request, fail)
     _check_extra(family, request, fail)
     _run_checks(family, model, request, fail)
-    return _unused_fields(family, request)
+    unhonoured = unhonoured_fields(family, request)
+    refused = [name for name in unhonoured if name not in drop]
+    if refused:
+        raise fail(f"cannot honour {', '.join(refused)}: the {provider}/{family.name} family sends no such "
+                   f"field. Leave {'it' if len(refused) == 1 else 'them'} out, pick a model that takes "
+                   f"{'it' if len(refused) == 1 else 'them'}, or accept the loss with "
+                   f"adapt: {{{refused[0]}: drop}} on the config or route target")
+    if not unhonoured:
+        return []
+    return [f"{provider} model family {family.name!r} drops {', '.join(unhonoured)} (adapt: drop)"]
+
+
+def retirement(family: FamilySpec, model: str, today: date | None = None) -> str | None:
+    """Why `model` can no longer be called (its provider shut the family's models down), or None."""
+    shutdown = family.file.shutdown
+    if shutdown is None or shutdown > (today or date.today()):
+        return None
+    successor = family.file.successor
+    instead = f"; use {successor} instead" if successor else ""
+    return f"{model} was retired by {family.provider.name} on {shutdown.isoformat()}{instead}"
 
 
 def _shown(value: Any) -> str:
@@ -142,16 +166,14 @@ def _check_extra(family: FamilySpec, request: GenerationRequest, fail: Any) -> N
         raise fail(f"does not accept extra_params {_fmt(unknown)}; {what}")
 
 
-def _unused_fields(family: FamilySpec, request: GenerationRequest) -> list[str]:
-    # A field the family constrains in `params` was considered by its author, even if not sent.
-    unused = sorted(
+def unhonoured_fields(family: FamilySpec, request: GenerationRequest) -> list[str]:
+    """Request fields set on `request` that the family sends nowhere. A field the family constrains in
+    `params` was considered by its author (e.g. a fixed value), even if not sent."""
+    return sorted(
         name for name in request.model_fields_set - _STRUCTURAL
         if getattr(request, name) is not None and name not in family.used_fields
         and name not in family.params.fields
     )
-    if not unused:
-        return []
-    return [f"{family.provider.name} model family {family.name!r} ignores {', '.join(unused)}"]
 
 
-__all__ = ["check_request", "assign_images"]
+__all__ = ["check_request", "assign_images", "unhonoured_fields", "retirement"]

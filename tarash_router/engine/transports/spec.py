@@ -62,7 +62,7 @@ class SpecTransport:
         validate, key = not call.checked, call.api_key
         if media.download and (urls := media_urls(request)):
             if validate:  # refuse a bad request before downloading anything
-                check_request(family, config.model, request)
+                check_request(family, config.model, request, drop=config.adapt)
                 validate = False
             fetched = await fetch_media(urls, family.provider.name, media.max_download_bytes, call.pool)
         uploaded = None

@@ -111,7 +111,7 @@ class VertexTransport(BaseTransport):
             call.state = _Working(genai, self._client(genai, call), None)
             return
         if not call.checked:  # refuse a bad request before downloading anything
-            for warning in check_request(call.family, call.model, call.request):
+            for warning in check_request(call.family, call.model, call.request, drop=call.config.adapt):
                 logger.warning("%s", warning)
         request = await _inline_web_media(call.family, call.request, call.pool)
         job = prepare_job(call.family, call.config, request, validate=False, api_key=call.api_key)
