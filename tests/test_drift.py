@@ -168,3 +168,67 @@ def test_a_replicate_version_schema_without_a_model_name_is_a_usage_error(capsys
     shutil.copy(FIXTURES / "replicate" / "minimax" / "hailuo-02.json", tmp_path / "hailuo-02.json")
     code, _, err = check(capsys, "--openapi", str(tmp_path))
     assert code == 2 and "<owner>/<name>.json" in err
+
+
+KLING_V16 = """\
+spec_version: 1
+provider: fal
+family: kling-v1.6-test
+docs: https://fal.ai/models/fal-ai/kling-video/v1.6/standard/image-to-video/api
+models: [fal-ai/kling-video/v1.6/standard/image-to-video]
+modality: video
+params:
+  duration_seconds: {allowed: [5, 10]}
+  extra:
+    cfg_scale: {min: 0, max: %s}
+  images:
+    start: {required: true, from: [first_frame]}
+body:
+  prompt: "{{ request.prompt }}"
+  image_url: "{{ images.start }}"
+  duration: "{{ request.duration_seconds | string_or_none }}"
+  negative_prompt: "{{ request.negative_prompt }}"
+examples:
+  - request: {prompt: "a kite", image_list: [{image: "https://example.com/a.png", type: first_frame}]}
+    body: {prompt: "a kite", image_url: "https://example.com/a.png"}
+"""
+
+
+def kling_v16(tmp_path: Path, cfg_max: str) -> tuple[Path, Path]:
+    schemas, specs = tmp_path / "schemas", tmp_path / "specs"
+    schemas.mkdir()
+    specs.mkdir()
+    name = "kling-video-v1.6-standard-image-to-video.json"
+    shutil.copy(FIXTURES / "fal" / name, schemas / name)
+    (specs / "kling.yaml").write_text(KLING_V16 % cfg_max)
+    return schemas, specs
+
+
+def test_a_family_written_for_the_unclaimed_id_is_clean(capsys, tmp_path):
+    # string durations "5"/"10", a required start image, and cfg_scale 0..1 through params.extra
+    schemas, specs = kling_v16(tmp_path, "1")
+    assert findings(capsys, schemas, "--spec-dir", str(specs)) == (0, [])
+
+
+def test_float_bounds_are_compared_as_bounds(capsys, tmp_path):
+    schemas, specs = kling_v16(tmp_path, "2")
+    code, items = findings(capsys, schemas, "--spec-dir", str(specs))
+    assert code == 1
+    (found,) = items
+    assert (found["kind"], found["field"]) == ("range", "cfg_scale")
+    assert "fal takes 0..1; the family checks extra_params.cfg_scale with maximum 2 (theirs: 1)" in found["message"]
+
+
+def test_a_replicate_model_object_names_its_model(capsys, tmp_path):
+    version = json.loads((FIXTURES / "replicate" / "minimax" / "hailuo-02.json").read_text())
+    model = {"owner": "minimax", "name": "hailuo-02", "latest_version": version}
+    (tmp_path / "anything.json").write_text(json.dumps(model))
+    assert findings(capsys, tmp_path) == (0, [])
+
+
+def test_a_bare_cog_openapi_schema_is_read_as_replicate(capsys, tmp_path):
+    schema = json.loads((FIXTURES / "replicate" / "minimax" / "hailuo-02.json").read_text())["openapi_schema"]
+    schema["paths"] = {"/predictions": {"post": {"summary": "Predict"}}}
+    (tmp_path / "minimax").mkdir()
+    (tmp_path / "minimax" / "hailuo-02.json").write_text(json.dumps(schema))
+    assert findings(capsys, tmp_path) == (0, [])

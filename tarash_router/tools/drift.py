@@ -14,7 +14,8 @@ reports what differs:
 
 Values are compared as the family sends them: each allowed value is rendered through the family's
 body with the real engine (a duration of 5 becomes "5s" where the template adds the unit), so a
-mapping that transforms values is checked by what reaches the provider.
+mapping that transforms values is checked by what reaches the provider. A body key built from
+several request fields (fal's image_size from size or aspect_ratio) is not compared value by value.
 
 The schema readers are the scaffolder's (`read_openapi`, `fal_schemas`, `replicate_schemas`).
 """
@@ -36,8 +37,8 @@ from ..errors import SpecError, TarashException
 from ..models import ImageGenerationConfig, ImageGenerationRequest, VideoGenerationConfig, VideoGenerationRequest
 from ..specs.compiled import FamilySpec
 from ..specs.registry import WILDCARD, SpecRegistry, get_registry
-from .examples import example_model
-from .scaffold import Prop, ScaffoldError, _bound, enum_values, fal_schemas, properties, read_openapi, replicate_schemas
+from .scaffold import (Prop, ScaffoldError, _bound, enum_values, fal_schemas, json_types, properties, read_openapi,
+                       replicate_schemas)
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 KINDS = ("unclaimed", "unmapped", "required", "enum", "range")
@@ -85,27 +86,44 @@ def schema_files(directory: Path) -> list[Path]:
 
 
 def read_schema(path: Path, directory: Path) -> Schema:
-    """Recognise a fal queue document or a Replicate version/model schema; ScaffoldError if neither."""
+    """Recognise a fal queue document or a Replicate model/version schema; ScaffoldError if neither."""
     document = read_openapi(path)
     shown = str(path)
     if not isinstance(document, dict):
         raise ScaffoldError(f"{shown}: expected a fal OpenAPI document or a Replicate schema (a JSON object)")
-    meta = (document.get("info") or {}).get("x-fal-metadata") if isinstance(document.get("info"), dict) else None
-    if isinstance(meta, dict) and isinstance(meta.get("endpointId"), str) or _fal_post_paths(document):
-        endpoint = meta.get("endpointId") if isinstance(meta, dict) and isinstance(meta.get("endpointId"), str) \
-            else _fal_post_paths(document)[0].strip("/")
-        schemas = fal_schemas(document, endpoint, shown)
-        return Schema(shown, "fal", endpoint, properties(schemas.input, schemas.root))
-    model = _replicate_model(document, path, directory)
-    schemas = replicate_schemas(document, model, shown)
-    return Schema(shown, "replicate", model, properties(schemas.input, schemas.root))
+    if _is_replicate(document):
+        model = _replicate_model(document, path, directory)
+        schemas = replicate_schemas(document, model, shown)
+        return Schema(shown, "replicate", model, properties(schemas.input, schemas.root))
+    info = document.get("info") if isinstance(document.get("info"), dict) else {}
+    meta = info.get("x-fal-metadata") if isinstance(info.get("x-fal-metadata"), dict) else {}
+    endpoint = meta.get("endpointId")
+    if not isinstance(endpoint, str):
+        posts = _post_paths(document)
+        if len(posts) != 1:
+            raise ScaffoldError(
+                f"{shown}: not a provider schema: expected fal's per-endpoint queue document (info.x-fal-metadata."
+                "endpointId, or one POST path) or a Replicate model, version or openapi_schema "
+                "(components.schemas.Input)")
+        endpoint = posts[0].strip("/")
+    schemas = fal_schemas(document, endpoint, shown)
+    return Schema(shown, "fal", endpoint, properties(schemas.input, schemas.root))
 
 
-def _fal_post_paths(document: dict[str, Any]) -> list[str]:
+def _post_paths(document: dict[str, Any]) -> list[str]:
     paths = document.get("paths")
     if not isinstance(paths, dict):
         return []
     return [p for p, ops in paths.items() if isinstance(ops, dict) and isinstance(ops.get("post"), dict)]
+
+
+def _is_replicate(document: dict[str, Any]) -> bool:
+    """A model object (latest_version), a version object (openapi_schema) or a bare Cog openapi_schema."""
+    if isinstance(document.get("openapi_schema"), dict) or isinstance(document.get("latest_version"), dict):
+        return True
+    components = document.get("components") if isinstance(document.get("components"), dict) else {}
+    schemas = components.get("schemas") if isinstance(components.get("schemas"), dict) else {}
+    return "Input" in schemas and ("/predictions" in _post_paths(document) or not _post_paths(document))
 
 
 def _replicate_model(document: dict[str, Any], path: Path, directory: Path) -> str:
@@ -151,9 +169,8 @@ class _Renderer:
         for example in self.family.file.examples:
             if example.body is None or example.raises:
                 continue
-            if example_model(self.family, example).split(":", 1)[0] != self.model.split(":", 1)[0] and \
-                    example.model is not None:
-                continue
+            if example.model is not None and example.model.split(":", 1)[0] != self.model.split(":", 1)[0]:
+                continue  # an example of another model of the family
             request = dict(example.request)
             bases.append({k: v for k, v in request.items() if k in _STRUCTURAL})
             bases.append(request)
@@ -201,13 +218,13 @@ def _feeding_fields(template: Any) -> set[str]:
     return set(_REQUEST_FIELD.findall(text))
 
 
-def _family_values(rule: Any) -> list[Any] | None:
-    """The values a rule lets through, when it names them (allowed, or a short integer range)."""
+def _family_values(rule: Any, integers: bool) -> list[Any] | None:
+    """The values a rule lets through, when it names them: `allowed`, or a short range of integers."""
     if rule is None:
         return None
     if rule.allowed is not None:
         return list(rule.allowed)
-    if rule.min is not None and rule.max is not None and float(rule.min).is_integer() \
+    if integers and rule.min is not None and rule.max is not None and float(rule.min).is_integer() \
             and float(rule.max).is_integer() and rule.max - rule.min < _ENUMERABLE:
         return list(range(int(rule.min), int(rule.max) + 1))
     return None
@@ -254,17 +271,18 @@ class _FamilyCheck:
         low, high = _bound(prop.flat, "min"), _bound(prop.flat, "max")
         if offered is None and low is None and high is None:
             return
-        values = _family_values(rule)
+        # A range is enumerated when its values are integers: a request field such as duration_seconds
+        # or n (checked against an enum or an integer schema), never a float such as cfg_scale.
+        integers = offered is not None or json_types(prop.flat) == {"integer"}
+        values = _family_values(rule, integers)
         if values is None:
             self._unlisted(prop, rule, label, offered, low, high)
             return
-        sent, unverified = [], []
+        sent = []
         for value in values:
             ok, body_value = self.renderer.sent_as(field, value, prop.name) if field else (True, value)
-            if ok:
-                sent.append((value, body_value))
-            else:
-                unverified.append(value)
+            # A value no accepted request can carry (a cross-field check) is compared as it is.
+            sent.append((value, body_value if ok else value))
         if offered is not None:
             self._compare_enum(prop, label, offered, sent)
         else:
