@@ -201,6 +201,13 @@ def _add_spec_show(actions: Any) -> None:
     show.set_defaults(func=cmd_spec_show)
 
 
+def _add_spec_check(actions: Any) -> None:
+    """`spec check --openapi DIR`: provider schemas against the families serving them (tools/drift.py)."""
+    from .tools.drift import add_check_command
+
+    add_check_command(actions)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tarash-router", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -253,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .tools.scaffold import add_command
 
-    _add_spec_show(add_command(sub))
+    spec_actions = add_command(sub)
+    _add_spec_show(spec_actions)
+    _add_spec_check(spec_actions)
     return parser
 
 

@@ -27,7 +27,7 @@ from tarash_router.tools.scaffold import ScaffoldError, add_command, read_openap
 from tarash_router.specs.yaml_source import parse_yaml
 from tarash_router.validate import validate_paths
 
-FIXTURES = Path(__file__).parent / "fixtures" / "openapi"
+FIXTURES = Path(__file__).parent / "fixtures" / "scaffold"
 KLING = ("fal", "fal-ai/kling-video/v2.1/standard/image-to-video", "fal-kling-image-to-video.json")
 VEO = ("fal", "fal-ai/veo3.1/fast", "fal-veo-text-to-video.json")
 FLUX = ("fal", "fal-ai/flux-lite/dev", "fal-flux-text-to-image.json")

@@ -1303,7 +1303,7 @@ def add_command(subparsers: Any) -> Any:
     the `spec` command's own subparsers, for its other subcommands."""
     spec = subparsers.add_parser("spec", help="work with spec files: `spec new` drafts a family from an OpenAPI schema",
                                  description="Work with spec files.")
-    actions = spec.add_subparsers(dest="spec_command", required=True, metavar="{new,show}")
+    actions = spec.add_subparsers(dest="spec_command", required=True, metavar="{new,show,check}")
     new = actions.add_parser(
         "new", help="draft a family spec from a fal or Replicate OpenAPI schema (offline)",
         description="Draft a family spec YAML from a provider's OpenAPI schema.",
