@@ -56,11 +56,13 @@ def setting(monkeypatch):
     get_settings.cache_clear()
 
 
-# OpenAI retired Sora 2 (the Videos API, 2026-09-24), DALL-E 2 and 3 (2026-05-12) and gpt-image-1
-# (2026-10-23), so their families now refuse calls. Their transports are still tested against the
-# loopback fake, through copies of those families without the shutdown date, loaded over the built-ins.
+# Providers retired Sora 2 (2026-09-24, on OpenAI and Azure), DALL-E 2 and 3 (2026-05-12), gpt-image-1
+# (2026-10-23) and Runway's gen4_aleph (2026-07-30), so their families now refuse calls. Their
+# transports are still tested against the loopback fakes, through copies of those families without
+# the shutdown date, loaded over the built-ins.
 RETIRED_UNDER_TEST = ("openai/sora-2.yaml", "openai/sora-2-pro.yaml", "openai/dall-e-2.yaml",
-                      "openai/dall-e-3.yaml", "openai/gpt-image-1.yaml")
+                      "openai/dall-e-3.yaml", "openai/gpt-image-1.yaml", "azure-openai/sora-2.yaml",
+                      "runway/gen4-aleph.yaml")
 
 
 def unretired_specs(root: Path) -> Path:
@@ -76,8 +78,8 @@ def unretired_specs(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sora_still_served(tmp_path_factory) -> Iterator[None]:
-    """For a test module: the process-wide registry serves the retired Sora 2 families again."""
+def retired_still_served(tmp_path_factory) -> Iterator[None]:
+    """For a test module: the process-wide registry serves the retired families under test again."""
     from tarash_router.specs.registry import get_registry, reset_registry
 
     get_registry().load_paths([unretired_specs(tmp_path_factory.mktemp("unretired"))])

@@ -18,7 +18,8 @@ from tarash_router.models import (
 from tarash_router.testing._server import Failure
 from tarash_router.testing.openai import FAKE_MP4, FakeAzureOpenAI, SoraJob
 
-pytestmark = pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning"),
+              pytest.mark.usefixtures("retired_still_served")]
 
 API_KEY = "azure-test-key-0f3e"
 DEPLOYMENTS = {"my-sora": "sora-2", "sora-2": "sora-2", "images-prod": "gpt-image-1", "gpt-image-1": "gpt-image-1",

@@ -28,7 +28,7 @@ from tarash_router.testing.openai import (
 )
 
 pytestmark = [pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning"),
-              pytest.mark.usefixtures("sora_still_served")]
+              pytest.mark.usefixtures("retired_still_served")]
 
 API_KEY = "sk-test-openai-7c1d"
 NASTY_PROMPT = 'She said "hi" \\ back\nline two\ttab 🐱 {{ 7*7 }} {% raw %} \u00e9\u4e2d'
@@ -303,7 +303,7 @@ def test_deprecation_is_logged_once_per_process(fake, caplog):
         for _ in range(2):
             generate_video(video_config(fake), VideoGenerationRequest(prompt="x"))
     notes = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
-    assert len(notes) == 1 and "September 24, 2026" in notes[0]  # the family's deprecation note
+    assert len(notes) == 1 and "2026-09-24" in notes[0]
     assert API_KEY not in caplog.text
 
 
@@ -383,9 +383,8 @@ NO_SDK = textwrap.dedent("""
     from tarash_router.models import ImageGenerationConfig, ImageGenerationRequest, VideoGenerationConfig, VideoGenerationRequest
 
     for call in (
-        lambda: tarash_router.generate_video(VideoGenerationConfig(provider="azure-openai", model="sora-2", api_key="k",
-                                                                   base_url="https://r.openai.azure.com"),
-                                             VideoGenerationRequest(prompt="x")),
+        lambda: tarash_router.generate_image(ImageGenerationConfig(provider="openai", model="gpt-image-1.5", api_key="k"),
+                                             ImageGenerationRequest(prompt="x")),
         lambda: tarash_router.generate_image(ImageGenerationConfig(provider="azure-openai", model="gpt-image-1",
                                              api_key="k", base_url="https://r.openai.azure.com"),
                                              ImageGenerationRequest(prompt="x")),

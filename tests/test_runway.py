@@ -19,6 +19,8 @@ from tarash_router.testing.runway import (
     RUNWAY_VERSION, FakeRunway, RunwayJob, insufficient_credits, overloaded, rate_limited,
 )
 
+pytestmark = pytest.mark.usefixtures("retired_still_served")  # gen4_aleph, retired 2026-07-30
+
 KEY = "key_" + "5e" * 64
 CAT = "https://example.com/cat.jpg"
 

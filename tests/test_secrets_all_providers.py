@@ -42,7 +42,7 @@ from tarash_router.testing.stability import FakeStability, StabilityScript, stab
 from tarash_router.testing.xai import FakeXAI, XAIJob, xai_error
 
 pytestmark = [
-    pytest.mark.usefixtures("sora_still_served"),
+    pytest.mark.usefixtures("retired_still_served"),
     pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning"),
     pytest.mark.filterwarnings("ignore:The generate_images method is deprecated"),
 ]
