@@ -58,15 +58,20 @@ def cmd_providers(args: argparse.Namespace) -> int:
         registry.load_paths(args.spec_dir)
     rows = []
     for family in sorted(registry.families(args.provider), key=lambda f: (f.provider.name, f.name)):
+        spec = family.file
         for model in family.models:
             rows.append({"provider": family.provider.name, "model": model, "family": family.name,
-                         "modality": family.modality, "capabilities": family.file.capabilities,
-                         "file": family.source.file})
+                         "modality": family.modality, "capabilities": spec.capabilities,
+                         # where the mapping comes from, and when it was last checked against it
+                         "source": spec.docs, "checked": spec.checked.isoformat() if spec.checked else None,
+                         "shutdown": spec.shutdown.isoformat() if spec.shutdown else None,
+                         "successor": spec.successor, "file": family.source.file})
     if args.format == "json":
         print(json.dumps(rows, indent=2))
     else:
         for row in rows:
-            print(f"{row['provider']:<10} {row['modality']:<6} {row['model']:<55} {row['family']}")
+            retired = f"  (shut down {row['shutdown']})" if row["shutdown"] else ""
+            print(f"{row['provider']:<10} {row['modality']:<6} {row['model']:<55} {row['family']}{retired}")
     return EXIT_OK
 
 
