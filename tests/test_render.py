@@ -76,3 +76,13 @@ def test_cli_providers_and_schema(capsys):
     assert main(["schema", "family"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert schema["additionalProperties"] is False and {"required": ["models"]} in schema["allOf"][0]["anyOf"]
+
+
+def test_providers_json_says_where_each_mapping_comes_from_and_when_it_was_checked(capsys):
+    assert main(["providers", "--format", "json"]) == 0
+    rows = {(r["provider"], r["model"]): r for r in json.loads(capsys.readouterr().out)}
+    assert all(r["source"] and r["source"].startswith("https://") for r in rows.values())
+    kling = rows[("replicate", "kwaivgi/kling-v3-video")]
+    assert kling["checked"] == "2026-12-05" and "replicate.com" in kling["source"]
+    aleph = rows[("runway", "gen4_aleph")]
+    assert (aleph["shutdown"], aleph["successor"]) == ("2026-07-30", "aleph2")
