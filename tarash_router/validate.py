@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SpecError
+from .models import ImageGenerationRequest, VideoGenerationRequest
 from .routing.routes import load_routes_file
 from .tools.examples import run_examples
 from .specs.loader import PROVIDER_FILE, load_provider
@@ -114,6 +115,10 @@ def validate_paths(paths: list[Path], *, today: date | None = None) -> list[Find
     return findings
 
 
+_REQUEST_FIELDS = {"video": frozenset(VideoGenerationRequest.model_fields) - {"prompt", "image_list", "extra_params"},
+                   "image": frozenset(ImageGenerationRequest.model_fields) - {"prompt", "image_list", "extra_params"}}
+
+
 def _route_targets(route: Any, registry: SpecRegistry, today: date) -> list[Finding]:
     """A target whose model the provider has retired is an error; one that only the generic family
     serves (no family lists its id: a new model, or a misspelt one) is a warning."""
@@ -135,6 +140,16 @@ def _route_targets(route: Any, registry: SpecRegistry, today: date) -> list[Find
                                f"route {route.name!r}: no {target.provider} family lists {target.model!r}; only the "
                                "generic family serves it, which checks only what it declares",
                                f"routes.{route.name}.targets[{index}].model"))
+        unhonoured = sorted(name for name in target.params if name not in target.adapt and name not in
+                            family.used_fields | set(family.params.fields) and name in _REQUEST_FIELDS[route.modality])
+        if unhonoured:  # every call through this target would be refused
+            where = ("routes", route.name, "targets", index, "params")
+            line, column = route.source.position(where) if route.source else (None, None)
+            out.append(Finding(file, line, column, "error",
+                               f"route {route.name!r}: params set {', '.join(unhonoured)}, which {target.model} cannot "
+                               f"honour (the {family.provider.name}/{family.name} family sends no such field); remove "
+                               f"it or add adapt: {{{unhonoured[0]}: drop}}",
+                               f"routes.{route.name}.targets[{index}].params"))
     return out
 
 

@@ -122,3 +122,13 @@ def test_an_id_only_the_generic_family_serves_is_said_in_metadata_and_validate(t
     findings = validate_paths([_routes(tmp_path, fal, "fal-ai/veo3/fsat")])
     warnings = [f for f in findings if f.severity == "warning" and "generic family" in f.message]
     assert len(warnings) == 1 and "'fal-ai/veo3/fsat'" in warnings[0].message
+
+
+def test_validate_flags_route_params_the_target_model_cannot_honour(tmp_path, fal):
+    routes = _routes(tmp_path, fal, HAILUO)
+    text = routes.read_text().replace("poll_interval: 5ms,\n", "poll_interval: 5ms, params: {seed: 7},\n", 1)
+    routes.write_text(text)
+    errors = [f for f in validate_paths([routes]) if f.severity == "error"]
+    assert len(errors) == 1 and "params set seed, which" in errors[0].message and "adapt: {seed: drop}" in errors[0].message
+    routes.write_text(text.replace("params: {seed: 7},", "params: {seed: 7}, adapt: {seed: drop},"))
+    assert [f for f in validate_paths([routes]) if f.severity == "error"] == []
