@@ -20,7 +20,9 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys([
         "generate_video", "generate_video_async", "generate_image", "generate_image_async", "register_provider",
         "unregister_provider", "register_transport", "register_provider_field_mapping", "get_provider_field_mapping",
-        "render_request", "resume", "resume_async", "cancel_job_async", "default_client",
+        "render_request", "resume", "resume_async", "cancel_job_async", "default_client", "submit_video",
+        "submit_video_async", "submit_image", "submit_image_async", "get_job", "get_job_async", "wait", "wait_async",
+        "cancel_job", "list_jobs", "list_jobs_async",
     ], "api"),
     "Client": "client",
     "aclose_clients": "engine.client",
@@ -31,7 +33,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys([
         "VideoGenerationConfig", "VideoGenerationRequest", "VideoGenerationResponse", "VideoGenerationUpdate",
         "ImageGenerationConfig", "ImageGenerationRequest", "ImageGenerationResponse", "ImageGenerationUpdate",
-        "ExecutionMetadata", "AttemptMetadata", "MediaContent", "ImageType", "Resolution", "AspectRatio",
+        "ExecutionMetadata", "AttemptMetadata", "MediaContent", "ImageType", "Resolution", "AspectRatio", "Job",
     ], "models"),
     **dict.fromkeys(["Router", "get_router", "load_routes"], "routing"),
     **dict.fromkeys(["get_registry", "load_specs"], "specs.registry"),
@@ -62,9 +64,10 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerly
     from .api import (  # noqa: F401
-        cancel_job_async, default_client, generate_image, generate_image_async, generate_video, generate_video_async,
-        get_provider_field_mapping, register_provider, register_provider_field_mapping, register_transport,
-        render_request, resume, resume_async, unregister_provider,
+        cancel_job, cancel_job_async, default_client, generate_image, generate_image_async, generate_video,
+        generate_video_async, get_job, get_job_async, get_provider_field_mapping, list_jobs, list_jobs_async,
+        register_provider, register_provider_field_mapping, register_transport, render_request, resume, resume_async,
+        submit_image, submit_image_async, submit_video, submit_video_async, unregister_provider, wait, wait_async,
     )
     from .client import Client  # noqa: F401
     from .engine.client import aclose_clients  # noqa: F401
@@ -74,7 +77,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerl
     )
     from .models import (  # noqa: F401
         AspectRatio, AttemptMetadata, ExecutionMetadata, ImageGenerationConfig, ImageGenerationRequest,
-        ImageGenerationResponse, ImageGenerationUpdate, ImageType, MediaContent, Resolution, VideoGenerationConfig,
+        ImageGenerationResponse, ImageGenerationUpdate, ImageType, Job, MediaContent, Resolution, VideoGenerationConfig,
         VideoGenerationRequest, VideoGenerationResponse, VideoGenerationUpdate,
     )
     from .routing import Router, get_router, load_routes  # noqa: F401

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .engine.sync import run_sync
 from .models import (
-    ImageGenerationConfig, ImageGenerationRequest, ImageGenerationResponse, ImageProgressCallback,
+    ImageGenerationConfig, ImageGenerationRequest, ImageGenerationResponse, ImageProgressCallback, Job,
     ProgressCallback, VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse,
 )
 
@@ -90,6 +90,65 @@ async def cancel_job_async(job_id: str, *, api_key: str | None = None, base_url:
     return await default_client().cancel_job_async(job_id, api_key=api_key, base_url=base_url)
 
 
+async def submit_video_async(config: VideoGenerationConfig | str, request: VideoGenerationRequest,
+                             on_progress: ProgressCallback | None = None) -> Job:
+    """Submit a video generation and return its `Job` at once (see `Client.submit_video_async`)."""
+    return await default_client().submit_video_async(config, request, on_progress)
+
+
+def submit_video(config: VideoGenerationConfig | str, request: VideoGenerationRequest,
+                 on_progress: ProgressCallback | None = None) -> Job:
+    """Blocking `submit_video_async` (it blocks only for the submit)."""
+    return run_sync(submit_video_async(config, request, on_progress))
+
+
+async def submit_image_async(config: ImageGenerationConfig | str, request: ImageGenerationRequest,
+                             on_progress: ImageProgressCallback | None = None) -> Job:
+    """Submit an image generation and return its `Job` at once."""
+    return await default_client().submit_image_async(config, request, on_progress)
+
+
+def submit_image(config: ImageGenerationConfig | str, request: ImageGenerationRequest,
+                 on_progress: ImageProgressCallback | None = None) -> Job:
+    """Blocking `submit_image_async`."""
+    return run_sync(submit_image_async(config, request, on_progress))
+
+
+async def get_job_async(job_id: str, **kwargs: Any) -> Job:
+    """Where a journaled job stands (one status request unless it has finished)."""
+    return await default_client().get_job_async(job_id, **kwargs)
+
+
+def get_job(job_id: str, **kwargs: Any) -> Job:
+    """Blocking `get_job_async`."""
+    return run_sync(get_job_async(job_id, **kwargs))
+
+
+async def wait_async(job_id: str, **kwargs: Any) -> VideoGenerationResponse | ImageGenerationResponse:
+    """The response of a submitted job, polling it to the end."""
+    return await default_client().wait_async(job_id, **kwargs)
+
+
+def wait(job_id: str, **kwargs: Any) -> VideoGenerationResponse | ImageGenerationResponse:
+    """Blocking `wait_async`."""
+    return run_sync(wait_async(job_id, **kwargs))
+
+
+def cancel_job(job_id: str, *, api_key: str | None = None, base_url: str | None = None) -> bool:
+    """Blocking `cancel_job_async`."""
+    return run_sync(cancel_job_async(job_id, api_key=api_key, base_url=base_url))
+
+
+async def list_jobs_async(**kwargs: Any) -> list[Job]:
+    """Journaled jobs, newest first (`state=`, `older_than=` seconds, `limit=`)."""
+    return await default_client().list_jobs_async(**kwargs)
+
+
+def list_jobs(**kwargs: Any) -> list[Job]:
+    """Blocking `list_jobs_async`."""
+    return run_sync(list_jobs_async(**kwargs))
+
+
 def render_request(
     config: VideoGenerationConfig | ImageGenerationConfig,
     request: VideoGenerationRequest | ImageGenerationRequest,
@@ -141,5 +200,7 @@ def get_provider_field_mapping(provider: str) -> dict[str, dict[str, Any]] | Non
 __all__ = [
     "generate_video", "generate_video_async", "generate_image", "generate_image_async", "register_provider",
     "unregister_provider", "register_transport", "register_provider_field_mapping", "get_provider_field_mapping",
-    "render_request", "resume", "resume_async", "cancel_job_async", "default_client",
+    "render_request", "resume", "resume_async", "cancel_job_async", "default_client", "submit_video",
+    "submit_video_async", "submit_image", "submit_image_async", "get_job", "get_job_async", "wait", "wait_async",
+    "cancel_job", "list_jobs", "list_jobs_async",
 ]

@@ -11,6 +11,7 @@ the default client uses the process-wide registry, routes, journal and cooldowns
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from .errors import GenerationFailedError, ValidationError
 from .journal import JobStore, open_journal
 from .journal.idempotency import HeldClaim, run_idempotent
 from .models import (
-    ImageGenerationConfig, ImageGenerationRequest, ImageGenerationResponse, ImageProgressCallback,
+    ImageGenerationConfig, ImageGenerationRequest, ImageGenerationResponse, ImageProgressCallback, Job,
     ProgressCallback, VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse,
 )
 from .routing import Plan, Router, collect_fallback_chain, execute
@@ -119,6 +120,78 @@ class Client:
                        on_progress: ImageProgressCallback | None = None) -> ImageGenerationResponse:
         """Blocking `generate_image_async`."""
         return run_sync(self.generate_image_async(config, request, on_progress))
+
+    # ------------------------------------------------------------ jobs that outlive the call
+
+    async def submit_video_async(self, config: VideoGenerationConfig | str, request: VideoGenerationRequest,
+                                 on_progress: ProgressCallback | None = None) -> Job:
+        """Validate, pick a target (routing, skips and fallback apply at submit), submit once, journal
+        the job and return it at once. `wait(job.id)` (here or in any process sharing the journal)
+        collects the video."""
+        return await self._submit(config, request, on_progress, "video")
+
+    def submit_video(self, config: VideoGenerationConfig | str, request: VideoGenerationRequest,
+                     on_progress: ProgressCallback | None = None) -> Job:
+        """Blocking `submit_video_async` (it blocks only for the submit)."""
+        return run_sync(self.submit_video_async(config, request, on_progress))
+
+    async def submit_image_async(self, config: ImageGenerationConfig | str, request: ImageGenerationRequest,
+                                 on_progress: ImageProgressCallback | None = None) -> Job:
+        """`submit_video_async` for images."""
+        return await self._submit(config, request, on_progress, "image")
+
+    def submit_image(self, config: ImageGenerationConfig | str, request: ImageGenerationRequest,
+                     on_progress: ImageProgressCallback | None = None) -> Job:
+        """Blocking `submit_image_async`."""
+        return run_sync(self.submit_image_async(config, request, on_progress))
+
+    async def _submit(self, config: Any, request: Any, on_progress: Any, modality: str) -> Job:
+        if request.idempotency_key:
+            raise ValidationError("idempotency keys are taken by generate_video/generate_image; a submitted job "
+                                  "is already named by the id submit returns (keep it)")
+        if isinstance(config, str):
+            return await self.router.run(config, request, on_progress, modality, submit_only=True)
+        return await execute(config, request, on_progress, modality, self.runtime, submit_only=True)
+
+    async def get_job_async(self, job_id: str, *, api_key: str | None = None, base_url: str | None = None,
+                            provider_config: dict[str, Any] | None = None) -> Job:
+        """Where a job stands: the journal for a finished job, else one status request to its provider
+        (the journal is brought up to date; a finished job's result is fetched)."""
+        record = await self._record(job_id)
+        if record.state in ("completed", "failed", "cancelled"):
+            return record.to_job()
+        family = self.registry.resolve(record.provider, record.model, record.modality)
+        config = _config_for(record, family, api_key, None, provider_config, base_url)
+        return await self.runtime.check(record, config)
+
+    def get_job(self, job_id: str, **kwargs: Any) -> Job:
+        """Blocking `get_job_async`."""
+        return run_sync(self.get_job_async(job_id, **kwargs))
+
+    async def wait_async(self, job_id: str, *, timeout: float | None = None, on_progress: Any = None,
+                         api_key: str | None = None, base_url: str | None = None,
+                         provider_config: dict[str, Any] | None = None) -> Response:
+        """The response of a submitted job, polling it to the end (or from the journal when it has
+        finished); `timeout` bounds the wait (default: the job's own)."""
+        return await self.resume_async(job_id, api_key=api_key, on_progress=on_progress, timeout=timeout,
+                                       provider_config=provider_config, base_url=base_url)
+
+    def wait(self, job_id: str, **kwargs: Any) -> Response:
+        """Blocking `wait_async`."""
+        return run_sync(self.wait_async(job_id, **kwargs))
+
+    async def list_jobs_async(self, *, state: str | None = None, older_than: float | None = None,
+                              limit: int = 100) -> list[Job]:
+        """Journaled jobs, newest first: all, or those in `state`, or those not updated for `older_than`
+        seconds. (`submitting` intents are listed by `tarash-router jobs list --state submitting`.)"""
+        records = await self.runtime.journal.list(limit, state=state)
+        now = time.time()
+        return [r.to_job() for r in records
+                if r.state != "submitting" and (older_than is None or now - r.updated_at >= older_than)]
+
+    def list_jobs(self, **kwargs: Any) -> list[Job]:
+        """Blocking `list_jobs_async`."""
+        return run_sync(self.list_jobs_async(**kwargs))
 
     async def _generate(self, config: Any, request: Any, on_progress: Any, modality: str) -> Any:
         if isinstance(config, str):

@@ -292,6 +292,36 @@ class ImageGenerationResponse(BaseModel):
     execution_metadata: ExecutionMetadata | None = None
 
 
+JobStateType = Literal["queued", "processing", "completed", "failed", "cancelled"]
+
+
+class Job(BaseModel):
+    """A generation started with `submit_video`/`submit_image`: where it stands and, once finished,
+    its response or error. Any process sharing the journal can look it up by `id`."""
+
+    model_config = ConfigDict(defer_build=True, frozen=True)
+
+    id: str  # the provider's job id (the response's request_id)
+    provider: str
+    model: str
+    modality: Literal["video", "image"]
+    state: JobStateType
+    progress: int | None = Field(default=None, ge=0, le=100)
+    response: VideoGenerationResponse | ImageGenerationResponse | None = None
+    error: dict[str, Any] | None = None  # {type, message} of a failed or cancelled job
+    created_at: datetime
+    updated_at: datetime
+    execution_metadata: ExecutionMetadata | None = None
+
+    @property
+    def request_id(self) -> str:
+        return self.id
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("completed", "failed", "cancelled")
+
+
 class _GenerationUpdate(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
@@ -361,4 +391,5 @@ __all__ = [
     "VideoGenerationConfig", "VideoGenerationRequest", "VideoGenerationResponse", "VideoGenerationUpdate",
     "ImageGenerationConfig", "ImageGenerationRequest", "ImageGenerationResponse", "ImageGenerationUpdate",
     "ProgressCallback", "ImageProgressCallback", "AttemptMetadata", "ExecutionMetadata", "ProviderHandler",
+    "Job", "JobStateType",
 ]

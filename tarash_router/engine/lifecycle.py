@@ -17,12 +17,13 @@ import builtins
 import inspect
 import logging
 import random
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationFailedError, TarashException, UnsafeURLError
 from ..errors import TimeoutError as GenerationTimeoutError
 from ..journal.tracker import JobTracker
-from ..models import ImageGenerationUpdate, VideoGenerationUpdate
+from ..models import ImageGenerationUpdate, Job, VideoGenerationUpdate
 from .transport import Call, Status, Transport
 
 if TYPE_CHECKING:
@@ -77,6 +78,70 @@ class Lifecycle:
             return await self._wait_and_fetch(state if state in ("queued", "processing") else "queued", first=True)
 
         return await self._guarded(follow)
+
+    async def start(self) -> Job:
+        """Prepare and submit once, journal the accepted job and return at once (no waiting). A
+        synchronous provider answers in full: its job is journaled completed, with its response."""
+        async def start() -> Job:
+            call = self.call
+            await self.transport.prepare(call)
+            status = await self._submit()
+            if status.job_id is None:
+                if self.tracker is not None:
+                    await self._off_the_clock(self.tracker.drop_intent())
+                response = await self._fetch(status)
+                if self.tracker is not None:  # kept so that get_job/wait find it like any other job
+                    await self._off_the_clock(self.tracker.submitted(response.request_id, {}, "processing"))
+                    await self._record("completed", **self._result(response))
+                return self._job("completed", response=response, job_id=response.request_id)
+            call.job_id, call.handle = status.job_id, dict(status.handle or {})
+            if self.tracker is not None:
+                state = "processing" if status.state == "processing" else "queued"
+                await self._off_the_clock(self.tracker.submitted(status.job_id, call.handle, state))
+            if status.state == "failed":
+                self.terminal = True
+                raise status.error or _failed(call, status)
+            await self._emit(status)
+            return self._job(status.state if status.state != "completed" else "processing", percent=status.percent)
+
+        return await self._guarded(start)
+
+    async def check(self) -> Job:
+        """One status request for a journaled job (and the fetch when it has finished); the journal
+        is brought up to date. Nothing is cancelled when the job is still running."""
+        async def check() -> Job:
+            await self.transport.prepare(self.call)
+            status = await self.transport.poll(self.call)
+            if status.state == "completed":
+                response = await self._fetch(status)
+                return self._job("completed", response=response)
+            if status.state == "failed":
+                error = status.error or _failed(self.call, status)
+                await self._record("failed", error={"type": type(error).__name__, "message": error.message})
+                return self._job("failed", error={"type": type(error).__name__, "message": error.message})
+            if status.state == "processing":
+                await self._record("processing")
+            return self._job(status.state, percent=status.percent)
+
+        try:
+            async with asyncio.timeout_at(self.call.deadline):
+                return await check()
+        except builtins.TimeoutError:
+            raise GenerationTimeoutError("the status request did not answer in time", provider=self.call.provider,
+                                         model=self.call.model, request_id=self.job_id, job_may_exist=True) from None
+
+    def _job(self, state: str, *, percent: int | None = None, response: Any = None,
+             error: dict[str, Any] | None = None, job_id: str | None = None) -> Job:
+        call, now = self.call, datetime.now(timezone.utc)
+        return Job(id=job_id or call.job_id or "", provider=call.provider, model=call.model, modality=call.modality,
+                   state=state, progress=100 if state == "completed" else percent, response=response, error=error,
+                   created_at=now, updated_at=now)
+
+    def _result(self, response: Any) -> dict[str, Any]:
+        """The journal's copy of a response (none when the transport keeps media bytes out of it)."""
+        if not getattr(self.transport, "journal_results", True):
+            return {}
+        return {"result": response.model_dump(mode="json")}
 
     async def cancel(self, reason: str = "requested") -> bool:
         """Ask the provider to stop the job; journaled as cancelled when it agreed."""
@@ -210,8 +275,7 @@ class Lifecycle:
                 if not exc.retryable or errors > self.settings.max_poll_errors:
                     raise
                 await asyncio.sleep(self.retry_wait(exc, errors))
-        result = response.model_dump(mode="json") if getattr(self.transport, "journal_results", True) else None
-        await self._record("completed", **({"result": result} if result is not None else {}))
+        await self._record("completed", **self._result(response))
         await self._emit(status, result=response)
         return response
 

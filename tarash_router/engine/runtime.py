@@ -135,9 +135,11 @@ class Runtime:
                     settings=self.settings, pool=self.pool, on_progress=on_progress)
 
     async def dispatch(self, config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str,
-                       claim: HeldClaim | None = None, attempt: Attempt | None = None) -> Any:
-        """Run one target once, through the lifecycle (submit once, wait, fetch); `attempt` is what
-        `plan` decided for it, if it was asked already."""
+                       claim: HeldClaim | None = None, attempt: Attempt | None = None,
+                       submit_only: bool = False) -> Any:
+        """Run one target once, through the lifecycle (submit once, wait, fetch), or with
+        `submit_only` submit it and return its `Job` at once; `attempt` is what `plan` decided for
+        it, if it was asked already."""
         attempt = attempt if attempt is not None else self.plan(config, request, modality)
         call = self._call(attempt.family, config, request, modality, on_progress)
         if attempt.checked:
@@ -145,7 +147,14 @@ class Runtime:
             for warning in attempt.warnings:
                 logger.warning("%s", warning)
         journal = None if attempt.family is None or attempt.transport is _MOCK else self.journal
-        return await Lifecycle(attempt.transport, call, journal, claim).run()
+        lifecycle = Lifecycle(attempt.transport, call, journal, claim)
+        if submit_only:
+            if journal is None:
+                raise ValidationError(f"{config.provider}/{config.model} is served by a Python handler or the mock: "
+                                      "its jobs are not journaled, so they cannot be submitted and waited on later; "
+                                      "use generate_*", provider=config.provider, model=config.model)
+            return await lifecycle.start()
+        return await lifecycle.run()
 
     async def resume(self, record: JobRecord, config: GenerationConfig, on_progress: Any) -> Any:
         """Follow a journaled job to its result without submitting anything."""
@@ -153,6 +162,13 @@ class Runtime:
         transport = self.transports.for_family(family)
         call = self._call(family, config, empty_request(record.modality), record.modality, on_progress)
         return await Lifecycle(transport, call, self.journal, record=record).follow(record.state)
+
+    async def check(self, record: JobRecord, config: GenerationConfig) -> Any:
+        """One status request for a journaled job; its `Job`, the journal brought up to date."""
+        family = self.registry.resolve(record.provider, record.model, record.modality)
+        transport = self.transports.for_family(family)
+        call = self._call(family, config, empty_request(record.modality), record.modality, None)
+        return await Lifecycle(transport, call, self.journal, record=record).check()
 
     async def cancel(self, record: JobRecord, config: GenerationConfig) -> bool:
         """Ask the provider to cancel a journaled job; True (and journaled as cancelled) if it agreed."""

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from ..models import ImageGenerationResponse, Job, VideoGenerationResponse
 
 JobState = Literal["submitting", "submitted", "queued", "processing", "completed", "failed", "cancelled"]
 # States only move forward; the three terminal states never change again. `submitting` is the intent
@@ -47,6 +50,17 @@ class JobRecord(BaseModel):
     updated_at: float = Field(default_factory=time.time)
     result: dict[str, Any] | None = None  # the response (model_dump) once completed
     error: dict[str, Any] | None = None  # {type, message} once failed
+
+    def to_job(self, progress: int | None = None, response: Any = None) -> Job:
+        """The public view of this record (`submitting` intents read as queued: nothing is known yet)."""
+        state = self.state if self.state in ("queued", "processing", "completed", "failed", "cancelled") else "queued"
+        if response is None and self.result is not None:
+            cls = VideoGenerationResponse if self.modality == "video" else ImageGenerationResponse
+            response = cls.model_validate(self.result)
+        return Job(id=self.job_id, provider=self.provider, model=self.model, modality=self.modality, state=state,
+                   progress=100 if state == "completed" else progress, response=response, error=self.error,
+                   created_at=datetime.fromtimestamp(self.created_at, timezone.utc),
+                   updated_at=datetime.fromtimestamp(self.updated_at, timezone.utc))
 
 
 ClaimState = Literal["running", "submitting", "completed", "failed"]

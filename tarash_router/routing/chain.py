@@ -63,7 +63,8 @@ class RouteRun:
     """One routed call in flight: the budget (deadline, max attempts) and the metadata."""
 
     def __init__(self, targets: list[Target], policy: RoutePolicy, modality: str, route: str | None,
-                 cooldowns: CooldownStore | None, runtime: Runtime, claim: HeldClaim | None = None) -> None:
+                 cooldowns: CooldownStore | None, runtime: Runtime, claim: HeldClaim | None = None,
+                 submit_only: bool = False) -> None:
         self.targets = order_targets(targets, policy)
         self.policy = policy
         self.modality = modality
@@ -71,6 +72,7 @@ class RouteRun:
         self.cooldowns = fail_open(cooldowns if cooldowns is not None else default_cooldowns())
         self.runtime = runtime  # runs each target: settings, specs, journal, transports
         self.claim = claim  # the idempotency claim this call holds, if any
+        self.submit_only = submit_only  # return each target's Job once submitted (submit_video/image)
         self.metadata = ExecutionMetadata(configs_in_chain=len(targets), route=route)
         self.started = time.monotonic()
         self.tries = 0
@@ -192,7 +194,7 @@ class RouteRun:
                     attempt.family, attempt.dropped_fields = served.family_name, list(served.dropped)
                     attempt.warnings = list(served.notes)
                     response = await self.runtime.dispatch(config, request, on_progress, self.modality, self.claim,
-                                                           served)
+                                                           served, self.submit_only)
                 except Exception as raw:  # noqa: BLE001 - every failure is recorded (cancellation passes through)
                     exc = _as_tarash(raw, target)
                     attempt.ended_at = _now()
@@ -213,20 +215,23 @@ class RouteRun:
 
 async def execute_targets(targets: list[Target], policy: RoutePolicy, request: GenerationRequest, on_progress: Any,
                           modality: str, runtime: Runtime, route: str | None = None,
-                          cooldowns: CooldownStore | None = None, claim: HeldClaim | None = None) -> Any:
-    """Route one call through `targets` under `policy`, each target run by `runtime`."""
-    return await RouteRun(targets, policy, modality, route, cooldowns, runtime, claim).execute(request, on_progress)
+                          cooldowns: CooldownStore | None = None, claim: HeldClaim | None = None,
+                          submit_only: bool = False) -> Any:
+    """Route one call through `targets` under `policy`, each target run by `runtime` (or, with
+    `submit_only`, submitted: the first target that accepts the job wins, and its Job is returned)."""
+    return await RouteRun(targets, policy, modality, route, cooldowns, runtime, claim,
+                          submit_only).execute(request, on_progress)
 
 
 SEED_POLICY = RoutePolicy()
 
 
 async def execute(config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str,
-                  runtime: Runtime | None = None, claim: HeldClaim | None = None) -> Any:
+                  runtime: Runtime | None = None, claim: HeldClaim | None = None, submit_only: bool = False) -> Any:
     """The seed API: `config` then its `fallback_configs`, under the default policy."""
     targets = [Target.from_config(c) for c in collect_fallback_chain(config)]
     return await execute_targets(targets, SEED_POLICY, request, on_progress, modality, runtime or Runtime(),
-                                 claim=claim)
+                                 claim=claim, submit_only=submit_only)
 
 
 __all__ = ["execute", "execute_targets", "collect_fallback_chain", "order_targets", "RouteRun"]

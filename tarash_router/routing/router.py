@@ -115,10 +115,10 @@ class Router:
         return route
 
     async def run(self, name: str, request: GenerationRequest, on_progress: Any, modality: str,
-                  claim: HeldClaim | None = None) -> Any:
+                  claim: HeldClaim | None = None, submit_only: bool = False) -> Any:
         route = self.get(name, modality)
         return await execute_targets(route.targets, route.policy, request, on_progress, modality, self.runtime,
-                                     route=name, cooldowns=self.cooldowns, claim=claim)
+                                     route=name, cooldowns=self.cooldowns, claim=claim, submit_only=submit_only)
 
     def explain(self, name: str, request: GenerationRequest) -> Plan:
         """The plan for `request` through route `name`: order, skips and why, policies. No network."""
