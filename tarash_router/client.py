@@ -20,7 +20,7 @@ from .engine.client import ClientPool
 from .engine.runtime import PROCESS_TRANSPORTS, Runtime
 from .engine.sync import run_sync
 from .engine.transports import TransportTable
-from .errors import GenerationFailedError, ValidationError
+from .errors import GenerationFailedError, JobMayExistError, ValidationError
 from .journal import JobStore, open_journal
 from .journal.idempotency import HeldClaim, run_idempotent
 from .models import (
@@ -160,6 +160,10 @@ class Client:
         record = await self._record(job_id)
         if record.state in ("completed", "failed", "cancelled"):
             return record.to_job()
+        if record.state == "submitting":  # an intent: the submit's outcome was never recorded
+            raise JobMayExistError(f"{job_id} is a submit that never recorded its outcome: the provider may have "
+                                   "accepted a job whose id is unknown; check with the provider",
+                                   provider=record.provider, model=record.model)
         family = self.registry.resolve(record.provider, record.model, record.modality)
         config = _config_for(record, family, api_key, None, provider_config, base_url)
         return await self.runtime.check(record, config)
