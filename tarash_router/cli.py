@@ -121,6 +121,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             since = f"  since {created} key={r.idempotency_key}" if r.state == "submitting" else ""
             print(f"{r.job_id:<40} {r.state:<10} {r.provider:<10} {r.model}{since}")
         return EXIT_OK
+    if args.action == "reap":
+        return _reap(journal, args)
     if not args.job_id:
         return _usage(f"jobs {args.action} needs a job id")
     if args.action == "show":
@@ -137,6 +139,52 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     cancelled = asyncio.run(cancel_job_async(args.job_id, base_url=args.base_url))
     print("cancelled" if cancelled else "not cancelled (finished already, or the provider refused)")
     return EXIT_OK if cancelled else EXIT_FINDINGS
+
+
+def _reap(journal: Any, args: argparse.Namespace) -> int:
+    """Jobs nobody is following any more (their owner died): every unfinished job not updated for
+    `--older-than` gets one status request, which journals it finished if it has; with `--cancel`,
+    one still running is cancelled. Submit intents that old are listed for reconciliation by hand."""
+    import asyncio
+    import time
+
+    from .api import cancel_job_async, get_job_async
+    from .errors import TarashException
+
+    older_than = _seconds(args.older_than)
+
+    async def reap() -> int:
+        now, stuck = time.time(), 0
+        for record in await journal.list(args.limit):
+            if record.state in ("completed", "failed", "cancelled") or now - record.updated_at < older_than:
+                continue
+            if record.state == "submitting":
+                stuck += 1
+                print(f"{record.job_id:<40} unknown    {record.provider:<10} {record.model}  a submit that never "
+                      "recorded its outcome: check with the provider")
+                continue
+            try:
+                job = await get_job_async(record.job_id, base_url=args.base_url)
+                outcome = job.state
+                if not job.done and args.cancel:
+                    outcome = "cancelled" if await cancel_job_async(record.job_id, base_url=args.base_url) else \
+                        f"{job.state} (cancel refused)"
+            except TarashException as exc:
+                stuck += 1
+                outcome = f"unreachable ({type(exc).__name__}: {exc.message[:80]})"
+            print(f"{record.job_id:<40} {outcome:<10} {record.provider:<10} {record.model}")
+        return stuck
+
+    return EXIT_FINDINGS if asyncio.run(reap()) else EXIT_OK
+
+
+def _seconds(text: str) -> float:
+    from .routing.policy import parse_duration
+
+    try:
+        return float(parse_duration(text))
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(_usage(f"--older-than: {exc}")) from None
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -244,8 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="routes file or directory (repeatable; default: TARASH_ROUTE_DIRS)")
     explain.set_defaults(func=cmd_explain)
 
-    jobs = sub.add_parser("jobs", help="journaled provider jobs: list, show, resume, cancel")
-    jobs.add_argument("action", choices=["list", "show", "resume", "cancel"])
+    jobs = sub.add_parser("jobs", help="journaled provider jobs: list, show, resume, cancel, reap")
+    jobs.add_argument("action", choices=["list", "show", "resume", "cancel", "reap"],
+                      help="reap: finish (or with --cancel, cancel) unfinished jobs nobody has updated for --older-than")
     jobs.add_argument("job_id", nargs="?")
     jobs.add_argument("--journal", help="journal URL (default: TARASH_JOURNAL): sqlite:///path or redis://...")
     jobs.add_argument("--limit", type=int, default=50)
@@ -253,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "cancelled"],
                       help="only jobs in this state (submitting: a crash while a job may have been accepted)")
     jobs.add_argument("--base-url", help="resume/cancel a job that was submitted through a custom base URL")
+    jobs.add_argument("--older-than", default="1h", help="reap: jobs not updated for this long (default 1h)")
+    jobs.add_argument("--cancel", action="store_true", help="reap: cancel jobs that are still running")
     jobs.set_defaults(func=cmd_jobs)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a spec file kind")

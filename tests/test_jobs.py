@@ -134,3 +134,28 @@ async def _wait(job_id: str, base_url: str):
     from tarash_router import wait_async
 
     return await wait_async(job_id, base_url=base_url)
+
+
+def test_jobs_reap_finishes_or_cancels_jobs_nobody_follows(fal, tmp_path, capsys):
+    from tarash_router.cli import main
+    from tarash_router.journal.records import JobRecord
+
+    journal_url = f"sqlite:///{tmp_path / 'reap.db'}"
+    fal.queue(FalJob(statuses=["COMPLETED"]), FalJob(statuses=["IN_PROGRESS"] * 1000))
+    with Client(journal=journal_url) as client:
+        done = client.submit_video(video_config(fal), REQUEST)
+        running = client.submit_video(video_config(fal), REQUEST)
+        asyncio.run(client.runtime.journal.put(JobRecord(job_id="submitting-x", provider="fal", model="fal-ai/veo3",
+                                                         modality="video", state="submitting")))
+    time.sleep(0.05)
+    from tarash_router.journal import set_journal
+
+    try:
+        assert main(["jobs", "reap", "--journal", journal_url, "--older-than", "10ms", "--cancel",
+                     "--base-url", fal.base_url]) == 1  # the intent needs a human
+    finally:
+        set_journal(None)
+    lines = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
+    assert lines == {done.id: "completed", running.id: "cancelled", "submitting-x": "unknown"}
+    with Client(journal=journal_url) as client:
+        assert client.get_job(done.id).state == "completed" and client.get_job(running.id).state == "cancelled"
