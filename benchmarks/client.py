@@ -4,6 +4,7 @@
     python -m benchmarks.client b4 --url URL --jobs K [--poll-interval S]
     python -m benchmarks.client specs [--dir DIR]          # load + compile specs (built-in by default)
     python -m benchmarks.client b3                         # render / extract microbenchmarks
+    python -m benchmarks.client b5 --url URL --jobs K      # submit without waiting (jobs API)
 
 CPU is `resource.getrusage(RUSAGE_SELF)` (user + sys, all threads) around the measured section
 only; peak RSS is the process's `ru_maxrss`. The import-time probe lives in `run.py`
@@ -207,6 +208,34 @@ def cmd_specs(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------- B3: render + extract
 
 
+def cmd_b5(args: argparse.Namespace) -> dict[str, Any]:
+    """Submit without waiting: client CPU per `submit_video_async` against jobs that take 30 s."""
+    from tarash_router import Client, VideoGenerationConfig, VideoGenerationRequest
+
+    config = VideoGenerationConfig(provider="fal", model=MODEL, api_key=API_KEY, base_url=args.url, timeout=600)
+
+    async def main() -> dict[str, Any]:
+        async with Client(journal="memory") as client:
+            for i in range(3):  # warm-up: spec registry, templates, connection set-up; not measured
+                await client.submit_video_async(config, VideoGenerationRequest(prompt=PROMPT.format(i=i)))
+            await asyncio.to_thread(_server, args.url, "reset")
+            gc.collect()
+            u0, s0 = _usage()
+            t0 = time.perf_counter()
+            for i in range(args.jobs):  # one after another: the latency a web request would see
+                job = await client.submit_video_async(config, VideoGenerationRequest(prompt=PROMPT.format(i=i)))
+                assert job.state in ("queued", "processing")
+            wall = time.perf_counter() - t0
+            u1, s1 = _usage()
+            stats = await asyncio.to_thread(_server, args.url, "stats")
+        cpu = (u1 - u0) + (s1 - s0)
+        return {"jobs": args.jobs, "cpu_ms_per_submit": cpu * 1000 / args.jobs,
+                "wall_ms_per_submit": wall * 1000 / args.jobs, "counts": stats["counts"],
+                "requests_per_submit": sum(stats["counts"].values()) / args.jobs}
+
+    return asyncio.run(main())
+
+
 def cmd_b3(args: argparse.Namespace) -> dict[str, Any]:
     import timeit
 
@@ -276,12 +305,15 @@ def main(argv: list[str] | None = None) -> None:
     b4.add_argument("--url", required=True)
     b4.add_argument("--jobs", type=int, default=8)
     b4.add_argument("--poll-interval", type=float, default=None, help="omit for the library default")
+    b5 = sub.add_parser("b5")
+    b5.add_argument("--url", required=True)
+    b5.add_argument("--jobs", type=int, default=50)
     specs = sub.add_parser("specs")
     specs.add_argument("--dir", default=None)
     b3 = sub.add_parser("b3")
     b3.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
-    result = {"b1": cmd_b1, "b4": cmd_b4, "specs": cmd_specs, "b3": cmd_b3}[args.cmd](args)
+    result = {"b1": cmd_b1, "b4": cmd_b4, "specs": cmd_specs, "b3": cmd_b3, "b5": cmd_b5}[args.cmd](args)
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -1,7 +1,7 @@
 """Run the tarash-router benchmark suite and report against the targets.
 
     .venv/bin/python -m benchmarks                 # everything, ~4 minutes on 2 cores
-    .venv/bin/python -m benchmarks --only b1,b2    # a subset (b1 b2 b3 b4)
+    .venv/bin/python -m benchmarks --only b1,b2    # a subset (b1 b2 b3 b4 b5)
     .venv/bin/python -m benchmarks --quick         # smoke run: 1 round, fewer jobs (numbers not comparable)
 
 Every fake server runs in its own process (`benchmarks.fake_fal`) and every measured client in
@@ -52,6 +52,8 @@ TARGETS = {
     "b2_vendor_sdks": ("B2 vendor SDKs imported (public API import, built-in spec load)", "==", 0, ""),
     "b2_builtin": ("B2 load + compile all built-in specs", "<", 200.0, "ms"),
     "b2_generated": ("B2 load + compile 1,000 Fal family specs", "<", 1000.0, "ms"),
+    "b5_submit_cpu": ("B5 client CPU per submit_video (jobs that take 30 s)", "<", 50.0, "ms"),
+    "b5_requests": ("B5 HTTP requests per submit", "==", 1, ""),
 }
 
 # `import tarash_router` alone, and the import a caller actually writes: the package resolves its
@@ -283,6 +285,15 @@ def bench_b3() -> dict[str, Any]:
     return out
 
 
+def bench_b5(jobs: int) -> dict[str, Any]:
+    """Submit without waiting, against a fake whose jobs take 30 s: what a web request pays."""
+    with fake_fal("--complete-after", "30") as url:
+        out = client("b5", "--url", url, "--jobs", str(jobs))
+    log(f"  B5 {out['cpu_ms_per_submit']:.2f} ms CPU/submit, {out['wall_ms_per_submit']:.2f} ms wall/submit, "
+        f"{out['requests_per_submit']:.2f} requests/submit")
+    return out
+
+
 def bench_b4(intervals: list[float | None], jobs: int) -> dict[str, Any]:
     """Each polling interval gets its own timed fake server and client, all run side by side."""
     spread = ",".join(f"{B4_FIRST_DONE + k * 5 / jobs:g}" for k in range(jobs))
@@ -348,6 +359,10 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         measured["b2_vendor_sdks"] = len(b2["vendor_sdks_imported"])
         measured["b2_builtin"] = b2["builtin_ms"]
         measured["b2_generated"] = b2["generated_ms"]
+    b5 = results.get("b5")
+    if b5:
+        measured["b5_submit_cpu"] = b5["cpu_ms_per_submit"]
+        measured["b5_requests"] = b5["requests_per_submit"]
     rows = []
     for key, (label, op, limit, unit) in TARGETS.items():
         if key not in measured:
@@ -472,7 +487,7 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="b1,b2,b3,b4", help="comma-separated subset of b1,b2,b3,b4")
+    parser.add_argument("--only", default="b1,b2,b3,b4,b5", help="comma-separated subset of b1,b2,b3,b4,b5")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are reported)")
     parser.add_argument("--quick", action="store_true", help="1 round, fewer jobs: a smoke test only")
     parser.add_argument("--out", default=str(HERE), help="folder for results.json and results.md")
@@ -503,6 +518,9 @@ def main(argv: list[str] | None = None) -> int:
     if "b3" in only:
         log("B3 render + extract ...")
         results["b3"] = bench_b3()
+    if "b5" in only:
+        log("B5 submit without waiting ...")
+        results["b5"] = bench_b5(10 if args.quick else 50)
     if "b4" in only:
         log("B4 polling efficiency ...")
         results["b4"] = bench_b4(B4_INTERVALS, 4 if args.quick else B4_JOBS)
