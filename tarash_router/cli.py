@@ -194,6 +194,16 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+    from .server.settings import ServerSettings
+
+    if not ServerSettings().server_keys:
+        return _usage("set TARASH_SERVER_KEYS (comma-separated bearer keys callers must present)")
+    serve(host=args.host, port=args.port)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -309,6 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of a spec file kind")
     schema.add_argument("kind", choices=["provider", "family", "routes"])
     schema.set_defaults(func=cmd_schema)
+
+    serve = sub.add_parser("serve", help="run the HTTP gateway (jobs over HTTP; needs the `server` extra)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="generate a video and an image on the built-in fake Fal server")
     demo.add_argument("--poll-interval", type=float, default=0.2)

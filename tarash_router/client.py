@@ -165,7 +165,7 @@ class Client:
                                    "accepted a job whose id is unknown; check with the provider",
                                    provider=record.provider, model=record.model)
         family = self.registry.resolve(record.provider, record.model, record.modality)
-        config = _config_for(record, family, api_key, None, provider_config, base_url)
+        config = self._follow_config(record, family, api_key, None, provider_config, base_url)
         return await self.runtime.check(record, config)
 
     def get_job(self, job_id: str, **kwargs: Any) -> Job:
@@ -259,7 +259,7 @@ class Client:
                                         provider=record.provider, model=record.model, request_id=job_id,
                                         raw_response=error, retryable=False, job_may_exist=True)
         family = self.registry.resolve(record.provider, record.model, record.modality)
-        config = _config_for(record, family, api_key, timeout, provider_config, base_url)
+        config = self._follow_config(record, family, api_key, timeout, provider_config, base_url)
         return await self.runtime.resume(record, config, on_progress)
 
     def resume(self, job_id: str, **kwargs: Any) -> Response:
@@ -272,11 +272,36 @@ class Client:
         if record.state in ("completed", "failed", "cancelled"):
             return False
         family = self.registry.resolve(record.provider, record.model, record.modality)
-        return await self.runtime.cancel(record, _config_for(record, family, api_key, None, None, base_url))
+        return await self.runtime.cancel(record, self._follow_config(record, family, api_key, None, None, base_url))
 
     def cancel_job(self, job_id: str, **kwargs: Any) -> bool:
         """Blocking `cancel_job_async`."""
         return run_sync(self.cancel_job_async(job_id, **kwargs))
+
+    def _follow_config(self, record: Any, family: Any, api_key: str | None, timeout: float | None,
+                       provider_config: dict[str, Any] | None, base_url: str | None) -> Any:
+        """The config to follow a journaled job with. Where the key may go comes from the caller or from
+        this client's own routes (a target with the job's provider, model and base URL), never from
+        the journal alone."""
+        if base_url is None and record.base_url:
+            own = self._route_target_for(record)
+            if own is not None:
+                base_url, api_key = own.base_url, api_key or own.api_key
+                provider_config = {**own.provider_config, **(provider_config or {})}
+        return _config_for(record, family, api_key, timeout, provider_config, base_url)
+
+    def _route_target_for(self, record: Any) -> Any:
+        """This client's route target config that could have submitted `record`'s job, if any."""
+        try:
+            routes = list(self.router.routes.values())
+        except Exception:  # noqa: BLE001 - a router that cannot load has no targets to offer
+            return None
+        for route in routes:
+            for target in route.targets:
+                if (target.provider, target.model) == (record.provider, record.model) and target.base_url and \
+                        target.base_url.rstrip("/") == record.base_url.rstrip("/"):
+                    return target.build_config(record.modality, None)
+        return None
 
     async def _record(self, job_id: str) -> Any:
         record = await self.runtime.journal.get(job_id)

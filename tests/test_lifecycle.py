@@ -170,3 +170,25 @@ def test_a_failed_job_is_journaled_failed_with_the_provider_error(backend, clien
     (record,) = run(_records(client))
     assert record.state == "failed" and "boom" in (record.error or {}).get("message", "")
     assert caught.value.job_may_exist
+
+
+def test_a_caller_that_stops_mid_submit_still_gets_the_job_cancelled(fakes, client):
+    # The submit's answer is slow; the caller gives up after the provider received it but before the
+    # job id arrived. The lifecycle waits for the id, then cancels the job, so no paid job is orphaned.
+    fal = fakes["fal"]
+    fal.clear()
+    fal.queue(FalJob(statuses=["IN_QUEUE"] * 1000, delay=0.3))
+    config = _fal(fal).config()
+
+    async def scenario() -> None:
+        task = asyncio.create_task(client.generate_video_async(config, VideoGenerationRequest(prompt="a cat")))
+        while not fal.submits:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(scenario())
+    assert len(fal.cancels) == 1
+    (record,) = run(_records(client))
+    assert record.state == "cancelled"

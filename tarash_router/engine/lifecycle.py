@@ -217,8 +217,12 @@ class Lifecycle:
         if self.tracker is not None:
             await self._off_the_clock(self.tracker.submitting())
         self.sent = True
+        submit = asyncio.ensure_future(self.transport.submit(self.call))
         try:
-            status = await self.transport.submit(self.call)
+            status = await asyncio.shield(submit)
+        except asyncio.CancelledError:
+            await self._learn_job_id(submit)
+            raise
         except TarashException as exc:
             if self.tracker is not None:
                 await self._off_the_clock(self.tracker.submit_failed(
@@ -226,6 +230,20 @@ class Lifecycle:
             raise
         self.submitted_at = self.loop.time()
         return status
+
+    async def _learn_job_id(self, submit: asyncio.Future[Status]) -> None:
+        """The caller (or the deadline) stopped us while the submit was on the wire: the provider may
+        be accepting a paid job right now. Wait briefly for its answer so the job can be cancelled
+        (and is journaled if it cannot be) rather than left running unknown."""
+        try:
+            status = await asyncio.wait_for(asyncio.shield(submit), CANCEL_TIMEOUT)
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - no answer: nothing more can be learnt
+            submit.cancel()
+            return
+        if status.job_id is not None:
+            self.call.job_id, self.call.handle = status.job_id, dict(status.handle or {})
+            if self.tracker is not None:
+                await self.tracker.submitted(status.job_id, self.call.handle, "queued")
 
     async def _wait_and_fetch(self, state: str, first: bool = False) -> Any:
         status = await self._poll_until_done(state, first)

@@ -1,0 +1,25 @@
+"""The gateway's own settings (`TARASH_SERVER_*`), read when it starts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TARASH_", extra="ignore")
+
+    # Bearer keys callers present (comma-separated); the gateway refuses to start without one.
+    server_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
+    # Seconds between status checks behind one /events stream.
+    server_events_interval: float = Field(2.0, gt=0)
+
+    @field_validator("server_keys", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return [k.strip() for k in value.split(",") if k.strip()] if isinstance(value, str) else value
+
+
+__all__ = ["ServerSettings"]

@@ -1,0 +1,157 @@
+"""The HTTP gateway, driven over real HTTP: uvicorn on 127.0.0.1, httpx as the caller, the fake fal
+behind it. Two server processes share one Redis journal and answer for each other's jobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from conftest import API_KEY
+from journal_helpers import redis_server
+from tarash_router.client import Client
+from tarash_router.server.app import create_app
+from tarash_router.testing import FalJob
+
+KEY = "gw-test-key-1"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _routes(tmp_path: Path, fal) -> Path:
+    folder = tmp_path / "routes"
+    folder.mkdir(exist_ok=True)
+    (folder / "video.yaml").write_text(textwrap.dedent(f"""\
+        spec_version: 1
+        routes:
+          fast:
+            modality: video
+            targets:
+              - {{provider: fal, model: fal-ai/veo3/fast, base_url: "{fal.base_url}", poll_interval: 5ms}}
+    """))
+    return folder
+
+
+@pytest.fixture
+def gateway(tmp_path, fal, monkeypatch) -> Iterator[str]:
+    monkeypatch.setenv("FAL_KEY", API_KEY)
+    client = Client(routes=[_routes(tmp_path, fal)], journal=f"sqlite:///{tmp_path / 'jobs.db'}")
+    app = create_app(client, [KEY], events_interval=0.02)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def _auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEY}"}
+
+
+def test_create_follow_by_events_and_get_the_result(gateway, fal):
+    fal.queue(FalJob(statuses=["IN_QUEUE", "IN_PROGRESS", "IN_PROGRESS", "COMPLETED"]))
+    with httpx.Client(base_url=gateway, headers=_auth(), timeout=10) as http:
+        created = http.post("/v1/jobs", json={"route": "fast", "request": {"prompt": "a cat", "duration_seconds": 8}})
+        assert created.status_code == 202
+        job = created.json()
+        assert job["state"] == "queued" and job["model"] == "fal-ai/veo3/fast"
+        events = []
+        with http.stream("GET", f"/v1/jobs/{job['id']}/events") as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    events.append(line[7:])
+        assert events[-1] == "completed" and "processing" in events
+        final = http.get(f"/v1/jobs/{job['id']}").json()
+        assert final["state"] == "completed" and final["response"]["video"].startswith("https://")
+    assert fal.submit_count() == 1
+
+
+def test_cancel_unknown_and_refused_requests(gateway, fal):
+    fal.queue(FalJob(statuses=["IN_QUEUE"] * 1000))
+    with httpx.Client(base_url=gateway, headers=_auth(), timeout=10) as http:
+        job = http.post("/v1/jobs", json={"route": "fast", "request": {"prompt": "a cat"}}).json()
+        assert http.delete(f"/v1/jobs/{job['id']}").json() == {"id": job["id"], "cancelled": True}
+        assert http.get(f"/v1/jobs/{job['id']}").json()["state"] == "cancelled"
+        assert http.get("/v1/jobs/nope").status_code == 404
+        # A caller never chooses where the server's keys go, nor passes a key.
+        smuggled = http.post("/v1/jobs", json={"provider": "fal", "model": "fal-ai/veo3/fast", "base_url": "http://evil",
+                                               "request": {"prompt": "x"}})
+        assert smuggled.status_code == 422 and "base_url" in smuggled.json()["message"]
+        refused = http.post("/v1/jobs", json={"route": "fast", "request": {"prompt": "x", "duration_seconds": 5}})
+        assert refused.status_code == 422 and "allowed: 4, 6, 8" in refused.json()["message"]
+    assert fal.submit_count() == 1
+
+
+def test_keys_health_and_openapi(gateway):
+    with httpx.Client(base_url=gateway, timeout=10) as http:
+        assert http.get("/healthz").json() == {"ok": True}
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {KEY}"}):
+            answer = http.post("/v1/jobs", json={"route": "fast", "request": {"prompt": "x"}}, headers=headers)
+            assert answer.status_code == 401 and answer.headers["www-authenticate"] == "Bearer"
+        doc = http.get("/openapi.json").json()
+        assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/events"} <= set(doc["paths"])
+        assert "Job" in doc["components"]["schemas"] and KEY not in json.dumps(doc)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_server_processes_on_one_redis_answer_for_each_others_jobs(tmp_path, fal):
+    fal.queue(FalJob(statuses=["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]))
+    routes = _routes(tmp_path, fal)
+    with redis_server() as redis_url:
+        env = {**os.environ, "TARASH_JOURNAL": redis_url, "TARASH_ROUTE_DIRS": str(routes),
+               "TARASH_SERVER_KEYS": KEY, "FAL_KEY": API_KEY, "TARASH_ALLOW_PRIVATE_URLS": "1"}
+        ports = [_free_port(), _free_port()]
+        servers = [subprocess.Popen([sys.executable, "-m", "tarash_router.cli", "serve", "--port", str(port)],
+                                    cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                   for port in ports]
+        try:
+            urls = [f"http://127.0.0.1:{port}" for port in ports]
+            for url in urls:
+                _wait_healthy(url)
+            created = httpx.post(f"{urls[0]}/v1/jobs", headers=_auth(), timeout=10,
+                                 json={"route": "fast", "request": {"prompt": "a cat"}})
+            job_id = created.json()["id"]
+            state = None
+            for _ in range(200):
+                state = httpx.get(f"{urls[1]}/v1/jobs/{job_id}", headers=_auth(), timeout=10).json()["state"]
+                if state == "completed":
+                    break
+                time.sleep(0.02)
+            assert state == "completed"
+            assert httpx.get(f"{urls[0]}/v1/jobs/{job_id}", headers=_auth(), timeout=10).json()["state"] == "completed"
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait(10)
+    assert fal.submit_count() == 1
+
+
+def _wait_healthy(url: str) -> None:
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"the gateway at {url} never answered")
