@@ -56,13 +56,17 @@ def setting(monkeypatch):
     get_settings.cache_clear()
 
 
-# Providers retired Sora 2 (2026-09-24, on OpenAI and Azure), DALL-E 2 and 3 (2026-05-12), gpt-image-1
-# (2026-10-23) and Runway's gen4_aleph (2026-07-30), so their families now refuse calls. Their
+# Providers retired Sora 2 (2026-09-24, on OpenAI and Azure), DALL-E 2 and 3 (2026-05-12; on Azure
+# 2026-02-18), gpt-image-1 (2026-10-23), gpt-image-1-mini and 1.5 (2026-12-01), Runway's gen4_aleph
+# (2026-07-30), Imagen (2026-08-17), the Gemini image previews and Gemini 2.5 Flash Image
+# (2026-10-02) and Veo 2 and 3 on Vertex AI (2026-06-30), so their families now refuse calls. Their
 # transports are still tested against the loopback fakes, through copies of those families without
 # the shutdown date, loaded over the built-ins.
 RETIRED_UNDER_TEST = ("openai/sora-2.yaml", "openai/sora-2-pro.yaml", "openai/dall-e-2.yaml",
-                      "openai/dall-e-3.yaml", "openai/gpt-image-1.yaml", "azure-openai/sora-2.yaml",
-                      "runway/gen4-aleph.yaml")
+                      "openai/dall-e-3.yaml", "openai/gpt-image-1.yaml", "openai/gpt-image.yaml",
+                      "azure-openai/sora-2.yaml", "azure-openai/dall-e-3.yaml", "runway/gen4-aleph.yaml",
+                      "google/imagen.yaml", "google/gemini-image.yaml", "google-vertex/imagen.yaml",
+                      "google-vertex/veo-2.yaml", "google-vertex/veo-3.yaml")
 
 
 def unretired_specs(root: Path) -> Path:

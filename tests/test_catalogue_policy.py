@@ -79,6 +79,25 @@ def test_a_model_retiring_later_is_still_served(tmp_path, fal):
         assert client.generate_video(video_config(fal, model="fal-ai/old-clip"), VideoGenerationRequest(prompt="x"))
 
 
+def test_a_child_of_a_retired_family_is_still_served(tmp_path, fal):
+    from tarash_router.client import Client
+
+    root = _retired_family(tmp_path, date(2026, 7, 30), "fal-ai/new-clip")
+    (root / "fal" / "new-clip.yaml").write_text(textwrap.dedent("""\
+        spec_version: 1
+        provider: fal
+        extends: old-clip
+        models: [fal-ai/new-clip]
+        examples:
+          - request: {prompt: "a cat"}
+            body: {prompt: "a cat"}
+    """))
+    with Client(spec_dirs=[root]) as client:
+        assert client.generate_video(video_config(fal, model="fal-ai/new-clip"), VideoGenerationRequest(prompt="x"))
+        with pytest.raises(ValidationError, match="retired by fal on 2026-07-30"):
+            client.generate_video(video_config(fal, model="fal-ai/old-clip"), VideoGenerationRequest(prompt="x"))
+
+
 def _routes(tmp_path: Path, fal, first: str) -> Path:
     routes = tmp_path / "routes.yaml"
     routes.write_text(textwrap.dedent(f"""\

@@ -19,6 +19,8 @@ from tarash_router.models import (
 from tarash_router.testing._server import Failure
 from tarash_router.testing.google import FAKE_MP4, FAKE_PNG, FakeGoogle, GoogleJob, google_error, rate_limited
 
+pytestmark = pytest.mark.usefixtures("retired_still_served")  # Imagen and the Gemini image models: retired
+
 API_KEY = "gemini-test-key-91c2"
 NASTY_PROMPT = 'She said "hi" \\ back\nline two\ttab 🐱 {{ 7*7 }} \u00e9\u4e2d'
 PNG_B64 = base64.b64encode(b"\x89PNG").decode()

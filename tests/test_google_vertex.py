@@ -22,7 +22,8 @@ from tarash_router.models import (
 from tarash_router.testing._server import Failure
 from tarash_router.testing.google import FAKE_MP4, FAKE_PNG, FakeGoogle, GoogleJob, google_error, rate_limited
 
-pytestmark = pytest.mark.filterwarnings("ignore:The generate_images method is deprecated")
+pytestmark = [pytest.mark.filterwarnings("ignore:The generate_images method is deprecated"),
+              pytest.mark.usefixtures("retired_still_served")]  # Imagen, Veo 2 and 3: retired in 2026
 
 TOKEN = "ya29.vertex-test-token"
 PC = {"project": "proj-7", "location": "us-central1", "access_token": TOKEN}

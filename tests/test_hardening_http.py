@@ -201,7 +201,7 @@ def _google_image(google: FakeGoogle, url: str):
 
 
 @pytest.fixture(scope="module")
-def google():
+def google(retired_still_served):  # gemini-2.5-flash-image was retired on 2026-10-02
     with FakeGoogle() as server:
         yield server
 

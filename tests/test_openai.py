@@ -383,12 +383,12 @@ NO_SDK = textwrap.dedent("""
     from tarash_router.models import ImageGenerationConfig, ImageGenerationRequest, VideoGenerationConfig, VideoGenerationRequest
 
     for call in (
-        lambda: tarash_router.generate_image(ImageGenerationConfig(provider="openai", model="gpt-image-1.5", api_key="k"),
+        lambda: tarash_router.generate_image(ImageGenerationConfig(provider="openai", model="gpt-image-2", api_key="k"),
                                              ImageGenerationRequest(prompt="x")),
         lambda: tarash_router.generate_image(ImageGenerationConfig(provider="azure-openai", model="gpt-image-1",
                                              api_key="k", base_url="https://r.openai.azure.com"),
                                              ImageGenerationRequest(prompt="x")),
-        lambda: tarash_router.render_request(ImageGenerationConfig(provider="openai", model="gpt-image-1.5"),
+        lambda: tarash_router.render_request(ImageGenerationConfig(provider="openai", model="gpt-image-2"),
                                              ImageGenerationRequest(prompt="x")),
     ):
         try:

@@ -270,11 +270,12 @@ def test_deadline_cancels_the_task_with_delete(runway):
 
 
 def test_runway_validation_400_is_validation_error(runway):
-    # gen4.5 text_to_video takes only 1280:720 / 720:1280; the spec cannot condition `allowed` on the
-    # presence of an image, so Runway's own 400 is what reports it (no task is created).
+    # contentModeration passes through extra_params unchecked, so Runway's own 400 reports a value it
+    # does not take (no task is created).
     with pytest.raises(ValidationError) as info:
-        generate_video(video_config(runway, "gen4.5"), VideoGenerationRequest(prompt="x", aspect_ratio="4:3"))
-    assert "'720:1280'" in info.value.message and "HTTP 400" in info.value.message
+        generate_video(video_config(runway, "gen4.5"), VideoGenerationRequest(
+            prompt="x", extra_params={"contentModeration": {"publicFigureThreshold": "high"}}))
+    assert "publicFigureThreshold" in info.value.message and "HTTP 400" in info.value.message
     assert info.value.raw_response["body"]["error"] == "Validation of body failed"
     assert runway.create_count() == 0 and runway.create_attempts == 1
 

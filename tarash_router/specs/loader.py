@@ -210,8 +210,9 @@ def _poll_extract(doc: SourceDoc, poll: Any, path: tuple) -> PollExtract:
 
 
 # `extends`: what a child never inherits, and the mappings merged key by key (the rest is replaced whole).
+# A retirement (`deprecated`, `shutdown`, `successor`) is about the parent's own models, like `checked`.
 NOT_INHERITED = frozenset({"family", "models", "examples", "description", "docs", "checked", "notes", "abstract",
-                           "extends"})
+                           "extends", "deprecated", "shutdown", "successor"})
 MERGED_KEYS = ("params", "body")
 _FAMILY_KEY = re.compile(r"^family:[ \t]*['\"]?([^'\"\s#]+)", re.MULTILINE)
 _PROVIDER_KEY = re.compile(r"^provider:[ \t]*['\"]?([^'\"\s#]+)", re.MULTILINE)

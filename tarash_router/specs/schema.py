@@ -271,7 +271,8 @@ class FamilyFile(_Strict):
     extends: str | None = Field(
         None, description="A family of the same provider whose keys this one inherits (one level deep): params and "
                           "body merge key by key (null removes a key), other keys replace the parent's whole; "
-                          "family, models, examples, description, docs and notes are never inherited")
+                          "family, models, examples, description, docs, notes and the parent's "
+                          "retirement (deprecated, shutdown, successor) are never inherited")
     abstract: bool = Field(False, description="A parent for other families only: serves no models, has no examples")
     description: str | None = None
     docs: str | None = Field(None, description="The provider's documentation of these models (the source of the mapping)")
