@@ -151,3 +151,31 @@ def test_validate_flags_route_params_the_target_model_cannot_honour(tmp_path, fa
     assert len(errors) == 1 and "params set seed, which" in errors[0].message and "adapt: {seed: drop}" in errors[0].message
     routes.write_text(text.replace("params: {seed: 7},", "params: {seed: 7}, adapt: {seed: drop},"))
     assert [f for f in validate_paths([routes]) if f.severity == "error"] == []
+
+
+def test_a_constraint_on_a_field_never_sent_does_not_hide_its_loss(tmp_path):
+    from tarash_router.client import Client
+    from tarash_router.models import VideoGenerationConfig
+
+    family = tmp_path / "fal" / "clip.yaml"
+    family.parent.mkdir(parents=True)
+    family.write_text(textwrap.dedent("""\
+        spec_version: 1
+        provider: fal
+        models: [fal-ai/pinned-clip]
+        modality: video
+        params:
+          duration_seconds: {allowed: [6], message: "6 s clips only"}   # pinned: accepted, not sent
+          negative_prompt: {pattern: ".{0,40}"}                          # a rule, but never sent
+        body:
+          prompt: "{{ request.prompt }}"
+        examples:
+          - request: {prompt: "a cat", duration_seconds: 6}
+            body: {prompt: "a cat"}
+    """))
+    with Client(spec_dirs=[tmp_path]) as client:
+        config = VideoGenerationConfig(provider="fal", model="fal-ai/pinned-clip")
+        assert client.render_request(config, VideoGenerationRequest(prompt="a", duration_seconds=6))["json"] == {
+            "prompt": "a"}
+        with pytest.raises(ValidationError, match="cannot honour negative_prompt"):
+            client.render_request(config, VideoGenerationRequest(prompt="a", negative_prompt="blur"))

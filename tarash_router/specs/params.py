@@ -167,13 +167,18 @@ def _check_extra(family: FamilySpec, request: GenerationRequest, fail: Any) -> N
 
 
 def unhonoured_fields(family: FamilySpec, request: GenerationRequest) -> list[str]:
-    """Request fields set on `request` that the family sends nowhere. A field the family constrains in
-    `params` was considered by its author (e.g. a fixed value), even if not sent."""
+    """Request fields set on `request` that the family sends nowhere. A field the family does not send
+    but pins to one value in `params` (`allowed: [6]`: the model's fixed clip length) is honoured;
+    a range or pattern on a field it does not send is not (the value would be dropped)."""
     return sorted(
         name for name in request.model_fields_set - _STRUCTURAL
         if getattr(request, name) is not None and name not in family.used_fields
-        and name not in family.params.fields
+        and not _pinned(family.params.fields.get(name))
     )
+
+
+def _pinned(rule: Any) -> bool:
+    return rule is not None and (rule.forbidden or (rule.allowed is not None and len(rule.allowed) == 1))
 
 
 __all__ = ["check_request", "assign_images", "unhonoured_fields", "retirement"]
