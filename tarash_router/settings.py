@@ -11,7 +11,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -57,6 +57,9 @@ class TarashSettings(BaseSettings):
     max_response_bytes: int = Field(32 * 1024 * 1024, gt=0)
     # Media and result URLs may point at loopback/private/link-local addresses (local development, tests).
     allow_private_urls: bool = False
+    # The connection layer: "auto" (aiohttp's through httpx-aiohttp when installed, extra `fast`; else
+    # httpx's own), "aiohttp" or "httpx".
+    transport: Literal["auto", "aiohttp", "httpx"] = "auto"
 
     _split_dirs = field_validator("spec_dirs", "route_dirs", mode="before")(_split_paths)
 

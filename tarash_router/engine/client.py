@@ -30,6 +30,23 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def _fast_transport(choice: str, limits: httpx.Limits) -> httpx.AsyncBaseTransport | None:
+    """The connection layer under httpx: aiohttp's (through the maintained `httpx-aiohttp` transport,
+    extra `fast`) when chosen or, with `auto`, when installed; else httpx's own (None). Requests and
+    answers stay httpx objects, so redirects, limits and errors are handled the same either way."""
+    if choice == "httpx":
+        return None
+    try:
+        from httpx_aiohttp import AiohttpTransport
+    except ImportError:
+        if choice == "aiohttp":
+            from ..errors import MissingExtraError
+
+            raise MissingExtraError("TARASH_TRANSPORT=aiohttp needs httpx-aiohttp: pip install 'tarash-router[fast]'")
+        return None
+    return AiohttpTransport(verify=_ssl_context(), limits=limits, trust_env=True)
+
+
 class ClientPool:
     """Shared clients keyed by (event loop, provider); nothing is created per call."""
 
@@ -47,9 +64,11 @@ class ClientPool:
         if pooled is None or pooled.client.is_closed:
             settings = self._settings or get_settings()
             size = settings.max_connections
+            limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
             client = httpx.AsyncClient(
                 verify=_ssl_context(),
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                limits=limits,
+                transport=_fast_transport(settings.transport, limits),
                 timeout=httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout),
                 follow_redirects=False,  # http.send follows them, dropping credentials across origins
             )

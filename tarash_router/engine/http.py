@@ -79,6 +79,8 @@ async def send(pooled: PooledClient, method: str, url: str, *, headers: Mapping[
                 status, received, next_url = await _exchange(pooled.client, request, max_bytes)
             except httpx.HTTPError as exc:
                 failure = scrubbed_copy(exc, values)
+            except ValueError as exc:  # aiohttp refuses a header value with a control character
+                failure = httpx.LocalProtocolError(f"illegal header value ({scrub(str(exc), values)})")
             if failure is not None:
                 raise failure  # outside the except block: the original stays out of the chain
             if received is not None:
@@ -172,16 +174,37 @@ def scrub(text: str, values: Iterable[Any]) -> str:
 
 
 def scrubbed_copy(exc: httpx.HTTPError, values: Iterable[Any]) -> httpx.HTTPError:
-    """An exception of the same httpx class whose text quotes no header value, for the same request."""
+    """An exception of the same httpx class whose text quotes no header value, for the same request
+    (for the aiohttp transport, of the class that says what happened: see `_aiohttp_class`)."""
     copy: httpx.HTTPError
     try:
-        copy = type(exc)(scrub(str(exc), values))
+        copy = _aiohttp_class(exc)(scrub(str(exc), values))
     except TypeError:  # a subclass with another constructor: keep the family, lose the detail
         copy = httpx.TransportError(f"{type(exc).__name__}: {scrub(str(exc), values)}")
     request = getattr(exc, "_request", None)
     if request is not None:
         copy.request = request
     return copy
+
+
+def _aiohttp_class(exc: httpx.HTTPError) -> type[httpx.HTTPError]:
+    """httpx-aiohttp raises ConnectTimeout for every aiohttp connection error; the aiohttp error behind
+    it says whether the request reached the provider, which decides whether a submit may be sent
+    again: a refused connect did not (ConnectError), a connection that broke after it was made may
+    have delivered the submit (ReadError)."""
+    cause = exc.__cause__
+    if cause is None or not type(cause).__module__.startswith("aiohttp"):
+        return type(exc)
+    kinds = {cls.__name__ for cls in type(cause).__mro__}
+    if "ClientConnectorError" in kinds:  # DNS, refused, TLS handshake: nothing was sent
+        return httpx.ConnectError
+    if "ConnectionTimeoutError" in kinds:
+        return httpx.ConnectTimeout
+    if kinds & {"ServerTimeoutError", "SocketTimeoutError"}:  # the answer was slow to come
+        return httpx.ReadTimeout
+    if kinds & {"ClientConnectionError", "ClientPayloadError"}:  # disconnected or reset mid-exchange
+        return httpx.ReadError
+    return type(exc)
 
 
 class _HeaderValueFilter(logging.Filter):
