@@ -253,3 +253,15 @@ def test_a_delivery_for_an_unknown_job_is_refused(client, fal):
 
 def test_a_provider_that_declares_no_webhook_refuses_deliveries(client):
     assert refused(client, "runway", {}, b"{}") == "unsupported"
+
+
+def test_fal_keys_are_fetched_again_when_fal_rotates_them(client, fal, monkeypatch):
+    from tarash_router.engine import webhooks
+
+    first = submitted(client, fal, "fal")
+    assert client.handle_webhook("fal", *fal.webhook_delivery(first.id)).state == "completed"
+    fal._signing_key = None  # fal signs with a new key from now on
+    monkeypatch.setattr(webhooks, "JWKS_MIN_REFRESH", 0.0)
+    second = submitted(client, fal, "fal")
+    assert client.handle_webhook("fal", *fal.webhook_delivery(second.id)).state == "completed"
+    assert len([r for r in fal.requests if r.path == "/.well-known/jwks.json"]) == 2

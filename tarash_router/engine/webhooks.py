@@ -84,8 +84,6 @@ class JwksCache:
         age = time.monotonic() - self._fetched
         if self._keys and age < self.ttl and not (refresh and age >= JWKS_MIN_REFRESH):
             return self._keys
-        if refresh and age < JWKS_MIN_REFRESH:
-            return self._keys
         try:
             self._keys = await self._fetch()
         except (httpx.HTTPError, ValueError) as exc:
