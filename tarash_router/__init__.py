@@ -22,13 +22,14 @@ _EXPORTS: dict[str, str] = {
         "unregister_provider", "register_transport", "register_provider_field_mapping", "get_provider_field_mapping",
         "render_request", "resume", "resume_async", "cancel_job_async", "default_client", "submit_video",
         "submit_video_async", "submit_image", "submit_image_async", "get_job", "get_job_async", "wait", "wait_async",
-        "cancel_job", "list_jobs", "list_jobs_async",
+        "cancel_job", "list_jobs", "list_jobs_async", "handle_webhook", "handle_webhook_async",
     ], "api"),
     "Client": "client",
     "aclose_clients": "engine.client",
     **dict.fromkeys([
         "TarashException", "ValidationError", "ContentModerationError", "HTTPError", "AuthenticationError",
         "RateLimitError", "GenerationFailedError", "HTTPConnectionError", "TimeoutError", "SpecError", "ConfigError",
+        "WebhookError",
     ], "errors"),
     **dict.fromkeys([
         "VideoGenerationConfig", "VideoGenerationRequest", "VideoGenerationResponse", "VideoGenerationUpdate",
@@ -65,7 +66,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerly
     from .api import (  # noqa: F401
         cancel_job, cancel_job_async, default_client, generate_image, generate_image_async, generate_video,
-        generate_video_async, get_job, get_job_async, get_provider_field_mapping, list_jobs, list_jobs_async,
+        generate_video_async, get_job, get_job_async, get_provider_field_mapping, handle_webhook, handle_webhook_async,
+        list_jobs, list_jobs_async,
         register_provider, register_provider_field_mapping, register_transport, render_request, resume, resume_async,
         submit_image, submit_image_async, submit_video, submit_video_async, unregister_provider, wait, wait_async,
     )
@@ -73,7 +75,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerl
     from .engine.client import aclose_clients  # noqa: F401
     from .errors import (  # noqa: F401
         AuthenticationError, ConfigError, ContentModerationError, GenerationFailedError, HTTPConnectionError,
-        HTTPError, RateLimitError, SpecError, TarashException, TimeoutError, ValidationError,
+        HTTPError, RateLimitError, SpecError, TarashException, TimeoutError, ValidationError, WebhookError,
     )
     from .models import (  # noqa: F401
         AspectRatio, AttemptMetadata, ExecutionMetadata, ImageGenerationConfig, ImageGenerationRequest,

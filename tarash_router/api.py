@@ -5,6 +5,7 @@ process-wide spec registry, routes, journal and cooldowns (configured by `TARASH
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .engine.sync import run_sync
@@ -91,27 +92,37 @@ async def cancel_job_async(job_id: str, *, api_key: str | None = None, base_url:
 
 
 async def submit_video_async(config: VideoGenerationConfig | str, request: VideoGenerationRequest,
-                             on_progress: ProgressCallback | None = None) -> Job:
+                             on_progress: ProgressCallback | None = None, *, webhook_url: str | None = None) -> Job:
     """Submit a video generation and return its `Job` at once (see `Client.submit_video_async`)."""
-    return await default_client().submit_video_async(config, request, on_progress)
+    return await default_client().submit_video_async(config, request, on_progress, webhook_url=webhook_url)
 
 
 def submit_video(config: VideoGenerationConfig | str, request: VideoGenerationRequest,
-                 on_progress: ProgressCallback | None = None) -> Job:
+                 on_progress: ProgressCallback | None = None, *, webhook_url: str | None = None) -> Job:
     """Blocking `submit_video_async` (it blocks only for the submit)."""
-    return run_sync(submit_video_async(config, request, on_progress))
+    return run_sync(submit_video_async(config, request, on_progress, webhook_url=webhook_url))
 
 
 async def submit_image_async(config: ImageGenerationConfig | str, request: ImageGenerationRequest,
-                             on_progress: ImageProgressCallback | None = None) -> Job:
+                             on_progress: ImageProgressCallback | None = None, *, webhook_url: str | None = None) -> Job:
     """Submit an image generation and return its `Job` at once."""
-    return await default_client().submit_image_async(config, request, on_progress)
+    return await default_client().submit_image_async(config, request, on_progress, webhook_url=webhook_url)
 
 
 def submit_image(config: ImageGenerationConfig | str, request: ImageGenerationRequest,
-                 on_progress: ImageProgressCallback | None = None) -> Job:
+                 on_progress: ImageProgressCallback | None = None, *, webhook_url: str | None = None) -> Job:
     """Blocking `submit_image_async`."""
-    return run_sync(submit_image_async(config, request, on_progress))
+    return run_sync(submit_image_async(config, request, on_progress, webhook_url=webhook_url))
+
+
+async def handle_webhook_async(provider: str, headers: Mapping[str, str], body: bytes | str) -> Job:
+    """Verify one webhook delivery and complete its journaled job once (see `Client.handle_webhook_async`)."""
+    return await default_client().handle_webhook_async(provider, headers, body)
+
+
+def handle_webhook(provider: str, headers: Mapping[str, str], body: bytes | str) -> Job:
+    """Blocking `handle_webhook_async`."""
+    return run_sync(handle_webhook_async(provider, headers, body))
 
 
 async def get_job_async(job_id: str, **kwargs: Any) -> Job:
@@ -202,5 +213,6 @@ __all__ = [
     "unregister_provider", "register_transport", "register_provider_field_mapping", "get_provider_field_mapping",
     "render_request", "resume", "resume_async", "cancel_job_async", "default_client", "submit_video",
     "submit_video_async", "submit_image", "submit_image_async", "get_job", "get_job_async", "wait", "wait_async",
+    "handle_webhook", "handle_webhook_async",
     "cancel_job", "list_jobs", "list_jobs_async",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from .engine.client import ClientPool
 from .engine.runtime import PROCESS_TRANSPORTS, Runtime
 from .engine.sync import run_sync
 from .engine.transports import TransportTable
+from .engine.webhooks import WebhookReceiver
 from .errors import GenerationFailedError, JobMayExistError, ValidationError
 from .journal import JobStore, open_journal
 from .journal.idempotency import HeldClaim, run_idempotent
@@ -124,34 +125,53 @@ class Client:
     # ------------------------------------------------------------ jobs that outlive the call
 
     async def submit_video_async(self, config: VideoGenerationConfig | str, request: VideoGenerationRequest,
-                                 on_progress: ProgressCallback | None = None) -> Job:
+                                 on_progress: ProgressCallback | None = None, *, webhook_url: str | None = None) -> Job:
         """Validate, pick a target (routing, skips and fallback apply at submit), submit once, journal
         the job and return it at once. `wait(job.id)` (here or in any process sharing the journal)
-        collects the video."""
-        return await self._submit(config, request, on_progress, "video")
+        collects the video. With `webhook_url` the provider reports the finished job there (its own
+        webhook parameter, as its provider file declares; a provider without one refuses it before
+        anything is sent); hand each delivery to `handle_webhook`."""
+        return await self._submit(config, request, on_progress, "video", webhook_url)
 
     def submit_video(self, config: VideoGenerationConfig | str, request: VideoGenerationRequest,
-                     on_progress: ProgressCallback | None = None) -> Job:
+                     on_progress: ProgressCallback | None = None, *, webhook_url: str | None = None) -> Job:
         """Blocking `submit_video_async` (it blocks only for the submit)."""
-        return run_sync(self.submit_video_async(config, request, on_progress))
+        return run_sync(self.submit_video_async(config, request, on_progress, webhook_url=webhook_url))
 
     async def submit_image_async(self, config: ImageGenerationConfig | str, request: ImageGenerationRequest,
-                                 on_progress: ImageProgressCallback | None = None) -> Job:
+                                 on_progress: ImageProgressCallback | None = None, *,
+                                 webhook_url: str | None = None) -> Job:
         """`submit_video_async` for images."""
-        return await self._submit(config, request, on_progress, "image")
+        return await self._submit(config, request, on_progress, "image", webhook_url)
 
     def submit_image(self, config: ImageGenerationConfig | str, request: ImageGenerationRequest,
-                     on_progress: ImageProgressCallback | None = None) -> Job:
+                     on_progress: ImageProgressCallback | None = None, *, webhook_url: str | None = None) -> Job:
         """Blocking `submit_image_async`."""
-        return run_sync(self.submit_image_async(config, request, on_progress))
+        return run_sync(self.submit_image_async(config, request, on_progress, webhook_url=webhook_url))
 
-    async def _submit(self, config: Any, request: Any, on_progress: Any, modality: str) -> Job:
+    async def _submit(self, config: Any, request: Any, on_progress: Any, modality: str,
+                      webhook_url: str | None = None) -> Job:
         if request.idempotency_key:
             raise ValidationError("idempotency keys are taken by generate_video/generate_image; a submitted job "
                                   "is already named by the id submit returns (keep it)")
         if isinstance(config, str):
-            return await self.router.run(config, request, on_progress, modality, submit_only=True)
-        return await execute(config, request, on_progress, modality, self.runtime, submit_only=True)
+            return await self.router.run(config, request, on_progress, modality, submit_only=True,
+                                         webhook_url=webhook_url)
+        return await execute(config, request, on_progress, modality, self.runtime, submit_only=True,
+                             webhook_url=webhook_url)
+
+    async def handle_webhook_async(self, provider: str, headers: Mapping[str, str], body: bytes | str) -> Job:
+        """Take one webhook delivery (the raw body, as received, and its headers): verify the provider's
+        signature, refuse stale or replayed deliveries (WebhookError, with `reason`), and complete the
+        journaled job once. A second delivery of a finished job changes nothing and returns it."""
+        receiver = getattr(self, "_webhooks", None)
+        if receiver is None:
+            receiver = self._webhooks = WebhookReceiver(self.runtime.settings)
+        return await receiver.handle(self.runtime, provider, headers, body)
+
+    def handle_webhook(self, provider: str, headers: Mapping[str, str], body: bytes | str) -> Job:
+        """Blocking `handle_webhook_async`."""
+        return run_sync(self.handle_webhook_async(provider, headers, body))
 
     async def get_job_async(self, job_id: str, *, api_key: str | None = None, base_url: str | None = None,
                             provider_config: dict[str, Any] | None = None) -> Job:

@@ -129,6 +129,17 @@ class JobMayExistError(TarashException):
         super().__init__(message, *args, **kwargs)
 
 
+class WebhookError(TarashException):
+    """A webhook delivery was refused: `reason` is `signature` (missing or bad), `stale` (timestamp
+    outside the tolerance), `replay` (this delivery id was handled before), `unknown_job`, `malformed`
+    or `unsupported` (the provider declares no webhook). Answer `replay` with 200 (the delivery was
+    handled) and anything else with 400/401, so the provider retries only what may yet succeed."""
+
+    def __init__(self, message: str, *args: Any, reason: str = "signature", **kwargs: Any) -> None:
+        super().__init__(message, *args, **kwargs)
+        self.reason = reason
+
+
 class MissingExtraError(TarashException):
     """A provider or store needs an optional package (a vendor SDK, redis) that is not installed."""
 
@@ -200,6 +211,7 @@ def is_retryable_error(exc: BaseException) -> bool:
 
 __all__ = [
     "TarashException",
+    "WebhookError",
     "ValidationError",
     "ContentModerationError",
     "HTTPError",

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -60,6 +60,14 @@ class TarashSettings(BaseSettings):
     # The connection layer: "auto" (aiohttp's through httpx-aiohttp when installed, extra `fast`; else
     # httpx's own), "aiohttp" or "httpx".
     transport: Literal["auto", "aiohttp", "httpx"] = "auto"
+    # Webhooks (docs/webhooks.md). fal signs deliveries with ED25519 keys published as a JWKS
+    # (https://docs.fal.ai/model-apis/model-endpoints/webhooks); the keys are cached for a day.
+    fal_webhook_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    # Replicate signs deliveries with the account's `whsec_...` secret (Standard Webhooks;
+    # https://replicate.com/docs/topics/webhooks/verify-webhook); GET /v1/webhooks/default/secret shows it.
+    replicate_webhook_secret: SecretStr | None = None
+    # A delivery whose timestamp is further than this from now is refused (replayed or stale).
+    webhook_tolerance: float = Field(300.0, gt=0)
 
     _split_dirs = field_validator("spec_dirs", "route_dirs", mode="before")(_split_paths)
 

@@ -55,6 +55,9 @@ class Call:
     # attempt): a transport passes both to prepare_job instead of doing them again.
     checked: bool = False
     api_key: str | None = None
+    # Where the provider should report the finished job (submit_video/submit_image with webhook_url);
+    # the transport puts it on the submit where the provider file's `webhook:` says.
+    webhook_url: str | None = None
 
     @property
     def provider(self) -> str:

@@ -64,7 +64,7 @@ class RouteRun:
 
     def __init__(self, targets: list[Target], policy: RoutePolicy, modality: str, route: str | None,
                  cooldowns: CooldownStore | None, runtime: Runtime, claim: HeldClaim | None = None,
-                 submit_only: bool = False) -> None:
+                 submit_only: bool = False, webhook_url: str | None = None) -> None:
         self.targets = order_targets(targets, policy)
         self.policy = policy
         self.modality = modality
@@ -73,6 +73,7 @@ class RouteRun:
         self.runtime = runtime  # runs each target: settings, specs, journal, transports
         self.claim = claim  # the idempotency claim this call holds, if any
         self.submit_only = submit_only  # return each target's Job once submitted (submit_video/image)
+        self.webhook_url = webhook_url  # where the provider reports the finished job (submit only)
         self.metadata = ExecutionMetadata(configs_in_chain=len(targets), route=route)
         self.started = time.monotonic()
         self.tries = 0
@@ -194,7 +195,7 @@ class RouteRun:
                     attempt.family, attempt.dropped_fields = served.family_name, list(served.dropped)
                     attempt.warnings = list(served.notes)
                     response = await self.runtime.dispatch(config, request, on_progress, self.modality, self.claim,
-                                                           served, self.submit_only)
+                                                           served, self.submit_only, self.webhook_url)
                 except Exception as raw:  # noqa: BLE001 - every failure is recorded (cancellation passes through)
                     exc = _as_tarash(raw, target)
                     attempt.ended_at = _now()
@@ -216,22 +217,23 @@ class RouteRun:
 async def execute_targets(targets: list[Target], policy: RoutePolicy, request: GenerationRequest, on_progress: Any,
                           modality: str, runtime: Runtime, route: str | None = None,
                           cooldowns: CooldownStore | None = None, claim: HeldClaim | None = None,
-                          submit_only: bool = False) -> Any:
+                          submit_only: bool = False, webhook_url: str | None = None) -> Any:
     """Route one call through `targets` under `policy`, each target run by `runtime` (or, with
     `submit_only`, submitted: the first target that accepts the job wins, and its Job is returned)."""
     return await RouteRun(targets, policy, modality, route, cooldowns, runtime, claim,
-                          submit_only).execute(request, on_progress)
+                          submit_only, webhook_url).execute(request, on_progress)
 
 
 SEED_POLICY = RoutePolicy()
 
 
 async def execute(config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str,
-                  runtime: Runtime | None = None, claim: HeldClaim | None = None, submit_only: bool = False) -> Any:
+                  runtime: Runtime | None = None, claim: HeldClaim | None = None, submit_only: bool = False,
+                  webhook_url: str | None = None) -> Any:
     """The seed API: `config` then its `fallback_configs`, under the default policy."""
     targets = [Target.from_config(c) for c in collect_fallback_chain(config)]
     return await execute_targets(targets, SEED_POLICY, request, on_progress, modality, runtime or Runtime(),
-                                 claim=claim, submit_only=submit_only)
+                                 claim=claim, submit_only=submit_only, webhook_url=webhook_url)
 
 
 __all__ = ["execute", "execute_targets", "collect_fallback_chain", "order_targets", "RouteRun"]

@@ -115,10 +115,11 @@ class Router:
         return route
 
     async def run(self, name: str, request: GenerationRequest, on_progress: Any, modality: str,
-                  claim: HeldClaim | None = None, submit_only: bool = False) -> Any:
+                  claim: HeldClaim | None = None, submit_only: bool = False, webhook_url: str | None = None) -> Any:
         route = self.get(name, modality)
         return await execute_targets(route.targets, route.policy, request, on_progress, modality, self.runtime,
-                                     route=name, cooldowns=self.cooldowns, claim=claim, submit_only=submit_only)
+                                     route=name, cooldowns=self.cooldowns, claim=claim, submit_only=submit_only,
+                                     webhook_url=webhook_url)
 
     def explain(self, name: str, request: GenerationRequest) -> Plan:
         """The plan for `request` through route `name`: order, skips and why, policies. No network."""

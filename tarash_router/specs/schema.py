@@ -170,6 +170,32 @@ class ResponseSpec(_Strict):
     revised_prompt: PathOrPaths | None = None
 
 
+class WebhookSpec(_Strict):
+    """The provider's own webhook: where a submit carries the caller's URL, how deliveries are signed
+    and where a delivery keeps the job id, its status and its result."""
+
+    query: str | None = Field(None, description="Query parameter of the submit that takes the URL (fal: fal_webhook)")
+    body: str | None = Field(None, description="Body field of the submit that takes the URL (Replicate: webhook)")
+    body_extra: dict[str, Any] = Field(
+        default_factory=dict, description="Fixed body fields sent with it (Replicate: webhook_events_filter)")
+    signature: Literal["fal-ed25519", "standard-webhooks"] = Field(
+        description="fal-ed25519: ED25519 over request id, user id, timestamp and the body's SHA-256, keys from "
+                    "TARASH_FAL_WEBHOOK_JWKS_URL; standard-webhooks: HMAC-SHA256 with TARASH_<PROVIDER>_WEBHOOK_SECRET")
+    id: str = Field(description="JSONPath of the job id in a delivery")
+    status: str | None = Field(None, description="JSONPath of the job's status in a delivery")
+    status_map: dict[str, Status] = Field(
+        default_factory=dict, description="Delivery statuses to job states (default: the protocol's status_map)")
+    result: str = Field("$", description="JSONPath of the result the family's response paths read")
+    error: str | None = Field(None, description="JSONPath of the error message of a failed job")
+
+    @field_validator("body", mode="after")
+    @classmethod
+    def _one_place(cls, value: str | None, info: Any) -> str | None:
+        if value is not None and info.data.get("query") is not None:
+            raise ValueError("the URL goes in one place: `query` or `body`, not both")
+        return value
+
+
 class ProviderFile(_Strict):
     """`provider.yaml`: what every model of one provider shares."""
 
@@ -195,6 +221,8 @@ class ProviderFile(_Strict):
     errors: list[ErrorRule] = Field(default_factory=list)
     media: MediaSpec = Field(default_factory=MediaSpec)
     response: ResponseSpec = Field(default_factory=ResponseSpec)
+    webhook: WebhookSpec | None = Field(
+        None, description="The provider's webhook, when it has one (submit_video(..., webhook_url=...))")
 
 
 class ParamSpec(_Strict):
@@ -306,4 +334,5 @@ class FamilyFile(_Strict):
 __all__ = [
     "ProviderFile", "FamilyFile", "AuthSpec", "RequestSpec", "JobSpec", "PollSpec", "ProtocolSpec",
     "ProtocolOverride", "ErrorRule", "MediaSpec", "ResponseSpec", "ParamSpec", "RoleSpec", "CheckSpec", "ExampleSpec",
+    "WebhookSpec",
 ]

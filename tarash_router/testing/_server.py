@@ -26,7 +26,7 @@ import socket
 import struct
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -620,3 +620,47 @@ class ScriptedFake(FakeServer, Generic[JobT]):
     def from_args(cls, args: argparse.Namespace, **options: Any) -> Self:
         """Build an instance from command-line options (plus subclass ``options``)."""
         return cls(api_key=args.api_key, host=args.host, port=args.port, record=not args.no_record, **options)
+
+
+@dataclass
+class WebhookDelivery:
+    """One webhook POST a fake made: the job, where it went, what was sent and the receiver's answer
+    (``answer`` is None when the receiver could not be reached)."""
+
+    job_id: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    answer: int | None = None
+
+
+class WebhookSender:
+    """Sends a fake's signed webhook deliveries from its own event loop, after ``delay`` seconds,
+    ``repeats`` distinct deliveries per job (providers deliver more than once); records each one."""
+
+    def __init__(self) -> None:
+        self.delay = 0.05
+        self.repeats = 1
+        self.deliveries: list[WebhookDelivery] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def schedule(self, job_id: str, url: str, build: Callable[[int], tuple[dict[str, str], bytes]]) -> None:
+        """Deliver ``build(i)`` (headers, body) for i in range(repeats) to ``url``; call from the fake's loop."""
+        task = asyncio.get_running_loop().create_task(self._send(job_id, url, build))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, job_id: str, url: str, build: Callable[[int], tuple[dict[str, str], bytes]]) -> None:
+        from aiohttp import ClientError, ClientSession, ClientTimeout
+
+        await asyncio.sleep(self.delay)
+        async with ClientSession(timeout=ClientTimeout(total=10)) as session:
+            for i in range(self.repeats):
+                headers, body = build(i)
+                delivery = WebhookDelivery(job_id, url, headers, body)
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        delivery.answer = response.status
+                except (ClientError, OSError, asyncio.TimeoutError):
+                    delivery.answer = None
+                self.deliveries.append(delivery)

@@ -5,12 +5,22 @@ full endpoint path, poll status/result/cancel under the app id (``owner/alias``)
 path, 202 while queued/running and 200 once COMPLETED, failures surfacing on the result GET.
 Each job follows a :class:`FalJob` script; faults are :class:`Failure` objects.
 
+A submit with ``?fal_webhook=<url>`` is delivered for real: the job finishes at once and the fake
+POSTs ``{request_id, gateway_request_id, status: OK|ERROR, payload, error}`` to the URL, signed as fal
+signs it (https://docs.fal.ai/model-apis/model-endpoints/webhooks): ED25519 over ``request_id \n
+user_id \n timestamp \n sha256_hex(body)``, headers ``X-Fal-Webhook-*``; the public key is served
+as a JWKS at ``/.well-known/jwks.json``. Signing needs the ``cryptography`` package.
+
 Run standalone (benchmarks): ``python -m tarash_router.testing.fal --port 0``.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
+import json
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +29,8 @@ from typing import Any
 from aiohttp import web
 
 from ._server import (
-    Failure, Headers, ScriptedFake, StatusScript, delayed_failure, json_response, now_iso, pop_first,
+    Failure, Headers, ScriptedFake, StatusScript, WebhookSender, delayed_failure, json_response, now_iso,
+    pop_first,
 )
 
 __all__ = ["FakeFal", "FalJob", "FalJobState", "FalSubmit", "app_id_of"]
@@ -225,6 +236,55 @@ class FakeFal(ScriptedFake[FalJob]):
         self.cancels: list[str] = []
         # Storage: upload id -> (file name, content type, bytes once PUT).
         self.uploads: dict[str, tuple[str, str, bytes | None]] = {}
+        # Webhooks: `webhooks.delay`/`webhooks.repeats` tune deliveries, `webhooks.deliveries` records them.
+        self.webhooks = WebhookSender()
+        self.webhook_user_id = "fake-user"
+        self._signing_key: Any = None
+
+    # -- webhooks ----------------------------------------------------------------------------
+
+    @property
+    def jwks_url(self) -> str:
+        """Where this fake publishes its webhook signing key (set TARASH_FAL_WEBHOOK_JWKS_URL to it)."""
+        return f"{self.base_url}/.well-known/jwks.json"
+
+    def _key(self) -> Any:
+        if self._signing_key is None:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+            self._signing_key = Ed25519PrivateKey.generate()
+        return self._signing_key
+
+    def jwks(self) -> dict[str, Any]:
+        """The JWKS holding this fake's ED25519 public key."""
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        raw = self._key().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        return {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "fake", "use": "sig", "alg": "EdDSA"}]}
+
+    def webhook_delivery(self, request_id: str, *, timestamp: int | None = None) -> tuple[dict[str, str], bytes]:
+        """The signed delivery fal would POST for a finished ``request_id``: (headers, body)."""
+        job = self.jobs[request_id]
+        if job.script.result_status >= 400:
+            body_json: dict[str, Any] = {
+                "request_id": request_id, "gateway_request_id": request_id, "status": "ERROR",
+                "error": f"Invalid status code: {job.script.result_status}",
+                "payload": job.script.result_body if job.script.result_body is not None else job.output}
+        else:
+            body_json = {"request_id": request_id, "gateway_request_id": request_id, "status": "OK",
+                         "payload": job.output, "error": None}
+        body = json.dumps(body_json).encode()
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        message = "\n".join([request_id, self.webhook_user_id, stamp, hashlib.sha256(body).hexdigest()]).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Fal-Webhook-Request-Id": request_id,
+            "X-Fal-Webhook-User-Id": self.webhook_user_id,
+            "X-Fal-Webhook-Timestamp": stamp,
+            "X-Fal-Webhook-Signature": self._key().sign(message).hex(),
+        }
+        return headers, body
 
     # -- scripting / inspection --------------------------------------------------------------
 
@@ -254,6 +314,8 @@ class FakeFal(ScriptedFake[FalJob]):
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         """Route by path shape: storage, ``…/requests/{id}[/status|/cancel]`` or submit."""
         path = request.path.strip("/")
+        if path == ".well-known/jwks.json" and request.method == "GET":
+            return json_response(200, self.jwks())
         if path.startswith(("storage/", "files/")):
             return await self._storage(request, path)
         prefix, sep, rest = path.rpartition("/requests/")
@@ -340,6 +402,10 @@ class FakeFal(ScriptedFake[FalJob]):
             body["queue_position"] = _first_queue_position(job.entries)
         if webhook:
             body["gateway_request_id"] = job.request_id
+            job.status, job.step = COMPLETED, len(job.entries)  # it finishes now; fal reports it to the URL
+            now = int(time.time())
+            self.webhooks.schedule(job.request_id, webhook,
+                                   lambda i: self.webhook_delivery(job.request_id, timestamp=now + i))
         return json_response(200, body, {"x-fal-request-id": job.request_id})
 
     def _create_job(self, script: FalJob, endpoint: str, submitted: Any) -> FalJobState:

@@ -12,6 +12,12 @@ whatever the script says (a URL string, a list, an object). ``Prefer: wait[=N]``
 call run the script server-side and answer with the state reached (``Preference-Applied: wait``).
 Each job follows a :class:`ReplicateJob` script; faults are :class:`Failure` objects.
 
+A create whose body carries ``webhook`` is delivered for real: the prediction runs to its end at
+once and the fake POSTs the prediction object to the URL, signed per Standard Webhooks as Replicate
+signs it (https://replicate.com/docs/topics/webhooks/verify-webhook): ``webhook-id``,
+``webhook-timestamp`` and ``webhook-signature: v1,<base64 HMAC-SHA256>`` over ``id.timestamp.body``
+with the fake's ``webhook_secret`` (``whsec_...``).
+
 Run standalone (benchmarks): ``python -m tarash_router.testing.replicate --port 0``.
 """
 
@@ -19,7 +25,12 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
+import hmac
+import json
+import os
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +39,8 @@ from typing import Any
 from aiohttp import web
 
 from ._server import (
-    Failure, Headers, ScriptedFake, StatusScript, delayed_failure, json_response, multipart_parts, now_iso, pop_first,
+    Failure, Headers, ScriptedFake, StatusScript, WebhookSender, delayed_failure, json_response, multipart_parts,
+    now_iso, pop_first,
 )
 
 __all__ = [
@@ -296,6 +308,22 @@ class FakeReplicate(ScriptedFake[ReplicateJob]):
         self.creates: list[ReplicateCreate] = []
         self.cancels: list[str] = []
         self.files: dict[str, tuple[str, str, bytes]] = {}  # file id -> (name, content type, bytes)
+        # Webhooks: `webhooks.delay`/`webhooks.repeats` tune deliveries, `webhooks.deliveries` records them.
+        self.webhooks = WebhookSender()
+        if not getattr(self, "webhook_secret", None):  # kept across clear(): receivers are configured with it
+            self.webhook_secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+    def webhook_delivery(self, prediction_id: str, *, message_id: str | None = None,
+                         timestamp: int | None = None) -> tuple[dict[str, str], bytes]:
+        """The signed delivery Replicate would POST for ``prediction_id`` as it stands: (headers, body)."""
+        body = json.dumps(self.jobs[prediction_id].to_json()).encode()
+        message_id = message_id or f"msg_{uuid.uuid4().hex}"
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        key = base64.b64decode(self.webhook_secret.removeprefix("whsec_"))
+        digest = hmac.new(key, f"{message_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+        headers = {"Content-Type": "application/json", "webhook-id": message_id, "webhook-timestamp": stamp,
+                   "webhook-signature": "v1," + base64.b64encode(digest).decode()}
+        return headers, body
 
     # -- scripting / inspection --------------------------------------------------------------
 
@@ -420,7 +448,14 @@ class FakeReplicate(ScriptedFake[ReplicateJob]):
             self.jobs[job.prediction_id] = job
             self.creates.append(ReplicateCreate(job.prediction_id, kind, model, version, record.body, body,
                                                 record.headers, prefer))
-        return json_response(201, job.to_json(), headers)
+        answer = json_response(201, job.to_json(), headers)
+        webhook = body.get("webhook")
+        if isinstance(webhook, str) and webhook:
+            while not job.terminal and job.step < len(job.entries):  # it runs to its end; Replicate reports it
+                job.advance()
+            self.webhooks.schedule(job.prediction_id, webhook,
+                                   lambda i: self.webhook_delivery(job.prediction_id))
+        return answer
 
     def _new_job(self, script: ReplicateJob, model: str, version: str, submitted: Any) -> ReplicateJobState:
         prediction_id = _prediction_id()

@@ -78,7 +78,10 @@ class SpecTransport:
 
     async def submit(self, call: Call) -> Status:
         jc: JobContext = call.state
-        reply = await self._send(call, jc.build(call.family.submit), "submit")
+        prepared = jc.build(call.family.submit)
+        if call.webhook_url is not None:
+            _add_webhook(prepared, call.family.provider.file.webhook, call.webhook_url)
+        reply = await self._send(call, prepared, "submit")
         handle = self._handle(call, reply.data)
         job_id = handle.get("id")
         if call.family.poll is None:  # synchronous provider: the submit response is the result
@@ -123,7 +126,7 @@ class SpecTransport:
         data = status.native
         if call.family.result is not None and call.job_id is not None:
             data = (await self._send(call, call.state.build(call.family.result, call.handle), "result")).data
-        return self._response(call, data, call.job_id or (status.handle or {}).get("sync_id"))
+        return self.extract_response(call, data, call.job_id or (status.handle or {}).get("sync_id"))
 
     async def cancel(self, call: Call) -> bool:
         template = call.family.cancel
@@ -228,7 +231,9 @@ class SpecTransport:
         return mapped
 
     @staticmethod
-    def _response(call: Call, data: Any, job_id: str | None) -> Any:
+    def extract_response(call: Call, data: Any, job_id: str | None) -> Any:
+        """The response in a result (the fetched result, or what a webhook delivered), read with the
+        family's response paths; a refusal or a result without the media raises."""
         refusal = output_refusal(call.family.provider, data, model=call.model, request_id=job_id)
         if refusal is not None:
             raise refusal
@@ -251,6 +256,15 @@ class SpecTransport:
                                         request_id=request_id, raw_response=raw, retryable=False, job_may_exist=True)
         return ImageGenerationResponse(images=images, content_type=fields.get("content_type") or "image/png",
                                        revised_prompt=fields.get("revised_prompt"), **common)
+
+
+def _add_webhook(prepared: PreparedRequest, webhook: Any, url: str) -> None:
+    """Put the caller's webhook URL on the submit where the provider file's `webhook:` says."""
+    if webhook.query is not None:
+        prepared.query = {**prepared.query, webhook.query: url}
+    if webhook.body is not None:
+        prepared.json = {**(prepared.json if isinstance(prepared.json, dict) else {}), webhook.body: url,
+                         **webhook.body_extra}
 
 
 def empty_request(modality: str) -> Any:
