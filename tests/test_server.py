@@ -45,6 +45,7 @@ def _routes(tmp_path: Path, fal) -> Path:
 @pytest.fixture
 def gateway(tmp_path, fal, monkeypatch) -> Iterator[str]:
     monkeypatch.setenv("FAL_KEY", API_KEY)
+    monkeypatch.setenv("TARASH_FAL_WEBHOOK_JWKS_URL", fal.jwks_url)  # the fake signs as fal does
     client = Client(routes=[_routes(tmp_path, fal)], journal=f"sqlite:///{tmp_path / 'jobs.db'}")
     app = create_app(client, [KEY], events_interval=0.02)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
@@ -155,3 +156,18 @@ def _wait_healthy(url: str) -> None:
             pass
         time.sleep(0.05)
     raise AssertionError(f"the gateway at {url} never answered")
+
+
+def test_the_gateway_takes_signed_webhooks_and_refuses_forged_ones(gateway, fal):
+    fal.queue(FalJob(statuses=["IN_QUEUE"] * 1000))
+    with httpx.Client(base_url=gateway, headers=_auth(), timeout=10) as http:
+        job = http.post("/v1/jobs", json={"route": "fast", "request": {"prompt": "a cat"}}).json()
+        headers, body = fal.webhook_delivery(job["id"])
+        forged = http.post("/v1/webhooks/fal", headers={**headers, "Authorization": ""},
+                           content=body.replace(b'"OK"', b'"ERROR"') if isinstance(body, bytes) else body + " ")
+        assert forged.status_code == 401 and forged.json()["reason"] == "signature"
+        handled = httpx.post(f"{gateway}/v1/webhooks/fal", headers=headers, content=body, timeout=10)
+        assert handled.status_code == 200 and handled.json() == {"ok": True, "id": job["id"], "state": "completed"}
+        again = httpx.post(f"{gateway}/v1/webhooks/fal", headers=headers, content=body, timeout=10)
+        assert again.status_code == 200 and again.json()["replay"] is True
+        assert http.get(f"/v1/jobs/{job['id']}").json()["state"] == "completed"

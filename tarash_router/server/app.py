@@ -4,6 +4,7 @@
     GET    /v1/jobs/{id}          the Job (one status request while it runs)
     GET    /v1/jobs/{id}/events   Server-Sent Events: state and progress changes, then the outcome
     DELETE /v1/jobs/{id}          cancel at the provider
+    POST   /v1/webhooks/{provider} a provider's signed delivery (the signature is the credential)
     GET    /healthz               liveness, no key needed
     GET    /openapi.json          this API's OpenAPI document
 
@@ -29,7 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..client import Client
-from ..errors import JobMayExistError, TarashException, ValidationError
+from ..errors import JobMayExistError, TarashException, ValidationError, WebhookError
 from ..models import (
     ImageGenerationConfig, ImageGenerationRequest, Job, VideoGenerationConfig, VideoGenerationRequest,
 )
@@ -111,6 +112,23 @@ def create_app(client: Client, keys: Sequence[str], *, events_interval: float = 
         return StreamingResponse(_event_stream(client, first, events_interval), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
+    async def webhook(request: Request) -> Response:
+        # Authenticated by the provider's signature, not a caller key: providers present none.
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return JSONResponse({"error": "PayloadTooLarge", "message": f"at most {MAX_BODY} bytes"}, status_code=413)
+        try:
+            job = await client.handle_webhook_async(request.path_params["provider"], dict(request.headers), body)
+        except WebhookError as exc:
+            if exc.reason == "replay":  # handled before: the provider may stop retrying
+                return JSONResponse({"ok": True, "replay": True})
+            status = 401 if exc.reason in ("signature", "stale") else 400
+            return JSONResponse({"error": "WebhookError", "reason": exc.reason, "message": exc.message},
+                                status_code=status)
+        except TarashException as exc:
+            return _error(exc)
+        return JSONResponse({"ok": True, "id": job.id, "state": job.state})
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
@@ -122,6 +140,7 @@ def create_app(client: Client, keys: Sequence[str], *, events_interval: float = 
         Route("/v1/jobs/{job_id}", guarded(get), methods=["GET"]),
         Route("/v1/jobs/{job_id}", guarded(cancel), methods=["DELETE"]),
         Route("/v1/jobs/{job_id}/events", guarded(events), methods=["GET"]),
+        Route("/v1/webhooks/{provider}", webhook, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ])
@@ -195,6 +214,11 @@ def _openapi() -> dict[str, Any]:
             "/v1/jobs/{job_id}/events": {"get": {
                 "summary": "Server-Sent Events: one per change of state or progress, then the outcome",
                 "parameters": job_id, "responses": {"200": {"description": "text/event-stream"}, "404": error}}},
+            "/v1/webhooks/{provider}": {"post": {
+                "summary": "A provider's webhook delivery, verified by its signature", "security": [],
+                "parameters": [{"name": "provider", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "handled (or a replay of a handled delivery)"},
+                              "400": error, "401": error}}},
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "ok"}}}},
         },
     }
