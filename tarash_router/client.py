@@ -10,6 +10,7 @@ the default client uses the process-wide registry, routes, journal and cooldowns
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +22,7 @@ from .engine.runtime import PROCESS_TRANSPORTS, Runtime
 from .engine.sync import run_sync
 from .engine.transports import TransportTable
 from .engine.webhooks import WebhookReceiver
-from .errors import GenerationFailedError, JobMayExistError, ValidationError
+from .errors import GenerationFailedError, JobMayExistError, TarashException, ValidationError
 from .journal import JobStore, open_journal
 from .journal.idempotency import HeldClaim, run_idempotent
 from .models import (
@@ -216,6 +217,30 @@ class Client:
     def list_jobs(self, **kwargs: Any) -> list[Job]:
         """Blocking `list_jobs_async`."""
         return run_sync(self.list_jobs_async(**kwargs))
+
+    async def reconcile_async(self, *, older_than: float = 300.0, limit: int = 500) -> list[Job]:
+        """One pass over unfinished jobs nobody has updated for `older_than` seconds (a webhook that never
+        came, an owner that died): one status request each, so a finished job is journaled with its
+        result. Returns the jobs as they stand now; a provider that does not answer is skipped (logged)
+        and tried again on the next pass."""
+        checked = []
+        for job in await self.list_jobs_async(older_than=older_than, limit=limit):
+            if job.done:
+                continue
+            try:
+                checked.append(await self.get_job_async(job.id))
+            except TarashException as exc:
+                logger.warning("reconcile: %s job %s not checked (%s)", job.provider, job.id, type(exc).__name__)
+        return checked
+
+    async def reconcile_forever(self, *, every: float = 60.0, older_than: float = 300.0) -> None:
+        """Reconcile every `every` seconds until cancelled (run it as a task beside a webhook receiver)."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.reconcile_async(older_than=older_than)
+            except Exception:  # noqa: BLE001 - a bad pass (journal down) must not end the loop
+                logger.exception("reconcile pass failed; trying again in %.0fs", every)
 
     async def _generate(self, config: Any, request: Any, on_progress: Any, modality: str) -> Any:
         if isinstance(config, str):

@@ -3,6 +3,7 @@ behind it. Two server processes share one Redis journal and answer for each othe
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -21,6 +22,7 @@ import uvicorn
 from conftest import API_KEY
 from journal_helpers import redis_server
 from tarash_router.client import Client
+from tarash_router.models import VideoGenerationConfig, VideoGenerationRequest
 from tarash_router.server.app import create_app
 from tarash_router.testing import FalJob
 
@@ -171,3 +173,29 @@ def test_the_gateway_takes_signed_webhooks_and_refuses_forged_ones(gateway, fal)
         again = httpx.post(f"{gateway}/v1/webhooks/fal", headers=headers, content=body, timeout=10)
         assert again.status_code == 200 and again.json()["replay"] is True
         assert http.get(f"/v1/jobs/{job['id']}").json()["state"] == "completed"
+
+
+def test_a_job_whose_webhook_never_comes_is_finished_by_reconciliation(tmp_path, fal, monkeypatch):
+    monkeypatch.setenv("FAL_KEY", API_KEY)
+    fal.queue(FalJob(statuses=["COMPLETED"]))
+    client = Client(routes=[_routes(tmp_path, fal)], journal=f"sqlite:///{tmp_path / 'jobs.db'}")
+    # The delivery goes to a port nobody listens on: it is lost.
+    job = client.submit_video(VideoGenerationConfig(provider="fal", model="fal-ai/veo3/fast", base_url=fal.base_url),
+                              VideoGenerationRequest(prompt="a cat"), webhook_url=f"http://127.0.0.1:{_free_port()}/h")
+    assert asyncio.run(client.runtime.journal.get(job.id)).state == "queued"
+    app = create_app(client, [KEY], reconcile_every=0.05, reconcile_after=0.01)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        state = None
+        for _ in range(200):
+            state = asyncio.run(client.runtime.journal.get(job.id)).state
+            if state == "completed":
+                break
+            time.sleep(0.02)
+        assert state == "completed"  # nobody asked: the background pass found it finished
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert fal.submit_count() == 1

@@ -17,7 +17,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, **client_options: Any) -> N
     from .settings import ServerSettings
 
     settings = ServerSettings()
-    app = create_app(Client(**client_options), settings.server_keys, events_interval=settings.server_events_interval)
+    app = create_app(Client(**client_options), settings.server_keys, events_interval=settings.server_events_interval,
+                     reconcile_every=settings.server_reconcile_every or None,
+                     reconcile_after=settings.server_reconcile_after)
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
 
 

@@ -16,6 +16,7 @@ key in a request). Several server processes sharing one journal (Redis) answer f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -57,8 +58,11 @@ class JobCreate(pydantic.BaseModel):
         return self
 
 
-def create_app(client: Client, keys: Sequence[str], *, events_interval: float = 2.0) -> Starlette:
-    """The gateway over `client`; callers must present one of `keys` as a bearer token."""
+def create_app(client: Client, keys: Sequence[str], *, events_interval: float = 2.0,
+               reconcile_every: float | None = None, reconcile_after: float = 300.0) -> Starlette:
+    """The gateway over `client`; callers must present one of `keys` as a bearer token. With
+    `reconcile_every`, a background pass finishes jobs whose webhook never came (see
+    `Client.reconcile_async`); several servers may all run it: each check is one status request."""
     if not keys:
         raise ValueError("the gateway needs at least one caller key (TARASH_SERVER_KEYS)")
     accepted = [k.encode() for k in keys]
@@ -135,7 +139,18 @@ def create_app(client: Client, keys: Sequence[str], *, events_interval: float = 
     async def openapi(request: Request) -> Response:
         return JSONResponse(_openapi())
 
-    return Starlette(routes=[
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = None
+        if reconcile_every:
+            task = asyncio.create_task(client.reconcile_forever(every=reconcile_every, older_than=reconcile_after))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+
+    return Starlette(lifespan=lifespan, routes=[
         Route("/v1/jobs", guarded(create), methods=["POST"]),
         Route("/v1/jobs/{job_id}", guarded(get), methods=["GET"]),
         Route("/v1/jobs/{job_id}", guarded(cancel), methods=["DELETE"]),

@@ -15,6 +15,10 @@ class ServerSettings(BaseSettings):
     server_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     # Seconds between status checks behind one /events stream.
     server_events_interval: float = Field(2.0, gt=0)
+    # A background pass every this many seconds finishes jobs not updated for `server_reconcile_after`
+    # (a webhook that never came); 0 turns it off.
+    server_reconcile_every: float = Field(60.0, ge=0)
+    server_reconcile_after: float = Field(300.0, gt=0)
 
     @field_validator("server_keys", mode="before")
     @classmethod
