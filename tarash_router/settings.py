@@ -49,6 +49,11 @@ class TarashSettings(BaseSettings):
     journal: str = "memory"
     # Circuit-breaker state for routes: "memory" (per process) or "redis://host:6379/0" (shared).
     cooldowns: str = "memory"
+    # Account limits (jobs in flight, creates per minute): "memory" (one process) or "redis://..."
+    # (every process on that Redis); TARASH_LIMITS overrides the provider files' caps as JSON,
+    # e.g. {"fal": {"in_flight": 20}}.
+    limits_store: str = "memory"
+    limits: str = ""
     # A process waiting on someone else's idempotency key takes it over after this many silent seconds.
     idempotency_lease: float = Field(30.0, gt=0)
     # Longest wait for one journal, claim or cooldown operation; a slower store is treated as down.

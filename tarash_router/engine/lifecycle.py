@@ -28,6 +28,7 @@ from .transport import Call, Status, Transport
 
 if TYPE_CHECKING:
     from ..journal.idempotency import HeldClaim
+    from .limits import AccountLimiter
     from ..journal.records import JobRecord
     from ..journal.store import JobStore
 
@@ -40,9 +41,13 @@ class Lifecycle:
     """One job driven through a transport; `run()` submits it, `follow()` picks up a journaled one."""
 
     def __init__(self, transport: Transport, call: Call, journal: JobStore | None = None,
-                 claim: HeldClaim | None = None, record: JobRecord | None = None) -> None:
+                 claim: HeldClaim | None = None, record: JobRecord | None = None,
+                 limiter: AccountLimiter | None = None) -> None:
         self.transport = transport
         self.call = call
+        self.limiter = limiter  # the provider account's caps, when it has any
+        self._slot: str | None = None  # the account slot this job holds, until it finishes
+        self._waiting = False  # waiting for a slot (a deadline then says so: nothing was sent)
         self.settings = call.settings
         self.loop = asyncio.get_running_loop()
         call.deadline = self.loop.time() + call.config.timeout
@@ -162,6 +167,12 @@ class Lifecycle:
             finally:
                 self._timeout = None  # past the deadline's scope: journal writes run on no clock
         except builtins.TimeoutError:
+            if self._waiting and self.limiter is not None:
+                raise GenerationTimeoutError(
+                    f"the {call.provider} account stayed at its limit ({self.limiter.describe()}) until the "
+                    f"deadline ({call.config.timeout:g}s); nothing was sent", provider=call.provider,
+                    model=call.model, timeout_seconds=call.config.timeout, job_may_exist=False,
+                    retryable=False) from None  # trying again at once would meet the same limit
             if await self._cancel_remote("deadline"):
                 await self._record("cancelled", error={"type": "TimeoutError", "message": "deadline reached"})
             raise GenerationTimeoutError(
@@ -214,6 +225,10 @@ class Lifecycle:
     async def _submit(self) -> Status:
         # Sent once: whether a failed submit may be sent again is routing's call, made from
         # `job_may_exist`. The journal holds a `submitting` intent meanwhile.
+        if self.limiter is not None:  # waits its turn at the account's caps, within the deadline
+            self._waiting = True
+            self._slot = await self.limiter.acquire(self.call.deadline, self.call.config.timeout)
+            self._waiting = False
         if self.tracker is not None:
             await self._off_the_clock(self.tracker.submitting())
         self.sent = True
@@ -227,9 +242,22 @@ class Lifecycle:
             if self.tracker is not None:
                 await self._off_the_clock(self.tracker.submit_failed(
                     job_may_exist=exc.job_may_exist, error={"type": type(exc).__name__, "message": exc.message}))
+            if not exc.job_may_exist:  # nothing runs at the provider: the slot is free again
+                await self._release()
             raise
         self.submitted_at = self.loop.time()
+        if status.job_id is not None and self.limiter is not None and self._slot is not None:
+            await self.limiter.rename(self._slot, status.job_id)  # whoever sees it finish frees the slot
+            self._slot = status.job_id
+        elif status.job_id is None:  # answered in full: nothing left running
+            await self._release()
         return status
+
+    async def _release(self) -> None:
+        slot = self._slot or (self.call.job_id if self.limiter is not None else None)
+        self._slot = None
+        if slot is not None and self.limiter is not None:
+            await self.limiter.release(slot)
 
     async def _learn_job_id(self, submit: asyncio.Future[Status]) -> None:
         """The caller (or the deadline) stopped us while the submit was on the wire: the provider may
@@ -317,6 +345,8 @@ class Lifecycle:
     async def _record(self, state: str, **changes: Any) -> None:
         if self.tracker is not None:
             await self._off_the_clock(self.tracker.advance(state, **changes))
+        if state in ("completed", "failed", "cancelled"):
+            await self._release()
 
     async def _off_the_clock(self, write: Any) -> None:
         """Run a journal write without letting it eat into the deadline or trip its cancel: the

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import ValidationError
 from ..journal import get_journal
+from ..lazy import Lazy
 from ..journal.idempotency import HeldClaim
 from ..journal.records import JobRecord
 from ..journal.store import JobStore
@@ -23,6 +24,7 @@ from ..specs.params import check_request, retirement, unhonoured_fields
 from ..specs.registry import WILDCARD, SpecRegistry, get_registry
 from .client import POOL, ClientPool
 from .lifecycle import Lifecycle
+from .limits import AccountLimiter, LimitStore, account_of, limits_for, open_limits
 from .mock import MockTransport
 from .transport import Call, Transport
 from .transports import TransportTable
@@ -33,6 +35,8 @@ logger = logging.getLogger("tarash_router.engine")
 
 # Providers served by a registered Python handler, and transports registered by name, process-wide.
 PROCESS_TRANSPORTS = TransportTable()
+_PROCESS_LIMITS: Lazy[LimitStore] = Lazy(lambda: open_limits(get_settings().limits_store,
+                                                              get_settings().journal_timeout))
 _MOCK = MockTransport()
 
 
@@ -60,7 +64,8 @@ class Runtime:
 
     def __init__(self, *, settings: TarashSettings | None = None, registry: SpecRegistry | None = None,
                  journal: JobStore | None = None, transports: TransportTable | None = None,
-                 pool: ClientPool | None = None) -> None:
+                 pool: ClientPool | None = None, limits: LimitStore | None = None) -> None:
+        self._limits = limits
         self._settings = settings
         self._registry = registry
         self._journal = journal
@@ -78,6 +83,32 @@ class Runtime:
     @property
     def journal(self) -> JobStore:
         return self._journal if self._journal is not None else get_journal()
+
+    @property
+    def limits(self) -> LimitStore:
+        if self._limits is None:
+            self._limits = _PROCESS_LIMITS.get() if self._settings is None else open_limits(
+                self.settings.limits_store, self.settings.journal_timeout)
+        return self._limits
+
+    def limiter(self, family: FamilySpec | None, config: GenerationConfig,
+                api_key: str | None = None) -> AccountLimiter | None:
+        """The account caps that apply to a job on `family` with this key (None when there are none)."""
+        if family is None:
+            return None
+        declared = family.provider.file.limits
+        limits = limits_for(family.provider.name, declared.model_dump(exclude_none=True) if declared else None,
+                            self.settings.limits)
+        if not limits.any:
+            return None
+        if api_key is None and family.provider.file.auth is not None:  # the account is the key in use
+            auth = family.provider.file.auth
+            try:
+                api_key = resolve_api_key(config.api_key, auth.env, auth.join_env)
+            except ValueError:
+                api_key = None  # a malformed key: the transport refuses it, naming the variable
+        account = account_of(family.provider.name, api_key or config.api_key)
+        return AccountLimiter(self.limits, account, limits, self.settings.journal_timeout)
 
     # ------------------------------------------------------------ choosing the transport
 
@@ -152,7 +183,8 @@ class Runtime:
             for warning in attempt.warnings:
                 logger.warning("%s", warning)
         journal = None if attempt.family is None or attempt.transport is _MOCK else self.journal
-        lifecycle = Lifecycle(attempt.transport, call, journal, claim)
+        limiter = None if journal is None else self.limiter(attempt.family, config, attempt.api_key)
+        lifecycle = Lifecycle(attempt.transport, call, journal, claim, limiter=limiter)
         if submit_only:
             if journal is None:
                 raise ValidationError(f"{config.provider}/{config.model} is served by a Python handler or the mock: "
@@ -166,21 +198,24 @@ class Runtime:
         family = self.registry.resolve(record.provider, record.model, record.modality)
         transport = self.transports.for_family(family)
         call = self._call(family, config, empty_request(record.modality), record.modality, on_progress)
-        return await Lifecycle(transport, call, self.journal, record=record).follow(record.state)
+        return await Lifecycle(transport, call, self.journal, record=record,
+                               limiter=self.limiter(family, config)).follow(record.state)
 
     async def check(self, record: JobRecord, config: GenerationConfig) -> Any:
         """One status request for a journaled job; its `Job`, the journal brought up to date."""
         family = self.registry.resolve(record.provider, record.model, record.modality)
         transport = self.transports.for_family(family)
         call = self._call(family, config, empty_request(record.modality), record.modality, None)
-        return await Lifecycle(transport, call, self.journal, record=record).check()
+        return await Lifecycle(transport, call, self.journal, record=record,
+                               limiter=self.limiter(family, config)).check()
 
     async def cancel(self, record: JobRecord, config: GenerationConfig) -> bool:
         """Ask the provider to cancel a journaled job; True (and journaled as cancelled) if it agreed."""
         family = self.registry.resolve(record.provider, record.model, record.modality)
         transport = self.transports.for_family(family)
         call = self._call(family, config, empty_request(record.modality), record.modality, None)
-        return await Lifecycle(transport, call, self.journal, record=record).cancel()
+        return await Lifecycle(transport, call, self.journal, record=record,
+                               limiter=self.limiter(family, config)).cancel()
 
     def render(self, config: GenerationConfig, request: GenerationRequest, modality: str) -> dict[str, Any]:
         """The first request a generation would send, secrets masked; no network."""

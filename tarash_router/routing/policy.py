@@ -81,6 +81,10 @@ class RetryPolicy:
         # Never send a job again when the provider may have created it (a paid video twice).
         if isinstance(exc, TarashException) and exc.job_may_exist:
             return False
+        # A failure its raiser marked final (e.g. a deadline spent waiting at an account's limit,
+        # which an immediate retry would meet again) is not retried, whatever its kind.
+        if isinstance(exc, TarashException) and not exc.retryable:
+            return False
         return error_kind(exc) in self.on
 
 

@@ -196,6 +196,13 @@ class WebhookSpec(_Strict):
         return value
 
 
+class LimitsSpec(_Strict):
+    """What one provider account allows: jobs in flight at once, creates per minute."""
+
+    in_flight: int | None = Field(None, ge=1)
+    creates_per_minute: int | None = Field(None, ge=1)
+
+
 class ProviderFile(_Strict):
     """`provider.yaml`: what every model of one provider shares."""
 
@@ -223,6 +230,8 @@ class ProviderFile(_Strict):
     response: ResponseSpec = Field(default_factory=ResponseSpec)
     webhook: WebhookSpec | None = Field(
         None, description="The provider's webhook, when it has one (submit_video(..., webhook_url=...))")
+    limits: LimitsSpec | None = Field(
+        None, description="Caps per provider account, shared through TARASH_LIMITS_STORE; TARASH_LIMITS overrides")
 
 
 class ParamSpec(_Strict):
