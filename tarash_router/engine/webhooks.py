@@ -253,6 +253,7 @@ async def complete(runtime: Any, record: JobRecord, webhook: WebhookSpec, data: 
             failure = exc
         else:
             updated = await journal.advance(record.job_id, "completed", result=response.model_dump(mode="json"))
+            await _free_slot(runtime, family, call, record)
             return (updated or record).to_job(response=response if updated and updated.state == "completed" else None)
     if failure is None:
         text = json.dumps(data) if not isinstance(data, str) else data
@@ -262,7 +263,15 @@ async def complete(runtime: Any, record: JobRecord, webhook: WebhookSpec, data: 
             failure.message = str(message)
     error = {"type": type(failure).__name__, "message": failure.message}
     updated = await journal.advance(record.job_id, "failed", error=error)
+    await _free_slot(runtime, family, call, record)
     return (updated or record).to_job()
+
+
+async def _free_slot(runtime: Any, family: FamilySpec, call: Call, record: JobRecord) -> None:
+    """The finished job's account slot (see engine/limits.py) is free again."""
+    limiter = runtime.limiter(family, call.config)
+    if limiter is not None:
+        await limiter.release(record.job_id)
 
 
 def _call(runtime: Any, family: FamilySpec, record: JobRecord) -> Call:
