@@ -5,6 +5,7 @@
     python -m benchmarks.client specs [--dir DIR]          # load + compile specs (built-in by default)
     python -m benchmarks.client b3                         # render / extract microbenchmarks
     python -m benchmarks.client b5 --url URL --jobs K      # submit without waiting (jobs API)
+    python -m benchmarks.client b6 --jobs K                # requests per job: webhooks vs polling
 
 CPU is `resource.getrusage(RUSAGE_SELF)` (user + sys, all threads) around the measured section
 only; peak RSS is the process's `ru_maxrss`. The import-time probe lives in `run.py`
@@ -236,6 +237,57 @@ def cmd_b5(args: argparse.Namespace) -> dict[str, Any]:
     return asyncio.run(main())
 
 
+def cmd_b6(args: argparse.Namespace) -> dict[str, Any]:
+    """Requests per job at the provider: webhooks (submit, then fal POSTs the result) vs polling."""
+    import os
+
+    from aiohttp import web
+
+    from tarash_router import Client, VideoGenerationConfig, VideoGenerationRequest
+    from tarash_router.settings import TarashSettings
+    from tarash_router.testing import FakeFal, FalJob
+
+    os.environ["TARASH_ALLOW_PRIVATE_URLS"] = "1"  # the fake and the receiver are on loopback
+
+    async def main() -> dict[str, Any]:
+        with FakeFal() as fal:
+            fal.default_job = FalJob(statuses=["IN_QUEUE", "IN_PROGRESS", "IN_PROGRESS", "IN_PROGRESS", "COMPLETED"])
+            settings = TarashSettings(fal_webhook_jwks_url=fal.jwks_url)
+            config = VideoGenerationConfig(provider="fal", model=MODEL, api_key=API_KEY, base_url=fal.base_url,
+                                           poll_interval=0.02, timeout=60)
+            async with Client(journal="memory", settings=settings) as client:
+                async def hook(request: web.Request) -> web.Response:
+                    await client.handle_webhook_async("fal", request.headers, await request.read())
+                    return web.json_response({"ok": True})
+
+                app = web.Application()
+                app.router.add_post("/hook", hook)
+                runner = web.AppRunner(app)
+                await runner.setup()
+                site = web.TCPSite(runner, "127.0.0.1", 0)
+                await site.start()
+                url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+                jobs = [await client.submit_video_async(config, VideoGenerationRequest(prompt=PROMPT.format(i=i)),
+                                                        webhook_url=url) for i in range(args.jobs)]
+                while True:  # until every job is completed in the journal (no requests to the provider)
+                    states = [(await client.runtime.journal.get(j.id)).state for j in jobs]
+                    if all(s == "completed" for s in states):
+                        break
+                    await asyncio.sleep(0.02)
+                webhook_requests = len(fal.requests)
+                fal.clear()
+                fal.default_job = FalJob(statuses=["IN_QUEUE", "IN_PROGRESS", "IN_PROGRESS", "IN_PROGRESS",
+                                                   "COMPLETED"])
+                await asyncio.gather(*(client.generate_video_async(config, VideoGenerationRequest(
+                    prompt=PROMPT.format(i=i))) for i in range(args.jobs)))
+                polling_requests = len(fal.requests)
+                await runner.cleanup()
+        return {"jobs": args.jobs, "requests_per_job_webhooks": webhook_requests / args.jobs,
+                "requests_per_job_polling": polling_requests / args.jobs}
+
+    return asyncio.run(main())
+
+
 def cmd_b3(args: argparse.Namespace) -> dict[str, Any]:
     import timeit
 
@@ -305,6 +357,8 @@ def main(argv: list[str] | None = None) -> None:
     b4.add_argument("--url", required=True)
     b4.add_argument("--jobs", type=int, default=8)
     b4.add_argument("--poll-interval", type=float, default=None, help="omit for the library default")
+    b6 = sub.add_parser("b6")
+    b6.add_argument("--jobs", type=int, default=20)
     b5 = sub.add_parser("b5")
     b5.add_argument("--url", required=True)
     b5.add_argument("--jobs", type=int, default=50)
@@ -313,7 +367,8 @@ def main(argv: list[str] | None = None) -> None:
     b3 = sub.add_parser("b3")
     b3.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
-    result = {"b1": cmd_b1, "b4": cmd_b4, "specs": cmd_specs, "b3": cmd_b3, "b5": cmd_b5}[args.cmd](args)
+    result = {"b1": cmd_b1, "b4": cmd_b4, "specs": cmd_specs, "b3": cmd_b3, "b5": cmd_b5,
+              "b6": cmd_b6}[args.cmd](args)
     sys.stdout.write(json.dumps(result) + "\n")
 
 

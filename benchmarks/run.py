@@ -1,7 +1,7 @@
 """Run the tarash-router benchmark suite and report against the targets.
 
     .venv/bin/python -m benchmarks                 # everything, ~4 minutes on 2 cores
-    .venv/bin/python -m benchmarks --only b1,b2    # a subset (b1 b2 b3 b4 b5)
+    .venv/bin/python -m benchmarks --only b1,b2    # a subset (b1 .. b6)
     .venv/bin/python -m benchmarks --quick         # smoke run: 1 round, fewer jobs (numbers not comparable)
 
 Every fake server runs in its own process (`benchmarks.fake_fal`) and every measured client in
@@ -54,6 +54,7 @@ TARGETS = {
     "b2_generated": ("B2 load + compile 1,000 Fal family specs", "<", 1000.0, "ms"),
     "b5_submit_cpu": ("B5 client CPU per submit_video (jobs that take 30 s)", "<", 50.0, "ms"),
     "b5_requests": ("B5 HTTP requests per submit", "==", 1, ""),
+    "b6_webhook_requests": ("B6 requests per job at the provider with webhooks (polling: 7)", "<=", 3, ""),
 }
 
 # `import tarash_router` alone, and the import a caller actually writes: the package resolves its
@@ -294,6 +295,14 @@ def bench_b5(jobs: int) -> dict[str, Any]:
     return out
 
 
+def bench_b6(jobs: int) -> dict[str, Any]:
+    """Requests per job at the provider: submit with a webhook (fal posts the result) vs polling."""
+    out = client("b6", "--jobs", str(jobs))
+    log(f"  B6 {out['requests_per_job_webhooks']:.2f} requests/job with webhooks, "
+        f"{out['requests_per_job_polling']:.2f} polling")
+    return out
+
+
 def bench_b4(intervals: list[float | None], jobs: int) -> dict[str, Any]:
     """Each polling interval gets its own timed fake server and client, all run side by side."""
     spread = ",".join(f"{B4_FIRST_DONE + k * 5 / jobs:g}" for k in range(jobs))
@@ -359,6 +368,9 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         measured["b2_vendor_sdks"] = len(b2["vendor_sdks_imported"])
         measured["b2_builtin"] = b2["builtin_ms"]
         measured["b2_generated"] = b2["generated_ms"]
+    b6 = results.get("b6")
+    if b6:
+        measured["b6_webhook_requests"] = b6["requests_per_job_webhooks"]
     b5 = results.get("b5")
     if b5:
         measured["b5_submit_cpu"] = b5["cpu_ms_per_submit"]
@@ -487,7 +499,7 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="b1,b2,b3,b4,b5", help="comma-separated subset of b1,b2,b3,b4,b5")
+    parser.add_argument("--only", default="b1,b2,b3,b4,b5,b6", help="comma-separated subset of b1..b6")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are reported)")
     parser.add_argument("--quick", action="store_true", help="1 round, fewer jobs: a smoke test only")
     parser.add_argument("--out", default=str(HERE), help="folder for results.json and results.md")
@@ -521,6 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     if "b5" in only:
         log("B5 submit without waiting ...")
         results["b5"] = bench_b5(10 if args.quick else 50)
+    if "b6" in only:
+        log("B6 requests per job, webhooks vs polling ...")
+        results["b6"] = bench_b6(10 if args.quick else 50)
     if "b4" in only:
         log("B4 polling efficiency ...")
         results["b4"] = bench_b4(B4_INTERVALS, 4 if args.quick else B4_JOBS)

@@ -265,3 +265,12 @@ def test_fal_keys_are_fetched_again_when_fal_rotates_them(client, fal, monkeypat
     second = submitted(client, fal, "fal")
     assert client.handle_webhook("fal", *fal.webhook_delivery(second.id)).state == "completed"
     assert len([r for r in fal.requests if r.path == "/.well-known/jwks.json"]) == 2
+
+
+async def test_a_burst_of_deliveries_fetches_the_keys_once(fal):
+    from tarash_router.engine.webhooks import JwksCache
+
+    cache = JwksCache(fal.jwks_url)
+    results = await asyncio.gather(*(cache.keys() for _ in range(10)))
+    assert all(keys == results[0] for keys in results)
+    assert [r.path for r in fal.requests].count("/.well-known/jwks.json") == 1

@@ -24,6 +24,7 @@ ED25519 needs the `cryptography` package (extra `webhooks`); HMAC needs nothing.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -32,6 +33,7 @@ import json
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -78,12 +80,24 @@ class JwksCache:
         self.ttl = ttl
         self._keys: list[bytes] = []
         self._fetched = float("-inf")
+        # One fetch at a time per event loop: a burst of deliveries waits for the first fetch.
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+    def _fresh(self, refresh: bool) -> bool:
+        age = time.monotonic() - self._fetched
+        return bool(self._keys) and age < self.ttl and not (refresh and age >= JWKS_MIN_REFRESH)
 
     async def keys(self, *, refresh: bool = False) -> list[bytes]:
         """The cached keys; fetched when missing or older than `ttl`, or (`refresh`) when older than a minute."""
-        age = time.monotonic() - self._fetched
-        if self._keys and age < self.ttl and not (refresh and age >= JWKS_MIN_REFRESH):
+        if self._fresh(refresh):
             return self._keys
+        lock = self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock:
+            if self._fresh(refresh):  # fetched while this delivery waited
+                return self._keys
+            return await self._refetch()
+
+    async def _refetch(self) -> list[bytes]:
         try:
             self._keys = await self._fetch()
         except (httpx.HTTPError, ValueError) as exc:
