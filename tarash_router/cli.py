@@ -99,7 +99,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     data = _load_json(args.request)
     if not isinstance(data, dict):
         return _usage("the request file must hold a JSON object")
-    print(router.explain(args.route, request_cls.model_validate(data)).render())
+    print(router.explain(args.route, request_cls.model_validate(data), assume_keys=args.assume_keys).render())
     return EXIT_OK
 
 
@@ -300,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--request", required=True, help="JSON file with the request fields ('-' for stdin)")
     explain.add_argument("--routes", action="append", default=[],
                          help="routes file or directory (repeatable; default: TARASH_ROUTE_DIRS)")
+    explain.add_argument("--assume-keys", action="store_true",
+                         help="plan as if every API key were set (CI); the missing ones are listed at the end")
     explain.set_defaults(func=cmd_explain)
 
     jobs = sub.add_parser("jobs", help="journaled provider jobs: list, show, resume, cancel, reap")

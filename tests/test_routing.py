@@ -180,6 +180,23 @@ def test_missing_key_skips_a_fallback_target(tmp_path, fal, monkeypatch):
     assert "no API key" in response.execution_metadata.attempts[0].reason
 
 
+def test_explain_can_assume_keys_and_lists_the_missing_ones_once(tmp_path, fal, monkeypatch, capsys):
+    for name in ("TEST_FAL_KEY", "FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    routes = routes_file(tmp_path, fal, ROUTES)
+    router = Router.from_dir(routes, cooldowns=InMemoryCooldowns())
+    without = router.explain("video-main", VideoGenerationRequest(prompt="x"))
+    assert [s.action for s in without.steps] == ["skip", "skip"] and "no API key" in without.steps[0].reason
+    plan = router.explain("video-main", VideoGenerationRequest(prompt="x"), assume_keys=True)
+    assert [s.action for s in plan.steps] == ["try", "try"] and len(plan.missing_keys) == 1
+    request = tmp_path / "r.json"
+    request.write_text('{"prompt": "x"}')
+    assert main(["explain", "--route", "video-main", "--request", str(request), "--routes", str(routes),
+                 "--assume-keys"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("no API key for fal") == 1 and "keys assumed, not set here" in out
+
+
 def test_all_targets_unsupported_is_a_validation_error_listing_reasons(router, fal):
     with pytest.raises(ValidationError, match="no target can serve") as info:
         run(router, VideoGenerationRequest(prompt="x", duration_seconds=7))

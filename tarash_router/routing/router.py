@@ -43,6 +43,7 @@ class Plan:
     strategy: str
     steps: list[PlanStep] = field(default_factory=list)
     policy: dict[str, Any] = field(default_factory=dict)
+    missing_keys: list[str] = field(default_factory=list)  # keys assumed present (explain --assume-keys)
 
     def render(self) -> str:
         lines = [f"route {self.route} ({self.modality}, strategy {self.strategy})"]
@@ -52,6 +53,8 @@ class Plan:
             lines.append(f"  {number}. {step.action:<4} {step.provider}/{step.model}{weight}{reason}")
         for key, value in self.policy.items():
             lines.append(f"  {key}: {value}")
+        if self.missing_keys:
+            lines.append(f"  keys assumed, not set here: {'; '.join(self.missing_keys)}")
         return "\n".join(lines)
 
 
@@ -121,14 +124,20 @@ class Router:
                                      route=name, cooldowns=self.cooldowns, claim=claim, submit_only=submit_only,
                                      webhook_url=webhook_url)
 
-    def explain(self, name: str, request: GenerationRequest) -> Plan:
-        """The plan for `request` through route `name`: order, skips and why, policies. No network."""
+    def explain(self, name: str, request: GenerationRequest, *, assume_keys: bool = False) -> Plan:
+        """The plan for `request` through route `name`: order, skips and why, policies. No network.
+        With `assume_keys`, a target is planned as if its API key were set (for CI, where none are);
+        the keys that are not set are listed once, at the end."""
         route = self.get(name)
         policy = route.policy
         plan = Plan(route=name, modality=route.modality, strategy=policy.strategy)
         for target in route.targets:
             config = target.build_config(route.modality, None)
             reason = self.runtime.unsupported_reason(config, target.apply_params(request), route.modality)
+            if assume_keys and reason is not None and reason.startswith("no API key"):
+                if reason not in plan.missing_keys:
+                    plan.missing_keys.append(reason)
+                reason = None
             step = PlanStep(target.provider, target.model, "try",
                             weight=target.weight if policy.strategy == "weighted" else None)
             if reason is not None:
