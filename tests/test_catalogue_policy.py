@@ -179,3 +179,15 @@ def test_a_constraint_on_a_field_never_sent_does_not_hide_its_loss(tmp_path):
             "prompt": "a"}
         with pytest.raises(ValidationError, match="cannot honour negative_prompt"):
             client.render_request(config, VideoGenerationRequest(prompt="a", negative_prompt="blur"))
+
+
+def test_the_seed_docs_switch_providers_example_is_refused_with_its_successor():
+    from tarash_router.models import VideoGenerationConfig
+
+    config = VideoGenerationConfig(provider="runway", model="gen3a_turbo", api_key="key_test")
+    request = VideoGenerationRequest(prompt="waves", image_list=[{"image": "https://example.com/b.png",
+                                                                  "type": "first_frame"}])
+    with pytest.raises(ValidationError, match="gen3a_turbo was retired by runway on 2026-06-10; use gen4_turbo"):
+        generate_video(config, request)
+    with pytest.raises(ValidationError, match="use gen4_turbo instead"):
+        render_request(config, request)
