@@ -227,7 +227,7 @@ class Lifecycle:
         # `job_may_exist`. The journal holds a `submitting` intent meanwhile.
         if self.limiter is not None:  # waits its turn at the account's caps, within the deadline
             self._waiting = True
-            self._slot = await self.limiter.acquire(self.call.deadline, self.call.config.timeout)
+            self._slot = await self.limiter.acquire(self.call.config.timeout)
             self._waiting = False
         if self.tracker is not None:
             await self._off_the_clock(self.tracker.submitting())

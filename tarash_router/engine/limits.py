@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import ConfigError
-from ..errors import TimeoutError as GenerationTimeoutError
 from ..extras import require_sdk
 
 logger = logging.getLogger("tarash_router.limits")
@@ -164,19 +163,15 @@ def limits_for(provider: str, declared: dict[str, Any] | None, overrides: str) -
     return Limits(**values)
 
 
-async def acquire(store: LimitStore, account: str, limits: Limits, deadline: float, ttl: float) -> str:
-    """Wait (within `deadline`, event-loop time) for a slot; returns the slot's name."""
+async def acquire(store: LimitStore, account: str, limits: Limits, ttl: float) -> str:
+    """Wait for a slot and return its name. The caller bounds the wait: the job lifecycle's deadline
+    cancels it, and says the account stayed at its limit."""
     slot = f"pending-{uuid.uuid4().hex}"
-    loop = asyncio.get_running_loop()
     pause = _WAIT_STEP[0]
     while True:
         wait = await store.try_acquire(account, slot, limits, ttl)
         if wait is None:
             return slot
-        if loop.time() + min(wait, pause) >= deadline:
-            raise GenerationTimeoutError(f"the {account.split(':')[0]} account stayed at its limit "
-                                         f"({_describe(limits)}) until the deadline; nothing was sent",
-                                         job_may_exist=False, retryable=False)
         await asyncio.sleep(min(max(wait, pause), _WAIT_STEP[1]))
         pause = min(pause * 2, _WAIT_STEP[1])
 
@@ -189,9 +184,9 @@ class AccountLimiter:
     def __init__(self, store: LimitStore, account: str, limits: Limits, timeout: float = 2.0) -> None:
         self.store, self.account, self.limits, self.timeout = store, account, limits, timeout
 
-    async def acquire(self, deadline: float, ttl: float) -> str | None:
+    async def acquire(self, ttl: float) -> str | None:
         try:
-            return await acquire(_Bounded(self.store, self.timeout), self.account, self.limits, deadline, ttl)
+            return await acquire(_Bounded(self.store, self.timeout), self.account, self.limits, ttl)
         except _StoreDown as exc:
             logger.warning("account limits store unavailable (%s); sending without the limit", exc.kind)
             return None
