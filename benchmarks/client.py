@@ -1,6 +1,6 @@
 """Measured client processes. Each invocation is one fresh process that prints one JSON line.
 
-    python -m benchmarks.client b1 --impl tarash|httpx --url URL --inflight N --jobs M
+    python -m benchmarks.client b1 --impl tarash|httpx|httpx-aiohttp|aiohttp|floor --url URL --inflight N --jobs M
     python -m benchmarks.client b4 --url URL --jobs K [--poll-interval S]
     python -m benchmarks.client specs [--dir DIR]          # load + compile specs (built-in by default)
     python -m benchmarks.client b3                         # render / extract microbenchmarks
@@ -24,9 +24,8 @@ import time
 import urllib.request
 from typing import Any
 
-MODEL = "fal-ai/veo3/fast"
-API_KEY = "bench"
-PROMPT = 'A slow dolly shot of a "red" fox crossing a snowy field at dawn, 35mm film look — job {i}'
+from .baselines import API_KEY, BASELINES, MODEL, PROMPT, baseline
+
 
 
 def _usage() -> tuple[float, float]:
@@ -46,7 +45,7 @@ def _server(url: str, action: str) -> dict[str, Any]:
         return json.loads(resp.read())
 
 
-# ---------------------------------------------------------------- B1: the two clients
+# ---------------------------------------------------------------- B1: tarash-router (baselines: baselines.py)
 
 
 def _tarash_job_factory(url: str, poll_interval: float) -> Any:
@@ -66,33 +65,6 @@ def _tarash_job_factory(url: str, poll_interval: float) -> Any:
         await aclose_clients()
 
     return job, close
-
-
-def _httpx_job_factory(url: str, poll_interval: float, pool: int) -> Any:
-    """The hand-written baseline: one shared httpx.AsyncClient, the same six requests per job."""
-    import httpx
-
-    client = httpx.AsyncClient(limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
-                               timeout=httpx.Timeout(60.0, connect=10.0))
-    headers = {"Authorization": f"Key {API_KEY}", "Accept": "application/json"}
-    submit_url = f"{url}/{MODEL}"
-
-    async def job(i: int) -> str:
-        body = {"prompt": PROMPT.format(i=i), "duration": "8s", "aspect_ratio": "16:9"}
-        r = await client.post(submit_url, json=body, headers=headers)
-        r.raise_for_status()
-        handle = r.json()
-        while True:
-            await asyncio.sleep(poll_interval)
-            r = await client.get(handle["status_url"], params={"logs": "1"}, headers=headers)
-            r.raise_for_status()
-            if r.json()["status"] == "COMPLETED":
-                break
-        r = await client.get(handle["response_url"], headers=headers)
-        r.raise_for_status()
-        return r.json()["video"]["url"]
-
-    return job, client.aclose
 
 
 async def _run_jobs(job: Any, inflight: int, total: int, first: int = 0) -> int:
@@ -117,7 +89,7 @@ def cmd_b1(args: argparse.Namespace) -> dict[str, Any]:
     if args.impl == "tarash":
         job, close = _tarash_job_factory(args.url, args.poll_interval)
     else:
-        job, close = _httpx_job_factory(args.url, args.poll_interval, args.pool)
+        job, close = baseline(args.impl, args.url, args.poll_interval, args.pool)
     profiler = None
 
     async def main() -> dict[str, Any]:
@@ -150,7 +122,7 @@ def cmd_b1(args: argparse.Namespace) -> dict[str, Any]:
     out.update(impl=args.impl, inflight=args.inflight, jobs=args.jobs, maxrss_mb=_maxrss_mb(),
                cpu_ms_per_job=(out["user_s"] + out["sys_s"]) * 1000 / max(1, out["done"]),
                requests=sum(counts.values()), requests_per_job=sum(counts.values()) / max(1, out["done"]),
-               counts=counts)
+               counts=counts, connections=out["server"]["connections"])
     del out["server"]
     return out
 
@@ -345,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="benchmark client process")
     sub = parser.add_subparsers(dest="cmd", required=True)
     b1 = sub.add_parser("b1")
-    b1.add_argument("--impl", choices=["tarash", "httpx"], required=True)
+    b1.add_argument("--impl", choices=["tarash", *BASELINES], required=True)
     b1.add_argument("--url", required=True)
     b1.add_argument("--inflight", type=int, required=True)
     b1.add_argument("--jobs", type=int, required=True)

@@ -43,6 +43,7 @@ class BenchFal(FakeFal):
 
     def _reset_counters(self) -> None:
         self.counts = dict.fromkeys(KINDS, 0)
+        self.peers: set[Any] = set()  # (host, port) of every connection that sent a request
         self.timing: dict[str, dict[str, Any]] = {}
         self._cycle = itertools.cycle(self.complete_after) if self.complete_after else None
 
@@ -53,7 +54,7 @@ class BenchFal(FakeFal):
         super().routes(app)
 
     async def _stats(self, request: web.Request) -> web.Response:
-        body = {"counts": self.counts, "jobs": len(self.jobs), "server_cpu_s": _cpu_seconds(),
+        body = {"counts": self.counts, "connections": len(self.peers), "jobs": len(self.jobs), "server_cpu_s": _cpu_seconds(),
                 "now": time.monotonic(), "timing": self.timing}
         return web.json_response(body)
 
@@ -73,6 +74,8 @@ class BenchFal(FakeFal):
         else:
             kind = "result" if request.method == "GET" else "other"
         self.counts[kind] += 1
+        if request.transport is not None:
+            self.peers.add(request.transport.get_extra_info("peername"))
         return await super()._dispatch(request)
 
     # -- timed mode: a job completes complete_after[k] seconds after it was accepted ----------

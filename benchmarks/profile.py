@@ -17,6 +17,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+from .baselines import BASELINES
 from .run import B1_BASELINE_POOL, B1_POLL_INTERVAL, client, fake_fal
 
 # The event loop's idle wait (pstats names it with <> or {} depending on the Python version).
@@ -75,7 +76,7 @@ def _short(filename: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--impl", choices=["tarash", "httpx"], default="tarash")
+    parser.add_argument("--impl", choices=["tarash", *BASELINES], default="tarash")
     parser.add_argument("--inflight", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=None, help="default: max(inflight, 40)")
     parser.add_argument("--top", type=int, default=30)

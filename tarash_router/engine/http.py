@@ -65,10 +65,7 @@ async def send(pooled: PooledClient, method: str, url: str, *, headers: Mapping[
     past `max_redirects`, `ResponseTooLarge` past `max_bytes`, `UnsafeURLError` for a refused hop
     and `ValidationError` for a header value HTTP cannot carry.
     """
-    secrets = ALWAYS_SECRET | {name.lower() for name in secret_headers}
-    headers = dict(headers)
-    values = list(headers.values())
-    start = origin_of(url)
+    first_url = url  # its origin is the one credentials may go to, worked out only if a redirect comes
     async with pooled.gate:
         for _ in range(max_redirects + 1):
             if url_guard is not None:
@@ -78,9 +75,9 @@ async def send(pooled: PooledClient, method: str, url: str, *, headers: Mapping[
             try:
                 status, received, next_url = await _exchange(pooled.client, request, max_bytes)
             except httpx.HTTPError as exc:
-                failure = scrubbed_copy(exc, values)
+                failure = scrubbed_copy(exc, headers.values())
             except ValueError as exc:  # aiohttp refuses a header value with a control character
-                failure = httpx.LocalProtocolError(f"illegal header value ({scrub(str(exc), values)})")
+                failure = httpx.LocalProtocolError(f"illegal header value ({scrub(str(exc), headers.values())})")
             if failure is not None:
                 raise failure  # outside the except block: the original stays out of the chain
             if received is not None:
@@ -90,7 +87,8 @@ async def send(pooled: PooledClient, method: str, url: str, *, headers: Mapping[
                 method, json, data, files, content = "GET", None, None, None, None
                 headers = {k: v for k, v in headers.items() if k.lower() not in _BODY_HEADERS}
             params = None  # the Location is a whole URL
-            headers = _headers_for_hop(headers, secrets, start, url, next_url)
+            secrets = ALWAYS_SECRET | {name.lower() for name in secret_headers}
+            headers = _headers_for_hop(headers, secrets, origin_of(first_url), url, next_url)
             url = next_url
     raise httpx.TooManyRedirects(f"more than {max_redirects} redirects")
 
@@ -110,7 +108,7 @@ async def _exchange(client: httpx.AsyncClient, request: httpx.Request,
         await response.aclose()
 
 
-def _build(client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str], params: Any, json: Any,
+def _build(client: httpx.AsyncClient, method: str, url: str, headers: Mapping[str, str], params: Any, json: Any,
            data: Any, files: Any, content: bytes | None, timeout: Any) -> httpx.Request:
     try:
         return client.build_request(method, url, params=params, headers=headers, json=json, data=data,
@@ -130,8 +128,8 @@ def _unencodable(headers: Mapping[str, str], exc: Exception) -> ValidationError:
                            f"{scrub(str(exc), headers.values())}")
 
 
-def _headers_for_hop(headers: dict[str, str], secrets: frozenset[str], start: Origin | None, current: str,
-                     next_url: str) -> dict[str, str]:
+def _headers_for_hop(headers: Mapping[str, str], secrets: frozenset[str], start: Origin | None, current: str,
+                     next_url: str) -> Mapping[str, str]:
     """Headers for the next hop: credentials only while the origin stays the one first asked."""
     carries = [k for k in headers if k.lower() in secrets]
     if not carries:

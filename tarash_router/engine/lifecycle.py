@@ -352,8 +352,8 @@ class Lifecycle:
         """Run a journal write without letting it eat into the deadline or trip its cancel: the
         deadline is held back while the (bounded, never raising) write runs, then moved later by the
         time it took. A slow journal delays the caller; it never costs them their paid job."""
-        if self._timeout is None:
-            await write
+        if self._timeout is None or self.tracker is None or self.tracker.in_process:
+            await write  # an in-process journal answers at once: nothing to hold the deadline for
             return
         started = self.loop.time()
         self._timeout.reschedule(None)

@@ -7,6 +7,7 @@ base URL, an origin its provider file lists (`trusted_origins`) or one the calle
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -36,9 +37,13 @@ def origin_of(url: str) -> Origin | None:
 def trusted_origins(base_url: str | None, listed: Iterable[str], provider_config: dict[str, Any]) -> frozenset[Origin]:
     """The origins that may receive credentials: the base URL, the provider file's list, and any URL
     the caller put in `provider_config` (e.g. a storage proxy): configuration is trusted, responses are not."""
-    candidates = [base_url or "", *listed]
-    candidates += [v for v in provider_config.values() if isinstance(v, str) and v.startswith(("http://", "https://"))]
-    return frozenset(o for o in map(origin_of, candidates) if o is not None)
+    configured = tuple(v for v in provider_config.values() if isinstance(v, str) and v.startswith(("http://", "https://")))
+    return _origins((base_url or "", *listed, *configured))
+
+
+@functools.lru_cache(maxsize=256)  # the same few base URLs and lists, job after job
+def _origins(urls: tuple[str, ...]) -> frozenset[Origin]:
+    return frozenset(o for o in map(origin_of, urls) if o is not None)
 
 
 def check_url_shape(url: str, provider: str, model: str | None = None) -> None:

@@ -48,6 +48,7 @@ class JobTracker:
         if not isinstance(journal, (MemoryJobStore, BoundedJobStore)):  # a store passed in unbounded
             journal = BoundedJobStore(journal, get_settings().journal_timeout)
         self.journal = journal
+        self.in_process = isinstance(journal, MemoryJobStore)  # its writes never wait on I/O
         self.claim = claim  # the idempotency claim this job runs under, if any
         self.job_id: str | None = None
         self.state: str | None = None

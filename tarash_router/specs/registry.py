@@ -31,6 +31,9 @@ def builtin_spec_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "provider_specs"
 
 
+_RESOLVED_MAX = 4096
+
+
 def model_matches(model: str, prefix: str) -> bool:
     """`fal-ai/veo3` matches `fal-ai/veo3` and `fal-ai/veo3/fast`, never `fal-ai/veo3.1`."""
     return model == prefix or model.startswith(prefix.rstrip("/") + "/")
@@ -68,6 +71,8 @@ class SpecRegistry:
         self._generic: dict[tuple[str, str], FamilySpec] = {}
         self._layer = 0
         self._lock = threading.Lock()
+        # (provider, model, modality) -> family: resolve scans every prefix, a job asks once
+        self._resolved: dict[tuple[str, str, str], FamilySpec] = {}
 
     # ------------------------------------------------------------ loading
 
@@ -109,6 +114,7 @@ class SpecRegistry:
         return family
 
     def add_provider(self, spec: ProviderSpec) -> None:
+        self._resolved.clear()
         self.providers[spec.name] = spec
         for alias in spec.file.aliases:
             self.aliases[alias] = spec.name
@@ -116,6 +122,7 @@ class SpecRegistry:
     def add_family(self, family: FamilySpec, layer: int | None = None) -> None:
         """Index a family's model prefixes; a prefix claimed twice in one layer is an error."""
         layer = self._layer if layer is None else layer
+        self._resolved.clear()
         table = self._prefixes.setdefault(family.provider.name, {})
         for index, prefix in enumerate(family.models):
             if prefix == WILDCARD:
@@ -160,6 +167,16 @@ class SpecRegistry:
     def resolve(self, provider: str, model: str, modality: str) -> FamilySpec:
         """The family serving `model`; ValidationError when none does (or it has the other modality)."""
         pname = self.provider_name(provider)
+        key = (pname, model, modality)
+        family = self._resolved.get(key)
+        if family is None:
+            family = self._resolve(pname, provider, model, modality)
+            if len(self._resolved) >= _RESOLVED_MAX:  # model ids come from callers: keep the memo bounded
+                self._resolved.clear()
+            self._resolved[key] = family
+        return family
+
+    def _resolve(self, pname: str, provider: str, model: str, modality: str) -> FamilySpec:
         if pname not in self.providers:
             known = ", ".join(sorted(self.providers))
             raise ValidationError(f"unknown provider {provider!r} (known: {known})", provider=provider, model=model)

@@ -795,7 +795,10 @@ class ValueTree:
         return value
 
     def render(self, ctx: dict[str, Any]) -> Any:
-        out = _within_budget(lambda c: _render_node(self._root, c), ctx)  # one budget for the whole tree
+        if not self.leaves:  # nothing to evaluate (fixed headers, `logs: "1"`): copies of constants
+            out = _render_node(self._root, ctx)
+        else:
+            out = _within_budget(lambda c: _render_node(self._root, c), ctx)  # one budget for the whole tree
         return None if out is DROP else out
 
     def check_names(self, allowed: Iterable[str], attribute_rules: dict[str, Iterable[str]] | None = None) -> None:

@@ -4,6 +4,7 @@ cancel requests; JSONPath extractors; status map; error rules) over the engine's
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import logging
 from typing import Any
@@ -274,7 +275,12 @@ def empty_request(modality: str) -> Any:
 
 def _charset(headers: Any) -> str:
     """The body's declared charset (UTF-8 unless the provider says otherwise and Python knows it)."""
-    _, _, params = headers.get("content-type", "").partition(";")
+    return _charset_of(headers.get("content-type", ""))
+
+
+@functools.lru_cache(maxsize=64)  # a provider sends the same few content types
+def _charset_of(content_type: str) -> str:
+    _, _, params = content_type.partition(";")
     for param in params.split(";"):
         name, _, value = param.strip().partition("=")
         if name.lower() == "charset" and value:
