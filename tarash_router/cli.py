@@ -1,4 +1,5 @@
-"""The `tarash-router` command: dry runs, providers, validation, route plans, the job journal, spec scaffolding, the demo."""
+"""The `tarash-router` command: generate, models, dry runs, providers, validation, route plans, the job journal,
+spec scaffolding, the gateway, the demo."""
 
 from __future__ import annotations
 
@@ -10,24 +11,13 @@ from typing import Any
 
 import pydantic
 
+from .console.generate import add_generate_command
+from .console.inputs import load_json as _load_json
+from .console.inputs import usage as _usage
+from .console.models import add_models_command
 from .errors import SpecError, TarashException
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
-
-
-def _load_json(path: str) -> Any:
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-        return json.loads(text)
-    except OSError as exc:
-        raise SystemExit(_usage(f"cannot read {path}: {exc.strerror}"))
-    except json.JSONDecodeError as exc:
-        raise SystemExit(_usage(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"))
-
-
-def _usage(message: str) -> int:
-    print(f"tarash-router: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -271,9 +261,21 @@ def _add_spec_check(actions: Any) -> None:
     add_check_command(actions)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tarash-router")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tarash-router", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    add_generate_command(sub)
+    add_models_command(sub)
 
     render = sub.add_parser("render", help="print the first HTTP request a generation would send (no network)")
     render.add_argument("--provider", required=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from .models import (
     ImageGenerationConfig, ImageGenerationRequest, ImageGenerationUpdate, VideoGenerationConfig,
@@ -62,5 +63,26 @@ def run_demo(poll_interval: float = 0.2) -> int:
         images = generate_image(image_config, image_request, on_progress=_print_update_async)
         for url in images.images:
             print(f"  image url:   {url}")
+        _generate_from_the_command_line(fal, poll_interval)
         print(f"fal saw {fal.submit_count()} submits; each job was submitted once.")
     return 0
+
+
+def _generate_from_the_command_line(fal: Any, poll_interval: float) -> None:
+    """`tarash-router generate` on the same fake: progress, then the video saved to a file."""
+    import os
+    import tempfile
+
+    from .console.generate import run
+    from .testing import FalJob
+
+    video = fal.host_file("fox.mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 256)
+    fal.queue(FalJob(statuses=["IN_QUEUE", {"status": "IN_PROGRESS", "logs": [{"message": "rendering"}]},
+                               "COMPLETED"], result={"video": {"url": video, "content_type": "video/mp4"}}))
+    os.environ.setdefault("FAL_KEY", "demo-key")  # the command reads keys from the environment only
+    with tempfile.TemporaryDirectory() as folder:
+        argv = ["--provider", "fal", "--model", "fal-ai/veo3/fast", "--prompt", "a red fox in the snow",
+                "--duration", "8", "--base-url", fal.base_url, "--poll-interval", str(poll_interval),
+                "--out", os.path.join(folder, "fox.mp4")]
+        print("$ tarash-router generate " + " ".join(a if " " not in a else repr(a) for a in argv), flush=True)
+        run(argv)

@@ -369,6 +369,14 @@ class FakeFal(ScriptedFake[FalJob]):
             return web.Response(body=entry[2], content_type=entry[1])
         return json_response(404, {"detail": "Not found"})
 
+    def host_file(self, file_name: str, content: bytes, content_type: str = "video/mp4") -> str:
+        """Serve `content` as fal's CDN would serve a generated file; returns its URL (to script a
+        result with, e.g. ``FalJob(result={"video": {"url": url}})``)."""
+        upload_id = uuid.uuid4().hex
+        with self._lock:
+            self.uploads[upload_id] = (file_name, content_type, content)
+        return f"{self.base_url}/files/{upload_id}/{file_name}"
+
     def _check_auth(self, request: web.Request) -> web.Response | None:
         """401 unless ``Authorization: Key <key>`` (matching ``api_key`` when set)."""
         if self.check_auth(request, "Key"):

@@ -1,0 +1,1 @@
+"""Commands that run a generation for a person at a terminal: `generate` and `models`."""
