@@ -396,7 +396,7 @@ def _config_for(record: Any, family: Any, api_key: str | None, timeout: float | 
                 provider_config: dict[str, Any] | None, base_url: str | None) -> Any:
     """The config to follow a journaled job with. What decides where credentials go (the base URL,
     URLs in provider_config) comes from the caller, never from the journal record."""
-    default = (family.provider.file.base_url or "").rstrip("/")
+    default = family.provider.default_base_url
     wanted = (base_url or default).rstrip("/")
     if record.base_url and record.base_url.rstrip("/") != wanted:
         raise ValidationError(

@@ -423,7 +423,7 @@ def _failed(call: Call, status: Status) -> GenerationFailedError:
 
 
 def _base_url(call: Call) -> str:
-    return call.config.base_url or call.family.provider.file.base_url or ""
+    return call.config.base_url or call.family.provider.default_base_url
 
 
 def _as_dict(data: Any) -> dict[str, Any]:

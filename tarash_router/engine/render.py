@@ -219,7 +219,7 @@ def prepare_job(family: FamilySpec, config: GenerationConfig, request: Generatio
             names = " or ".join(auth.env + ([":".join(auth.join_env)] if auth.join_env else []))
             raise AuthenticationError(f"no API key: set config.api_key or {names}",
                                       provider=provider.name, model=config.model, retryable=False)
-    base_url = (config.base_url or provider.file.base_url or "").rstrip("/")
+    base_url = (config.base_url or provider.default_base_url).rstrip("/")
     trusted = trusted_origins(base_url, provider.file.trusted_origins, config.provider_config)
     return JobContext(family=family, config=config, request=request, model=config.model, base_url=base_url,
                       api_key=api_key, payload=payload, warnings=warnings, trusted=trusted)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -231,6 +232,16 @@ class ProviderSpec:
     @property
     def protocol(self):  # noqa: ANN201 - ProtocolSpec | None
         return self.file.protocol
+
+    @property
+    def default_base_url(self) -> str:
+        """Where requests go when a config names no base URL: the first of the provider file's
+        `base_url_env` variables that is set (the vendor SDK's own, e.g. OPENAI_BASE_URL), else its `base_url`."""
+        for name in self.file.base_url_env:
+            value = os.environ.get(name, "").strip()
+            if value:
+                return value.rstrip("/")
+        return (self.file.base_url or "").rstrip("/")
 
     @functools.cached_property
     def secret_headers(self) -> frozenset[str]:

@@ -212,6 +212,10 @@ class ProviderFile(_Strict):
     docs: str | None = None
     aliases: list[str] = Field(default_factory=list)
     base_url: str | None = None
+    base_url_env: list[Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$")]] = Field(
+        default_factory=list,
+        description="Environment variables read for the base URL when a config sets none, first set wins (the "
+                    "vendor SDK's own, e.g. OPENAI_BASE_URL); configuration, so the URL is trusted with the key")
     trusted_origins: list[Annotated[str, Field(pattern=r"^https?://[^/?#\s]+$")]] = Field(
         default_factory=list,
         description="Origins (scheme://host[:port]) besides base_url that may receive credentials, such as "

@@ -39,6 +39,7 @@ logger = logging.getLogger("tarash_router.transports.openai")
 EXTRA = "openai"
 # Where Azure's resource endpoint is read from when config.base_url is not set (the SDK's variable).
 AZURE_ENDPOINT_ENV = "AZURE_OPENAI_ENDPOINT"
+AZURE_VERSION_ENV = "OPENAI_API_VERSION"  # the SDK's AzureOpenAI reads it too
 # Shown by dry runs of an Azure config that names no endpoint (nothing is sent anyway).
 AZURE_PLACEHOLDER_ENDPOINT = "https://YOUR-RESOURCE.openai.azure.com"
 # SDK keyword arguments that are not API fields.
@@ -131,8 +132,8 @@ class OpenAIClients:
 class AzureClients(OpenAIClients):
     """Azure OpenAI clients: `api-key` header, `api-version` query; the endpoint from config or env.
 
-    api-version: config.api_version, else an `?api-version=` in config.base_url, else the spec's
-    `handler_options.api_version`, else the handler's DEFAULT_API_VERSION.
+    api-version: config.api_version, else an `?api-version=` in config.base_url, else OPENAI_API_VERSION,
+    else the spec's `handler_options.api_version`, else the handler's DEFAULT_API_VERSION.
     """
 
     kind = "azure"
@@ -142,7 +143,8 @@ class AzureClients(OpenAIClients):
         endpoint, version = azure_endpoint(job.base_url, dry_run, job.provider, job.model)
         spec_default = job.family.handler_options.get("api_version")
         return {**self.azure_target(endpoint),
-                "api_version": job.config.api_version or version or spec_default or self.DEFAULT_API_VERSION}
+                "api_version": (job.config.api_version or version or os.environ.get(AZURE_VERSION_ENV)
+                                or spec_default or self.DEFAULT_API_VERSION)}
 
     def azure_target(self, endpoint: str) -> dict[str, Any]:
         """How the client is pointed at the resource (deployment routing by `azure_endpoint`)."""
