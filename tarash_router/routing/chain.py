@@ -235,7 +235,7 @@ class RouteRun:
                     attempt.request_id = exc.request_id
                     attempt.reason = error_kind(exc)
                     if self.telemetry is not None:
-                        await self.telemetry.attempt_failed(attempt, exc)
+                        await self.telemetry.attempt_failed(exc)
                     if exc is raw:
                         raise
                     raise exc from raw
@@ -243,7 +243,7 @@ class RouteRun:
                 attempt.status = "success"
                 attempt.request_id = getattr(response, "request_id", None)
                 if self.telemetry is not None:
-                    await self.telemetry.attempt_succeeded(attempt, response)
+                    await self.telemetry.attempt_succeeded(response)
                 return response
         raise AssertionError("unreachable")
 

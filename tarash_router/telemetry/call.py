@@ -8,11 +8,15 @@ next step, so its span is ended then, with the time it really ended.
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from .events import OnEvent, TelemetryEvent, deliver
+
+logger = logging.getLogger("tarash_router.telemetry")
 
 MAX_MESSAGE = 500  # characters of an error message kept on a span or event
 MIN_MASKED = 4  # shorter values are not masked: replacing "x" everywhere would garble the message
@@ -63,17 +67,33 @@ def cost_of(*sources: Any) -> tuple[float, str] | None:
     and `currency`), or None. Read defensively: cost is optional everywhere."""
     for source in sources:
         cost = getattr(source, "cost", None)
-        if cost is None:
-            continue
-        field = cost.get if isinstance(cost, Mapping) else lambda name, c=cost: getattr(c, name, None)
-        amount = field("amount")
+        amount = _field(cost, "amount")
         if amount is None or isinstance(amount, bool):
             continue
         try:
-            return float(amount), str(field("currency") or "USD")
+            return float(amount), str(_field(cost, "currency") or "USD")
         except (TypeError, ValueError):
             continue
     return None
+
+
+def _field(cost: Any, name: str) -> Any:
+    return cost.get(name) if isinstance(cost, Mapping) else getattr(cost, name, None)
+
+
+Step = TypeVar("Step", bound=Callable[..., Awaitable[None]])
+
+
+def _never_raises(step: Step) -> Step:
+    """Telemetry must not cost anyone a paid job: a failing step is logged and the call goes on."""
+    @functools.wraps(step)
+    async def guarded(*args: Any, **kwargs: Any) -> None:
+        try:
+            await step(*args, **kwargs)
+        except Exception:  # noqa: BLE001
+            logger.exception("telemetry failed in %s; the generation continues", step.__name__)
+
+    return guarded  # type: ignore[return-value]
 
 
 class CallTelemetry:
@@ -106,6 +126,7 @@ class CallTelemetry:
 
     # ------------------------------------------------------------ what routing reports
 
+    @_never_raises
     async def attempt_started(self, meta: Any, config: Any) -> None:
         self._mask_value(getattr(config, "api_key", None))
         ident = {**self.base, "tarash.provider": meta.provider, "tarash.model": meta.model}
@@ -131,23 +152,27 @@ class CallTelemetry:
 
         return watch
 
-    async def attempt_failed(self, meta: Any, error: Any) -> None:
+    @_never_raises
+    async def attempt_failed(self, error: Any) -> None:
         attempt = self._stop()
         if attempt is None:
             return
         attempt.error = (type(error).__name__, self.mask(getattr(error, "message", None) or str(error)))
         self.pending = attempt  # retry, fallback or failed: routing's next step says which
 
-    async def attempt_succeeded(self, meta: Any, response: Any) -> None:
+    @_never_raises
+    async def attempt_succeeded(self, response: Any) -> None:
         attempt = self._stop()
         if attempt is not None:
             await self._settle(attempt, "submitted" if self.operation == "submit" else "completed", response)
 
+    @_never_raises
     async def retrying(self) -> None:
         """Routing will try the failed attempt's target again."""
         if self.pending is not None:
             await self._settle(self.pending, "retry")
 
+    @_never_raises
     async def falling_back(self, target: Any) -> None:
         """Routing moves on from the failed attempt's target to `target`."""
         left = self.pending
@@ -158,6 +183,7 @@ class CallTelemetry:
         await self._emit("fallback", None, provider=target.provider, model=target.model, outcome="fallback",
                          reason=f"{left.meta.provider}/{left.meta.model} failed with {error_type}")
 
+    @_never_raises
     async def skipped(self, meta: Any) -> None:
         reason = self.mask(meta.reason)
         if self.sink is not None:
@@ -168,6 +194,7 @@ class CallTelemetry:
             self.sink.end(span, _present({"tarash.outcome": "skipped", "tarash.reason": reason}))
         await self._emit("skip", meta, outcome="skipped", reason=reason)
 
+    @_never_raises
     async def finished(self, metadata: Any, response: Any = None, error: BaseException | None = None) -> None:
         """The call is over: settle what is left, end its span, record it, send success or failure."""
         if self.attempt is not None:  # the caller cancelled it mid-attempt
