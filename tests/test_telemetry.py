@@ -282,6 +282,15 @@ def test_a_callback_that_raises_is_logged_and_the_job_goes_on(otel, fal, caplog,
     assert attrs(otel.named("tarash.generate")[0])["tarash.outcome"] == "completed"
 
 
+def test_a_failing_telemetry_step_is_logged_and_the_job_goes_on(otel, fal, caplog, monkeypatch):
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("exporter bug")
+
+    monkeypatch.setattr(telemetry.CallTelemetry, "_settle", broken)
+    response = generate_video(video_config(fal), VideoGenerationRequest(prompt="x"))
+    assert response.video and "telemetry failed in attempt_succeeded" in caplog.text
+
+
 def test_cost_is_read_from_the_attempt_or_the_response_when_either_has_one():
     @dataclass
     class Priced:
