@@ -33,6 +33,7 @@ from .routing import Plan, Router, collect_fallback_chain, execute
 from .routing.cooldown import CooldownStore, open_cooldowns
 from .settings import TarashSettings
 from .specs.registry import SpecRegistry, builtin_spec_dir
+from .telemetry import OnEvent
 
 logger = logging.getLogger("tarash_router.client")
 Response = VideoGenerationResponse | ImageGenerationResponse
@@ -44,12 +45,15 @@ class Client:
     spec_dirs: provider spec directories loaded after the built-in specs (`builtin_specs=False` to
       leave those out); routes: routes files or directories; journal: a JobStore or a URL
       (`memory`, `sqlite:///path`, `redis://...`); cooldowns: a CooldownStore or a URL; settings:
-      a `TarashSettings` (default: read from the environment once, now).
+      a `TarashSettings` (default: read from the environment once, now); on_event: a sync or async
+      callable given a `TelemetryEvent` for each attempt, skip, fallback, success and failure
+      (docs/telemetry.md; one that raises is logged and the generation goes on).
     """
 
     def __init__(self, *, spec_dirs: list[Path | str] | None = None, routes: list[Path | str] | None = None,
                  journal: JobStore | str | None = None, cooldowns: CooldownStore | str | None = None,
-                 settings: TarashSettings | None = None, builtin_specs: bool = True) -> None:
+                 settings: TarashSettings | None = None, builtin_specs: bool = True,
+                 on_event: OnEvent | None = None) -> None:
         self.settings = settings if settings is not None else TarashSettings()
         registry = SpecRegistry()
         for layer in ([builtin_spec_dir()] if builtin_specs else [], self.settings.spec_dirs, spec_dirs or []):
@@ -61,7 +65,7 @@ class Client:
         self.cooldowns = open_cooldowns(breaker, self.settings.journal_timeout) if isinstance(breaker, str) else breaker
         self.runtime = Runtime(settings=self.settings, registry=registry, journal=self.journal,
                                transports=TransportTable(parent=PROCESS_TRANSPORTS),
-                               pool=ClientPool(self.settings))
+                               pool=ClientPool(self.settings), on_event=on_event)
         route_paths = [*self.settings.route_dirs, *(routes or [])]
         router = Router([Path(p) for p in route_paths], runtime=self.runtime, cooldowns=self.cooldowns)
         self._router: Callable[[], Router] = lambda: router

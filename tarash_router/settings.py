@@ -73,6 +73,10 @@ class TarashSettings(BaseSettings):
     replicate_webhook_secret: SecretStr | None = None
     # A delivery whose timestamp is further than this from now is refused (replayed or stale).
     webhook_tolerance: float = Field(300.0, gt=0)
+    # OpenTelemetry spans and metrics (docs/telemetry.md), sent when the `otel` extra is installed;
+    # TARASH_TELEMETRY=0 turns them off. Prompts go on spans only when TARASH_TELEMETRY_PROMPTS=1.
+    telemetry: bool = True
+    telemetry_prompts: bool = False
 
     _split_dirs = field_validator("spec_dirs", "route_dirs", mode="before")(_split_paths)
 

@@ -64,8 +64,9 @@ class Runtime:
 
     def __init__(self, *, settings: TarashSettings | None = None, registry: SpecRegistry | None = None,
                  journal: JobStore | None = None, transports: TransportTable | None = None,
-                 pool: ClientPool | None = None, limits: LimitStore | None = None) -> None:
+                 pool: ClientPool | None = None, limits: LimitStore | None = None, on_event: Any = None) -> None:
         self._limits = limits
+        self.on_event = on_event  # telemetry callback for calls run here (None: the process-wide one)
         self._settings = settings
         self._registry = registry
         self._journal = journal

@@ -23,6 +23,7 @@ from ..errors import TarashException, ValidationError
 from ..errors import TimeoutError as GenerationTimeoutError
 from ..journal.idempotency import HeldClaim
 from ..models import AttemptMetadata, ExecutionMetadata, GenerationConfig, GenerationRequest
+from ..telemetry import CallTelemetry, watch_call
 from .cooldown import CooldownStore, default_cooldowns, fail_open
 from .policy import HEALTH_KINDS, RoutePolicy, error_kind
 from .routes import Target
@@ -77,6 +78,7 @@ class RouteRun:
         self.metadata = ExecutionMetadata(configs_in_chain=len(targets), route=route)
         self.started = time.monotonic()
         self.tries = 0
+        self.telemetry: CallTelemetry | None = None  # spans, metrics, on_event: None when nobody listens
 
     def time_left(self) -> float | None:
         if self.policy.deadline is None:
@@ -98,12 +100,28 @@ class RouteRun:
         self.metadata.total_attempts = sum(1 for a in self.metadata.attempts if a.status != "skipped")
         return attempt
 
-    def skip(self, target: Target, reason: str) -> None:
+    async def skip(self, target: Target, reason: str) -> None:
         now = _now()
-        self._record(target, status="skipped", reason=reason, started_at=now, ended_at=now)
+        attempt = self._record(target, status="skipped", reason=reason, started_at=now, ended_at=now)
         logger.info("route %s: skipping %s: %s", self.route or "-", target.key, reason)
+        if self.telemetry is not None:
+            await self.telemetry.skipped(attempt)
 
     async def execute(self, request: GenerationRequest, on_progress: Any) -> Any:
+        self.telemetry = watch_call(self.runtime.settings, getattr(self.runtime, "on_event", None),
+                                    operation="submit" if self.submit_only else "generate", modality=self.modality,
+                                    route=self.route, request=request)
+        if self.telemetry is None:
+            return await self._execute(request, on_progress)
+        try:
+            response = await self._execute(request, on_progress)
+        except BaseException as exc:  # cancellation too: its spans end, its in-flight count drops
+            await self.telemetry.finished(self.metadata, error=exc)
+            raise
+        await self.telemetry.finished(self.metadata, response)
+        return response
+
+    async def _execute(self, request: GenerationRequest, on_progress: Any) -> Any:
         last_error: TarashException | None = None
         for index, target in enumerate(self.targets):
             exhausted = self.budget_exhausted()
@@ -111,18 +129,20 @@ class RouteRun:
                 last_error = last_error or GenerationTimeoutError(exhausted, provider=target.provider,
                                                                   model=target.model)
                 break
+            if self.telemetry is not None:  # the last target failed and the chain goes on: a fallback
+                await self.telemetry.falling_back(target)
             target_request = target.apply_params(request)
             config = target.build_config(self.modality, self.time_left())
             served = None  # who serves this target: decided once, reused by its retries
             if self.policy.skip_unsupported and len(self.targets) > 1:
                 served = self.runtime.plan(config, target_request, self.modality, check=True)
                 if served.unsupported is not None:
-                    self.skip(target, f"unsupported: {served.unsupported}")
+                    await self.skip(target, f"unsupported: {served.unsupported}")
                     continue
             if self.policy.cooldown is not None:
                 wait = await self.cooldowns.check(target.key, self.policy.cooldown)
                 if wait is not None:
-                    self.skip(target, f"cooling down for {wait:.1f}s more")
+                    await self.skip(target, f"cooling down for {wait:.1f}s more")
                     continue
             try:
                 response = await self._try_target(target, config, target_request, on_progress, served)
@@ -179,8 +199,13 @@ class RouteRun:
         def should_retry(exc: BaseException) -> bool:
             return retry.should_retry(exc) and self.budget_exhausted() is None
 
+        async def sleep(seconds: float) -> None:
+            if self.telemetry is not None:  # tenacity sleeps only once it has decided to retry
+                await self.telemetry.retrying()
+            await asyncio.sleep(seconds)
+
         retrying = AsyncRetrying(stop=stop_after_attempt(retry.attempts), wait=wait,
-                                 retry=retry_if_exception(should_retry), reraise=True, sleep=asyncio.sleep)
+                                 retry=retry_if_exception(should_retry), reraise=True, sleep=sleep)
         retries = 0
         async for attempt_state in retrying:
             with attempt_state:
@@ -189,12 +214,17 @@ class RouteRun:
                 self.tries += 1
                 if retries > 1:  # the route's time shrinks between tries
                     config = target.build_config(self.modality, self.time_left())
+                progress = on_progress
+                if self.telemetry is not None:
+                    await self.telemetry.attempt_started(attempt, config)
                 try:
                     if served is None:
                         served = self.runtime.plan(config, request, self.modality)
                     attempt.family, attempt.dropped_fields = served.family_name, list(served.dropped)
                     attempt.warnings = list(served.notes)
-                    response = await self.runtime.dispatch(config, request, on_progress, self.modality, self.claim,
+                    if self.telemetry is not None:
+                        progress = self.telemetry.progress(served, on_progress)
+                    response = await self.runtime.dispatch(config, request, progress, self.modality, self.claim,
                                                            served, self.submit_only, self.webhook_url)
                 except Exception as raw:  # noqa: BLE001 - every failure is recorded (cancellation passes through)
                     exc = _as_tarash(raw, target)
@@ -204,12 +234,16 @@ class RouteRun:
                     attempt.is_retryable = retry.should_retry(exc)
                     attempt.request_id = exc.request_id
                     attempt.reason = error_kind(exc)
+                    if self.telemetry is not None:
+                        await self.telemetry.attempt_failed(exc)
                     if exc is raw:
                         raise
                     raise exc from raw
                 attempt.ended_at = _now()
                 attempt.status = "success"
                 attempt.request_id = getattr(response, "request_id", None)
+                if self.telemetry is not None:
+                    await self.telemetry.attempt_succeeded(response)
                 return response
         raise AssertionError("unreachable")
 
