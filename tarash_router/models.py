@@ -119,6 +119,9 @@ class _GenerationConfig(BaseModel):
     # Request fields this model may not honour, and what to do: `drop` sends the call without them
     # (recorded in the attempt's metadata) instead of refusing it with a ValidationError.
     adapt: dict[str, Literal["drop"]] = Field(default_factory=dict)
+    # A model id no family lists but one keystroke from one that is (`fal-ai/veo3/fsat`) is refused as
+    # a typo; True sends it anyway (a new model the catalogue does not know yet).
+    allow_unknown_model: bool = False
 
     @field_validator("api_key")
     @classmethod

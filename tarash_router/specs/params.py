@@ -191,8 +191,31 @@ def unhonoured_fields(family: FamilySpec, request: GenerationRequest) -> list[st
     )
 
 
+# Request fields that reach the provider another way (images, media, extra params) or never (the key).
+_NOT_RENDERED = frozenset({"extra_params", "image_list", "video", "mask_image", "idempotency_key"})
+
+
+def ignored_fields(family: FamilySpec, model: str, request: GenerationRequest,
+                   drop: Collection[str] = ()) -> dict[str, str]:
+    """Request fields the caller set that the rendered request does not carry, each with the reason
+    (a dry run shows them, so a field that changes nothing is not mistaken for one that was sent)."""
+    ignored: dict[str, str] = {}
+    rules = family.fields_for(model)
+    for name in sorted(request.model_fields_set - _NOT_RENDERED):
+        value = getattr(request, name, None)
+        if value is None or name in family.used_fields or value == type(request).model_fields[name].default:
+            continue
+        if _pinned(rules.get(name)):
+            ignored[name] = "the model's only value: accepted, not sent"
+        elif name in drop:
+            ignored[name] = "dropped (adapt: drop)"
+        else:
+            ignored[name] = f"the {family.provider.name}/{family.name} family sends no such field"
+    return ignored
+
+
 def _pinned(rule: Any) -> bool:
     return rule is not None and (rule.forbidden or (rule.allowed is not None and len(rule.allowed) == 1))
 
 
-__all__ = ["check_request", "assign_images", "unhonoured_fields", "retirement"]
+__all__ = ["check_request", "assign_images", "unhonoured_fields", "ignored_fields", "retirement"]
