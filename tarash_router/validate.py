@@ -137,7 +137,7 @@ def _route_targets(route: Any, registry: SpecRegistry, today: date) -> list[Find
         if retired is not None:
             out.append(Finding(file, line, column, "error", f"route {route.name!r}: {retired}",
                                f"routes.{route.name}.targets[{index}].model"))
-        elif unlisted is not None and (target.allow_unknown_model or not unlisted.typo_of):  # else an error, above
+        elif unlisted is not None and (target.allow_unknown_model or not unlisted.refused):  # else an error, above
             out.append(Finding(file, line, column, "warning", f"route {route.name!r}: {unlisted.warning()}",
                                f"routes.{route.name}.targets[{index}].model"))
         unhonoured = sorted(name for name in target.params if name not in target.adapt and name not in

@@ -383,3 +383,16 @@ def test_the_render_cli_refuses_a_misspelt_field(tmp_path, capsys):
     assert "unknown field 'durations'; did you mean 'duration_seconds'?" in capsys.readouterr().err
 
 
+
+
+def test_a_model_listed_for_the_other_modality_is_refused_not_sent_to_the_generic_family(fal):
+    with pytest.raises(ValidationError) as info:
+        generate_video(video_config(fal, "fal-ai/flux/dev"), VideoGenerationRequest(prompt="a cat"))
+    assert info.value.message.startswith("'fal-ai/flux/dev' is listed as an image model (fal/flux), not as a video model")
+    assert fal.requests == []
+
+
+def test_an_unknown_route_name_suggests_the_close_one(tmp_path):
+    path = write(tmp_path / "routes.yaml", ROUTE_UNLISTED.replace("  v:", "  video-default:"))
+    with pytest.raises(ValidationError, match="unknown route 'video-defualt'; did you mean 'video-default'\\?"):
+        Router.from_dir(path).get("video-defualt")

@@ -16,6 +16,7 @@ from ..lazy import Lazy
 from ..models import GenerationRequest
 from ..settings import get_settings
 from ..specs.registry import SpecRegistry
+from ..spelling import closest, did_you_mean, near_misses
 from .chain import execute_targets
 from .cooldown import CooldownStore, default_cooldowns, fail_open
 from .routes import Route, load_routes_paths
@@ -114,7 +115,8 @@ class Router:
         route = self.routes.get(name)
         if route is None:
             known = ", ".join(sorted(self.routes)) or "none loaded"
-            raise ValidationError(f"unknown route {name!r} (known: {known})")
+            hint = did_you_mean(near_misses(name, self.routes) or closest(name, self.routes, n=1))
+            raise ValidationError(f"unknown route {name!r}{hint} (known: {known})")
         if modality is not None and route.modality != modality:
             raise ValidationError(f"route {name!r} is a {route.modality} route; it cannot generate {modality}")
         return route

@@ -48,39 +48,58 @@ class UnlistedModel:
     modality: str
     typo_of: list[str]  # listed ids it is one keystroke from
     closest: list[str]  # listed ids most like it
+    listed_as: str | None = None  # the family that lists it for the other modality, if one does
+
+    @property
+    def refused(self) -> bool:
+        """Whether a call is refused unless the caller opts in: a likely typo, or a model of the other modality."""
+        return bool(self.typo_of) or self.listed_as is not None
 
     def warning(self) -> str:
+        if self.listed_as is not None:
+            return (f"{self.model!r} is listed as {self.listed_as}; the generic {self.modality} family serves it "
+                    f"for {self.modality}, checking only what it declares")
         return (f"no {self.provider} family lists {self.model!r}{did_you_mean(self.closest)} (served by the generic "
                 f"{self.modality} family, which checks only what it declares)")
 
     def error(self) -> str:
+        opt_in = "If the id is right, set allow_unknown_model: true on the config or route target"
+        if self.listed_as is not None:
+            return (f"{self.model!r} is listed as {self.listed_as}, not as a {self.modality} model; only the generic "
+                    f"{self.modality} family would send it, unchecked. {opt_in}")
         others = [m for m in self.closest if m not in self.typo_of]
         also = f"; also close: {', '.join(others)}" if others else ""
         return (f"unknown model {self.model!r}{did_you_mean(self.typo_of)} (no {self.provider} family lists it, and "
-                f"it is one keystroke from one that does{also}). If the id is right, set allow_unknown_model: true "
-                "on the config or route target")
+                f"it is one keystroke from one that does{also}). {opt_in}")
 
 
 def unlisted_model(registry: SpecRegistry, family: FamilySpec, model: str) -> UnlistedModel | None:
     """What to say about `model`, which `family` serves: None when a family lists it (or a version pattern
-    matches it), else its typo candidates and the closest listed ids."""
+    matches it), else its typo candidates, the closest listed ids, and the family listing it for the
+    other modality (`fal-ai/flux/dev` asked for video)."""
     if WILDCARD not in family.models:
         return None
     provider = family.provider.name
     listed = registry.listed_models(provider)
+    listed_as = None
+    if _base(model) in listed:
+        other = "image" if family.modality == "video" else "video"
+        owner = registry.resolve(provider, model, other)
+        listed_as = f"{'an' if other == 'image' else 'a'} {other} model ({owner.provider.name}/{owner.name})"
     typo_of = sorted((m for m in listed if is_typo_of(model, m)), key=lambda m: (m.lower() != _base(model).lower(), m))
     return UnlistedModel(provider, model, family.modality, typo_of,
-                         registry.closest_models(provider, model, family.modality) or typo_of[:3])
+                         registry.closest_models(provider, model, family.modality) or typo_of[:3], listed_as)
 
 
 def check_listed(registry: SpecRegistry, family: FamilySpec, model: str, allow_unknown: bool) -> str | None:
     """A warning for a model only the generic family serves, or None; ValidationError (before any
-    HTTP) for one that looks like a typo of a listed id, unless `allow_unknown`."""
+    HTTP) for one that looks like a typo of a listed id, or that a family lists for the other
+    modality, unless `allow_unknown`."""
     check_model_id(model, family.provider.name)  # an id that cannot be one (`fal-ai//veo3`) is refused as such
     unlisted = unlisted_model(registry, family, model)
     if unlisted is None:
         return None
-    if unlisted.typo_of and not allow_unknown:
+    if unlisted.refused and not allow_unknown:
         raise ValidationError(unlisted.error(), provider=unlisted.provider, model=model)
     return unlisted.warning()
 
