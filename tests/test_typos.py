@@ -355,7 +355,8 @@ def test_a_skip_to_the_next_target_is_a_progress_event_too(fal):
     config = video_config(fal, VEO_FAST, fallback_configs=[kling])
     asyncio.run(_generate(config, VideoGenerationRequest(prompt="x", duration_seconds=5), updates))  # an async callback
     event = next(u for u in updates if u.update.get("event") == "fallback")
-    assert event.update["reason"].startswith("skipped: unsupported: fal-ai/veo3/fast does not accept duration_seconds=5")
+    assert event.update["reason"].startswith(
+        "skipped: unsupported: fal-ai/veo3/fast does not accept duration_seconds=5")
     assert event.error is None
 
 
@@ -388,7 +389,8 @@ def test_the_render_cli_refuses_a_misspelt_field(tmp_path, capsys):
 def test_a_model_listed_for_the_other_modality_is_refused_not_sent_to_the_generic_family(fal):
     with pytest.raises(ValidationError) as info:
         generate_video(video_config(fal, "fal-ai/flux/dev"), VideoGenerationRequest(prompt="a cat"))
-    assert info.value.message.startswith("'fal-ai/flux/dev' is listed as an image model (fal/flux), not as a video model")
+    assert info.value.message.startswith(
+        "'fal-ai/flux/dev' is listed as an image model (fal/flux), not as a video model")
     assert fal.requests == []
 
 
@@ -396,3 +398,20 @@ def test_an_unknown_route_name_suggests_the_close_one(tmp_path):
     path = write(tmp_path / "routes.yaml", ROUTE_UNLISTED.replace("  v:", "  video-default:"))
     with pytest.raises(ValidationError, match="unknown route 'video-defualt'; did you mean 'video-default'\\?"):
         Router.from_dir(path).get("video-defualt")
+
+
+def test_a_family_that_lists_ids_and_is_also_generic_serves_its_own_ids_without_a_warning(tmp_path):
+    write(tmp_path / "both.yaml", """\
+        spec_version: 1
+        provider: fal
+        family: both
+        models: [fal-ai/both-listed, "*"]
+        modality: video
+        body: {prompt: "{{ request.prompt }}"}
+        """)
+    request = VideoGenerationRequest(prompt="x")
+    with Client(spec_dirs=[tmp_path], journal="memory") as client:
+        listed = client.render_request(VideoGenerationConfig(provider="fal", model="fal-ai/both-listed"), request)
+        other = client.render_request(VideoGenerationConfig(provider="fal", model="fal-ai/both-other"), request)
+    assert "warnings" not in listed
+    assert other["warnings"][0].startswith("no fal family lists 'fal-ai/both-other'")

@@ -14,7 +14,7 @@ from ..errors import ValidationError
 from ..spelling import did_you_mean, one_edit_apart
 from .compiled import FamilySpec
 from .params import check_model_id
-from .registry import WILDCARD, SpecRegistry
+from .registry import EXACT, PATTERN, WILDCARD, SpecRegistry, key_matches
 
 
 def _base(model: str) -> str:
@@ -23,6 +23,10 @@ def _base(model: str) -> str:
 
 def _owner(model: str) -> str:
     return model.split("/", 1)[0] if "/" in model else ""
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def _version_bump(a: str, b: str) -> bool:
@@ -65,27 +69,34 @@ class UnlistedModel:
     def error(self) -> str:
         opt_in = "If the id is right, set allow_unknown_model: true on the config or route target"
         if self.listed_as is not None:
-            return (f"{self.model!r} is listed as {self.listed_as}, not as a {self.modality} model; only the generic "
-                    f"{self.modality} family would send it, unchecked. {opt_in}")
+            return (f"{self.model!r} is listed as {self.listed_as}, not as {_article(self.modality)} {self.modality} "
+                    f"model; only the generic {self.modality} family would send it, unchecked. {opt_in}")
         others = [m for m in self.closest if m not in self.typo_of]
         also = f"; also close: {', '.join(others)}" if others else ""
         return (f"unknown model {self.model!r}{did_you_mean(self.typo_of)} (no {self.provider} family lists it, and "
                 f"it is one keystroke from one that does{also}). {opt_in}")
 
 
+def _lists(family: FamilySpec, model: str) -> bool:
+    """Whether `family` serves `model` by an entry of its own, not only as the generic family (a
+    family may list ids and be its provider's generic family too)."""
+    return any(key_matches((PATTERN if "*" in entry else EXACT) + entry, model, _base(model))
+               for entry in family.models if entry != WILDCARD)
+
+
 def unlisted_model(registry: SpecRegistry, family: FamilySpec, model: str) -> UnlistedModel | None:
     """What to say about `model`, which `family` serves: None when a family lists it (or a version pattern
     matches it), else its typo candidates, the closest listed ids, and the family listing it for the
     other modality (`fal-ai/flux/dev` asked for video)."""
-    if WILDCARD not in family.models:
+    if WILDCARD not in family.models or _lists(family, model):
         return None
     provider = family.provider.name
     listed = registry.listed_models(provider)
     listed_as = None
-    if _base(model) in listed:
-        other = "image" if family.modality == "video" else "video"
+    other = "image" if family.modality == "video" else "video"
+    if _base(model) in registry.listed_models(provider, other):
         owner = registry.resolve(provider, model, other)
-        listed_as = f"{'an' if other == 'image' else 'a'} {other} model ({owner.provider.name}/{owner.name})"
+        listed_as = f"{_article(other)} {other} model ({owner.provider.name}/{owner.name})"
     typo_of = sorted((m for m in listed if is_typo_of(model, m)), key=lambda m: (m.lower() != _base(model).lower(), m))
     return UnlistedModel(provider, model, family.modality, typo_of,
                          registry.closest_models(provider, model, family.modality) or typo_of[:3], listed_as)
