@@ -346,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except SpecError as exc:
-        print(f"{exc.location}: error: {exc.message}" + (f" [{exc.key}]" if exc.key else ""), file=sys.stderr)
+        for error in exc.all:  # every problem found in the file, not just the first
+            print(f"{error.location}: error: {error.message}" + (f" [{error.key}]" if error.key else ""),
+                  file=sys.stderr)
         return EXIT_FINDINGS
     except TarashException as exc:
         print(f"tarash-router: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -162,7 +162,21 @@ class SpecError(TarashException):
         self.line = line
         self.column = column
         self.key = key
+        # Other problems found in the same file at the same time: one run reports them all.
+        self.more: list[SpecError] = []
         super().__init__(message)
+
+    @classmethod
+    def of(cls, errors: list[SpecError]) -> SpecError:
+        """The first error, carrying the rest in `more`."""
+        first, *rest = errors
+        first.more = [e for e in rest if e is not first]
+        return first
+
+    @property
+    def all(self) -> list[SpecError]:
+        """This error and the others found with it."""
+        return [self, *self.more]
 
     @property
     def location(self) -> str:
@@ -173,9 +187,13 @@ class SpecError(TarashException):
                 parts.append(str(self.column))
         return ":".join(parts)
 
-    def __str__(self) -> str:
+    def line_text(self) -> str:
+        """`file:line:col: message [key]` for this error alone."""
         key = f" [{self.key}]" if self.key else ""
         return f"{self.location}: {self.message}{key}"
+
+    def __str__(self) -> str:
+        return "\n".join(e.line_text() for e in self.all)
 
 
 class ConfigError(SpecError):

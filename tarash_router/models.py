@@ -18,6 +18,9 @@ from typing_extensions import TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
+from .errors import ValidationError
+from .spelling import did_you_mean, near_misses
+
 Resolution = Literal["360p", "480p", "720p", "1080p", "4k"]
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "21:9"]
 StatusType = Literal["queued", "processing", "completed", "failed"]
@@ -116,6 +119,9 @@ class _GenerationConfig(BaseModel):
     # Request fields this model may not honour, and what to do: `drop` sends the call without them
     # (recorded in the attempt's metadata) instead of refusing it with a ValidationError.
     adapt: dict[str, Literal["drop"]] = Field(default_factory=dict)
+    # A model id no family lists but one keystroke from one that is (`fal-ai/veo3/fsat`) is refused as
+    # a typo; True sends it anyway (a new model the catalogue does not know yet).
+    allow_unknown_model: bool = False
 
     @field_validator("api_key")
     @classmethod
@@ -166,7 +172,9 @@ class _GenerationRequest(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _capture_extra_fields(cls, data: Any) -> Any:
-        """Move unknown keyword arguments into `extra_params` (they win over same-named keys)."""
+        """Move unknown keyword arguments into `extra_params` (they win over same-named keys), unless
+        one looks like a misspelt request field: `durations=8` would reach the provider as a field it
+        ignores, and the model would run with its default duration."""
         if not isinstance(data, dict):
             return data
         known = set(cls.model_fields)
@@ -174,6 +182,12 @@ class _GenerationRequest(BaseModel):
         unknown = {k: v for k, v in data.items() if k not in known}
         if not unknown:
             return data
+        for name in unknown:
+            meant = near_misses(str(name), known, leading_words=True)
+            if meant:
+                raise ValidationError(
+                    f"unknown field {name!r}{did_you_mean(meant)} ({cls.__name__} has no such field; a raw "
+                    f"provider field goes in explicitly: extra_params={{{str(name)!r}: ...}})")
         extra.update(unknown)
         cleaned = {k: v for k, v in data.items() if k in known}
         cleaned["extra_params"] = extra

@@ -19,11 +19,12 @@ from typing import Any
 
 from .errors import SpecError
 from .models import ImageGenerationRequest, VideoGenerationRequest
-from .routing.routes import load_routes_file
+from .routing.routes import read_routes_file
 from .tools.examples import run_examples
 from .specs.loader import PROVIDER_FILE, load_provider
 from .specs.params import retirement
-from .specs.registry import WILDCARD, SpecRegistry, builtin_spec_dir
+from .specs.model_ids import unlisted_model
+from .specs.registry import SpecRegistry, builtin_spec_dir
 from .specs.yaml_source import load_yaml_file
 
 # Wall time one file may take to load and check before it is reported and skipped.
@@ -132,13 +133,12 @@ def _route_targets(route: Any, registry: SpecRegistry, today: date) -> list[Find
         line, column = route.source.position(path) if route.source else (None, None)
         file = route.source.file if route.source else ""
         retired = retirement(family, target.model, today)
+        unlisted = unlisted_model(registry, family, target.model)
         if retired is not None:
             out.append(Finding(file, line, column, "error", f"route {route.name!r}: {retired}",
                                f"routes.{route.name}.targets[{index}].model"))
-        elif WILDCARD in family.models:
-            out.append(Finding(file, line, column, "warning",
-                               f"route {route.name!r}: no {target.provider} family lists {target.model!r}; only the "
-                               "generic family serves it, which checks only what it declares",
+        elif unlisted is not None and (target.allow_unknown_model or not unlisted.refused):  # else an error, above
+            out.append(Finding(file, line, column, "warning", f"route {route.name!r}: {unlisted.warning()}",
                                f"routes.{route.name}.targets[{index}].model"))
         unhonoured = sorted(name for name in target.params if name not in target.adapt and name not in
                             family.used_fields | set(family.params.fields) and name in _REQUEST_FIELDS[route.modality])
@@ -154,8 +154,13 @@ def _route_targets(route: Any, registry: SpecRegistry, today: date) -> list[Find
 
 
 def _load_routes_into(out: dict[str, Any], path: Path, registry: SpecRegistry) -> list[Finding]:
-    out.update(load_routes_file(path, registry))
-    return []
+    routes, problems = read_routes_file(path, registry)
+    out.update(routes)
+    return _in_file_order([Finding.from_error(problem) for problem in problems])
+
+
+def _in_file_order(findings: list[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (f.file, f.line or 0, f.column or 0))
 
 
 def _check_spec_file(path: Path, registry: SpecRegistry, today: date) -> list[Finding]:
@@ -201,8 +206,9 @@ def _guarded(path: Path, check: Callable[[], list[Finding]]) -> list[Finding]:
         with _time_budget(FILE_TIME_BUDGET):
             return check()
     except SpecError as exc:
-        exc.file = exc.file or str(path)  # a template refusal knows the line, not the file
-        return [Finding.from_error(exc)]
+        for error in exc.all:
+            error.file = error.file or str(path)  # a template refusal knows the line, not the file
+        return _in_file_order([Finding.from_error(error) for error in exc.all])
     except _OverBudget:
         return [Finding(str(path), None, None, "error",
                         f"checking this file took over {FILE_TIME_BUDGET:g}s (a template or value too costly); stopped")]

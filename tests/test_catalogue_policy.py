@@ -138,9 +138,12 @@ def test_an_id_only_the_generic_family_serves_is_said_in_metadata_and_validate(t
     response = generate_video(video_config(fal, model="fal-ai/brand-new-video"), VideoGenerationRequest(prompt="x"))
     (attempt,) = response.execution_metadata.attempts
     assert attempt.family == "fal/generic-video" and "generic video family" in attempt.warnings[0]
+    findings = validate_paths([_routes(tmp_path, fal, "fal-ai/brand-new-video")])
+    warnings = [f for f in findings if f.severity == "warning" and "generic video family" in f.message]
+    assert len(warnings) == 1 and "'fal-ai/brand-new-video'" in warnings[0].message
+    # One keystroke from a listed id it is a typo, and an error (tests/test_typos.py has the rest).
     findings = validate_paths([_routes(tmp_path, fal, "fal-ai/veo3/fsat")])
-    warnings = [f for f in findings if f.severity == "warning" and "generic family" in f.message]
-    assert len(warnings) == 1 and "'fal-ai/veo3/fsat'" in warnings[0].message
+    assert [f.severity for f in findings if "'fal-ai/veo3/fsat'" in f.message] == ["error"]
 
 
 def test_validate_flags_route_params_the_target_model_cannot_honour(tmp_path, fal):

@@ -288,7 +288,7 @@ def test_spec_show_resolved_prints_the_effective_family(capsys):
     assert "(extends veo3.1)" in out.splitlines()[0]
     assert "allowed: [720p, 1080p]" in out  # the child's own constraint
     assert "prompt: '{{ request.prompt }}'" in out  # inherited from veo3.1
-    assert "extra_params: merge" in out  # the default, written out
+    assert "extra_params: checked" in out  # the default, written out
     assert "examples:" not in out
 
 

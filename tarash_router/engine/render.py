@@ -204,9 +204,8 @@ def prepare_job(family: FamilySpec, config: GenerationConfig, request: Generatio
     }
     payload = family.body.render(body_ctx) or {}
     if request.extra_params and family.file.extra_params != "reject":
-        policy = family.file.extra_params
         target = payload
-        for key in (policy.into.split(".") if policy != "merge" and policy.into else []):
+        for key in family.extra_params_into:
             target = target.setdefault(key, {})
         target.update(request.extra_params)  # extra params win: they are the caller's explicit escape hatch
     if api_key is None and provider.file.auth is not None:

@@ -20,8 +20,9 @@ from ..journal.store import JobStore
 from ..models import GenerationConfig, GenerationRequest
 from ..settings import TarashSettings, get_settings, resolve_api_key
 from ..specs.compiled import FamilySpec
-from ..specs.params import check_request, retirement, unhonoured_fields
-from ..specs.registry import WILDCARD, SpecRegistry, get_registry
+from ..specs.params import check_request, ignored_fields, retirement, unhonoured_fields
+from ..specs.model_ids import check_listed
+from ..specs.registry import SpecRegistry, get_registry
 from .client import POOL, ClientPool
 from .lifecycle import Lifecycle
 from .limits import AccountLimiter, LimitStore, account_of, limits_for, open_limits
@@ -134,6 +135,7 @@ class Runtime:
             retired = retirement(family, config.model)
             if retired is not None:
                 raise ValidationError(retired, provider=family.provider.name, model=config.model)
+            unlisted = check_listed(self.registry, family, config.model, config.allow_unknown_model)
             warnings = check_request(family, config.model, request, drop=config.adapt)
         except ValidationError as exc:
             if not check:
@@ -141,9 +143,9 @@ class Runtime:
             return Attempt(self.transports.spec, None, unsupported=exc.message)
         attempt = Attempt(self.transports.for_family(family), family, checked=True, warnings=warnings,
                           dropped=[f for f in unhonoured_fields(family, request) if f in config.adapt])
-        if WILDCARD in family.models:
-            attempt.notes.append(f"{config.model} is served by {family.provider.name}'s generic {modality} family, "
-                                 "which checks only what it declares (no family lists this id)")
+        if unlisted is not None:  # logged when the attempt runs, and kept in its metadata
+            attempt.warnings.append(unlisted)
+            attempt.notes.append(unlisted)
         auth = family.provider.file.auth
         if auth is not None:
             try:
@@ -224,8 +226,17 @@ class Runtime:
         retired = retirement(family, config.model)
         if retired is not None:
             raise ValidationError(retired, provider=family.provider.name, model=config.model)
+        unlisted = check_listed(self.registry, family, config.model, config.allow_unknown_model)
+        if unlisted is not None:
+            logger.warning("%s", unlisted)
         transport = self.transports.for_family(family)
-        return transport.render(self._call(family, config, request, modality, None))  # type: ignore[attr-defined]
+        rendered = transport.render(self._call(family, config, request, modality, None))  # type: ignore[attr-defined]
+        ignored = ignored_fields(family, config.model, request, drop=config.adapt)
+        if ignored:  # set by the caller, absent from the request above
+            rendered["ignored_fields"] = ignored
+        if unlisted is not None:
+            rendered["warnings"] = [unlisted]
+        return rendered
 
 
 __all__ = ["Runtime", "Attempt", "PROCESS_TRANSPORTS"]

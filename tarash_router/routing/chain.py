@@ -18,11 +18,15 @@ from tenacity import (
     AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential, wait_random,
 )
 
+from ..engine.lifecycle import call_progress
 from ..engine.runtime import Attempt, Runtime
 from ..errors import TarashException, ValidationError
 from ..errors import TimeoutError as GenerationTimeoutError
 from ..journal.idempotency import HeldClaim
-from ..models import AttemptMetadata, ExecutionMetadata, GenerationConfig, GenerationRequest
+from ..models import (
+    AttemptMetadata, ExecutionMetadata, GenerationConfig, GenerationRequest, ImageGenerationUpdate,
+    VideoGenerationUpdate,
+)
 from ..telemetry import CallTelemetry, watch_call
 from .cooldown import CooldownStore, default_cooldowns, fail_open
 from .policy import HEALTH_KINDS, RoutePolicy, error_kind
@@ -134,15 +138,20 @@ class RouteRun:
             target_request = target.apply_params(request)
             config = target.build_config(self.modality, self.time_left())
             served = None  # who serves this target: decided once, reused by its retries
+            following = self.targets[index + 1] if index + 1 < len(self.targets) else None
             if self.policy.skip_unsupported and len(self.targets) > 1:
                 served = self.runtime.plan(config, target_request, self.modality, check=True)
                 if served.unsupported is not None:
                     await self.skip(target, f"unsupported: {served.unsupported}")
+                    await self._announce_fallback(on_progress, target, following, f"skipped: unsupported: "
+                                                                                  f"{served.unsupported}")
                     continue
             if self.policy.cooldown is not None:
                 wait = await self.cooldowns.check(target.key, self.policy.cooldown)
                 if wait is not None:
                     await self.skip(target, f"cooling down for {wait:.1f}s more")
+                    await self._announce_fallback(on_progress, target, following,
+                                                  f"skipped: cooling down for {wait:.1f}s more")
                     continue
             try:
                 response = await self._try_target(target, config, target_request, on_progress, served)
@@ -156,9 +165,11 @@ class RouteRun:
                         await self.cooldowns.record_success(target.key)
                 if kind not in self.policy.fallback_on:
                     break
-                if index + 1 < len(self.targets):
+                if following is not None:
                     logger.warning("route %s: %s failed (%s); falling back", self.route or "-", target.key,
                                    type(exc).__name__)
+                    await self._announce_fallback(on_progress, target, following,
+                                                  f"{type(exc).__name__}: {exc.message}", exc)
                 continue
             if self.policy.cooldown is not None:
                 await self.cooldowns.record_success(target.key)
@@ -166,6 +177,19 @@ class RouteRun:
             self.metadata.fallback_triggered = self._moved_on()
             return response.model_copy(update={"execution_metadata": self.metadata})
         raise self._final_error(last_error)
+
+    async def _announce_fallback(self, on_progress: Any, left: Target, following: Target | None, reason: str,
+                                 error: TarashException | None = None) -> None:
+        """A progress event for the move to the next target: the caller's UI learns of a fallback as it
+        happens (status `queued`, at the target the call goes to), not only from a log line."""
+        if on_progress is None or following is None:
+            return
+        update_cls = VideoGenerationUpdate if self.modality == "video" else ImageGenerationUpdate
+        await call_progress(on_progress, update_cls(
+            request_id=(error.request_id if error is not None else None) or "", status="queued",
+            provider=following.provider, model=following.model,
+            error=error.message if error is not None else None,
+            update={"event": "fallback", "from": left.key, "to": following.key, "reason": reason}))
 
     def _final_error(self, error: TarashException | None) -> TarashException:
         if error is None:  # every target was skipped

@@ -16,6 +16,7 @@ from ..lazy import Lazy
 from ..models import GenerationRequest
 from ..settings import get_settings
 from ..specs.registry import SpecRegistry
+from ..spelling import closest, did_you_mean, near_misses
 from .chain import execute_targets
 from .cooldown import CooldownStore, default_cooldowns, fail_open
 from .routes import Route, load_routes_paths
@@ -32,6 +33,7 @@ class PlanStep:
     action: str  # "try" | "skip"
     reason: str | None = None
     weight: float | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. a model id no family lists
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Plan:
             weight = f" weight {step.weight:g}" if step.weight is not None else ""
             reason = f": {step.reason}" if step.reason else ""
             lines.append(f"  {number}. {step.action:<4} {step.provider}/{step.model}{weight}{reason}")
+            lines += [f"     warning: {warning}" for warning in step.warnings]
         for key, value in self.policy.items():
             lines.append(f"  {key}: {value}")
         if self.missing_keys:
@@ -112,7 +115,8 @@ class Router:
         route = self.routes.get(name)
         if route is None:
             known = ", ".join(sorted(self.routes)) or "none loaded"
-            raise ValidationError(f"unknown route {name!r} (known: {known})")
+            hint = did_you_mean(near_misses(name, self.routes) or closest(name, self.routes, n=1))
+            raise ValidationError(f"unknown route {name!r}{hint} (known: {known})")
         if modality is not None and route.modality != modality:
             raise ValidationError(f"route {name!r} is a {route.modality} route; it cannot generate {modality}")
         return route
@@ -133,13 +137,15 @@ class Router:
         plan = Plan(route=name, modality=route.modality, strategy=policy.strategy)
         for target in route.targets:
             config = target.build_config(route.modality, None)
-            reason = self.runtime.unsupported_reason(config, target.apply_params(request), route.modality)
+            planned = self.runtime.plan(config, target.apply_params(request), route.modality, check=True)
+            reason = planned.unsupported
             if assume_keys and reason is not None and reason.startswith("no API key"):
                 if reason not in plan.missing_keys:
                     plan.missing_keys.append(reason)
                 reason = None
             step = PlanStep(target.provider, target.model, "try",
-                            weight=target.weight if policy.strategy == "weighted" else None)
+                            weight=target.weight if policy.strategy == "weighted" else None,
+                            warnings=list(planned.notes))
             if reason is not None:
                 skips = policy.skip_unsupported and len(route.targets) > 1  # as the chain does
                 step.action, step.reason = ("skip", f"unsupported: {reason}") if skips else (

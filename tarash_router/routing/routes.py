@@ -25,11 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pydantic
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from ..errors import ConfigError, ValidationError
-from ..models import GenerationConfig, GenerationRequest, ImageGenerationConfig, VideoGenerationConfig
+from ..errors import ConfigError, SpecError, ValidationError
+from ..models import (
+    GenerationConfig, GenerationRequest, ImageGenerationConfig, ImageGenerationRequest, VideoGenerationConfig,
+    VideoGenerationRequest,
+)
+from ..spelling import did_you_mean, near_misses
 from ..specs.loader import validate_model
+from ..specs.model_ids import check_listed
 from ..specs.registry import SpecRegistry
 from ..specs.yaml_source import SourceDoc, load_yaml_file
 from .policy import (
@@ -62,6 +68,9 @@ class TargetFile(_Strict):
     adapt: dict[str, Literal["drop"]] = Field(
         default_factory=dict, description="Request fields this model may not honour that the call may go without "
                                           "(drop; recorded in the attempt's metadata) instead of being refused")
+    allow_unknown_model: bool = Field(
+        False, description="Send a model id no family lists even when it is one keystroke from one that is "
+                           "(a new model, not a typo); otherwise such an id is refused as a typo")
 
 
 class BackoffFile(_Strict):
@@ -118,6 +127,7 @@ class Target:
     provider_config: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     adapt: dict[str, str] = field(default_factory=dict)
+    allow_unknown_model: bool = False
     config: GenerationConfig | None = field(default=None, repr=False)  # set when built from a seed config
 
     @property
@@ -137,7 +147,8 @@ class Target:
 
             cls_ = VideoGenerationConfig if modality == "video" else ImageGenerationConfig
             values: dict[str, Any] = {"provider": self.provider, "model": self.model, "adapt": dict(self.adapt),
-                                      "provider_config": dict(self.provider_config), "base_url": self.base_url}
+                                      "provider_config": dict(self.provider_config), "base_url": self.base_url,
+                                      "allow_unknown_model": self.allow_unknown_model}
             if self.api_key_env:
                 values["api_key"] = os.environ.get(self.api_key_env)
             for name in ("timeout", "poll_interval", "max_poll_attempts"):
@@ -185,32 +196,86 @@ def route_from_file(name: str, spec: RouteFile, doc: SourceDoc | None) -> Route:
                  description=spec.description)
 
 
+def read_routes_file(path: Path, registry: SpecRegistry, handled: Callable[[str], bool] = lambda provider: False,
+                     ) -> tuple[dict[str, Route], list[SpecError]]:
+    """Every route of one file that loads, and every problem found in the file, not just the first:
+    schema errors of all keys (each route checked alone, so one broken route hides no other), then
+    each target's provider, model id and params, against the specs of `registry` (a provider
+    `handled` by a registered Python handler serves any model name)."""
+    doc = load_yaml_file(path, ConfigError)  # a syntax error stops here: nothing else can be read
+    if not isinstance(doc.data, dict):
+        raise doc.error(f"expected a mapping, found {type(doc.data).__name__}", (), ConfigError)
+    problems: list[SpecError] = []
+    try:
+        parsed: dict[str, RouteFile] = validate_model(doc, RoutesFile, cls=ConfigError).routes
+    except ConfigError as exc:
+        problems += exc.all
+        parsed = _routes_that_parse(doc.data.get("routes"))
+    raw_routes = doc.data.get("routes")
+    routes: dict[str, Route] = {}
+    for name, raw in (raw_routes.items() if isinstance(raw_routes, dict) else ()):
+        problems += _target_problems(doc, registry, str(name), raw, handled)
+        if name in parsed:
+            routes[name] = route_from_file(name, parsed[name], doc)
+    return routes, problems
+
+
 def load_routes_file(path: Path, registry: SpecRegistry,
                      handled: Callable[[str], bool] = lambda provider: False) -> dict[str, Route]:
-    """Load and check one routes file: schema, durations, and that every target resolves to a spec
-    of `registry` (a provider `handled` by a registered Python handler serves any model name)."""
-    doc = load_yaml_file(path, ConfigError)
-    parsed = validate_model(doc, RoutesFile, cls=ConfigError)
-    routes: dict[str, Route] = {}
-    for name, spec in parsed.routes.items():
-        for index, target in enumerate(spec.targets):
-            _check_target(doc, registry, name, index, target, spec.modality, handled)
-        routes[name] = route_from_file(name, spec, doc)
+    """Load and check one routes file (see `read_routes_file`); the first problem is raised, carrying
+    the others in its `more`."""
+    routes, problems = read_routes_file(path, registry, handled)
+    if problems:
+        raise SpecError.of(problems)
     return routes
 
 
-def _check_target(doc: SourceDoc, registry: SpecRegistry, route: str, index: int, target: TargetFile,
-                  modality: str, handled: Callable[[str], bool]) -> None:
-    path = ("routes", route, "targets", index)
-    if handled(target.provider):
-        return  # a registered Python handler serves any model name it likes
-    if not registry.has_provider(target.provider):
-        known = ", ".join(sorted(registry.providers))
-        raise doc.error(f"unknown provider {target.provider!r} (known: {known})", (*path, "provider"), ConfigError)
-    try:
-        registry.resolve(target.provider, target.model, modality)
-    except ValidationError as exc:
-        raise doc.error(exc.message, (*path, "model"), ConfigError) from None
+def _routes_that_parse(raw_routes: Any) -> dict[str, RouteFile]:
+    parsed = {}
+    for name, raw in (raw_routes.items() if isinstance(raw_routes, dict) else ()):
+        try:
+            parsed[name] = RouteFile.model_validate(raw)
+        except pydantic.ValidationError:
+            continue  # its problems are among the file's schema errors
+    return parsed
+
+
+_REQUEST_FIELDS = {"video": frozenset(VideoGenerationRequest.model_fields),
+                   "image": frozenset(ImageGenerationRequest.model_fields)}
+
+
+def _target_problems(doc: SourceDoc, registry: SpecRegistry, route: str, raw: Any,
+                     handled: Callable[[str], bool]) -> list[SpecError]:
+    """What is wrong with each target of one route, read from the file as written (so a route with a
+    schema error still has its targets checked)."""
+    if not isinstance(raw, dict) or raw.get("modality") not in _REQUEST_FIELDS \
+            or not isinstance(raw.get("targets"), list):
+        return []  # the schema errors say what is missing
+    modality = raw["modality"]
+    problems = []
+    for index, target in enumerate(raw["targets"]):
+        if not isinstance(target, dict):
+            continue
+        path = ("routes", route, "targets", index)
+        params = target.get("params")
+        for key in (params if isinstance(params, dict) else ()):
+            meant = near_misses(str(key), _REQUEST_FIELDS[modality], leading_words=True)
+            if key not in _REQUEST_FIELDS[modality] and meant:
+                problems.append(doc.error(
+                    f"unknown request field {key!r} in params{did_you_mean(meant)} (a provider's own field of that "
+                    "name goes under params: {extra_params: {...}})", (*path, "params", key), ConfigError))
+        provider, model = target.get("provider"), target.get("model")
+        if not isinstance(provider, str) or not isinstance(model, str) or handled(provider):
+            continue  # a registered Python handler serves any model name it likes
+        if not registry.has_provider(provider):
+            problems.append(doc.error(registry.unknown_provider(provider), (*path, "provider"), ConfigError))
+            continue
+        try:
+            family = registry.resolve(provider, model, modality)
+            check_listed(registry, family, model, target.get("allow_unknown_model") is True)
+        except ValidationError as exc:
+            problems.append(doc.error(exc.message, (*path, "model"), ConfigError))
+    return problems
 
 
 def discover_routes(paths: list[Path]) -> list[Path]:
@@ -241,4 +306,4 @@ def load_routes_paths(paths: list[Path], registry: SpecRegistry,
 
 
 __all__ = ["Target", "Route", "RoutesFile", "RouteFile", "TargetFile", "load_routes_paths", "load_routes_file",
-           "route_from_file"]
+           "read_routes_file", "route_from_file"]

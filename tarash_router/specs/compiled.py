@@ -243,6 +243,9 @@ class ProviderSpec:
                 return value.rstrip("/")
         return (self.file.base_url or "").rstrip("/")
 
+    def __repr__(self) -> str:
+        return f"<ProviderSpec {self.name} ({self.source.file})>"
+
     @functools.cached_property
     def secret_headers(self) -> frozenset[str]:
         names = {h.lower() for h in self.file.secret_headers}
@@ -327,3 +330,25 @@ class FamilySpec:
 
     def describe(self) -> str:
         return f"{self.provider.name}/{self.name} ({self.source.file})"
+
+    def __repr__(self) -> str:
+        # The dataclass repr spells out every compiled template: ~20 KB a family at a REPL.
+        return f"<FamilySpec {self.provider.name}/{self.name} {self.modality} ({len(self.models)} model ids)>"
+
+    @property
+    def extra_params_into(self) -> list[str]:
+        """The body path extra params are merged into (`[]`: the top level)."""
+        policy = self.file.extra_params
+        into = None if isinstance(policy, str) else policy.into
+        return into.split(".") if into else []
+
+    @functools.cached_property
+    def provider_fields(self) -> frozenset[str]:
+        """The provider's field names this family knows: the body keys where extra params land, the
+        keys `params.extra` constrains and those `extra_params.allow` lists."""
+        node: Any = self.file.body
+        for key in self.extra_params_into:
+            node = node.get(key) if isinstance(node, dict) else None
+        policy = self.file.extra_params
+        allowed = [] if isinstance(policy, str) else policy.allow or []
+        return frozenset([*(node if isinstance(node, dict) else {}), *self.params.extra, *allowed])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,8 @@ def known_handlers() -> set[str]:
 
 def validate_model(doc: SourceDoc, model: type[pydantic.BaseModel], path: tuple[Any, ...] = (),
                    cls: type[SpecError] = SpecError) -> Any:
-    """Validate a document (or part of it) against a schema model; first error -> SpecError (or `cls`)."""
+    """Validate a document (or part of it) against a schema model. Every problem becomes a SpecError
+    (or `cls`): the first raised, the others in its `more`, so one run reports them all."""
     data = doc.data
     for key in path:
         data = data[key]
@@ -42,16 +45,35 @@ def validate_model(doc: SourceDoc, model: type[pydantic.BaseModel], path: tuple[
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise _pydantic_to_spec_error(doc, exc, model, path, cls) from None
+        raise SpecError.of(schema_errors(doc, exc, model, path, cls)) from None
 
 
-def _pydantic_to_spec_error(doc: SourceDoc, exc: pydantic.ValidationError, model: type, base: tuple,
-                            cls: type[SpecError] = SpecError) -> SpecError:
-    errors = exc.errors()
-    # A typo shows up twice (unknown key + missing key): report the unknown key, the root cause.
-    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
-    loc = tuple(_alias_back(p) for p in loc)
+_TYPE_ERRORS = ("_type", "literal_error", "union_tag_invalid")  # "not this kind of value": a union tries several
+
+
+def schema_errors(doc: SourceDoc, exc: pydantic.ValidationError, model: type, base: tuple = (),
+                  cls: type[SpecError] = SpecError) -> list[SpecError]:
+    """One SpecError per problem, at its key: the root cause first (a typo shows up twice, as an
+    unknown key and a missing one: the unknown key is reported), the rest in file order."""
+    found = [(_clean_loc(model, e["loc"]), e) for e in exc.errors()]
+    typo_parents = {loc[:-1] for loc, e in found if e["type"] == "extra_forbidden"}
+    kept: dict[tuple, dict[str, Any]] = {}
+    for loc, err in found:
+        if err["type"] == "missing" and loc[:-1] in typo_parents:
+            continue  # the key is there, misspelt: reported as the unknown key
+        if err["type"].endswith(_TYPE_ERRORS) and any(
+                other is not err and other_loc[:len(loc)] == loc and not other["type"].endswith(_TYPE_ERRORS)
+                for other_loc, other in found):
+            continue  # a union member the value was not meant for (a mapping is not a string)
+        kept.setdefault(loc, err)
+    errors = [_schema_error(doc, loc, err, model, base, cls) for loc, err in kept.items()]
+    primary = next((i for i, err in enumerate(kept.values()) if err["type"] == "extra_forbidden"), 0)
+    rest = errors[:primary] + errors[primary + 1:]
+    return [errors[primary], *sorted(rest, key=lambda e: (e.line or 0, e.column or 0))]
+
+
+def _schema_error(doc: SourceDoc, loc: tuple, err: dict[str, Any], model: type, base: tuple,
+                  cls: type[SpecError]) -> SpecError:
     path = (*base, *loc)
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -68,6 +90,60 @@ def _pydantic_to_spec_error(doc: SourceDoc, exc: pydantic.ValidationError, model
         text = err["msg"].removeprefix("Value error, ")
         message = text if "found" in text else f"{text} (found {shown})"
     return doc.error(message, path, cls)
+
+
+def _clean_loc(model: type, loc: tuple) -> tuple:
+    """An error location as a key path: the tags pydantic adds for union members (`str`,
+    `ModelEntry`, `literal[...]`, `function-after[...]`) dropped, aliases (`raise`, `from`) kept."""
+    out: list[Any] = []
+    node: Any = model
+    for part in loc:
+        if isinstance(part, str) and ("[" in part or part.startswith("function-")):
+            continue
+        members = _union_members(node)
+        if members is not None and isinstance(part, str) and part in members:
+            node = members[part]  # a tag: which member of the union the error is about
+            continue
+        out.append(_alias_back(part))
+        node = _child(node, part)
+    return tuple(out)
+
+
+def _unwrap(node: Any) -> Any:
+    """`Annotated[X, ...]` and `X | None` as X."""
+    while True:
+        origin = typing.get_origin(node)
+        if origin is typing.Annotated:
+            node = typing.get_args(node)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(node) if a is not type(None)]
+            if len(members) != 1:
+                return node
+            node = members[0]
+        else:
+            return node
+
+
+def _union_members(node: Any) -> dict[str, Any] | None:
+    node = _unwrap(node)
+    if typing.get_origin(node) not in (typing.Union, types.UnionType):
+        return None
+    return {getattr(arg, "__name__", str(arg)): arg for arg in typing.get_args(node)}
+
+
+def _child(node: Any, part: Any) -> Any:
+    """The annotation at `part` below `node` (None when unknown)."""
+    node = _unwrap(node)
+    if isinstance(node, type) and issubclass(node, pydantic.BaseModel):
+        info = node.model_fields.get(part) or next(
+            (f for f in node.model_fields.values() if f.alias == part), None)
+        return info.annotation if info else None
+    origin, args = typing.get_origin(node), typing.get_args(node)
+    if origin is dict and len(args) == 2:
+        return args[1]
+    if origin is list and args:
+        return args[0]
+    return None
 
 
 def _alias_back(part: Any) -> Any:

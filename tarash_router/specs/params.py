@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import ValidationError
 from ..models import GenerationRequest
+from ..spelling import closest, did_you_mean, near_misses
 from .compiled import FamilySpec
 
 # Request fields that never need a template to be "used".
@@ -154,16 +155,29 @@ def _check_video(family: FamilySpec, request: GenerationRequest, fail: Any) -> N
 
 
 def _check_extra(family: FamilySpec, request: GenerationRequest, fail: Any) -> None:
+    """`merge` passes any key; `reject` and `allow` refuse keys they do not list; `checked` (the
+    default) refuses a key that looks like a misspelling of a field the family knows its provider
+    takes (`negative_promt` where the body sends `negative_prompt`): sent as written, the provider
+    would ignore it. A key unlike any of them passes, since a family need not map every input."""
     policy = family.file.extra_params
     if not request.extra_params or policy == "merge":
         return
-    if policy != "reject" and policy.allow is None:
+    if policy == "checked" or (not isinstance(policy, str) and policy.allow is None):
+        known = family.provider_fields
+        for key in sorted(request.extra_params):
+            meant = near_misses(key, known) if key not in known else []
+            if meant:
+                raise fail(f"does not take extra_params key {key!r}{did_you_mean(meant)} (the {family.provider.name}/"
+                           f"{family.name} family sends or declares {_fmt(meant)}; a family written with "
+                           "`extra_params: merge` passes any key unchecked)")
         return
     allowed = [] if policy == "reject" else policy.allow
     unknown = sorted(set(request.extra_params) - set(allowed))
     if unknown:
         what = f"allowed: {_fmt(allowed)}" if allowed else "it takes no extra params"
-        raise fail(f"does not accept extra_params {_fmt(unknown)}; {what}")
+        hint = did_you_mean(near_misses(unknown[0], allowed) or closest(unknown[0], allowed))
+        raise fail(f"does not accept extra_params {_fmt(unknown)}{hint} ({what})" if hint else
+                   f"does not accept extra_params {_fmt(unknown)}; {what}")
 
 
 def unhonoured_fields(family: FamilySpec, request: GenerationRequest) -> list[str]:
@@ -177,8 +191,31 @@ def unhonoured_fields(family: FamilySpec, request: GenerationRequest) -> list[st
     )
 
 
+# Request fields that reach the provider another way (images, media, extra params) or never (the key).
+_NOT_RENDERED = frozenset({"extra_params", "image_list", "video", "mask_image", "idempotency_key"})
+
+
+def ignored_fields(family: FamilySpec, model: str, request: GenerationRequest,
+                   drop: Collection[str] = ()) -> dict[str, str]:
+    """Request fields the caller set that the rendered request does not carry, each with the reason
+    (a dry run shows them, so a field that changes nothing is not mistaken for one that was sent)."""
+    ignored: dict[str, str] = {}
+    rules = family.fields_for(model)
+    for name in sorted(request.model_fields_set - _NOT_RENDERED):
+        value = getattr(request, name, None)
+        if value is None or name in family.used_fields or value == type(request).model_fields[name].default:
+            continue
+        if _pinned(rules.get(name)):
+            ignored[name] = "the model's only value: accepted, not sent"
+        elif name in drop:
+            ignored[name] = "dropped (adapt: drop)"
+        else:
+            ignored[name] = f"the {family.provider.name}/{family.name} family sends no such field"
+    return ignored
+
+
 def _pinned(rule: Any) -> bool:
     return rule is not None and (rule.forbidden or (rule.allowed is not None and len(rule.allowed) == 1))
 
 
-__all__ = ["check_request", "assign_images", "unhonoured_fields", "retirement"]
+__all__ = ["check_request", "assign_images", "unhonoured_fields", "ignored_fields", "retirement"]

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import SpecError, ValidationError
 from ..lazy import Lazy
 from ..settings import get_settings
+from ..spelling import closest, did_you_mean, near_misses
 from .compiled import FamilySpec, ProviderSpec
 from .loader import discover, load_family, load_provider, validate_model
 from .schema import FamilyFile
@@ -141,6 +142,12 @@ class SpecRegistry:
     def provider_name(self, name: str) -> str:
         return self.aliases.get(name, name)
 
+    def unknown_provider(self, name: str) -> str:
+        """The message for a provider name no spec defines, with the closest names."""
+        names = [*self.providers, *self.aliases]
+        hint = did_you_mean(near_misses(name, names) or closest(name, names, n=2))
+        return f"unknown provider {name!r}{hint} (known: {', '.join(sorted(self.providers)) or 'none loaded'})"
+
     def has_provider(self, name: str) -> bool:
         return self.provider_name(name) in self.providers
 
@@ -154,6 +161,20 @@ class SpecRegistry:
             if provider is None or pname == self.provider_name(provider):
                 seen[id(family)] = family
         return list(seen.values())
+
+    def listed_models(self, provider: str, modality: str | None = None) -> list[str]:
+        """The model ids the families of `provider` list exactly (not patterns, not the generic family)."""
+        table = self._prefixes.get(self.provider_name(provider), {})
+        return sorted(key[1:] for key, (family, _) in table.items()
+                      if key.startswith(EXACT) and (modality is None or family.modality == modality))
+
+    def closest_models(self, provider: str, model: str, modality: str | None = None, n: int = 3) -> list[str]:
+        """The listed model ids most like `model` (a pinned `:version` aside): of `modality` first, then any."""
+        base = model.split(":", 1)[0]
+        found = closest(base, self.listed_models(provider, modality), n=n)
+        if len(found) < n and modality is not None:
+            found += [m for m in closest(base, self.listed_models(provider), n=n) if m not in found]
+        return found[:n]
 
     def modality_of(self, provider: str, model: str) -> str:
         """The modality of the family whose prefix serves `model` ("video" when only generics match)."""
@@ -178,8 +199,7 @@ class SpecRegistry:
 
     def _resolve(self, pname: str, provider: str, model: str, modality: str) -> FamilySpec:
         if pname not in self.providers:
-            known = ", ".join(sorted(self.providers))
-            raise ValidationError(f"unknown provider {provider!r} (known: {known})", provider=provider, model=model)
+            raise ValidationError(self.unknown_provider(provider), provider=provider, model=model)
         # A pinned version (`owner/name:hash`, Replicate) is served by the family of `owner/name`.
         base_model = model.split(":", 1)[0]
         # Longest prefix among families of the requested modality, else that modality's generic family.
@@ -199,7 +219,9 @@ class SpecRegistry:
                 f"{model!r} is {_article(other[1].modality)} {other[1].modality} model ({other[1].describe()}); "
                 f"it cannot generate {modality}",
                 provider=pname, model=model)
-        raise ValidationError(f"no {modality} spec of provider {pname!r} serves model {model!r}",
+        nearest = self.closest_models(pname, model, modality)
+        available = f"; closest available: {', '.join(nearest)}" if nearest else ""
+        raise ValidationError(f"no {modality} spec of provider {pname!r} serves model {model!r}{available}",
                               provider=pname, model=model)
 
 

@@ -329,8 +329,10 @@ class FamilyFile(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     checks: list[CheckSpec] = Field(default_factory=list)
     body: dict[str, Any] = Field(default_factory=dict)
-    extra_params: Union[Literal["merge", "reject"], ExtraParamsSpec] = Field(
-        "merge", description="How request.extra_params reach the body: merge (the default), reject, or {allow, into}")
+    extra_params: Union[Literal["checked", "merge", "reject"], ExtraParamsSpec] = Field(
+        "checked", description="How request.extra_params reach the body: checked (the default: merged, except a "
+                               "key that looks like a misspelling of a field the family sends or declares), merge "
+                               "(any key, unchecked), reject, or {allow, into}")
     protocol: ProtocolOverride | None = None
     media: MediaSpec | None = Field(None, description="Replaces the provider's media rules for this family")
     response: ResponseSpec = Field(default_factory=ResponseSpec)

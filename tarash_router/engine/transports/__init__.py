@@ -51,6 +51,13 @@ class ProviderHandlerAdapter(BaseTransport):
         method = getattr(self.handler, f"generate_{call.modality}_async")
         return Status("completed", native=await method(call.config, call.request, call.on_progress))
 
+    async def fetch(self, call: Call, status: Status) -> Any:
+        """The handler's response, naming the provider and model it was called for when it did not."""
+        response = status.native
+        missing = {name: getattr(call.config, name) for name in ("provider", "model")
+                   if getattr(response, name, "") is None}
+        return response.model_copy(update=missing) if missing and hasattr(response, "model_copy") else response
+
 
 def as_transport(target: Any) -> Transport:
     """A transport from what a user registered: a transport as is, a `run()` object adapted."""
