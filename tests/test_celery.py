@@ -276,3 +276,16 @@ def test_a_failed_status_request_is_checked_again_with_backoff(fal, stores):
     [(_, args, kwargs)] = [m for m in _queued(stores[1], "tarash.check") if m[2].get("errors")]
     assert (args, kwargs["errors"]) == ([job_id], 1)
     assert tasks.check.apply(args=args, kwargs=kwargs).result["state"] == "completed"
+
+
+def test_a_worker_client_shares_its_journal_and_does_not_wait_at_caps(stores, monkeypatch):
+    from tarash_router.errors import ConfigError
+    from tarash_router.integrations.celery import worker_client
+
+    monkeypatch.delenv("TARASH_JOURNAL", raising=False)
+    with pytest.raises(ConfigError, match="journal every worker shares"):
+        worker_client()
+    monkeypatch.setenv("TARASH_JOURNAL", stores[0])
+    monkeypatch.setenv("TARASH_AT_LIMIT", "wait")  # the worker's own choice wins: waiting would hold a worker
+    with worker_client() as client:
+        assert (client.settings.journal, client.settings.at_limit) == (stores[0], "raise")

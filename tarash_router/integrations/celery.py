@@ -179,12 +179,12 @@ def register_tasks(app: Any, *, client_factory: Callable[[], Client] | None = No
               max_retries=None)
     def check(task: Any, job_id: str, base_url: str | None = None, every: float | None = None,
               on_done: dict[str, Any] | None = None, errors: int = 0) -> dict[str, Any] | None:
-        job, again = run_sync(_check(worker.get(), job_id, base_url, every, errors))
-        if again is not None:
+        outcome = run_sync(_check(worker.get(), job_id, base_url, every, errors))
+        if isinstance(outcome, CheckAgain):
             check.apply_async((job_id,), {"base_url": base_url, "every": every, "on_done": on_done,
-                                          "errors": again.errors}, countdown=again.after)
-            return job.model_dump(mode="json") if job is not None else None  # where it stands, not the end
-        finished = job.model_dump(mode="json")
+                                          "errors": outcome.errors}, countdown=outcome.after)
+            return outcome.job.model_dump(mode="json") if outcome.job is not None else None  # not the end yet
+        finished = outcome.model_dump(mode="json")
         if on_done is not None:
             celery.signature(on_done, app=task.app).delay(finished)
         return finished
@@ -196,9 +196,11 @@ def register_tasks(app: Any, *, client_factory: Callable[[], Client] | None = No
 
 @dataclass(frozen=True)
 class CheckAgain:
-    """When to look at a running job again: in `after` seconds; `errors` status requests in a row failed."""
+    """A job to look at again in `after` seconds: where it stands (None when the status request
+    failed), and how many status requests in a row failed."""
 
     after: float
+    job: Job | None = None
     errors: int = 0
 
 
@@ -216,8 +218,8 @@ async def _submit(client: Client, config: str | GenerationConfig, request: Any, 
 
 
 async def _check(client: Client, job_id: str, base_url: str | None, every: float | None,
-                 errors: int) -> tuple[Job | None, CheckAgain | None]:
-    """One look at a job: (the job, None) once it has finished, else (the job, when to look again)."""
+                 errors: int) -> Job | CheckAgain:
+    """One look at a job: the job once it has finished, else when to look again."""
     record = await client.journal.get(job_id)
     try:
         job = await client.get_job_async(job_id, base_url=base_url)
@@ -227,21 +229,21 @@ async def _check(client: Client, job_id: str, base_url: str | None, every: float
         wait = poll_retry_wait(exc, errors + 1, record.poll_interval, client.settings.max_retry_wait)
         logger.info("%s job %s: status request failed (%s); checking again in %.1fs", record.provider, job_id,
                     type(exc).__name__, wait)
-        return None, CheckAgain(wait, errors + 1)
+        return CheckAgain(wait, errors=errors + 1)
     if job.done or record is None:
-        return job, None
+        return job
     now = time.time()
     deadline = record.created_at + record.timeout
     if now >= deadline:  # as the lifecycle does at its deadline: stop the job so it is not billed further
         await client.cancel_job_async(job_id, base_url=base_url)
         stopped = await client.journal.get(job_id)
         if stopped is not None and stopped.state in ("completed", "failed", "cancelled"):
-            return stopped.to_job(), None
+            return stopped.to_job()
         raise GenerationTimeoutError(f"job {job_id} did not finish within {record.timeout:g}s and its cancel was "
                                      "not accepted", provider=record.provider, model=record.model,
                                      request_id=job_id, timeout_seconds=record.timeout, job_may_exist=True)
     pause = every if every is not None else poll_pause(record.poll_interval, now - record.created_at, client.settings)
-    return job, CheckAgain(min(pause, deadline - now))
+    return CheckAgain(min(pause, deadline - now), job)
 
 
 # ------------------------------------------------------------------ task arguments
