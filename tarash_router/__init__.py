@@ -29,7 +29,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys([
         "TarashException", "ValidationError", "ContentModerationError", "HTTPError", "AuthenticationError",
         "RateLimitError", "GenerationFailedError", "HTTPConnectionError", "TimeoutError", "SpecError", "ConfigError",
-        "WebhookError",
+        "WebhookError", "AccountAtLimitError",
     ], "errors"),
     **dict.fromkeys([
         "VideoGenerationConfig", "VideoGenerationRequest", "VideoGenerationResponse", "VideoGenerationUpdate",
@@ -74,7 +74,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerl
     from .client import Client  # noqa: F401
     from .engine.client import aclose_clients  # noqa: F401
     from .errors import (  # noqa: F401
-        AuthenticationError, ConfigError, ContentModerationError, GenerationFailedError, HTTPConnectionError,
+        AccountAtLimitError, AuthenticationError, ConfigError, ContentModerationError, GenerationFailedError, HTTPConnectionError,
         HTTPError, RateLimitError, SpecError, TarashException, TimeoutError, ValidationError, WebhookError,
     )
     from .models import (  # noqa: F401

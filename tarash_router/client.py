@@ -24,7 +24,7 @@ from .engine.transports import TransportTable
 from .engine.webhooks import WebhookReceiver
 from .errors import GenerationFailedError, JobMayExistError, TarashException, ValidationError
 from .journal import JobStore, open_journal
-from .journal.idempotency import HeldClaim, run_idempotent
+from .journal.idempotency import HeldClaim, run_idempotent, submit_once
 from .models import (
     ImageGenerationConfig, ImageGenerationRequest, ImageGenerationResponse, ImageProgressCallback, Job,
     ProgressCallback, VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse,
@@ -135,7 +135,9 @@ class Client:
         the job and return it at once. `wait(job.id)` (here or in any process sharing the journal)
         collects the video. With `webhook_url` the provider reports the finished job there (its own
         webhook parameter, as its provider file declares; a provider without one refuses it before
-        anything is sent); hand each delivery to `handle_webhook`."""
+        anything is sent); hand each delivery to `handle_webhook`. A request with an
+        `idempotency_key` is submitted once per key: submitting it again (a task delivered twice)
+        returns the first submit's job, as the journal holds it now, and sends nothing."""
         return await self._submit(config, request, on_progress, "video", webhook_url)
 
     def submit_video(self, config: VideoGenerationConfig | str, request: VideoGenerationRequest,
@@ -156,14 +158,28 @@ class Client:
 
     async def _submit(self, config: Any, request: Any, on_progress: Any, modality: str,
                       webhook_url: str | None = None) -> Job:
-        if request.idempotency_key:
-            raise ValidationError("idempotency keys are taken by generate_video/generate_image; a submitted job "
-                                  "is already named by the id submit returns (keep it)")
+        async def submit(claim: HeldClaim | None = None) -> Job:
+            if isinstance(config, str):
+                return await self.router.run(config, request, on_progress, modality, claim, submit_only=True,
+                                             webhook_url=webhook_url)
+            return await execute(config, request, on_progress, modality, self.runtime, claim, submit_only=True,
+                                 webhook_url=webhook_url)
+
+        if not request.idempotency_key:
+            return await submit()
+        # One job per key: a submit made again (a task queue's redelivery) gets the first one's job.
+        target, timeout, allow_resubmit = self._claim_scope(config, modality)
+        return await submit_once(self.runtime.journal, request.idempotency_key, target, request, modality, timeout,
+                                 submit, allow_resubmit=allow_resubmit, lease=self.runtime.settings.idempotency_lease)
+
+    def _claim_scope(self, config: Any, modality: str) -> tuple[str, float, bool]:
+        """What an idempotency key is claimed for: the target it names (route or chain), how long a
+        second caller waits on the first, and whether a submit left unknown may be sent again."""
         if isinstance(config, str):
-            return await self.router.run(config, request, on_progress, modality, submit_only=True,
-                                         webhook_url=webhook_url)
-        return await execute(config, request, on_progress, modality, self.runtime, submit_only=True,
-                             webhook_url=webhook_url)
+            policy = self.router.get(config, modality).policy
+            return f"route:{config}", policy.deadline or 3600.0, policy.resubmit_if_unknown
+        chain = collect_fallback_chain(config)
+        return "|".join(f"{c.provider}/{c.model}" for c in chain), sum(c.timeout for c in chain), False
 
     async def handle_webhook_async(self, provider: str, headers: Mapping[str, str], body: bytes | str) -> Job:
         """Take one webhook delivery (the raw body, as received, and its headers): verify the provider's
@@ -249,23 +265,18 @@ class Client:
     async def _generate(self, config: Any, request: Any, on_progress: Any, modality: str) -> Any:
         if isinstance(config, str):
             logger.info("generate_%s route=%s", modality, config)
-            policy = self.router.get(config, modality).policy
 
             async def run(claim: HeldClaim | None = None) -> Any:
                 return await self.router.run(config, request, on_progress, modality, claim)
-
-            target, timeout, allow_resubmit = f"route:{config}", policy.deadline or 3600.0, policy.resubmit_if_unknown
         else:
             logger.info("generate_%s provider=%s model=%s", modality, config.provider, config.model)
 
             async def run(claim: HeldClaim | None = None) -> Any:
                 return await execute(config, request, on_progress, modality, self.runtime, claim)
 
-            chain = collect_fallback_chain(config)
-            target = "|".join(f"{c.provider}/{c.model}" for c in chain)
-            timeout, allow_resubmit = sum(c.timeout for c in chain), False
         if not request.idempotency_key:
             return await run()
+        target, timeout, allow_resubmit = self._claim_scope(config, modality)
 
         async def take_over(job_id: str) -> Any:  # finish the dead owner's job with this call's credentials
             record = await self.runtime.journal.get(job_id)

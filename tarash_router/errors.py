@@ -129,6 +129,19 @@ class JobMayExistError(TarashException):
         super().__init__(message, *args, **kwargs)
 
 
+class AccountAtLimitError(TarashException):
+    """The provider account was at one of its caps (jobs in flight, creates a minute) and this client
+    does not wait its turn (`TARASH_AT_LIMIT=raise`, as task queues want): nothing was sent. Try again
+    after `retry_after` seconds, the store's hint (exact for a per-minute cap; for an in-flight cap it
+    cannot know when a job finishes, so it is only a floor). Not retried by routing: a retry at once
+    would meet the same cap."""
+
+    def __init__(self, message: str, *args: Any, retry_after: float, **kwargs: Any) -> None:
+        kwargs.setdefault("retryable", False)
+        super().__init__(message, *args, **kwargs)
+        self.retry_after = retry_after
+
+
 class WebhookError(TarashException):
     """A webhook delivery was refused: `reason` is `signature` (missing or bad), `stale` (timestamp
     outside the tolerance), `replay` (this delivery id was handled before), `unknown_job`, `malformed`
@@ -241,6 +254,7 @@ __all__ = [
     "UnsafeURLError",
     "JournalUnavailableError",
     "JobMayExistError",
+    "AccountAtLimitError",
     "MissingExtraError",
     "SpecError",
     "ConfigError",

@@ -54,6 +54,10 @@ class TarashSettings(BaseSettings):
     # e.g. {"fal": {"in_flight": 20}}.
     limits_store: str = "memory"
     limits: str = ""
+    # What a job does when its account is at a cap: "wait" its turn within its deadline, or "raise"
+    # AccountAtLimitError at once, nothing sent (a task queue then retries the task later instead of
+    # holding a worker while it waits).
+    at_limit: Literal["wait", "raise"] = "wait"
     # A process waiting on someone else's idempotency key takes it over after this many silent seconds.
     idempotency_lease: float = Field(30.0, gt=0)
     # Longest wait for one journal, claim or cooldown operation; a slower store is treated as down.

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -125,3 +128,31 @@ def _server_error():
     from tarash_router.testing._server import Failure
 
     return Failure(status=500)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_sync_calls_work_in_a_forked_child(fal):
+    """A prefork task pool forks after the parent may have used the sync API: the child must start its
+    own event-loop thread, not hand coroutines to the parent's, which does not exist there."""
+    with Client(journal="memory") as parent:
+        parent.generate_video(video_config(fal), REQUEST)
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if a sync call completes
+        code = 1
+        try:
+            with Client(journal="memory") as child:
+                code = 0 if child.generate_video(video_config(fal), REQUEST).video else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's sync call hung")
+    assert fal.submit_count() == 2

@@ -374,6 +374,23 @@ def test_records_and_clear(fal: FakeFal, client: httpx.Client) -> None:
     assert fal.jobs[env["request_id"]].script.result_status == 200  # queued script was dropped
 
 
+def test_jobs_in_flight_count_until_they_finish(fal: FakeFal, client: httpx.Client) -> None:
+    """What an account cap is about: jobs accepted and not finished (completed, served or cancelled)."""
+    fal.default_job = FalJob(statuses=["IN_QUEUE", "COMPLETED"])
+    first, second, third = (submit(client, fal) for _ in range(3))
+    assert (fal.in_flight, fal.max_in_flight) == (3, 3)
+    client.get(first["status_url"])
+    assert fal.in_flight == 3  # still queued
+    poll_until_completed(client, first["status_url"])
+    assert client.put(second["cancel_url"]).status_code == 202
+    assert (fal.in_flight, fal.max_in_flight) == (1, 3)
+    fal.jobs[third["request_id"]].status = "COMPLETED"
+    client.get(third["response_url"])
+    assert fal.in_flight == 0
+    fal.clear()
+    assert (fal.in_flight, fal.max_in_flight) == (0, 0)
+
+
 def test_start_stop_restart() -> None:
     fake = FakeFal()
     with pytest.raises(RuntimeError):

@@ -112,8 +112,39 @@ def test_submit_through_a_route_falls_back_at_submit_time(tmp_path, fal, monkeyp
         job = client.submit_video("main", REQUEST)
         assert job.model == "fal-ai/veo3/fast" and [a.status for a in job.execution_metadata.attempts] == [
             "failed", "success"]
-        with pytest.raises(ValidationError, match="idempotency keys"):
-            client.submit_video("main", REQUEST.model_copy(update={"idempotency_key": "k1"}))
+        keyed = REQUEST.model_copy(update={"idempotency_key": "k1"})
+        assert client.submit_video("main", keyed).id == client.submit_video("main", keyed).id
+    assert fal.submit_count() == 2
+
+
+def test_a_keyed_submit_is_sent_once_even_from_another_client(client, fal, tmp_path):
+    """A task queue may deliver a submit twice: the key makes the second delivery return the first job."""
+    fal.queue(FalJob(statuses=["IN_QUEUE", "COMPLETED"]))
+    keyed = REQUEST.model_copy(update={"idempotency_key": "task-7"})
+    first = client.submit_video(video_config(fal), keyed)
+    with Client(journal=f"sqlite:///{tmp_path / 'jobs.db'}") as other:  # another worker on the same journal
+        again = other.submit_video(video_config(fal), keyed)
+        assert (again.id, again.state) == (first.id, "queued")
+        other.wait(first.id, base_url=fal.base_url)
+        assert other.submit_video(video_config(fal), keyed).state == "completed"  # as the journal has it now
+        with pytest.raises(ValidationError, match="already used for a different request"):
+            other.submit_video(video_config(fal), keyed.model_copy(update={"prompt": "a dog"}))
+    assert fal.submit_count() == 1
+
+
+def test_a_keyed_submit_whose_holder_died_while_submitting_is_not_sent_again(client, fal):
+    import asyncio as aio
+
+    from tarash_router.errors import JobMayExistError
+    from tarash_router.journal import Claim, fingerprint
+
+    keyed = REQUEST.model_copy(update={"idempotency_key": "task-8"})
+    stale = Claim(key="submit:task-8", fingerprint=fingerprint("fal/fal-ai/veo3/fast", keyed), owner="dead-worker",
+                  state="submitting", heartbeat=0.0)
+    aio.run(client.journal.claim(stale))
+    with pytest.raises(JobMayExistError, match="stopped while submitting"):
+        client.submit_video(video_config(fal), keyed)
+    assert fal.submit_count() == 0
 
 
 def test_module_functions_use_the_default_client(fal, tmp_path):

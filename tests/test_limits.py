@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
 from conftest import API_KEY, video_config
 from journal_helpers import redis_server
-from tarash_router import TimeoutError
+from tarash_router import AccountAtLimitError, TimeoutError
 from tarash_router.client import Client
 from tarash_router.models import VideoGenerationRequest
 from tarash_router.settings import TarashSettings
@@ -91,3 +92,36 @@ def test_two_clients_on_one_redis_share_the_cap(fal):
         fal.default_job = FalJob()
     assert len(responses) == 6 and fal.submit_count() == 6
     assert _max_in_flight(fal) == 2
+
+
+def test_a_client_that_does_not_wait_raises_at_once_and_sends_nothing(fal, monkeypatch):
+    """TARASH_AT_LIMIT=raise (task queues): a job over the cap fails fast, so the caller can try later
+    instead of holding a worker; the refused submit leaves nothing behind."""
+    monkeypatch.setenv("FAL_KEY", API_KEY)
+    fal.queue(FalJob(statuses=["IN_QUEUE", "COMPLETED"]), FalJob())
+    settings = TarashSettings(limits=json.dumps({"fal": {"in_flight": 1}}), at_limit="raise")
+    with Client(settings=settings, journal="memory") as client:
+        first = client.submit_video(video_config(fal), REQUEST)
+        started = time.monotonic()
+        with pytest.raises(AccountAtLimitError, match=r"fal account is at its limit \(1 in flight\)") as raised:
+            client.submit_video(video_config(fal), REQUEST.model_copy(update={"idempotency_key": "task-1"}))
+        assert time.monotonic() - started < 1.0 and raised.value.retry_after > 0
+        assert fal.submit_count() == 1 and [j.id for j in client.list_jobs()] == [first.id]
+        client.wait(first.id, base_url=fal.base_url)
+        # the refused submit freed its key: the same task, tried again, is submitted now
+        again = client.submit_video(video_config(fal), REQUEST.model_copy(update={"idempotency_key": "task-1"}))
+        assert again.state == "queued"
+    assert fal.submit_count() == 2
+
+
+def test_a_per_minute_cap_says_when_to_try_again(fal):
+    fal.default_job = FalJob(statuses=["COMPLETED"])
+    try:
+        settings = TarashSettings(limits=json.dumps({"fal": {"creates_per_minute": 1}}), at_limit="raise")
+        with Client(settings=settings, journal="memory") as client:
+            client.generate_video(video_config(fal), REQUEST)
+            with pytest.raises(AccountAtLimitError, match="1 creates a minute") as raised:
+                client.generate_video(video_config(fal), REQUEST)
+    finally:
+        fal.default_job = FalJob()
+    assert 50 < raised.value.retry_after <= 60 and fal.submit_count() == 1

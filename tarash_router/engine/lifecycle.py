@@ -328,14 +328,8 @@ class Lifecycle:
     # ------------------------------------------------------------ pacing
 
     def next_poll_delay(self, hint: float | None) -> float:
-        """The pause before the next poll: the configured interval, growing with the job's age
-        (`poll_backoff` x time since submit, capped at `poll_interval_max`), never shorter than the
-        provider's own hint."""
-        base = self.call.config.poll_interval
-        cap = self.settings.poll_interval_max
-        age = self.loop.time() - self.submitted_at
-        delay = max(base, min(self.settings.poll_backoff * age, cap))
-        return max(delay, min(hint, cap)) if hint is not None else delay
+        """The pause before this job's next poll (`poll_pause`)."""
+        return poll_pause(self.call.config.poll_interval, self.loop.time() - self.submitted_at, self.settings, hint)
 
     def retry_wait(self, exc: TarashException, attempt: int) -> float:
         return poll_retry_wait(exc, attempt, self.call.config.poll_interval, self.settings.max_retry_wait)
@@ -396,6 +390,15 @@ class Lifecycle:
         return bool(agreed)
 
 
+def poll_pause(poll_interval: float, age: float, settings: Any, hint: float | None = None) -> float:
+    """The pause before the next poll of a job submitted `age` seconds ago: the configured interval,
+    growing with the job's age (`poll_backoff` x age, capped at `poll_interval_max`), never shorter
+    than the provider's own hint."""
+    cap = settings.poll_interval_max
+    delay = max(poll_interval, min(settings.poll_backoff * age, cap))
+    return max(delay, min(hint, cap)) if hint is not None else delay
+
+
 def poll_retry_wait(exc: TarashException, attempt: int, poll_interval: float, cap: float) -> float:
     """The pause before re-trying a failed poll or fetch: Retry-After when given, else exponential
     backoff from the poll interval with jitter; never past `cap` (settings.max_retry_wait)."""
@@ -430,4 +433,4 @@ def _as_dict(data: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {"output": data}
 
 
-__all__ = ["Lifecycle", "call_progress", "poll_retry_wait", "TERMINAL"]
+__all__ = ["Lifecycle", "call_progress", "poll_pause", "poll_retry_wait", "TERMINAL"]

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..errors import ConfigError
+from ..errors import AccountAtLimitError, ConfigError
 from ..extras import require_sdk
 
 logger = logging.getLogger("tarash_router.limits")
@@ -163,10 +163,15 @@ def limits_for(provider: str, declared: dict[str, Any] | None, overrides: str) -
     return Limits(**values)
 
 
+def _new_slot() -> str:
+    """A slot's name until its job has an id (`rename` then gives it the job's id)."""
+    return f"pending-{uuid.uuid4().hex}"
+
+
 async def acquire(store: LimitStore, account: str, limits: Limits, ttl: float) -> str:
     """Wait for a slot and return its name. The caller bounds the wait: the job lifecycle's deadline
     cancels it, and says the account stayed at its limit."""
-    slot = f"pending-{uuid.uuid4().hex}"
+    slot = _new_slot()
     pause = _WAIT_STEP[0]
     while True:
         wait = await store.try_acquire(account, slot, limits, ttl)
@@ -179,17 +184,29 @@ async def acquire(store: LimitStore, account: str, limits: Limits, ttl: float) -
 class AccountLimiter:
     """One provider account's caps in one store, as a job's lifecycle uses them. A store that does not
     answer within `timeout` is skipped (logged): a limit is a courtesy to the provider, never a reason
-    to lose a job."""
+    to lose a job. `wait=False`: a job over a cap raises AccountAtLimitError at once instead of waiting."""
 
-    def __init__(self, store: LimitStore, account: str, limits: Limits, timeout: float = 2.0) -> None:
+    def __init__(self, store: LimitStore, account: str, limits: Limits, timeout: float = 2.0,
+                 wait: bool = True) -> None:
         self.store, self.account, self.limits, self.timeout = store, account, limits, timeout
+        self.wait = wait
 
     async def acquire(self, ttl: float) -> str | None:
+        """A slot for one job (None: the store is down, the job goes without one)."""
+        store = _Bounded(self.store, self.timeout)
         try:
-            return await acquire(_Bounded(self.store, self.timeout), self.account, self.limits, ttl)
+            if self.wait:
+                return await acquire(store, self.account, self.limits, ttl)
+            slot = _new_slot()
+            retry_after = await store.try_acquire(self.account, slot, self.limits, ttl)
         except _StoreDown as exc:
             logger.warning("account limits store unavailable (%s); sending without the limit", exc.kind)
             return None
+        if retry_after is None:
+            return slot
+        provider = self.account.partition(":")[0]
+        raise AccountAtLimitError(f"the {provider} account is at its limit ({self.describe()}); nothing was sent",
+                                  provider=provider, retry_after=retry_after)
 
     def describe(self) -> str:
         return _describe(self.limits)

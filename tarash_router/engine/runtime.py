@@ -110,7 +110,8 @@ class Runtime:
             except ValueError:
                 api_key = None  # a malformed key: the transport refuses it, naming the variable
         account = account_of(family.provider.name, api_key or config.api_key)
-        return AccountLimiter(self.limits, account, limits, self.settings.journal_timeout)
+        return AccountLimiter(self.limits, account, limits, self.settings.journal_timeout,
+                              wait=self.settings.at_limit == "wait")
 
     # ------------------------------------------------------------ choosing the transport
 

@@ -7,6 +7,7 @@ the result. Pooled connections therefore live on one loop and are reused across 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -17,6 +18,12 @@ T = TypeVar("T")
 class _LoopThread:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child (a prefork task pool) the parent's loop thread does not exist: start afresh
+        on first use instead of handing coroutines to a loop nobody runs."""
+        self._loop = None
         self._lock = threading.Lock()
 
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -43,6 +50,8 @@ class _LoopThread:
 
 
 _RUNNER = _LoopThread()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_RUNNER.forget_after_fork)
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

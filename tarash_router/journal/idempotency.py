@@ -98,6 +98,56 @@ async def run_idempotent(journal: JobStore, key: str, target: str, request: Any,
     return await _own(journal, key, owner, lease, run, fp)
 
 
+async def submit_once(journal: JobStore, key: str, target: str, request: Any, modality: str, timeout: float,
+                      submit: Callable[[HeldClaim], Awaitable[Any]], allow_resubmit: bool = False,
+                      lease: float | None = None) -> Any:
+    """Submit at most once for (key, request) and return the `Job`: a later call with the key (a task
+    queue delivering the same task twice, a retry after a lost answer) gets the first call's job as
+    the journal holds it now, and nothing is sent. The claim lives beside generation keys, under
+    `submit:<key>`, with the same leases, takeover and `submitting` rules as `run_idempotent`."""
+    lease = lease if lease is not None else get_settings().idempotency_lease
+    claim_key = f"submit:{key}"
+    fp = fingerprint(target, request)
+    owner = _new_owner()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            claim = await journal.claim(Claim(key=claim_key, fingerprint=fp, owner=owner, modality=modality))
+        except JournalUnavailableError as exc:
+            raise JournalUnavailableError(
+                f"cannot claim idempotency key {key!r}: {exc.message}; nothing was sent (a keyed submit needs "
+                "the journal to guarantee one job per key)", retryable=True) from None
+        if claim.fingerprint != fp:
+            raise ValidationError(f"idempotency key {key!r} was already used for a different request")
+        if claim.owner == owner:
+            break
+        if claim.job_id:
+            return await _submitted_job(journal, claim)
+        taken = await _wait(journal, claim_key, claim, owner, deadline, lease)
+        if isinstance(taken, Claim):
+            if taken.job_id:  # the owner died after the provider accepted the job: that job is the answer
+                await _quietly(journal.update_claim(claim_key, owner, state="completed", heartbeat=time.time()))
+                return await _submitted_job(journal, taken)
+            if taken.state == "submitting" and not allow_resubmit:
+                await _quietly(journal.update_claim(claim_key, owner, heartbeat=0.0))
+                raise await _may_exist(journal, key, fp)
+            break  # the owner died before submitting: submit ourselves
+    return await _own(journal, claim_key, owner, lease, submit, fp)
+
+
+async def _submitted_job(journal: JobStore, claim: Claim) -> Any:
+    """The job a keyed submit created, as the journal holds it now (else as it was at submit)."""
+    from ..models import Job
+
+    record = await journal.get(claim.job_id) if claim.job_id else None
+    if record is not None:
+        return record.to_job()
+    if claim.result is not None:
+        return Job.model_validate(claim.result)
+    raise JobMayExistError(f"a submit with this idempotency key created job {claim.job_id}, which the journal no "
+                           "longer holds", request_id=claim.job_id)
+
+
 async def _may_exist(journal: Any, key: str, fp: str) -> JobMayExistError:
     """The error for a claim whose owner stopped mid-submit, naming the provider/model of its
     `submitting` intent when the journal still has it."""
@@ -181,4 +231,4 @@ async def _wait(journal: Any, key: str, claim: Claim, owner: str, deadline: floa
                                  timeout_seconds=None)
 
 
-__all__ = ["run_idempotent", "HeldClaim"]
+__all__ = ["run_idempotent", "submit_once", "HeldClaim"]

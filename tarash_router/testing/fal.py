@@ -240,6 +240,10 @@ class FakeFal(ScriptedFake[FalJob]):
         self.webhooks = WebhookSender()
         self.webhook_user_id = "fake-user"
         self._signing_key: Any = None
+        # Jobs running at once, as fal counts them against an account: accepted and not yet finished
+        # (COMPLETED reported, result served or cancelled). `max_in_flight` is the most seen at once.
+        self._running: set[str] = set()
+        self.max_in_flight = 0
 
     # -- webhooks ----------------------------------------------------------------------------
 
@@ -299,6 +303,20 @@ class FakeFal(ScriptedFake[FalJob]):
             return len(self.submits)
         wanted = endpoint.strip("/")
         return sum(1 for s in self.submits if s.endpoint == wanted)
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs accepted and not yet finished (see `max_in_flight`)."""
+        return len(self._running)
+
+    def _started(self, request_id: str) -> None:
+        with self._lock:
+            self._running.add(request_id)
+            self.max_in_flight = max(self.max_in_flight, len(self._running))
+
+    def _finished(self, job: FalJobState) -> None:
+        with self._lock:
+            self._running.discard(job.request_id)
 
     def status_polls(self, request_id: str) -> int:
         """Status polls received for ``request_id``, including scripted failures."""
@@ -414,6 +432,8 @@ class FakeFal(ScriptedFake[FalJob]):
             now = int(time.time())
             self.webhooks.schedule(job.request_id, webhook,
                                    lambda i: self.webhook_delivery(job.request_id, timestamp=now + i))
+        elif job.status != COMPLETED:
+            self._started(job.request_id)
         return json_response(200, body, {"x-fal-request-id": job.request_id})
 
     def _create_job(self, script: FalJob, endpoint: str, submitted: Any) -> FalJobState:
@@ -453,6 +473,8 @@ class FakeFal(ScriptedFake[FalJob]):
             entry = job.entries[min(job.step, len(job.entries) - 1)]
             job.step += 1
             job.status = entry.get("status", job.status)
+            if job.status == COMPLETED:
+                self._finished(job)
         with_logs = request.query.get("logs", "") in _TRUE
         body: dict[str, Any] = {k: v for k, v in entry.items() if k != "logs"}
         body["request_id"] = job.request_id
@@ -474,6 +496,7 @@ class FakeFal(ScriptedFake[FalJob]):
             return json_response(400, {"detail": "Request was cancelled"}, headers)
         if not job.completed:
             return json_response(400, {"detail": "Request is still in progress"}, headers)
+        self._finished(job)
         body = script.result_body if script.result_body is not None else job.output
         return json_response(script.result_status, body, {**headers, **script.result_headers})
 
@@ -488,6 +511,7 @@ class FakeFal(ScriptedFake[FalJob]):
         if job.completed:
             return json_response(400, {"status": "ALREADY_COMPLETED"})
         job.cancelled = True
+        self._finished(job)
         with self._lock:
             self.cancels.append(job.request_id)
         return json_response(202, {"status": "CANCELLATION_REQUESTED"})
