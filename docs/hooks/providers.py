@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from mkdocs.structure.files import File
+
+log = logging.getLogger("mkdocs.hooks.providers")  # a warning fails `mkdocs build --strict`
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # document this checkout, not another installed copy
@@ -48,7 +51,9 @@ def on_config(config: Any) -> Any:
     _pages.clear()
     for name in sorted(registry.providers):
         _pages[name] = provider_page(registry, name)
-    _add_to_nav(config.nav or [], [{name: f"{FOLDER}/{name}.md"} for name in _pages])
+    if not _add_to_nav(config.nav or [], [{name: f"{FOLDER}/{name}.md"} for name in _pages]):
+        log.warning("providers hook: no nav section lists %s, so the provider pages are not in the navigation",
+                    OVERVIEW)
     return config
 
 
@@ -100,6 +105,8 @@ def provider_page(registry: SpecRegistry, name: str) -> str:
         caps = [f"{v} {k.replace('_', ' ')}" for k, v in file.limits.model_dump(exclude_none=True).items()]
         if caps:
             lines.append(f"- **Account limits**: {', '.join(caps)}; see [Scaling](../scaling.md)")
+    lines.append("- **More**: API keys, settings, errors and this provider's quirks in "
+                 "[Providers](../providers.md#provider-notes)")
     lines.append("")
 
     priced = [f for f in families if _pricing(f) is not None]
@@ -156,8 +163,8 @@ def _auth(file: Any) -> str:
     auth = file.auth
     if auth is None or not auth.env:
         if file.handler and file.handler.startswith("google"):
-            return ("Google Cloud credentials (Application Default Credentials), "
-                    "see [Providers](../providers.md#provider-notes)")
+            return ("Google Cloud credentials (`provider_config`, else Application Default Credentials); "
+                    "see the [provider notes](../providers.md#provider-notes)")
         return "`config.api_key`"
     names = " then ".join(f"`{v}`" for v in auth.env)
     text = f"`config.api_key`, else {names}"
