@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test validate bench clean
+.PHONY: demo test docs validate bench clean
 
 $(BIN)/tarash-router: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ test: $(BIN)/tarash-router
 	TARASH_TRANSPORT=httpx $(BIN)/python -m pytest -q tests/test_faults.py tests/test_hardening_http.py \
 		tests/test_fal_engine.py tests/test_lifecycle.py tests/test_replicate.py tests/test_secrets_all_providers.py
 	$(BIN)/lint-imports --no-cache   # the layer contracts in pyproject.toml (docs/architecture.md)
+	$(MAKE) --no-print-directory docs
+
+# The documentation site into site/ (not committed); any warning (a broken link or anchor, a
+# docstring mkdocstrings cannot read) fails the build. Material's notice about MkDocs 2 is not one.
+docs: $(BIN)/tarash-router
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site   # not --quiet: it hides the warnings --strict counts
 
 validate: $(BIN)/tarash-router
 	$(BIN)/tarash-router validate provider_specs routes
@@ -31,4 +37,4 @@ bench: $(BIN)/tarash-router
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site
