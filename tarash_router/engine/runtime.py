@@ -22,6 +22,7 @@ from ..settings import TarashSettings, get_settings, resolve_api_key
 from ..specs.compiled import FamilySpec
 from ..specs.params import check_request, retirement, unhonoured_fields
 from ..specs.registry import WILDCARD, SpecRegistry, get_registry
+from . import cost
 from .client import POOL, ClientPool
 from .lifecycle import Lifecycle
 from .limits import AccountLimiter, LimitStore, account_of, limits_for, open_limits
@@ -218,13 +219,14 @@ class Runtime:
                                limiter=self.limiter(family, config)).cancel()
 
     def render(self, config: GenerationConfig, request: GenerationRequest, modality: str) -> dict[str, Any]:
-        """The first request a generation would send, secrets masked; no network."""
+        """The first request a generation would send, secrets masked, with its estimated `cost`; no network."""
         family = self.registry.resolve(config.provider, config.model, modality)
         retired = retirement(family, config.model)
         if retired is not None:
             raise ValidationError(retired, provider=family.provider.name, model=config.model)
         transport = self.transports.for_family(family)
-        return transport.render(self._call(family, config, request, modality, None))  # type: ignore[attr-defined]
+        rendered = transport.render(self._call(family, config, request, modality, None))  # type: ignore[attr-defined]
+        return {**rendered, "cost": cost.as_json(cost.estimate(family, config.model, request))}
 
 
 __all__ = ["Runtime", "Attempt", "PROCESS_TRANSPORTS"]

@@ -16,6 +16,7 @@ from .compiled import (
     FamilySpec, Params, PollExtract, ProviderSpec, ResponsePaths,
 )
 from .jsonpaths import JsonPath, JsonPathSyntaxError
+from .pricing import PricingError, compile_pricing
 from .schema import FamilyFile, ParamSpec, ProviderFile, RoleSpec
 from .templates import LeafError, ValueTree
 from .yaml_source import MergedDoc, SourceDoc, load_yaml_file
@@ -50,7 +51,9 @@ def _pydantic_to_spec_error(doc: SourceDoc, exc: pydantic.ValidationError, model
     errors = exc.errors()
     # A typo shows up twice (unknown key + missing key): report the unknown key, the root cause.
     err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    # Union member tags (`list[...]`, `function-...`, `constrained-float`) are not keys of the file.
+    loc = tuple(p for p in err["loc"]
+                if not (isinstance(p, str) and ("[" in p or p.startswith(("function-", "constrained-")))))
     loc = tuple(_alias_back(p) for p in loc)
     path = (*base, *loc)
     kind = err["type"]
@@ -374,11 +377,17 @@ def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
     if submit is None and not (ffile.handler or provider.file.handler):
         raise doc.error("no submit request: the provider has no protocol and the family no handler", ("models",))
     response = _response_paths(doc, ffile.response, provider.response, ("response",))
+    pricing = None
+    if ffile.pricing is not None:
+        try:
+            pricing = compile_pricing(ffile.pricing, request_fields)
+        except PricingError as exc:
+            raise doc.error(str(exc), ("pricing", *exc.path)) from None
     return FamilySpec(
         name=ffile.family or Path(doc.file).stem,
         file=ffile, source=doc, provider=provider, params=params, body=body, response=response,
         submit=submit, poll=poll, result=result, cancel=cancel, poll_extract=poll_extract,
-        used_fields=frozenset(body.attributes_of("request")), model_fields=model_fields,
+        used_fields=frozenset(body.attributes_of("request")), model_fields=model_fields, pricing=pricing,
     )
 
 
