@@ -18,11 +18,13 @@ from tenacity import (
     AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential, wait_random,
 )
 
+from ..engine import cost as costs
 from ..engine.runtime import Attempt, Runtime
-from ..errors import TarashException, ValidationError
+from ..errors import BudgetExceededError, TarashException, ValidationError
 from ..errors import TimeoutError as GenerationTimeoutError
 from ..journal.idempotency import HeldClaim
 from ..models import AttemptMetadata, ExecutionMetadata, GenerationConfig, GenerationRequest
+from .budget import CostGuard, Reservation
 from .cooldown import CooldownStore, default_cooldowns, fail_open
 from .policy import HEALTH_KINDS, RoutePolicy, error_kind
 from .routes import Target
@@ -75,6 +77,7 @@ class RouteRun:
         self.submit_only = submit_only  # return each target's Job once submitted (submit_video/image)
         self.webhook_url = webhook_url  # where the provider reports the finished job (submit only)
         self.metadata = ExecutionMetadata(configs_in_chain=len(targets), route=route)
+        self.costs = CostGuard(policy.budget, policy.spend_limit, route, runtime.settings)
         self.started = time.monotonic()
         self.tries = 0
 
@@ -98,9 +101,9 @@ class RouteRun:
         self.metadata.total_attempts = sum(1 for a in self.metadata.attempts if a.status != "skipped")
         return attempt
 
-    def skip(self, target: Target, reason: str) -> None:
+    def skip(self, target: Target, reason: str, cost: Any = None) -> None:
         now = _now()
-        self._record(target, status="skipped", reason=reason, started_at=now, ended_at=now)
+        self._record(target, status="skipped", reason=reason, started_at=now, ended_at=now, cost=cost)
         logger.info("route %s: skipping %s: %s", self.route or "-", target.key, reason)
 
     async def execute(self, request: GenerationRequest, on_progress: Any) -> Any:
@@ -124,9 +127,16 @@ class RouteRun:
                 if wait is not None:
                     self.skip(target, f"cooling down for {wait:.1f}s more")
                     continue
+            reservation: Reservation | None = None
+            if self.costs.active(target.budget) and not (config.mock is not None and config.mock.enabled):
+                served, reservation, refused = await self._admit(target, config, target_request, served)
+                if refused:
+                    continue
             try:
                 response = await self._try_target(target, config, target_request, on_progress, served)
             except TarashException as exc:
+                if not exc.job_may_exist:  # nothing runs at the provider: nothing to pay for
+                    await self.costs.release(reservation)
                 last_error = exc
                 kind = error_kind(exc)
                 if self.policy.cooldown is not None:
@@ -142,15 +152,36 @@ class RouteRun:
                 continue
             if self.policy.cooldown is not None:
                 await self.cooldowns.record_success(target.key)
+            await self.costs.settle(reservation, self.metadata.attempts[-1].cost)
             self.metadata.successful_attempt = self.metadata.attempts[-1].attempt_number
             self.metadata.fallback_triggered = self._moved_on()
             return response.model_copy(update={"execution_metadata": self.metadata})
         raise self._final_error(last_error)
 
+    async def _admit(self, target: Target, config: GenerationConfig, request: GenerationRequest,
+                     served: Attempt | None) -> tuple[Attempt | None, Reservation | None, bool]:
+        """The cost guard's word on a target, before anything is sent: (who serves it, the spend
+        reserved for it, whether it was skipped). A request the family refuses is left to the try,
+        which raises its ValidationError as usual."""
+        probe = served if served is not None else self.runtime.plan(config, request, self.modality, check=True)
+        if probe.unsupported is None:
+            served = probe  # the same decision the try would make: reused
+        elif probe.family is None:
+            return served, None, False
+        estimate, why = self.costs.estimate(probe.family, config.model, request)
+        reservation, refusal = await self.costs.admit(target.budget, estimate, why)
+        if refusal is not None:
+            self.skip(target, refusal, cost=estimate)
+            return served, None, True
+        return served, reservation, False
+
     def _final_error(self, error: TarashException | None) -> TarashException:
         if error is None:  # every target was skipped
             reasons = "; ".join(f"{a.provider}/{a.model}: {a.reason}" for a in self.metadata.attempts)
-            error = ValidationError(f"no target can serve this request ({reasons})")
+            skipped = sum(1 for a in self.metadata.attempts if a.status == "skipped")
+            error = (BudgetExceededError(f"the route's cost guard refused every target ({reasons})")
+                     if skipped and self.costs.refusals == skipped else
+                     ValidationError(f"no target can serve this request ({reasons})"))
         self.metadata.fallback_triggered = self._moved_on()
         error.execution_metadata = self.metadata
         return error
@@ -194,6 +225,7 @@ class RouteRun:
                         served = self.runtime.plan(config, request, self.modality)
                     attempt.family, attempt.dropped_fields = served.family_name, list(served.dropped)
                     attempt.warnings = list(served.notes)
+                    attempt.cost = costs.estimate(served.family, config.model, request)
                     response = await self.runtime.dispatch(config, request, on_progress, self.modality, self.claim,
                                                            served, self.submit_only, self.webhook_url)
                 except Exception as raw:  # noqa: BLE001 - every failure is recorded (cancellation passes through)
@@ -210,6 +242,9 @@ class RouteRun:
                 attempt.ended_at = _now()
                 attempt.status = "success"
                 attempt.request_id = getattr(response, "request_id", None)
+                if "cost" in type(response).model_fields:  # a finished job (a submitted one is a Job)
+                    attempt.cost = costs.reported(served.family, response, request) or attempt.cost
+                    response = response.model_copy(update={"cost": attempt.cost})
                 return response
         raise AssertionError("unreachable")
 

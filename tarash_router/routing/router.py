@@ -8,14 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine.cost import estimate_or_reason
 from ..engine.runtime import Runtime
 from ..engine.sync import run_sync
 from ..errors import ConfigError, SpecError, ValidationError
 from ..journal.idempotency import HeldClaim
 from ..lazy import Lazy
-from ..models import GenerationRequest
+from ..models import Cost, GenerationRequest
 from ..settings import get_settings
+from ..specs.pricing import format_money
 from ..specs.registry import SpecRegistry
+from .budget import budget_refusal
 from .chain import execute_targets
 from .cooldown import CooldownStore, default_cooldowns, fail_open
 from .routes import Route, load_routes_paths
@@ -32,6 +35,8 @@ class PlanStep:
     action: str  # "try" | "skip"
     reason: str | None = None
     weight: float | None = None
+    cost: Cost | None = None  # the estimate for this request on this target
+    unpriced: str | None = None  # why there is none
 
 
 @dataclass
@@ -51,6 +56,10 @@ class Plan:
             weight = f" weight {step.weight:g}" if step.weight is not None else ""
             reason = f": {step.reason}" if step.reason else ""
             lines.append(f"  {number}. {step.action:<4} {step.provider}/{step.model}{weight}{reason}")
+            if step.cost is not None:
+                lines.append(f"       cost: ~{format_money(step.cost.amount, step.cost.currency)} ({step.cost.basis})")
+            elif step.unpriced is not None:
+                lines.append(f"       cost: no estimate ({step.unpriced})")
         for key, value in self.policy.items():
             lines.append(f"  {key}: {value}")
         if self.missing_keys:
@@ -133,14 +142,21 @@ class Router:
         plan = Plan(route=name, modality=route.modality, strategy=policy.strategy)
         for target in route.targets:
             config = target.build_config(route.modality, None)
-            reason = self.runtime.unsupported_reason(config, target.apply_params(request), route.modality)
+            target_request = target.apply_params(request)
+            served = self.runtime.plan(config, target_request, route.modality, check=True)
+            reason = served.unsupported
+            cost, unpriced = estimate_or_reason(served.family, config.model, target_request)
             if assume_keys and reason is not None and reason.startswith("no API key"):
                 if reason not in plan.missing_keys:
                     plan.missing_keys.append(reason)
                 reason = None
             step = PlanStep(target.provider, target.model, "try",
-                            weight=target.weight if policy.strategy == "weighted" else None)
-            if reason is not None:
+                            weight=target.weight if policy.strategy == "weighted" else None, cost=cost, unpriced=unpriced)
+            judged = served.unsupported is None or served.family is not None  # as the chain's cost guard does
+            over = budget_refusal(target.budget or policy.budget, cost, unpriced) if judged else None
+            if reason is None and over is not None:
+                step.action, step.reason = "skip", over
+            elif reason is not None:
                 skips = policy.skip_unsupported and len(route.targets) > 1  # as the chain does
                 step.action, step.reason = ("skip", f"unsupported: {reason}") if skips else (
                     "try", f"will fail: {reason}")
@@ -159,6 +175,11 @@ class Router:
             "deadline": f"{policy.deadline:g}s" if policy.deadline else "none",
             "max_attempts": policy.max_attempts or "unlimited",
         }
+        if policy.budget is not None:
+            plan.policy["budget"] = policy.budget.describe()
+        if policy.spend_limit is not None:
+            plan.policy["spend_limit"] = (f"{policy.spend_limit.describe()}, counted in "
+                                          f"{self.runtime.settings.limits_store.split('://')[0]}")
         return plan
 
 

@@ -78,14 +78,14 @@ class CompiledPricing:
             amount *= times
         parts = [quantity_text, f"{_price(price, spec)}{_UNIT_TEXT[self.unit]}" + (f" ({label})" if label else "")]
         if spec.credits:
-            parts.append(f"{_money(spec.credits, spec.currency)}/credit")
+            parts.append(f"{format_money(spec.credits, spec.currency)}/credit")
         parts += [f"{_number(times)} ({text})" for times, text in factors]
         basis = " × ".join(p for p in parts if p)
         if spec.minimum is not None and amount < spec.minimum:
             amount = spec.minimum
-            basis += f", raised to the minimum of {_money(spec.minimum, spec.currency)} a job"
+            basis += f", raised to the minimum of {format_money(spec.minimum, spec.currency)} a job"
         amount = round(amount, 6)
-        basis += f" = {_money(amount, spec.currency)}"
+        basis += f" = {format_money(amount, spec.currency)}"
         if assumed:
             basis += "; unset, priced at the provider's default: " + ", ".join(
                 f"{name}={_text(value)}" for name, value in assumed.items())
@@ -199,7 +199,7 @@ def _number(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
 
-def _money(amount: float, currency: str) -> str:
+def format_money(amount: float, currency: str) -> str:
     text = f"{amount:.6f}".rstrip("0")
     whole, _, decimals = text.partition(".")
     text = f"{whole}.{decimals.ljust(2, '0')}"
@@ -207,7 +207,7 @@ def _money(amount: float, currency: str) -> str:
 
 
 def _price(price: float, spec: PricingSpec) -> str:
-    return f"{_number(float(price))} credits" if spec.credits else _money(price, spec.currency)
+    return f"{_number(float(price))} credits" if spec.credits else format_money(price, spec.currency)
 
 
-__all__ = ["CompiledPricing", "compile_pricing", "Unpriced", "PricingError", "parse_size"]
+__all__ = ["CompiledPricing", "compile_pricing", "Unpriced", "PricingError", "parse_size", "format_money"]
