@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import API_KEY, video_config
-from tarash_router import BudgetExceededError, generate_video
+from tarash_router import BudgetExceededError, ValidationError, generate_video
 from tarash_router.engine.runtime import Runtime
 from tarash_router.models import VideoGenerationRequest
 from tarash_router.routing import Router
@@ -141,7 +141,7 @@ SPEND = f"""\
 def test_a_spend_limit_counts_the_day_and_gives_back_what_never_ran(tmp_path, fal):
     router = router_for(tmp_path, fal, SPEND)
     fal.queue(FalJob(submit_failures=[Failure(status=400, json={"detail": "bad input"})]))
-    with pytest.raises(Exception):  # refused at submit: no job, so its $3.20 goes back
+    with pytest.raises(ValidationError):  # refused at submit: no job, so its $3.20 goes back
         run(router, VideoGenerationRequest(prompt="a cat"))
     assert run(router, VideoGenerationRequest(prompt="a cat")).cost.amount == 3.2  # $3.20 of $5
     posts = len(fal.requests)

@@ -146,16 +146,16 @@ pricing: {per_request: 0.05, source: "https://example.com/p", checked: 2026-12-0
 
 @pytest.mark.parametrize(("pricing", "line", "key", "message"), [
     ("pricing:\n  per_second: 0.4\n  per_image: 0.1\n  source: https://x.example\n  checked: 2026-12-05\n",
-     14, "pricing", "exactly one unit of per_second, per_image, per_megapixel, per_video, per_request; "
-                    "found per_second, per_image"),
+     14, "pricing", ("exactly one unit of per_second, per_image, per_megapixel, per_video, per_request; "
+                     "found per_second, per_image")),
     ("pricing:\n  per_second: 0.4\n  checked: 2026-12-05\n", 14, "pricing.source", "missing required key 'source'"),
     ("pricing:\n  per_second: 0.4\n  source: fal.ai/pricing\n  checked: 2026-12-05\n",
      16, "pricing.source", "should match pattern"),
-    ("pricing:\n  per_second:\n    - {match: {resolutoin: 4k}, price: 1}\n  source: https://x.example\n"
-     "  checked: 2026-12-05\n", 16, "pricing.per_second[0].match.resolutoin",
+    (("pricing:\n  per_second:\n    - {match: {resolutoin: 4k}, price: 1}\n  source: https://x.example\n"
+      "  checked: 2026-12-05\n"), 16, "pricing.per_second[0].match.resolutoin",
      "`match` names 'resolutoin', which is neither `model` nor a request field"),
-    ("pricing:\n  per_second:\n    - {when: \"{{ request.audio }}\", price: 1}\n  source: https://x.example\n"
-     "  checked: 2026-12-05\n", 16, "pricing.per_second[0].when", "'request.audio' is not a field of request"),
+    (("pricing:\n  per_second:\n    - {when: \"{{ request.audio }}\", price: 1}\n  source: https://x.example\n"
+      "  checked: 2026-12-05\n"), 16, "pricing.per_second[0].when", "'request.audio' is not a field of request"),
     ("pricing:\n  per_second: 0.4\n  defaults: {seconds: 8}\n  source: https://x.example\n  checked: 2026-12-05\n",
      16, "pricing.defaults.seconds", "`defaults` names 'seconds', which is not a request field"),
     ("pricing:\n  per_second: -1\n  source: https://x.example\n  checked: 2026-12-05\n",

@@ -24,7 +24,7 @@ PERIODS = ("hour", "day", "week", "month")
 
 
 def to_micros(amount: float) -> int:
-    return int(round(amount * MICROS))
+    return round(amount * MICROS)
 
 
 def period_of(per: str, now: datetime | None = None) -> tuple[str, float]:

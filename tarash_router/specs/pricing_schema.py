@@ -94,7 +94,7 @@ class PricingSpec(_Strict):
     @property
     def rows(self) -> list[PriceRow]:
         value = getattr(self, self.unit)
-        return [PriceRow(price=value)] if isinstance(value, (int, float)) else list(value)
+        return [PriceRow(price=value, when=None, label=None)] if isinstance(value, (int, float)) else list(value)
 
 
 __all__ = ["PricingSpec", "PriceRow", "Multiplier", "UNITS"]
