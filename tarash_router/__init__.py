@@ -29,12 +29,13 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys([
         "TarashException", "ValidationError", "ContentModerationError", "HTTPError", "AuthenticationError",
         "RateLimitError", "GenerationFailedError", "HTTPConnectionError", "TimeoutError", "SpecError", "ConfigError",
-        "WebhookError", "AccountAtLimitError",
+        "WebhookError", "AccountAtLimitError", "BudgetExceededError",
     ], "errors"),
     **dict.fromkeys([
         "VideoGenerationConfig", "VideoGenerationRequest", "VideoGenerationResponse", "VideoGenerationUpdate",
         "ImageGenerationConfig", "ImageGenerationRequest", "ImageGenerationResponse", "ImageGenerationUpdate",
         "ExecutionMetadata", "AttemptMetadata", "MediaContent", "ImageType", "Resolution", "AspectRatio", "Job",
+        "Cost",
     ], "models"),
     **dict.fromkeys(["Router", "get_router", "load_routes"], "routing"),
     **dict.fromkeys(["get_registry", "load_specs"], "specs.registry"),
@@ -74,11 +75,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerl
     from .client import Client  # noqa: F401
     from .engine.client import aclose_clients  # noqa: F401
     from .errors import (  # noqa: F401
-        AccountAtLimitError, AuthenticationError, ConfigError, ContentModerationError, GenerationFailedError, HTTPConnectionError,
-        HTTPError, RateLimitError, SpecError, TarashException, TimeoutError, ValidationError, WebhookError,
+        AccountAtLimitError, AuthenticationError, BudgetExceededError, ConfigError, ContentModerationError,
+        GenerationFailedError, HTTPConnectionError, HTTPError, RateLimitError, SpecError, TarashException, TimeoutError,
+        ValidationError, WebhookError,
     )
     from .models import (  # noqa: F401
-        AspectRatio, AttemptMetadata, ExecutionMetadata, ImageGenerationConfig, ImageGenerationRequest,
+        AspectRatio, AttemptMetadata, Cost, ExecutionMetadata, ImageGenerationConfig, ImageGenerationRequest,
         ImageGenerationResponse, ImageGenerationUpdate, ImageType, Job, MediaContent, Resolution, VideoGenerationConfig,
         VideoGenerationRequest, VideoGenerationResponse, VideoGenerationUpdate,
     )

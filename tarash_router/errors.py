@@ -113,6 +113,11 @@ class UnsafeURLError(ValidationError):
     trusted origins or down to plain http, escape its path slot, or reach a private address."""
 
 
+class BudgetExceededError(ValidationError):
+    """A route's cost guard refused the request before anything was sent: its estimate is over the
+    budget per request, would take the period's spend past the route's limit, or cannot be made."""
+
+
 class JournalUnavailableError(TarashException):
     """The job journal did not answer in time where a guarantee depends on it (an idempotency claim)."""
 
@@ -228,6 +233,7 @@ ERROR_CLASSES: dict[str, type[TarashException]] = {
         HTTPConnectionError,
         TimeoutError,
         UnsafeURLError,
+        BudgetExceededError,
         JournalUnavailableError,
         JobMayExistError,
         MissingExtraError,
@@ -252,6 +258,7 @@ __all__ = [
     "HTTPConnectionError",
     "TimeoutError",
     "UnsafeURLError",
+    "BudgetExceededError",
     "JournalUnavailableError",
     "JobMayExistError",
     "AccountAtLimitError",

@@ -215,6 +215,21 @@ class ImageGenerationRequest(_GenerationRequest):
     mask_image: MediaType | None = None
 
 
+# ---------------------------------------------------------------- cost
+
+
+class Cost(BaseModel):
+    """What a job costs: estimated from the family's published prices (`basis` shows the sum), or
+    reported by the provider (`estimated` false). An estimate, not an invoice."""
+
+    model_config = ConfigDict(defer_build=True, frozen=True)
+
+    currency: str = "USD"
+    amount: float
+    basis: str
+    estimated: bool = True
+
+
 # ---------------------------------------------------------------- execution metadata
 
 
@@ -238,6 +253,7 @@ class AttemptMetadata(BaseModel):
     family: str | None = None  # provider/family that served (or would have served) this attempt
     dropped_fields: list[str] = Field(default_factory=list)  # request fields sent nowhere (adapt: drop)
     warnings: list[str] = Field(default_factory=list)  # e.g. a model only the generic family serves
+    cost: Cost | None = None  # estimated before the submit; what the provider reported once it did
 
     @property
     def elapsed_seconds(self) -> float | None:
@@ -287,6 +303,7 @@ class VideoGenerationResponse(BaseModel):
     provider: str | None = None
     model: str | None = None
     execution_metadata: ExecutionMetadata | None = None
+    cost: Cost | None = None
 
 
 class ImageGenerationResponse(BaseModel):
@@ -304,6 +321,7 @@ class ImageGenerationResponse(BaseModel):
     provider: str | None = None
     model: str | None = None
     execution_metadata: ExecutionMetadata | None = None
+    cost: Cost | None = None
 
 
 JobStateType = Literal["queued", "processing", "completed", "failed", "cancelled"]
@@ -405,5 +423,5 @@ __all__ = [
     "VideoGenerationConfig", "VideoGenerationRequest", "VideoGenerationResponse", "VideoGenerationUpdate",
     "ImageGenerationConfig", "ImageGenerationRequest", "ImageGenerationResponse", "ImageGenerationUpdate",
     "ProgressCallback", "ImageProgressCallback", "AttemptMetadata", "ExecutionMetadata", "ProviderHandler",
-    "Job", "JobStateType",
+    "Job", "JobStateType", "Cost",
 ]

@@ -81,7 +81,8 @@ def test_handler_family_is_validated_then_run(echo):
 def test_handler_family_renders_through_its_handler(echo):
     rendered = render_request(config(), VideoGenerationRequest(prompt="hi"))
     assert rendered == {"method": "POST", "url": "https://echo.test/echo",
-                        "headers": {"Authorization": "Bearer ***"}, "json": {"prompt": "hi"}}
+                        "headers": {"Authorization": "Bearer ***"}, "json": {"prompt": "hi"},
+                        "cost": None}  # the family declares no prices
 
 
 def test_unknown_handler_name_is_a_load_error(tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..models import ImageGenerationConfig, ImageGenerationRequest, VideoGenerationConfig, VideoGenerationRequest
+from ..specs.pricing import format_money
 from .inputs import load_json
 from .inputs import usage as _usage
 from .progress import Display, open_display
@@ -159,6 +160,7 @@ def _report(response: Any, saved: list[Downloaded], elapsed: float, as_json: boo
         "elapsed_s": round(elapsed, 2),
         "urls": [m if isinstance(m, str) and not m.startswith("data:") else None for m in media],
         "files": [{"path": str(s.path), "bytes": s.size, "content_type": s.content_type} for s in saved],
+        "cost": cost.model_dump(mode="json") if (cost := getattr(response, "cost", None)) is not None else None,
     }
     if as_json:
         print(json.dumps(result, indent=2))
@@ -169,6 +171,14 @@ def _report(response: Any, saved: list[Downloaded], elapsed: float, as_json: boo
         for url in result["urls"]:
             print(url if url else "(the result came as bytes: pass --out to save it)")
     print(f"job {response.request_id} on {response.provider} / {response.model} in {elapsed:.1f}s")
+    print(_cost_line(getattr(response, "cost", None)))
+
+
+def _cost_line(cost: Any) -> str:
+    if cost is None:
+        return "cost: unknown (no published price for this model and request)"
+    amount = format_money(cost.amount, cost.currency)
+    return f"cost: ~{amount}, estimated: {cost.basis}" if cost.estimated else f"cost: {amount}, {cost.basis}"
 
 
 def _config(args: argparse.Namespace, modality: str) -> Any:

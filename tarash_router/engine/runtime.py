@@ -20,9 +20,10 @@ from ..journal.store import JobStore
 from ..models import GenerationConfig, GenerationRequest
 from ..settings import TarashSettings, get_settings, resolve_api_key
 from ..specs.compiled import FamilySpec
-from ..specs.params import check_request, ignored_fields, retirement, unhonoured_fields
 from ..specs.model_ids import check_listed
-from ..specs.registry import SpecRegistry, get_registry
+from ..specs.params import check_request, ignored_fields, retirement, unhonoured_fields
+from ..specs.registry import WILDCARD, SpecRegistry, get_registry
+from . import cost
 from .client import POOL, ClientPool
 from .lifecycle import Lifecycle
 from .limits import AccountLimiter, LimitStore, account_of, limits_for, open_limits
@@ -222,7 +223,7 @@ class Runtime:
                                limiter=self.limiter(family, config)).cancel()
 
     def render(self, config: GenerationConfig, request: GenerationRequest, modality: str) -> dict[str, Any]:
-        """The first request a generation would send, secrets masked; no network."""
+        """The first request a generation would send, secrets masked, with its estimated `cost`; no network."""
         family = self.registry.resolve(config.provider, config.model, modality)
         retired = retirement(family, config.model)
         if retired is not None:
@@ -237,6 +238,7 @@ class Runtime:
             rendered["ignored_fields"] = ignored
         if unlisted is not None:
             rendered["warnings"] = [unlisted]
+        rendered["cost"] = cost.as_json(cost.estimate(family, config.model, request))
         return rendered
 
 

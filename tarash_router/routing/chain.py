@@ -18,9 +18,10 @@ from tenacity import (
     AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential, wait_random,
 )
 
+from ..engine import cost as costs
 from ..engine.lifecycle import call_progress
 from ..engine.runtime import Attempt, Runtime
-from ..errors import TarashException, ValidationError
+from ..errors import BudgetExceededError, TarashException, ValidationError
 from ..errors import TimeoutError as GenerationTimeoutError
 from ..journal.idempotency import HeldClaim
 from ..models import (
@@ -28,6 +29,7 @@ from ..models import (
     VideoGenerationUpdate,
 )
 from ..telemetry import CallTelemetry, watch_call
+from .budget import CostGuard, Reservation
 from .cooldown import CooldownStore, default_cooldowns, fail_open
 from .policy import HEALTH_KINDS, RoutePolicy, error_kind
 from .routes import Target
@@ -80,6 +82,7 @@ class RouteRun:
         self.submit_only = submit_only  # return each target's Job once submitted (submit_video/image)
         self.webhook_url = webhook_url  # where the provider reports the finished job (submit only)
         self.metadata = ExecutionMetadata(configs_in_chain=len(targets), route=route)
+        self.costs = CostGuard(policy.budget, policy.spend_limit, route, runtime.settings)
         self.started = time.monotonic()
         self.tries = 0
         self.telemetry: CallTelemetry | None = None  # spans, metrics, on_event: None when nobody listens
@@ -104,9 +107,9 @@ class RouteRun:
         self.metadata.total_attempts = sum(1 for a in self.metadata.attempts if a.status != "skipped")
         return attempt
 
-    async def skip(self, target: Target, reason: str) -> None:
+    async def skip(self, target: Target, reason: str, cost: Any = None) -> None:
         now = _now()
-        attempt = self._record(target, status="skipped", reason=reason, started_at=now, ended_at=now)
+        attempt = self._record(target, status="skipped", reason=reason, started_at=now, ended_at=now, cost=cost)
         logger.info("route %s: skipping %s: %s", self.route or "-", target.key, reason)
         if self.telemetry is not None:
             await self.telemetry.skipped(attempt)
@@ -153,9 +156,16 @@ class RouteRun:
                     await self._announce_fallback(on_progress, target, following,
                                                   f"skipped: cooling down for {wait:.1f}s more")
                     continue
+            reservation: Reservation | None = None
+            if self.costs.active(target.budget) and not (config.mock is not None and config.mock.enabled):
+                served, reservation, refused = await self._admit(target, config, target_request, served)
+                if refused:
+                    continue
             try:
                 response = await self._try_target(target, config, target_request, on_progress, served)
             except TarashException as exc:
+                if not exc.job_may_exist:  # nothing runs at the provider: nothing to pay for
+                    await self.costs.release(reservation)
                 last_error = exc
                 kind = error_kind(exc)
                 if self.policy.cooldown is not None:
@@ -173,6 +183,7 @@ class RouteRun:
                 continue
             if self.policy.cooldown is not None:
                 await self.cooldowns.record_success(target.key)
+            await self.costs.settle(reservation, self.metadata.attempts[-1].cost)
             self.metadata.successful_attempt = self.metadata.attempts[-1].attempt_number
             self.metadata.fallback_triggered = self._moved_on()
             return response.model_copy(update={"execution_metadata": self.metadata})
@@ -191,10 +202,30 @@ class RouteRun:
             error=error.message if error is not None else None,
             update={"event": "fallback", "from": left.key, "to": following.key, "reason": reason}))
 
+    async def _admit(self, target: Target, config: GenerationConfig, request: GenerationRequest,
+                     served: Attempt | None) -> tuple[Attempt | None, Reservation | None, bool]:
+        """The cost guard's word on a target, before anything is sent: (who serves it, the spend
+        reserved for it, whether it was skipped). A request the family refuses is left to the try,
+        which raises its ValidationError as usual."""
+        probe = served if served is not None else self.runtime.plan(config, request, self.modality, check=True)
+        if probe.unsupported is None:
+            served = probe  # the same decision the try would make: reused
+        elif probe.family is None:
+            return served, None, False
+        estimate, why = self.costs.estimate(probe.family, config.model, request)
+        reservation, refusal = await self.costs.admit(target.budget, estimate, why)
+        if refusal is not None:
+            await self.skip(target, refusal, cost=estimate)
+            return served, None, True
+        return served, reservation, False
+
     def _final_error(self, error: TarashException | None) -> TarashException:
         if error is None:  # every target was skipped
             reasons = "; ".join(f"{a.provider}/{a.model}: {a.reason}" for a in self.metadata.attempts)
-            error = ValidationError(f"no target can serve this request ({reasons})")
+            skipped = sum(1 for a in self.metadata.attempts if a.status == "skipped")
+            error = (BudgetExceededError(f"the route's cost guard refused every target ({reasons})")
+                     if skipped and self.costs.refusals == skipped else
+                     ValidationError(f"no target can serve this request ({reasons})"))
         self.metadata.fallback_triggered = self._moved_on()
         error.execution_metadata = self.metadata
         return error
@@ -246,6 +277,7 @@ class RouteRun:
                         served = self.runtime.plan(config, request, self.modality)
                     attempt.family, attempt.dropped_fields = served.family_name, list(served.dropped)
                     attempt.warnings = list(served.notes)
+                    attempt.cost = costs.estimate(served.family, config.model, request)
                     if self.telemetry is not None:
                         progress = self.telemetry.progress(served, on_progress)
                     response = await self.runtime.dispatch(config, request, progress, self.modality, self.claim,
@@ -266,6 +298,9 @@ class RouteRun:
                 attempt.ended_at = _now()
                 attempt.status = "success"
                 attempt.request_id = getattr(response, "request_id", None)
+                if "cost" in type(response).model_fields:  # a finished job (a submitted one is a Job)
+                    attempt.cost = costs.reported(served.family, response, request) or attempt.cost
+                    response = response.model_copy(update={"cost": attempt.cost})
                 if self.telemetry is not None:
                     await self.telemetry.attempt_succeeded(response)
                 return response

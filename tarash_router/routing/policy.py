@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import (
     AuthenticationError, ContentModerationError, GenerationFailedError, HTTPConnectionError, HTTPError,
@@ -109,6 +110,8 @@ class RoutePolicy:
     max_attempts: int | None = None
     strategy: str = "fallback"
     resubmit_if_unknown: bool = False
+    budget: Any = None  # budget.Budget: the most one request may cost (routing/budget.py)
+    spend_limit: Any = None  # budget.SpendLimit: the most the route may spend in a period
 
 
 __all__ = [

@@ -8,15 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine.cost import estimate_or_reason
 from ..engine.runtime import Runtime
 from ..engine.sync import run_sync
 from ..errors import ConfigError, SpecError, ValidationError
 from ..journal.idempotency import HeldClaim
 from ..lazy import Lazy
-from ..models import GenerationRequest
+from ..models import Cost, GenerationRequest
 from ..settings import get_settings
+from ..specs.pricing import format_money
 from ..specs.registry import SpecRegistry
 from ..spelling import closest, did_you_mean, near_misses
+from .budget import budget_refusal
 from .chain import execute_targets
 from .cooldown import CooldownStore, default_cooldowns, fail_open
 from .routes import Route, load_routes_paths
@@ -34,6 +37,8 @@ class PlanStep:
     reason: str | None = None
     weight: float | None = None
     warnings: list[str] = field(default_factory=list)  # e.g. a model id no family lists
+    cost: Cost | None = None  # the estimate for this request on this target
+    unpriced: str | None = None  # why there is none
 
 
 @dataclass
@@ -54,6 +59,10 @@ class Plan:
             reason = f": {step.reason}" if step.reason else ""
             lines.append(f"  {number}. {step.action:<4} {step.provider}/{step.model}{weight}{reason}")
             lines += [f"     warning: {warning}" for warning in step.warnings]
+            if step.cost is not None:
+                lines.append(f"       cost: ~{format_money(step.cost.amount, step.cost.currency)} ({step.cost.basis})")
+            elif step.unpriced is not None:
+                lines.append(f"       cost: no estimate ({step.unpriced})")
         for key, value in self.policy.items():
             lines.append(f"  {key}: {value}")
         if self.missing_keys:
@@ -137,16 +146,22 @@ class Router:
         plan = Plan(route=name, modality=route.modality, strategy=policy.strategy)
         for target in route.targets:
             config = target.build_config(route.modality, None)
-            planned = self.runtime.plan(config, target.apply_params(request), route.modality, check=True)
+            target_request = target.apply_params(request)
+            planned = self.runtime.plan(config, target_request, route.modality, check=True)
             reason = planned.unsupported
+            cost, unpriced = estimate_or_reason(planned.family, config.model, target_request)
             if assume_keys and reason is not None and reason.startswith("no API key"):
                 if reason not in plan.missing_keys:
                     plan.missing_keys.append(reason)
                 reason = None
             step = PlanStep(target.provider, target.model, "try",
                             weight=target.weight if policy.strategy == "weighted" else None,
-                            warnings=list(planned.notes))
-            if reason is not None:
+                            warnings=list(planned.notes), cost=cost, unpriced=unpriced)
+            judged = planned.unsupported is None or planned.family is not None  # as the chain's cost guard does
+            over = budget_refusal(target.budget or policy.budget, cost, unpriced) if judged else None
+            if reason is None and over is not None:
+                step.action, step.reason = "skip", over
+            elif reason is not None:
                 skips = policy.skip_unsupported and len(route.targets) > 1  # as the chain does
                 step.action, step.reason = ("skip", f"unsupported: {reason}") if skips else (
                     "try", f"will fail: {reason}")
@@ -165,6 +180,11 @@ class Router:
             "deadline": f"{policy.deadline:g}s" if policy.deadline else "none",
             "max_attempts": policy.max_attempts or "unlimited",
         }
+        if policy.budget is not None:
+            plan.policy["budget"] = policy.budget.describe()
+        if policy.spend_limit is not None:
+            plan.policy["spend_limit"] = (f"{policy.spend_limit.describe()}, counted in "
+                                          f"{self.runtime.settings.limits_store.split('://')[0]}")
         return plan
 
 

@@ -38,6 +38,7 @@ from ..specs.loader import validate_model
 from ..specs.model_ids import check_listed
 from ..specs.registry import SpecRegistry
 from ..specs.yaml_source import SourceDoc, load_yaml_file
+from .budget import Budget, SpendLimit
 from .policy import (
     DEFAULT_FALLBACK_ON, DEFAULT_RETRY_ON, Backoff, CooldownPolicy, RetryPolicy, RoutePolicy, parse_duration,
 )
@@ -52,6 +53,20 @@ ErrorKind = Literal["rate_limit", "server_error", "connection", "timeout", "gene
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class BudgetFile(_Strict):
+    max_per_request: float = Field(gt=0, description="The most one request may cost, estimated before it is sent")
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    unpriced: Literal["refuse", "allow"] = Field("refuse", description="A target with no estimate")
+
+
+class SpendLimitFile(_Strict):
+    amount: float = Field(gt=0, description="The most the route may spend in one period, shared by every process "
+                                            "on TARASH_LIMITS_STORE")
+    per: Literal["hour", "day", "week", "month"] = Field("day", description="UTC periods")
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    unpriced: Literal["refuse", "allow"] = Field("refuse", description="A target with no estimate")
 
 
 class TargetFile(_Strict):
@@ -71,6 +86,7 @@ class TargetFile(_Strict):
     allow_unknown_model: bool = Field(
         False, description="Send a model id no family lists even when it is one keystroke from one that is "
                            "(a new model, not a typo); otherwise such an id is refused as a typo")
+    budget: BudgetFile | None = Field(None, description="This target's budget per request (replaces the route's)")
 
 
 class BackoffFile(_Strict):
@@ -105,6 +121,8 @@ class RouteFile(_Strict):
     # An idempotency key whose previous holder died mid-submit may hide a paid job: by default the
     # call is refused (JobMayExistError); true sends the request again and accepts the risk.
     resubmit_if_unknown: bool = False
+    budget: BudgetFile | None = Field(None, description="The most one request may cost (docs/cost.md)")
+    spend_limit: SpendLimitFile | None = Field(None, description="The most the route may spend per period")
 
 
 class RoutesFile(_Strict):
@@ -128,6 +146,7 @@ class Target:
     params: dict[str, Any] = field(default_factory=dict)
     adapt: dict[str, str] = field(default_factory=dict)
     allow_unknown_model: bool = False
+    budget: Budget | None = None  # replaces the route's budget for this target
     config: GenerationConfig | None = field(default=None, repr=False)  # set when built from a seed config
 
     @property
@@ -190,8 +209,11 @@ def route_from_file(name: str, spec: RouteFile, doc: SourceDoc | None) -> Route:
                 if spec.cooldown else None)
     policy = RoutePolicy(retry=retry, fallback_on=frozenset(spec.fallback_on), skip_unsupported=spec.skip_unsupported,
                          cooldown=cooldown, deadline=spec.deadline, max_attempts=spec.max_attempts,
-                         strategy=spec.strategy, resubmit_if_unknown=spec.resubmit_if_unknown)
-    targets = [Target(**t.model_dump()) for t in spec.targets]
+                         strategy=spec.strategy, resubmit_if_unknown=spec.resubmit_if_unknown,
+                         budget=Budget(**spec.budget.model_dump()) if spec.budget else None,
+                         spend_limit=SpendLimit(**spec.spend_limit.model_dump()) if spec.spend_limit else None)
+    targets = [Target(**{**t.model_dump(exclude={"budget"}), "budget": Budget(**t.budget.model_dump())
+                         if t.budget else None}) for t in spec.targets]
     return Route(name=name, modality=spec.modality, targets=targets, policy=policy, source=doc,
                  description=spec.description)
 

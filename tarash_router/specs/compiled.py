@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import ERROR_CLASSES, TarashException
 from ..models import ImageGenerationRequest, VideoGenerationRequest
 from .jsonpaths import JsonPath
+from .pricing import CompiledPricing
 from .schema import ErrorRule, FamilyFile, ParamSpec, ProviderFile, RequestSpec, ResponseSpec, RoleSpec
 from .templates import ValueTree, is_template
 from .yaml_source import SourceDoc
@@ -140,9 +141,12 @@ class ResponsePaths:
             return tree
         return JsonPath(expression)
 
-    def extract(self, data: Any, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+    def extract(self, data: Any, ctx: dict[str, Any] | None = None, only: str | None = None) -> dict[str, Any]:
+        """The fields found in `data` (just `only`, when given)."""
         out: dict[str, Any] = {}
         for name, paths in self.paths.items():
+            if only is not None and name != only:
+                continue
             for path in paths:
                 if isinstance(path, ValueTree):
                     rendered = path.render({**(ctx or {}), "result": data})
@@ -287,6 +291,7 @@ class FamilySpec:
     poll_extract: PollExtract | None
     used_fields: frozenset[str]
     model_fields: dict[str, dict[str, ParamSpec]] = field(default_factory=dict)  # per-model overrides
+    pricing: CompiledPricing | None = None  # what a job costs (specs/pricing.py), when the family says
 
     def fields_for(self, model: str) -> dict[str, ParamSpec]:
         """The field constraints for `model`: the family's, with its model entry's overrides."""

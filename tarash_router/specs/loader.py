@@ -18,6 +18,7 @@ from .compiled import (
     FamilySpec, Params, PollExtract, ProviderSpec, ResponsePaths,
 )
 from .jsonpaths import JsonPath, JsonPathSyntaxError
+from .pricing import PricingError, compile_pricing
 from .schema import FamilyFile, ParamSpec, ProviderFile, RoleSpec
 from .templates import LeafError, ValueTree
 from .yaml_source import MergedDoc, SourceDoc, load_yaml_file
@@ -94,11 +95,11 @@ def _schema_error(doc: SourceDoc, loc: tuple, err: dict[str, Any], model: type, 
 
 def _clean_loc(model: type, loc: tuple) -> tuple:
     """An error location as a key path: the tags pydantic adds for union members (`str`,
-    `ModelEntry`, `literal[...]`, `function-after[...]`) dropped, aliases (`raise`, `from`) kept."""
+    `ModelEntry`, `literal[...]`, `function-after[...]`, `constrained-float`) dropped, aliases (`raise`, `from`) kept."""
     out: list[Any] = []
     node: Any = model
     for part in loc:
-        if isinstance(part, str) and ("[" in part or part.startswith("function-")):
+        if isinstance(part, str) and ("[" in part or part.startswith(("function-", "constrained-"))):
             continue
         members = _union_members(node)
         if members is not None and isinstance(part, str) and part in members:
@@ -450,11 +451,17 @@ def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
     if submit is None and not (ffile.handler or provider.file.handler):
         raise doc.error("no submit request: the provider has no protocol and the family no handler", ("models",))
     response = _response_paths(doc, ffile.response, provider.response, ("response",))
+    pricing = None
+    if ffile.pricing is not None:
+        try:
+            pricing = compile_pricing(ffile.pricing, request_fields)
+        except PricingError as exc:
+            raise doc.error(str(exc), ("pricing", *exc.path)) from None
     return FamilySpec(
         name=ffile.family or Path(doc.file).stem,
         file=ffile, source=doc, provider=provider, params=params, body=body, response=response,
         submit=submit, poll=poll, result=result, cancel=cancel, poll_extract=poll_extract,
-        used_fields=frozenset(body.attributes_of("request")), model_fields=model_fields,
+        used_fields=frozenset(body.attributes_of("request")), model_fields=model_fields, pricing=pricing,
     )
 
 

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
+from .pricing_schema import PricingSpec
+
 Status = Literal["queued", "processing", "completed", "failed"]
 # HTTP phases answer with an error status; `job` is a job the provider reports as failed; `output`
 # is a successful result that still carries a refusal (e.g. finish_reason CONTENT_FILTERED).
@@ -168,6 +170,9 @@ class ResponseSpec(_Strict):
     aspect_ratio: PathOrPaths | None = None
     images: PathOrPaths | None = None
     revised_prompt: PathOrPaths | None = None
+    cost: PathOrPaths | None = Field(
+        None, description="What the provider says the job cost, in the family's pricing currency, when its result "
+                          "carries it; it replaces the estimate")
 
 
 class WebhookSpec(_Strict):
@@ -270,6 +275,13 @@ class CheckSpec(_Strict):
     error: str
 
 
+class ExampleCost(_Strict):
+    """An expected estimate: the amount and, optionally, the exact basis text."""
+
+    amount: float | None = Field(description="null: the family prices nothing for this request")
+    basis: str | None = None
+
+
 class ExampleSpec(_Strict):
     """A golden case: a request and the body it must render to (or the error it must raise)."""
 
@@ -281,6 +293,8 @@ class ExampleSpec(_Strict):
     message_contains: str | None = None
     response: Any = Field(None, description="A recorded provider result to extract from")
     result: dict[str, Any] | None = Field(None, description="What `response` must extract to")
+    cost: Union[float, ExampleCost, None] = Field(
+        None, description="The estimate the request must price to: an amount, or {amount, basis}")
 
 
 class ExtraParamsSpec(_Strict):
@@ -343,11 +357,14 @@ class FamilyFile(_Strict):
     shutdown: date | None = Field(None, description="The day the provider stops serving these models: from then "
                                                     "on a call is refused and routes skip them")
     successor: str | None = Field(None, description="The model id to use instead once these models are shut down")
+    pricing: PricingSpec | None = Field(
+        None, description="What a job costs, as the provider publishes it (docs/cost.md); inherited through "
+                          "`extends` whole, `pricing: null` drops the parent's")
     examples: list[ExampleSpec] = Field(default_factory=list)
 
 
 __all__ = [
     "ProviderFile", "FamilyFile", "AuthSpec", "RequestSpec", "JobSpec", "PollSpec", "ProtocolSpec",
     "ProtocolOverride", "ErrorRule", "MediaSpec", "ResponseSpec", "ParamSpec", "RoleSpec", "CheckSpec", "ExampleSpec",
-    "WebhookSpec",
+    "WebhookSpec", "PricingSpec",
 ]

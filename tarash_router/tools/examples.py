@@ -1,4 +1,5 @@
-"""Run a family's golden `examples` offline: request -> rendered body (or error), response -> fields."""
+"""Run a family's golden `examples` offline: request -> rendered body (or error) and estimated cost,
+response -> fields."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from typing import Any
 
 import pydantic
 
+from ..engine.cost import estimate_or_reason
 from ..engine.render import prepare_job
 from ..engine.url_safety import origin_of
 from ..errors import TarashException
 from ..models import ImageGenerationConfig, ImageGenerationRequest, VideoGenerationConfig, VideoGenerationRequest
 from ..specs.compiled import FamilySpec
-from ..specs.schema import ExampleSpec
+from ..specs.schema import ExampleCost, ExampleSpec
 
 
 @dataclass
@@ -70,7 +72,7 @@ def run_example(family: FamilySpec, index: int) -> ExampleFailure | None:
         return failure(f"expected {example.raises}, but the request rendered: {job.payload}")
     if example.body is not None and job.payload != example.body:
         return failure(f"body mismatch:\n  expected {example.body}\n  rendered {job.payload}")
-    problem = _url_problem(job, family)
+    problem = _url_problem(job, family) or _cost_problem(family, example, config.model, request)
     if problem is not None:
         return failure(problem)
     if example.response is not None:
@@ -82,6 +84,25 @@ def run_example(family: FamilySpec, index: int) -> ExampleFailure | None:
         for key, value in expected.items():
             if extracted.get(key) != value:
                 return failure(f"response field {key!r}: expected {value!r}, extracted {extracted.get(key)!r}")
+    return None
+
+
+def _cost_problem(family: FamilySpec, example: ExampleSpec, model: str, request: Any) -> str | None:
+    """An example's `cost:` is the estimate it must price to: an amount (null: unpriced), or
+    {amount, basis} to pin the basis text too."""
+    if "cost" not in example.model_fields_set:
+        return None
+    expected = example.cost
+    amount, basis = (expected.amount, expected.basis) if isinstance(expected, ExampleCost) else (expected, None)
+    found, why = estimate_or_reason(family, model, request)
+    if amount is None:
+        return None if found is None else f"expected no price, estimated {found.amount:g} ({found.basis})"
+    if found is None:
+        return f"expected a cost of {amount:g}, but there is no estimate: {why}"
+    if abs(found.amount - amount) > 1e-9:
+        return f"cost: expected {amount:g}, estimated {found.amount:g} ({found.basis})"
+    if basis is not None and found.basis != basis:
+        return f"cost basis:\n  expected {basis}\n  estimated {found.basis}"
     return None
 
 
