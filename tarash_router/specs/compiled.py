@@ -210,6 +210,15 @@ _CODE_STATUS = object()  # marker: the status comes from `status_codes`
 
 
 @dataclass
+class StatusStream:
+    """A compiled `protocol.stream`: the request, and how its events' logs add up (statuses, progress
+    and errors are read with the poll's `PollExtract`)."""
+
+    request: CompiledRequest
+    incremental_logs: bool = False
+
+
+@dataclass
 class ProviderSpec:
     """A loaded provider file."""
 
@@ -218,6 +227,7 @@ class ProviderSpec:
     source: SourceDoc
     submit: CompiledRequest | None = None
     poll: CompiledRequest | None = None
+    stream: StatusStream | None = None
     result: CompiledRequest | None = None
     cancel: CompiledRequest | None = None
     headers: ValueTree | None = None
@@ -273,6 +283,7 @@ class FamilySpec:
     poll_extract: PollExtract | None
     used_fields: frozenset[str]
     model_fields: dict[str, dict[str, ParamSpec]] = field(default_factory=dict)  # per-model overrides
+    stream: StatusStream | None = None  # the status stream followed instead of polling, when declared
 
     def fields_for(self, model: str) -> dict[str, ParamSpec]:
         """The field constraints for `model`: the family's, with its model entry's overrides."""

@@ -93,12 +93,25 @@ class PollSpec(RequestSpec):
     error_type: str | None = None
 
 
+class StreamSpec(RequestSpec):
+    """The provider's status stream (Server-Sent Events): one long request whose events are the poll's
+    status objects, read with the poll's own paths; the engine follows it instead of polling, and polls
+    from where it stopped if it breaks."""
+
+    incremental_logs: bool = Field(
+        False, description="Each event carries only the logs since the previous one (they are accumulated, so "
+                           "progress updates show all logs so far, as a poll does)")
+
+
 class ProtocolSpec(_Strict):
     """The job lifecycle: submit, then (optionally) poll, fetch the result, cancel."""
 
     submit: RequestSpec
     job: JobSpec | None = None
     poll: PollSpec | None = None
+    stream: StreamSpec | None = Field(
+        None, description="A status stream to follow instead of polling (needs `poll`: its paths read the events, "
+                          "and polling takes over when the stream breaks)")
     status_map: dict[str, Status] = Field(default_factory=dict)
     result: RequestSpec | None = Field(None, description="Omitted: the last poll response is the result")
     cancel: RequestSpec | None = None
@@ -109,6 +122,9 @@ class ProtocolOverride(_Strict):
 
     submit: RequestSpec | None = None
     poll: PollSpec | None = None
+    stream: StreamSpec | None = Field(
+        None, description="Replaces the provider's status stream; a family that replaces `poll` follows no "
+                          "stream unless it declares its own")
     result: RequestSpec | None = None
     cancel: RequestSpec | None = None
 
@@ -342,6 +358,6 @@ class FamilyFile(_Strict):
 
 __all__ = [
     "ProviderFile", "FamilyFile", "AuthSpec", "RequestSpec", "JobSpec", "PollSpec", "ProtocolSpec",
-    "ProtocolOverride", "ErrorRule", "MediaSpec", "ResponseSpec", "ParamSpec", "RoleSpec", "CheckSpec", "ExampleSpec",
-    "WebhookSpec",
+    "ProtocolOverride", "StreamSpec", "ErrorRule", "MediaSpec", "ResponseSpec", "ParamSpec", "RoleSpec", "CheckSpec",
+    "ExampleSpec", "WebhookSpec",
 ]
