@@ -93,13 +93,13 @@ class Streamed:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The (decoded) body, chunk by chunk as it arrives."""
-        iterator = self._response.aiter_bytes()
-        while True:
-            try:
-                chunk = await _scrubbed(self._values, anext(iterator))
-            except StopAsyncIteration:
-                return
-            yield chunk
+        async with contextlib.aclosing(self._response.aiter_bytes()) as iterator:
+            while True:
+                try:
+                    chunk = await _scrubbed(self._values, anext(iterator))
+                except StopAsyncIteration:
+                    return
+                yield chunk
 
     async def read(self, max_bytes: int) -> bytes:
         """The whole body (an error answer), refused past `max_bytes`."""

@@ -29,23 +29,29 @@ class EventDecoder:
         self._data: list[str] = []
         self._size = 0
         self._started = False  # past the optional byte order mark
+        self._after_cr = False  # the last chunk ended in CR
 
     def feed(self, chunk: bytes) -> list[str]:
         """The data of every event `chunk` completes (EventTooLarge past the limit)."""
+        if not chunk:
+            return []
         buffer = self._buffer
         buffer += chunk
         events: list[str] = []
         start = 0
+        if self._after_cr and buffer[:1] == b"\n":  # the LF of a CRLF split across chunks
+            start = 1
+        self._after_cr = False
         while True:
             end = _line_end(buffer, start)
             if end < 0:
                 break
+            step = 1
             if buffer[end] == _CR:
                 if end + 1 == len(buffer):
-                    break  # CR as the last byte: an LF may follow in the next chunk
-                step = 2 if buffer[end + 1] == _LF else 1
-            else:
-                step = 1
+                    self._after_cr = True  # an LF starting the next chunk belongs to this line ending
+                elif buffer[end + 1] == _LF:
+                    step = 2
             if end - start > self.max_event_bytes:
                 raise EventTooLarge(self.max_event_bytes)
             data = self._line(bytes(buffer[start:end]))

@@ -190,6 +190,10 @@ class PollExtract:
     def raw_status(self, http_status: int, data: Any) -> Any:
         if http_status in self.status_codes:
             return _CODE_STATUS
+        return self.body_status(data)
+
+    def body_status(self, data: Any) -> Any:
+        """The status the body gives (the first `status` path that finds one), or None."""
         for path in self.status:
             value = path.first(data)
             if value is not None:

@@ -98,9 +98,18 @@ class StreamSpec(RequestSpec):
     status objects, read with the poll's own paths; the engine follows it instead of polling, and polls
     from where it stopped if it breaks."""
 
+    headers: dict[str, str] = Field(default_factory=dict, validate_default=True,
+                                    description="Accept: text/event-stream unless given here")
     incremental_logs: bool = Field(
         False, description="Each event carries only the logs since the previous one (they are accumulated, so "
                            "progress updates show all logs so far, as a poll does)")
+
+    @field_validator("headers", mode="after")
+    @classmethod
+    def _asks_for_events(cls, headers: dict[str, str]) -> dict[str, str]:
+        if any(name.lower() == "accept" for name in headers):
+            return headers
+        return {"Accept": "text/event-stream", **headers}
 
 
 class ProtocolSpec(_Strict):
