@@ -161,18 +161,22 @@ class Client:
         return await execute(config, request, on_progress, modality, self.runtime, submit_only=True,
                              webhook_url=webhook_url)
 
-    async def handle_webhook_async(self, provider: str, headers: Mapping[str, str], body: bytes | str) -> Job:
+    async def handle_webhook_async(self, provider: str, headers: Mapping[str, str], body: bytes | str, *,
+                                   api_key: str | None = None, base_url: str | None = None) -> Job:
         """Take one webhook delivery (the raw body, as received, and its headers): verify the provider's
         signature, refuse stale or replayed deliveries (WebhookError, with `reason`), and complete the
-        journaled job once. A second delivery of a finished job changes nothing and returns it."""
+        journaled job once. A second delivery of a finished job changes nothing and returns it.
+        A signing secret that is not configured (Replicate's) is fetched from the provider's API once,
+        with `api_key` (default: the provider's key variable) at `base_url` (default: its file's)."""
         receiver = getattr(self, "_webhooks", None)
         if receiver is None:
             receiver = self._webhooks = WebhookReceiver(self.runtime.settings)
-        return await receiver.handle(self.runtime, provider, headers, body)
+        return await receiver.handle(self.runtime, provider, headers, body, api_key=api_key, base_url=base_url)
 
-    def handle_webhook(self, provider: str, headers: Mapping[str, str], body: bytes | str) -> Job:
+    def handle_webhook(self, provider: str, headers: Mapping[str, str], body: bytes | str, *,
+                       api_key: str | None = None, base_url: str | None = None) -> Job:
         """Blocking `handle_webhook_async`."""
-        return run_sync(self.handle_webhook_async(provider, headers, body))
+        return run_sync(self.handle_webhook_async(provider, headers, body, api_key=api_key, base_url=base_url))
 
     async def get_job_async(self, job_id: str, *, api_key: str | None = None, base_url: str | None = None,
                             provider_config: dict[str, Any] | None = None) -> Job:

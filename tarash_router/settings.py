@@ -81,7 +81,8 @@ class TarashSettings(BaseSettings):
     # (https://docs.fal.ai/model-apis/model-endpoints/webhooks); the keys are cached for a day.
     fal_webhook_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
     # Replicate signs deliveries with the account's `whsec_...` secret (Standard Webhooks;
-    # https://replicate.com/docs/topics/webhooks/verify-webhook); GET /v1/webhooks/default/secret shows it.
+    # https://replicate.com/docs/topics/webhooks/verify-webhook). Unset: the client fetches it once with
+    # the API token from GET /v1/webhooks/default/secret and keeps it.
     replicate_webhook_secret: SecretStr | None = None
     # A delivery whose timestamp is further than this from now is refused (replayed or stale).
     webhook_tolerance: float = Field(300.0, gt=0)

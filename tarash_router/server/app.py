@@ -126,7 +126,8 @@ def create_app(client: Client, keys: Sequence[str], *, events_interval: float = 
         except WebhookError as exc:
             if exc.reason == "replay":  # handled before: the provider may stop retrying
                 return JSONResponse({"ok": True, "replay": True})
-            status = 401 if exc.reason in ("signature", "stale") else 400
+            # A secret we could not get: nothing was checked, so the provider should deliver again later.
+            status = 401 if exc.reason in ("signature", "stale") else 503 if exc.reason == "secret" else 400
             return JSONResponse({"error": "WebhookError", "reason": exc.reason, "message": exc.message},
                                 status_code=status)
         except TarashException as exc:

@@ -223,6 +223,14 @@ class StatusStream:
 
 
 @dataclass
+class WebhookSecret:
+    """A compiled `webhook.secret`: the URL template and where the answer keeps the secret."""
+
+    url: ValueTree
+    key: JsonPath
+
+
+@dataclass
 class ProviderSpec:
     """A loaded provider file."""
 
@@ -239,6 +247,7 @@ class ProviderSpec:
     poll_extract: PollExtract | None = None
     upload_steps: list[CompiledRequest] = field(default_factory=list)
     upload_url: ValueTree | None = None
+    webhook_secret: WebhookSecret | None = None
     error_rules: list[CompiledErrorRule] = field(default_factory=list)
     response: ResponsePaths | None = None
 

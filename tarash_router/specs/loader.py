@@ -13,7 +13,7 @@ import pydantic
 from ..errors import SpecError
 from .compiled import (
     BODY_NAMES, IMAGE_ROLES, JOB_NAMES, REQUEST_FIELDS, SUBMIT_NAMES, UPLOAD_NAMES, CompiledErrorRule, CompiledRequest,
-    FamilySpec, Params, PollExtract, ProviderSpec, ResponsePaths, StatusStream,
+    FamilySpec, Params, PollExtract, ProviderSpec, ResponsePaths, StatusStream, WebhookSecret,
 )
 from .jsonpaths import JsonPath, JsonPathSyntaxError
 from .schema import FamilyFile, ParamSpec, ProviderFile, RoleSpec
@@ -171,6 +171,8 @@ def load_provider(doc: SourceDoc) -> ProviderSpec:
         except re.error as exc:
             raise doc.error(f"invalid regex in `matches`: {exc}", ("errors", index, "matches")) from None
     spec.response = _response_paths(doc, pfile.response, None, ("response",))
+    if pfile.webhook is not None and pfile.webhook.secret is not None:
+        spec.webhook_secret = _webhook_secret(doc, pfile.webhook)
     upload = pfile.media.upload
     if upload is not None:
         path = ("media", "upload")
@@ -182,6 +184,19 @@ def load_provider(doc: SourceDoc) -> ProviderSpec:
         except LeafError as exc:
             raise doc.error(str(exc.error), (*path, *exc.path)) from None
     return spec
+
+
+def _webhook_secret(doc: SourceDoc, webhook: Any) -> WebhookSecret:
+    path = ("webhook", "secret")
+    if webhook.signature != "standard-webhooks":
+        raise doc.error("only a standard-webhooks secret can be fetched (fal's keys come from its JWKS)",
+                        path)
+    try:
+        url = ValueTree(webhook.secret.url, ("url",))
+        url.check_names(("base_url",))
+    except LeafError as exc:
+        raise doc.error(str(exc.error), (*path, *exc.path)) from None
+    return WebhookSecret(url, _jsonpath(doc, webhook.secret.key, (*path, "key")))
 
 
 def _compile_request_headers(doc: SourceDoc, headers: dict[str, str]) -> ValueTree:

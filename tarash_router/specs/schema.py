@@ -195,6 +195,14 @@ class ResponseSpec(_Strict):
     revised_prompt: PathOrPaths | None = None
 
 
+class WebhookSecretSpec(_Strict):
+    """Where the account's signing secret can be fetched with the API key, when it is not configured
+    (Replicate: GET /v1/webhooks/default/secret -> {"key": "whsec_..."})."""
+
+    url: str = Field(description="Template of the URL (reads base_url); the provider's auth header is sent")
+    key: str = Field("$.key", description="JSONPath of the whsec_ secret in the answer")
+
+
 class WebhookSpec(_Strict):
     """The provider's own webhook: where a submit carries the caller's URL, how deliveries are signed
     and where a delivery keeps the job id, its status and its result."""
@@ -212,6 +220,9 @@ class WebhookSpec(_Strict):
         default_factory=dict, description="Delivery statuses to job states (default: the protocol's status_map)")
     result: str = Field("$", description="JSONPath of the result the family's response paths read")
     error: str | None = Field(None, description="JSONPath of the error message of a failed job")
+    secret: WebhookSecretSpec | None = Field(
+        None, description="standard-webhooks: fetch the signing secret from the provider's API when "
+                          "TARASH_<PROVIDER>_WEBHOOK_SECRET is unset (kept by the client)")
 
     @field_validator("body", mode="after")
     @classmethod
@@ -368,5 +379,5 @@ class FamilyFile(_Strict):
 __all__ = [
     "ProviderFile", "FamilyFile", "AuthSpec", "RequestSpec", "JobSpec", "PollSpec", "ProtocolSpec",
     "ProtocolOverride", "StreamSpec", "ErrorRule", "MediaSpec", "ResponseSpec", "ParamSpec", "RoleSpec", "CheckSpec",
-    "ExampleSpec", "WebhookSpec",
+    "ExampleSpec", "WebhookSpec", "WebhookSecretSpec",
 ]
