@@ -21,7 +21,7 @@ from .engine.client import ClientPool
 from .engine.runtime import PROCESS_TRANSPORTS, Runtime
 from .engine.sync import run_sync
 from .engine.transports import TransportTable
-from .engine.webhooks import WebhookReceiver
+from .engine.webhooks import ProviderWebhookUrl, WebhookReceiver
 from .errors import GenerationFailedError, JobMayExistError, TarashException, ValidationError
 from .journal import JobStore, open_journal
 from .journal.idempotency import HeldClaim, run_idempotent
@@ -126,32 +126,37 @@ class Client:
     # ------------------------------------------------------------ jobs that outlive the call
 
     async def submit_video_async(self, config: VideoGenerationConfig | str, request: VideoGenerationRequest,
-                                 on_progress: ProgressCallback | None = None, *, webhook_url: str | None = None) -> Job:
+                                 on_progress: ProgressCallback | None = None, *,
+                                 webhook_url: str | ProviderWebhookUrl | None = None) -> Job:
         """Validate, pick a target (routing, skips and fallback apply at submit), submit once, journal
         the job and return it at once. `wait(job.id)` (here or in any process sharing the journal)
         collects the video. With `webhook_url` the provider reports the finished job there (its own
         webhook parameter, as its provider file declares; a provider without one refuses it before
-        anything is sent); hand each delivery to `handle_webhook`."""
+        anything is sent); hand each delivery to `handle_webhook`. A `ProviderWebhookUrl` (a URL with
+        `{provider}` in it) gives each target of a route its provider's URL, and none to a target whose
+        provider declares no webhook (that job is polled)."""
         return await self._submit(config, request, on_progress, "video", webhook_url)
 
     def submit_video(self, config: VideoGenerationConfig | str, request: VideoGenerationRequest,
-                     on_progress: ProgressCallback | None = None, *, webhook_url: str | None = None) -> Job:
+                     on_progress: ProgressCallback | None = None, *,
+                     webhook_url: str | ProviderWebhookUrl | None = None) -> Job:
         """Blocking `submit_video_async` (it blocks only for the submit)."""
         return run_sync(self.submit_video_async(config, request, on_progress, webhook_url=webhook_url))
 
     async def submit_image_async(self, config: ImageGenerationConfig | str, request: ImageGenerationRequest,
                                  on_progress: ImageProgressCallback | None = None, *,
-                                 webhook_url: str | None = None) -> Job:
+                                 webhook_url: str | ProviderWebhookUrl | None = None) -> Job:
         """`submit_video_async` for images."""
         return await self._submit(config, request, on_progress, "image", webhook_url)
 
     def submit_image(self, config: ImageGenerationConfig | str, request: ImageGenerationRequest,
-                     on_progress: ImageProgressCallback | None = None, *, webhook_url: str | None = None) -> Job:
+                     on_progress: ImageProgressCallback | None = None, *,
+                     webhook_url: str | ProviderWebhookUrl | None = None) -> Job:
         """Blocking `submit_image_async`."""
         return run_sync(self.submit_image_async(config, request, on_progress, webhook_url=webhook_url))
 
     async def _submit(self, config: Any, request: Any, on_progress: Any, modality: str,
-                      webhook_url: str | None = None) -> Job:
+                      webhook_url: str | ProviderWebhookUrl | None = None) -> Job:
         if request.idempotency_key:
             raise ValidationError("idempotency keys are taken by generate_video/generate_image; a submitted job "
                                   "is already named by the id submit returns (keep it)")

@@ -64,6 +64,37 @@ JWKS_MAX_KEYS = 16
 JWKS_MAX_BYTES = 64 * 1024
 
 
+class ProviderWebhookUrl:
+    """A webhook URL chosen per target, for a submit whose targets may be of several providers (the
+    gateway's): `template` with `{provider}` in it, for a target whose provider declares a webhook;
+    a target whose provider declares none is submitted without one, and polled."""
+
+    def __init__(self, template: str) -> None:
+        if "{provider}" not in template:
+            raise ValueError("a per-provider webhook URL names the provider: put {provider} in it")
+        self.template = template
+
+    def for_target(self, family: FamilySpec | None) -> str | None:
+        if family is None or family.provider.file.webhook is None:
+            return None
+        return self.template.replace("{provider}", family.provider.name)
+
+    def __repr__(self) -> str:
+        return f"ProviderWebhookUrl({self.template!r})"
+
+
+def webhook_url_for(family: FamilySpec | None, config: Any, url: str | ProviderWebhookUrl | None) -> str | None:
+    """The URL the target's submit carries: a plain URL is checked (a provider without a webhook refuses
+    it); a per-provider one gives the target's own, or none."""
+    if isinstance(url, ProviderWebhookUrl):
+        url = url.for_target(family)
+        if url is None:
+            return None
+    if url is not None:
+        check_webhook_url(family, config, url)
+    return url
+
+
 def check_webhook_url(family: FamilySpec | None, config: Any, url: str) -> None:
     """Refuse `webhook_url` before anything is sent when the target's provider declares no webhook."""
     provider = config.provider
@@ -322,4 +353,5 @@ def _b64url(value: str) -> bytes:
     return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
 
 
-__all__ = ["WebhookReceiver", "JwksCache", "check_webhook_url", "complete", "verify_fal", "verify_standard"]
+__all__ = ["WebhookReceiver", "JwksCache", "ProviderWebhookUrl", "check_webhook_url", "complete", "verify_fal",
+           "verify_standard", "webhook_url_for"]

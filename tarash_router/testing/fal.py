@@ -107,9 +107,10 @@ class FalJob(StatusScript):
     # responses point them at another origin.
     url_base: str | None = None
     # The status stream: seconds between events, and between keep-alive comments while the script's
-    # last step holds; an HTTP failure answered instead of the stream; a fault after the first event: "drop" (connection reset), "malformed" (an event that is not
-    # JSON), "idle" (silence, never closed), "oversized" (one event of ``stream_oversize`` bytes),
-    # "flood" (keep-alive comments without end), "end" (closed without COMPLETED).
+    # last step holds; an HTTP failure answered instead of the stream; a fault after the first event:
+    # "drop" (connection reset), "malformed" (an event that is not JSON), "idle" (silence, never
+    # closed), "oversized" (one event of ``stream_oversize`` bytes), "flood" (keep-alive comments
+    # without end), "end" (closed without COMPLETED).
     stream_interval: float = 0.01
     stream_keepalive: float = 1.0  # fal comments every 15 s
     stream_failure: Failure | None = None

@@ -49,9 +49,9 @@ async def follow_stream(call: Call, read_status: ReadStatus) -> AsyncIterator[St
     logs: list[Any] = []
     failure: TarashException | None = None
     try:
-        async with open_stream(call.pool.streams(call.provider), prepared.method, prepared.url, headers=prepared.headers,
-                               secret_headers=prepared.secret_headers, params=prepared.query or None,
-                               timeout=timeout) as response:
+        async with open_stream(call.pool.streams(call.provider), prepared.method, prepared.url,
+                               headers=prepared.headers, secret_headers=prepared.secret_headers,
+                               params=prepared.query or None, timeout=timeout) as response:
             await _check_answer(call, response)
             # Closed explicitly, each generator in turn: one left to the garbage collector would
             # close later, on a task of its own.
