@@ -29,6 +29,8 @@ from ..transport import Call, Status
 
 logger = logging.getLogger("tarash_router.engine")
 EVENT_STREAM = "text/event-stream"
+FINISHED = ("completed", "failed")
+DRAIN_SECONDS = 1.0  # how long the end of a stream is awaited after its final event
 _ERROR_BODY_MAX = 64 * 1024  # an error answer to the stream request is read only for its message
 
 # (call, the event's JSON object, its text) -> the Status a poll answering that object would give
@@ -62,6 +64,8 @@ async def follow_stream(call: Call, read_status: ReadStatus) -> AsyncIterator[St
                     if stream.incremental_logs:  # shown as a poll shows them: every log so far
                         logs.extend(status.logs or ())
                         status.logs = list(logs) if logs else status.logs
+                    if status.state in FINISHED:  # the provider closes the stream now: read it to its end
+                        await _drain(events)
                     yield status
     except NoStreamSlot:
         logger.debug("%s job %s: every status stream slot is taken; polling", call.provider, call.job_id)
@@ -75,6 +79,15 @@ async def follow_stream(call: Call, read_status: ReadStatus) -> AsyncIterator[St
         failure = _broken(call, f"{exc} (limit: status_stream_max_event_bytes)")
     if failure is not None:
         raise failure  # outside the except block: the transport error's text stays out of the chain
+
+
+async def _drain(events: AsyncIterator[str]) -> None:
+    """Read what follows the final event, briefly: a response read to its end leaves its connection
+    reusable and nothing half-read behind; one that does not end soon is closed as it is."""
+    with contextlib.suppress(TimeoutError, TarashException, httpx.HTTPError, ResponseTooLarge, EventTooLarge):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in events:
+                pass
 
 
 async def _check_answer(call: Call, response: Streamed) -> None:
