@@ -537,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         log("B5 submit without waiting ...")
         results["b5"] = bench_b5(10 if args.quick else 50)
     if "b6" in only:
-        log("B6 requests per job, webhooks vs polling ...")
+        log("B6 requests per job: webhooks, status stream, polling ...")
         results["b6"] = bench_b6(10 if args.quick else 50)
     if "b4" in only:
         log("B4 polling efficiency ...")
