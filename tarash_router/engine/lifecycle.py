@@ -291,19 +291,20 @@ class Lifecycle:
         events = watch(self.call) if watch is not None and self.settings.status_stream else None
         if events is None:
             return None
-        call = self.call
+        call, received = self.call, 0
         async with contextlib.aclosing(events):  # type: ignore[type-var]
             while True:
                 try:
                     status = await anext(events)
-                except StopAsyncIteration:
-                    logger.info("%s job %s: the status stream ended before the job finished; polling",
-                                call.provider, self.job_id)
+                except StopAsyncIteration:  # ended early; with no event at all there was no stream (slots full)
+                    logger.log(logging.INFO if received else logging.DEBUG, "%s job %s: the status stream ended "
+                               "before the job finished; polling", call.provider, self.job_id)
                     return None
                 except TarashException as exc:
                     logger.info("%s job %s: the status stream broke (%s: %s); polling", call.provider, self.job_id,
                                 type(exc).__name__, exc.message)
                     return None
+                received += 1
                 if await self._advance(status):
                     return status
 
