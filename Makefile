@@ -21,7 +21,8 @@ test: $(BIN)/tarash-router
 	$(BIN)/python -m pytest -q
 	# The tests that exercise the wire once more on httpx's own connection layer (aiohttp's is the default).
 	TARASH_TRANSPORT=httpx $(BIN)/python -m pytest -q tests/test_faults.py tests/test_hardening_http.py \
-		tests/test_fal_engine.py tests/test_lifecycle.py tests/test_replicate.py tests/test_secrets_all_providers.py
+		tests/test_fal_engine.py tests/test_lifecycle.py tests/test_replicate.py tests/test_secrets_all_providers.py \
+		tests/test_status_stream.py
 	$(BIN)/lint-imports --no-cache   # the layer contracts in pyproject.toml (docs/architecture.md)
 	$(MAKE) --no-print-directory docs
 

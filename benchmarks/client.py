@@ -5,7 +5,7 @@
     python -m benchmarks.client specs [--dir DIR]          # load + compile specs (built-in by default)
     python -m benchmarks.client b3                         # render / extract microbenchmarks
     python -m benchmarks.client b5 --url URL --jobs K      # submit without waiting (jobs API)
-    python -m benchmarks.client b6 --jobs K                # requests per job: webhooks vs polling
+    python -m benchmarks.client b6 --jobs K                # requests per job: webhooks, status stream, polling
 
 CPU is `resource.getrusage(RUSAGE_SELF)` (user + sys, all threads) around the measured section
 only; peak RSS is the process's `ru_maxrss`. The import-time probe lives in `run.py`
@@ -210,7 +210,8 @@ def cmd_b5(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_b6(args: argparse.Namespace) -> dict[str, Any]:
-    """Requests per job at the provider: webhooks (submit, then fal POSTs the result) vs polling."""
+    """Requests per job at the provider: webhooks (submit, then fal POSTs the result), the status stream
+    (one long request per job) and polling."""
     import os
 
     from aiohttp import web
@@ -220,10 +221,11 @@ def cmd_b6(args: argparse.Namespace) -> dict[str, Any]:
     from tarash_router.testing import FakeFal, FalJob
 
     os.environ["TARASH_ALLOW_PRIVATE_URLS"] = "1"  # the fake and the receiver are on loopback
+    script = FalJob(statuses=["IN_QUEUE", "IN_PROGRESS", "IN_PROGRESS", "IN_PROGRESS", "COMPLETED"])
 
     async def main() -> dict[str, Any]:
         with FakeFal() as fal:
-            fal.default_job = FalJob(statuses=["IN_QUEUE", "IN_PROGRESS", "IN_PROGRESS", "IN_PROGRESS", "COMPLETED"])
+            fal.default_job = script
             settings = TarashSettings(fal_webhook_jwks_url=fal.jwks_url)
             config = VideoGenerationConfig(provider="fal", model=MODEL, api_key=API_KEY, base_url=fal.base_url,
                                            poll_interval=0.02, timeout=60)
@@ -247,14 +249,20 @@ def cmd_b6(args: argparse.Namespace) -> dict[str, Any]:
                         break
                     await asyncio.sleep(0.02)
                 webhook_requests = len(fal.requests)
-                fal.clear()
-                fal.default_job = FalJob(statuses=["IN_QUEUE", "IN_PROGRESS", "IN_PROGRESS", "IN_PROGRESS",
-                                                   "COMPLETED"])
-                await asyncio.gather(*(client.generate_video_async(config, VideoGenerationRequest(
-                    prompt=PROMPT.format(i=i))) for i in range(args.jobs)))
-                polling_requests = len(fal.requests)
                 await runner.cleanup()
+
+            async def generate_all(settings: TarashSettings) -> int:
+                fal.clear()
+                fal.default_job = script
+                async with Client(journal="memory", settings=settings) as client:
+                    await asyncio.gather(*(client.generate_video_async(config, VideoGenerationRequest(
+                        prompt=PROMPT.format(i=i))) for i in range(args.jobs)))
+                return len(fal.requests)
+
+            stream_requests = await generate_all(TarashSettings(status_stream=True))
+            polling_requests = await generate_all(TarashSettings(status_stream=False))
         return {"jobs": args.jobs, "requests_per_job_webhooks": webhook_requests / args.jobs,
+                "requests_per_job_stream": stream_requests / args.jobs,
                 "requests_per_job_polling": polling_requests / args.jobs}
 
     return asyncio.run(main())
@@ -339,6 +347,12 @@ def main(argv: list[str] | None = None) -> None:
     b3 = sub.add_parser("b3")
     b3.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
+    if args.cmd in ("b1", "b4", "b5"):
+        # They measure the polling engine (against a hand-written polling client, and polling's pace):
+        # jobs poll, as before status streams. B6 compares the stream with polling itself.
+        import os
+
+        os.environ.setdefault("TARASH_STATUS_STREAM", "0")
     result = {"b1": cmd_b1, "b4": cmd_b4, "specs": cmd_specs, "b3": cmd_b3, "b5": cmd_b5,
               "b6": cmd_b6}[args.cmd](args)
     sys.stdout.write(json.dumps(result) + "\n")

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from tarash_router.testing.fal import COMPLETED, IN_PROGRESS, IN_QUEUE, FakeFal, FalJob, FalJobState
 
-KINDS = ("submit", "status", "result", "cancel", "other")
+KINDS = ("submit", "status", "stream", "result", "cancel", "other")
 
 
 def _cpu_seconds() -> float:
@@ -69,6 +69,8 @@ class BenchFal(FakeFal):
             kind = "submit" if request.method == "POST" else "other"
         elif path.endswith("/status"):
             kind = "status"
+        elif path.endswith("/status/stream"):
+            kind = "stream"
         elif path.endswith("/cancel"):
             kind = "cancel"
         else:

@@ -115,14 +115,14 @@ def submit_image(config: ImageGenerationConfig | str, request: ImageGenerationRe
     return run_sync(submit_image_async(config, request, on_progress, webhook_url=webhook_url))
 
 
-async def handle_webhook_async(provider: str, headers: Mapping[str, str], body: bytes | str) -> Job:
+async def handle_webhook_async(provider: str, headers: Mapping[str, str], body: bytes | str, **kwargs: Any) -> Job:
     """Verify one webhook delivery and complete its journaled job once (see `Client.handle_webhook_async`)."""
-    return await default_client().handle_webhook_async(provider, headers, body)
+    return await default_client().handle_webhook_async(provider, headers, body, **kwargs)
 
 
-def handle_webhook(provider: str, headers: Mapping[str, str], body: bytes | str) -> Job:
+def handle_webhook(provider: str, headers: Mapping[str, str], body: bytes | str, **kwargs: Any) -> Job:
     """Blocking `handle_webhook_async`."""
-    return run_sync(handle_webhook_async(provider, headers, body))
+    return run_sync(handle_webhook_async(provider, headers, body, **kwargs))
 
 
 async def get_job_async(job_id: str, **kwargs: Any) -> Job:

@@ -21,7 +21,7 @@ from .engine.client import ClientPool
 from .engine.runtime import PROCESS_TRANSPORTS, Runtime
 from .engine.sync import run_sync
 from .engine.transports import TransportTable
-from .engine.webhooks import WebhookReceiver
+from .engine.webhooks import ProviderWebhookUrl, WebhookReceiver
 from .errors import GenerationFailedError, JobMayExistError, TarashException, ValidationError
 from .journal import JobStore, open_journal
 from .journal.idempotency import HeldClaim, run_idempotent, submit_once
@@ -130,34 +130,39 @@ class Client:
     # ------------------------------------------------------------ jobs that outlive the call
 
     async def submit_video_async(self, config: VideoGenerationConfig | str, request: VideoGenerationRequest,
-                                 on_progress: ProgressCallback | None = None, *, webhook_url: str | None = None) -> Job:
+                                 on_progress: ProgressCallback | None = None, *,
+                                 webhook_url: str | ProviderWebhookUrl | None = None) -> Job:
         """Validate, pick a target (routing, skips and fallback apply at submit), submit once, journal
         the job and return it at once. `wait(job.id)` (here or in any process sharing the journal)
         collects the video. With `webhook_url` the provider reports the finished job there (its own
         webhook parameter, as its provider file declares; a provider without one refuses it before
-        anything is sent); hand each delivery to `handle_webhook`. A request with an
-        `idempotency_key` is submitted once per key: submitting it again (a task delivered twice)
-        returns the first submit's job, as the journal holds it now, and sends nothing."""
+        anything is sent); hand each delivery to `handle_webhook`. A `ProviderWebhookUrl` (a URL with
+        `{provider}` in it) gives each target of a route its provider's URL, and none to a target whose
+        provider declares no webhook (that job is polled). A request with an `idempotency_key` is
+        submitted once per key: submitting it again (a task delivered twice) returns the first
+        submit's job, as the journal holds it now, and sends nothing."""
         return await self._submit(config, request, on_progress, "video", webhook_url)
 
     def submit_video(self, config: VideoGenerationConfig | str, request: VideoGenerationRequest,
-                     on_progress: ProgressCallback | None = None, *, webhook_url: str | None = None) -> Job:
+                     on_progress: ProgressCallback | None = None, *,
+                     webhook_url: str | ProviderWebhookUrl | None = None) -> Job:
         """Blocking `submit_video_async` (it blocks only for the submit)."""
         return run_sync(self.submit_video_async(config, request, on_progress, webhook_url=webhook_url))
 
     async def submit_image_async(self, config: ImageGenerationConfig | str, request: ImageGenerationRequest,
                                  on_progress: ImageProgressCallback | None = None, *,
-                                 webhook_url: str | None = None) -> Job:
+                                 webhook_url: str | ProviderWebhookUrl | None = None) -> Job:
         """`submit_video_async` for images."""
         return await self._submit(config, request, on_progress, "image", webhook_url)
 
     def submit_image(self, config: ImageGenerationConfig | str, request: ImageGenerationRequest,
-                     on_progress: ImageProgressCallback | None = None, *, webhook_url: str | None = None) -> Job:
+                     on_progress: ImageProgressCallback | None = None, *,
+                     webhook_url: str | ProviderWebhookUrl | None = None) -> Job:
         """Blocking `submit_image_async`."""
         return run_sync(self.submit_image_async(config, request, on_progress, webhook_url=webhook_url))
 
     async def _submit(self, config: Any, request: Any, on_progress: Any, modality: str,
-                      webhook_url: str | None = None) -> Job:
+                      webhook_url: str | ProviderWebhookUrl | None = None) -> Job:
         async def submit(claim: HeldClaim | None = None) -> Job:
             if isinstance(config, str):
                 return await self.router.run(config, request, on_progress, modality, claim, submit_only=True,
@@ -181,18 +186,22 @@ class Client:
         chain = collect_fallback_chain(config)
         return "|".join(f"{c.provider}/{c.model}" for c in chain), sum(c.timeout for c in chain), False
 
-    async def handle_webhook_async(self, provider: str, headers: Mapping[str, str], body: bytes | str) -> Job:
+    async def handle_webhook_async(self, provider: str, headers: Mapping[str, str], body: bytes | str, *,
+                                   api_key: str | None = None, base_url: str | None = None) -> Job:
         """Take one webhook delivery (the raw body, as received, and its headers): verify the provider's
         signature, refuse stale or replayed deliveries (WebhookError, with `reason`), and complete the
-        journaled job once. A second delivery of a finished job changes nothing and returns it."""
+        journaled job once. A second delivery of a finished job changes nothing and returns it.
+        A signing secret that is not configured (Replicate's) is fetched from the provider's API once,
+        with `api_key` (default: the provider's key variable) at `base_url` (default: its file's)."""
         receiver = getattr(self, "_webhooks", None)
         if receiver is None:
             receiver = self._webhooks = WebhookReceiver(self.runtime.settings)
-        return await receiver.handle(self.runtime, provider, headers, body)
+        return await receiver.handle(self.runtime, provider, headers, body, api_key=api_key, base_url=base_url)
 
-    def handle_webhook(self, provider: str, headers: Mapping[str, str], body: bytes | str) -> Job:
+    def handle_webhook(self, provider: str, headers: Mapping[str, str], body: bytes | str, *,
+                       api_key: str | None = None, base_url: str | None = None) -> Job:
         """Blocking `handle_webhook_async`."""
-        return run_sync(self.handle_webhook_async(provider, headers, body))
+        return run_sync(self.handle_webhook_async(provider, headers, body, api_key=api_key, base_url=base_url))
 
     async def get_job_async(self, job_id: str, *, api_key: str | None = None, base_url: str | None = None,
                             provider_config: dict[str, Any] | None = None) -> Job:

@@ -149,9 +149,11 @@ class AccountAtLimitError(TarashException):
 
 class WebhookError(TarashException):
     """A webhook delivery was refused: `reason` is `signature` (missing or bad), `stale` (timestamp
-    outside the tolerance), `replay` (this delivery id was handled before), `unknown_job`, `malformed`
-    or `unsupported` (the provider declares no webhook). Answer `replay` with 200 (the delivery was
-    handled) and anything else with 400/401, so the provider retries only what may yet succeed."""
+    outside the tolerance), `replay` (this delivery id was handled before), `unknown_job`, `malformed`,
+    `unsupported` (the provider declares no webhook) or `secret` (the signing secret is not configured
+    and could not be fetched from the provider's API, so nothing could be checked). Answer `replay`
+    with 200 (the delivery was handled), `secret` with 503 (retry once the secret is to be had) and
+    anything else with 400/401, so the provider retries only what may yet succeed."""
 
     def __init__(self, message: str, *args: Any, reason: str = "signature", **kwargs: Any) -> None:
         super().__init__(message, *args, **kwargs)

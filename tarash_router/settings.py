@@ -45,6 +45,18 @@ class TarashSettings(BaseSettings):
     # caller learns of a finished job within ~10% of its duration while long jobs cost few requests.
     poll_backoff: float = Field(0.1, ge=0)
     poll_interval_max: float = Field(30.0, gt=0)
+    # Status streams (docs/jobs.md): a provider file may declare one (`protocol.stream`, fal's
+    # Server-Sent Events); a job then waits on one long request instead of polling, and polls from
+    # where it stopped if it breaks. 0 turns them off: every job polls.
+    status_stream: bool = True
+    # A stream that sends nothing (not even the provider's keep-alive comment; fal sends one every
+    # 15 s) for this long is given up for polling.
+    status_stream_idle_timeout: float = Field(45.0, gt=0)
+    # Largest single event (or line) read from a stream; a larger one breaks the stream for polling.
+    status_stream_max_event_bytes: int = Field(1024 * 1024, gt=0)
+    # Streams held open at once per provider (each holds a connection, apart from the request pool);
+    # jobs beyond this poll.
+    status_stream_max: int = Field(100, ge=1)
     # Job journal: "memory" (default), "sqlite:///path/to/jobs.db" or "redis://host:6379/0".
     journal: str = "memory"
     # Circuit-breaker state for routes: "memory" (per process) or "redis://host:6379/0" (shared).
@@ -73,7 +85,8 @@ class TarashSettings(BaseSettings):
     # (https://docs.fal.ai/model-apis/model-endpoints/webhooks); the keys are cached for a day.
     fal_webhook_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
     # Replicate signs deliveries with the account's `whsec_...` secret (Standard Webhooks;
-    # https://replicate.com/docs/topics/webhooks/verify-webhook); GET /v1/webhooks/default/secret shows it.
+    # https://replicate.com/docs/topics/webhooks/verify-webhook). Unset: the client fetches it once with
+    # the API token from GET /v1/webhooks/default/secret and keeps it.
     replicate_webhook_secret: SecretStr | None = None
     # A delivery whose timestamp is further than this from now is refused (replayed or stale).
     webhook_tolerance: float = Field(300.0, gt=0)

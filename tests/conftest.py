@@ -56,6 +56,13 @@ def setting(monkeypatch):
     get_settings.cache_clear()
 
 
+@pytest.fixture
+def polling(setting):
+    """Status streams off (TARASH_STATUS_STREAM=0), so jobs poll: for tests whose faults are scripted
+    on polls (fal's jobs otherwise wait on its status stream; tests/test_status_stream.py tests that)."""
+    setting("TARASH_STATUS_STREAM", "0")
+
+
 # Providers retired Sora 2 (2026-09-24, on OpenAI and Azure), DALL-E 2 and 3 (2026-05-12; on Azure
 # 2026-02-18), gpt-image-1 (2026-10-23), gpt-image-1-mini and 1.5 (2026-12-01), Runway's gen4_aleph
 # (2026-07-30), Imagen (2026-08-17), the Gemini image previews and Gemini 2.5 Flash Image

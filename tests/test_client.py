@@ -77,6 +77,7 @@ def test_two_clients_keep_their_specs_routes_journals_and_handlers_apart(tmp_pat
 
 def test_a_client_resumes_and_explains_with_its_own_parts(tmp_path, fal):
     fal.queue(FalJob(statuses=["IN_QUEUE", "IN_PROGRESS", "COMPLETED"], poll_failures={1: _forbidden()},
+                     stream_failure=_forbidden(),
                      cancel_failures=[_server_error()]))
     with Client(routes=[_routes(tmp_path / "r.yaml", "main", "fal", "fal-ai/veo3/fast", fal)]) as client:
         with pytest.raises(Exception) as caught:  # noqa: B017 - the refused poll gives the job up

@@ -326,6 +326,63 @@ def test_delay_triggers_client_timeout(fal: FakeFal, client: httpx.Client) -> No
         client.post(f"{fal.base_url}/fal-ai/veo3", json={"prompt": "slow"}, timeout=0.1)
 
 
+# -- status stream ------------------------------------------------------------------------------
+
+
+def stream_events(client: httpx.Client, status_url: str) -> tuple[httpx.Response, list[dict]]:
+    """GET the status stream to its end: the response and its events' data, parsed."""
+    with client.stream("GET", f"{status_url}/stream", params={"logs": "1"}) as response:
+        lines = [line for line in response.iter_lines()]
+    return response, [json.loads(line[len("data: "):]) for line in lines if line.startswith("data: ")]
+
+
+def test_status_stream_sends_each_step_and_closes_after_completed(fal: FakeFal, client: httpx.Client) -> None:
+    fal.queue(FalJob(statuses=["IN_QUEUE", "IN_PROGRESS", "IN_PROGRESS", "COMPLETED"]))
+    env = submit(client, fal)
+    response, events = stream_events(client, env["status_url"])
+    assert response.status_code == 200 and response.headers["content-type"] == "text/event-stream"
+    assert [e["status"] for e in events] == ["IN_QUEUE", "IN_PROGRESS", "IN_PROGRESS", "COMPLETED"]
+    assert events[0]["queue_position"] == 0 and events[0]["request_id"] == env["request_id"]
+    assert [e["logs"][0]["message"] for e in events[1:3]] == ["step 1/2", "step 2/2"]  # each step's own logs
+    assert fal.status_streams(env["request_id"]) == 1 and fal.status_polls(env["request_id"]) == 0
+    assert client.get(env["response_url"]).status_code == 200  # the job is done
+
+
+def test_status_stream_holds_an_unfinished_job_with_keep_alives_until_cancelled(fal: FakeFal,
+                                                                                client: httpx.Client) -> None:
+    fal.queue(FalJob(statuses=["IN_QUEUE"], stream_keepalive=0.05))
+    env = submit(client, fal)
+    received: list[str] = []
+    with client.stream("GET", f"{env['status_url']}/stream") as response:
+        for line in response.iter_lines():
+            received.append(line)
+            if received.count(": keep-alive") == 2:
+                client.put(env["cancel_url"])
+    data = [json.loads(line[6:]) for line in received if line.startswith("data: ")]
+    assert [e["status"] for e in data] == ["IN_QUEUE", "COMPLETED"] and data[-1]["error_type"] == "cancelled"
+
+
+@pytest.mark.parametrize(("fault", "what"), [
+    ("malformed", 'data: {"status": "IN_PROG'), ("end", None), ("oversized", "x" * 1000)])
+def test_status_stream_faults_come_after_the_first_event(fal: FakeFal, client: httpx.Client, fault: str,
+                                                         what: str | None) -> None:
+    fal.queue(FalJob(statuses=["IN_QUEUE", "COMPLETED"], stream_fault=fault, stream_oversize=1000))
+    env = submit(client, fal)
+    with client.stream("GET", f"{env['status_url']}/stream") as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[0].startswith('data: {"status": "IN_QUEUE"')
+    assert (what is None and len(lines) == 1) or (what is not None and what in lines[1])
+
+
+def test_status_stream_drop_resets_and_a_failure_answers_instead(fal: FakeFal, client: httpx.Client) -> None:
+    fal.queue(FalJob(stream_fault="drop"), FalJob(stream_failure=Failure.server_error(502)))
+    env = submit(client, fal)
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        stream_events(client, env["status_url"])
+    env = submit(client, fal)
+    assert client.get(f"{env['status_url']}/stream").status_code == 502
+
+
 # -- cancel -------------------------------------------------------------------------------------
 
 

@@ -94,6 +94,7 @@ def test_image_role_the_model_does_not_use_is_an_error(fal):
     assert fal.requests == []
 
 
+@pytest.mark.usefixtures("polling")  # the faults are scripted on polls
 def test_poll_connection_resets_are_retried_without_resubmitting(fal):
     fal.queue(FalJob(poll_failures={1: Failure.connection_reset(), 2: Failure.connection_reset()}))
     response = generate_video(video_config(fal), VideoGenerationRequest(prompt="x"))
@@ -102,6 +103,7 @@ def test_poll_connection_resets_are_retried_without_resubmitting(fal):
     assert fal.submit_attempts == 1
 
 
+@pytest.mark.usefixtures("polling")  # the faults are scripted on polls
 @pytest.mark.parametrize("failure", [Failure.server_error(502), Failure.html(503), Failure.malformed_json(202),
                                      Failure.rate_limited(0.01), Failure.truncated(202)])
 def test_transient_poll_failures_are_survived(fal, failure):
@@ -159,6 +161,7 @@ def test_deadline_cancels_the_remote_job(fal):
     assert fal.cancels == [fal.submits[0].request_id]
 
 
+@pytest.mark.usefixtures("polling")  # the faults are scripted on polls
 def test_max_poll_attempts_stops_and_cancels(fal):
     fal.queue(FalJob(statuses=["IN_QUEUE"]))
     with pytest.raises(TimeoutError, match="3 polls"):
@@ -258,6 +261,7 @@ async def test_two_hundred_concurrent_jobs_in_one_process(fal):
     assert fal.submit_count() == 200
 
 
+@pytest.mark.usefixtures("polling")  # the faults are scripted on polls
 def test_slow_poll_times_out_per_request_and_is_retried(fal, monkeypatch):
     from tarash_router.settings import get_settings
 

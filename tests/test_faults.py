@@ -1,11 +1,14 @@
 """Fault injection through the public API against the loopback fakes (real HTTP, real engine).
 
-Every case runs `generate_video_async` in a fresh event loop (see `run_fresh`) and checks three
-things: the outcome (the exception class with provider/model/request_id, or success), how many
-submits reached the fake (a paid job must never be sent twice when it may exist), and that
+Every case runs `generate_video_async` in a fresh event loop (see `run_fresh` in tests/leaks.py) and
+checks three things: the outcome (the exception class with provider/model/request_id, or success),
+how many submits reached the fake (a paid job must never be sent twice when it may exist), and that
 nothing is left behind: after `aclose_clients()` the loop holds no task but the current one, and
 the process holds no client socket to the fake that it did not hold before the call (read from
 /proc, so it sees real file descriptors, not the engine's bookkeeping).
+
+Jobs poll here (status streams off): the faults are scripted on polls. The status stream's own
+faults, with the same leak checks, are in tests/test_status_stream.py.
 
 The first half drives the fake Fal queue API; the last section replays the key cases against the
 fake Replicate predictions API to show the behaviour comes from the generic engine, not from
@@ -15,16 +18,16 @@ anything Fal-specific.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 import tarash_router
 from conftest import video_config
+from leaks import CAN_SEE_SOCKETS, client_sockets, port_of, run_fresh
 from tarash_router import (
     ContentModerationError, GenerationFailedError, HTTPConnectionError, HTTPError, RateLimitError, TimeoutError,
     VideoGenerationConfig, VideoGenerationRequest, generate_video_async,
@@ -34,95 +37,19 @@ from tarash_router.testing._server import Failure
 from tarash_router.testing.fal import FakeFal, FalJob
 from tarash_router.testing.replicate import FakeReplicate, ReplicateJob, throttled
 
-T = TypeVar("T")
+pytestmark = pytest.mark.usefixtures("polling")
 MODEL = "fal-ai/veo3/fast"
 REQUEST = VideoGenerationRequest(prompt="a lighthouse in a storm")
 # Failures a retried poll sees; tiny Retry-After values keep the suite fast.
 FAST_429 = 0.01
 
 
-# -- leak checks ----------------------------------------------------------------------------------
-
-
-def _tcp_table() -> dict[int, int]:
-    """inode -> remote port of every TCP socket on this host (IPv4 and IPv6)."""
-    table: dict[int, int] = {}
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(name) as handle:
-                lines = handle.readlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            remote, inode = fields[2], int(fields[9])
-            if inode:
-                table[inode] = int(remote.rsplit(":", 1)[1], 16)
-    return table
-
-
-def client_sockets(port: int) -> set[int]:
-    """Inodes of the TCP sockets this process holds open whose peer is `port` (client side only).
-
-    The fakes run in this process too, but their accepted sockets have `port` as the LOCAL port,
-    so they are not counted. A socket in CLOSE_WAIT (the server hung up, we never closed) still
-    has a file descriptor and is counted; TIME_WAIT has none and is not.
-    """
-    table = _tcp_table()
-    found: set[int] = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue  # closed while we looked
-        if target.startswith("socket:["):
-            inode = int(target[8:-1])
-            if table.get(inode) == port:
-                found.add(inode)
-    return found
-
-
-CAN_SEE_SOCKETS = os.path.isdir("/proc/self/fd") and os.path.exists("/proc/net/tcp")
-
-
-def run_fresh(make: Callable[[], Awaitable[T]], port: int) -> T:
-    """Run `make()` in a new event loop; afterwards no task may remain and no socket to `port` stay open.
-
-    Returns the result or re-raises the call's exception once the checks passed.
-    """
-    before = client_sockets(port) if CAN_SEE_SOCKETS else set()
-    leftover: list[set[asyncio.Task[Any]]] = []
-
-    async def scenario() -> T:
-        try:
-            return await make()
-        finally:
-            await tarash_router.aclose_clients()
-            await asyncio.sleep(0)  # let transports run connection_lost (that closes the fds)
-            leftover.append(asyncio.all_tasks() - {asyncio.current_task()})
-
-    error: BaseException | None = None
-    result: Any = None
-    try:
-        result = asyncio.run(scenario())
-    except BaseException as exc:  # re-raised below, after the leak checks
-        error = exc
-    assert leftover and not leftover[0], f"tasks still pending after the call: {leftover}"
-    if CAN_SEE_SOCKETS:
-        leaked = client_sockets(port) - before
-        assert not leaked, f"{len(leaked)} client connection(s) to port {port} left open"
-    if error is not None:
-        raise error
-    return result
+# -- calls ------------------------------------------------------------------------------------------
 
 
 def generate(config: VideoGenerationConfig, port: int, request: VideoGenerationRequest = REQUEST) -> Any:
     """`generate_video_async` through `run_fresh`."""
     return run_fresh(lambda: generate_video_async(config, request), port)
-
-
-def port_of(fake: FakeFal | FakeReplicate) -> int:
-    return int(fake.base_url.rsplit(":", 1)[1])
 
 
 def fal_call(fal: FakeFal, **overrides: Any) -> Any:

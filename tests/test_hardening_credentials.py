@@ -170,12 +170,14 @@ def _deeply_nested(depth: int = 100_000) -> Failure:
     return Failure(status=200, text="[" * depth + "]" * depth, content_type="application/json")
 
 
+@pytest.mark.usefixtures("polling")  # the faults are scripted on polls
 def test_deeply_nested_json_is_a_malformed_poll_and_polling_goes_on(fal):
     fal.queue(FalJob(poll_failures={1: _deeply_nested(), 2: _deeply_nested()}))
     response = generate_video(video_config(fal), REQUEST)
     assert response.video and fal.submit_count() == 1
 
 
+@pytest.mark.usefixtures("polling")  # the faults are scripted on polls
 def test_polls_that_stay_malformed_end_in_a_cancel_not_an_abandoned_job(fal):
     fal.queue(FalJob(statuses=["IN_QUEUE"] * 50, poll_failures={n: _deeply_nested() for n in range(1, 30)}))
     with pytest.raises((HTTPError, GenerationFailedError)):

@@ -70,7 +70,8 @@ def test_a_303_becomes_a_get_without_the_body(fal, elsewhere):
 
 
 def test_a_redirected_poll_never_takes_the_key_to_another_host(fal, elsewhere):
-    fal.queue(FalJob(poll_failures={1: Failure(status=302, headers={"Location": f"{elsewhere.base_url}/s"})}))
+    away = Failure(status=302, headers={"Location": f"{elsewhere.base_url}/s"})
+    fal.queue(FalJob(poll_failures={1: away}, stream_failure=away))  # the status stream, then the poll
     with pytest.raises(HTTPError, match="405"):  # the other host does not know the job
         generate_video(video_config(fal), VideoGenerationRequest(prompt="a cat"))
     assert elsewhere.requests and all("Authorization" not in r.headers for r in elsewhere.requests)
@@ -140,6 +141,7 @@ def test_a_body_over_the_limit_is_refused_without_reading_it_all(fal):
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.usefixtures("polling")  # the faults are scripted on polls
 def test_an_oversized_status_response_is_a_failed_poll_and_polling_goes_on(fal, setting):
     setting("TARASH_MAX_RESPONSE_BYTES", "65536")
     fal.queue(FalJob(poll_failures={1: Failure(status=200, text="[" + "1," * 100_000 + "1]")}))

@@ -174,7 +174,8 @@ def test_process_killed_after_submit_then_resumed(backend, fal, tmp_path, reques
     fal.queue(FalJob(statuses=["IN_QUEUE"] * 400 + ["COMPLETED"]))
     proc = child(fal, url)
     deadline = time.monotonic() + 20
-    while not (fal.submits and fal.status_polls(fal.submits[0].request_id) >= 2) and time.monotonic() < deadline:
+    while not (fal.submits and (fal.status_polls(fal.submits[0].request_id) >= 2
+                                or fal.status_streams(fal.submits[0].request_id) >= 1)) and time.monotonic() < deadline:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

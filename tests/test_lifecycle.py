@@ -41,8 +41,9 @@ class Backend:
 
 def _fal(fake: FakeFal) -> Backend:
     def job(running: int = 2, poll_failures: dict | None = None, cancel_fails: bool = False) -> FalJob:
+        # The first status request fails alike whether it is the status stream or a poll.
         return FalJob(statuses=["IN_QUEUE"] + ["IN_PROGRESS"] * (running - 1) + ["COMPLETED"],
-                      poll_failures=poll_failures or {},
+                      poll_failures=poll_failures or {}, stream_failure=(poll_failures or {}).get(1),
                       cancel_failures=[Failure(status=500)] * 3 if cancel_fails else [])
 
     return Backend("fal", fake, lambda **kw: VideoGenerationConfig(**{

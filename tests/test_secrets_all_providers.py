@@ -137,8 +137,9 @@ TARGETS = [
             failed=queue(FalJob.moderated()),
             server=queue(FalJob(submit_failures=[Failure.server_error(500)])),
             # aiohttp's connection layer retries a GET once on a reset keep-alive connection (RFC 9112):
-            # enough resets that every retry fails too.
-            reset=queue(FalJob(poll_failures={n: Failure.connection_reset() for n in range(1, 13)})),
+            # enough resets that every retry fails too; the status stream is reset first.
+            reset=queue(FalJob(poll_failures={n: Failure.connection_reset() for n in range(1, 13)},
+                               stream_failure=Failure.connection_reset())),
             never_done=queue(FalJob(statuses=["IN_QUEUE"])),
         ) + (Scenario("job-error", queue(FalJob.completed_with_error()), raises=TarashException),),
     ),

@@ -199,3 +199,96 @@ def test_a_job_whose_webhook_never_comes_is_finished_by_reconciliation(tmp_path,
         server.should_exit = True
         thread.join(10)
     assert fal.submit_count() == 1
+
+
+# ------------------------------------------------------------------ TARASH_SERVER_PUBLIC_URL: jobs finished by webhooks
+
+def _routes_with_runway(tmp_path: Path, fal, runway) -> Path:
+    folder = _routes(tmp_path, fal)
+    (folder / "runway.yaml").write_text(textwrap.dedent(f"""\
+        spec_version: 1
+        routes:
+          runway:
+            modality: video
+            targets:
+              - {{provider: runway, model: gen4_turbo, base_url: "{runway.base_url}", poll_interval: 5ms}}
+    """))
+    return folder
+
+
+@pytest.fixture
+def public_gateway(tmp_path, fal, monkeypatch) -> Iterator[tuple[str, Client]]:
+    """A gateway that knows its own public URL (TARASH_SERVER_PUBLIC_URL), with a fal and a Runway route."""
+    from tarash_router.server.settings import ServerSettings
+    from tarash_router.testing.runway import FakeRunway
+
+    monkeypatch.setenv("FAL_KEY", API_KEY)
+    monkeypatch.setenv("RUNWAYML_API_SECRET", "key_runway_test")
+    monkeypatch.setenv("TARASH_FAL_WEBHOOK_JWKS_URL", fal.jwks_url)  # the fake signs as fal does
+    port = _free_port()
+    monkeypatch.setenv("TARASH_SERVER_PUBLIC_URL", f"http://127.0.0.1:{port}/")
+    public_url = ServerSettings().server_public_url
+    assert public_url == f"http://127.0.0.1:{port}"  # the trailing slash is dropped
+    with FakeRunway(api_key="key_runway_test") as runway:
+        client = Client(routes=[_routes_with_runway(tmp_path, fal, runway)],
+                        journal=f"sqlite:///{tmp_path / 'jobs.db'}")
+        app = create_app(client, [KEY], events_interval=0.02, public_url=public_url)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.01)
+        client.runway = runway  # type: ignore[attr-defined] - the test reads the fake through it
+        yield public_url, client
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_with_a_public_url_a_fal_job_is_finished_by_its_webhook_without_a_status_request(public_gateway, fal):
+    url, client = public_gateway
+    with httpx.Client(base_url=url, headers=_auth(), timeout=10) as http:
+        job = http.post("/v1/jobs", json={"route": "fast", "request": {"prompt": "a cat"}}).json()
+        assert fal.submits[0].webhook == f"{url}/v1/webhooks/fal"
+        state = None
+        for _ in range(500):  # the journal, not the gateway: a GET of a running job would ask fal
+            state = asyncio.run(client.runtime.journal.get(job["id"])).state
+            if state == "completed":
+                break
+            time.sleep(0.01)
+        assert state == "completed"
+        final = http.get(f"/v1/jobs/{job['id']}").json()
+        assert final["state"] == "completed" and final["response"]["video"].startswith("https://")
+    assert [d.answer for d in fal.webhooks.deliveries] == [200]  # signed by the fake, verified by the gateway
+    assert fal.status_polls(job["id"]) == 0 and fal.status_streams(job["id"]) == 0
+    assert sorted(r.path for r in fal.requests) == sorted(["/fal-ai/veo3/fast", "/.well-known/jwks.json"])
+
+
+def test_with_a_public_url_a_provider_without_a_webhook_is_submitted_without_one_and_polled(public_gateway):
+    url, client = public_gateway
+    runway = client.runway  # type: ignore[attr-defined]
+    request = {"prompt": "the cat jumps", "image_list": [{"image": "https://example.com/cat.jpg", "type": "first_frame"}]}
+    with httpx.Client(base_url=url, headers=_auth(), timeout=10) as http:
+        created = http.post("/v1/jobs", json={"route": "runway", "request": request})
+        assert created.status_code == 202, created.text
+        job = created.json()
+        assert "webhook" not in json.dumps(runway.creates[0].json)  # the fake refuses unknown fields anyway
+        state = None
+        for _ in range(200):
+            state = http.get(f"/v1/jobs/{job['id']}").json()["state"]
+            if state == "completed":
+                break
+            time.sleep(0.01)
+        assert state == "completed" and runway.poll_count(job["id"]) >= 1
+
+
+def test_a_public_url_that_is_not_a_base_url_is_refused(monkeypatch):
+    from pydantic import ValidationError as SettingsError
+
+    from tarash_router.server.settings import ServerSettings
+
+    for bad in ("gateway.example", "ftp://gateway.example", "https://gateway.example/?x=1"):
+        monkeypatch.setenv("TARASH_SERVER_PUBLIC_URL", bad)
+        with pytest.raises(SettingsError, match="TARASH_SERVER_PUBLIC_URL"):
+            ServerSettings()
+    monkeypatch.setenv("TARASH_SERVER_PUBLIC_URL", "")
+    assert ServerSettings().server_public_url is None

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import ssl
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -56,14 +57,23 @@ class ClientPool:
             weakref.WeakKeyDictionary())
 
     def get(self, provider: str) -> PooledClient:
+        """The pooled client for `provider`'s requests."""
+        return self._client(provider, lambda settings: settings.max_connections)
+
+    def streams(self, provider: str) -> PooledClient:
+        """The client holding `provider`'s status streams: connections of their own, since a stream holds
+        one for a whole job, at most `status_stream_max` at once (`http.open_stream` never waits)."""
+        return self._client(f"{provider} streams", lambda settings: settings.status_stream_max)
+
+    def _client(self, key: str, size_of: Callable[[TarashSettings], int]) -> PooledClient:
         loop = asyncio.get_running_loop()
         clients = self._by_loop.get(loop)
         if clients is None:
             clients = self._by_loop[loop] = {}
-        pooled = clients.get(provider)
+        pooled = clients.get(key)
         if pooled is None or pooled.client.is_closed:
             settings = self._settings or get_settings()
-            size = settings.max_connections
+            size = size_of(settings)
             limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
             client = httpx.AsyncClient(
                 verify=_ssl_context(),
@@ -72,7 +82,7 @@ class ClientPool:
                 timeout=httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout),
                 follow_redirects=False,  # http.send follows them, dropping credentials across origins
             )
-            pooled = clients[provider] = PooledClient(client, asyncio.Semaphore(size))
+            pooled = clients[key] = PooledClient(client, asyncio.Semaphore(size))
         return pooled
 
     async def aclose(self) -> None:

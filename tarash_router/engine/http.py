@@ -6,14 +6,16 @@ header when the origin changes, refuses to carry credentials from https down to 
 vetted by a `url_guard` (the SSRF check for media downloads). Bodies are read streaming and refused
 past `max_bytes`, so a hostile 400 MB status response costs at most the cap. Transport errors come
 out with no request header value in their text and no chained exception that quotes one.
+`open_stream` sends the same way and holds the response open, for a body read as it arrives.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import httpx
 
@@ -27,6 +29,7 @@ ALWAYS_SECRET = frozenset({"authorization", "cookie", "proxy-authorization"})
 # They describe a body that is no longer sent once a redirect turns the request into a GET.
 _BODY_HEADERS = frozenset({"content-type", "content-length", "transfer-encoding"})
 UrlGuard = Callable[[str], Awaitable[None]]
+T = TypeVar("T")
 
 # h11 quotes a header it cannot encode whole ("Illegal header value b'Key sk-...\n'") as an escaped
 # bytes repr, so the raw value cannot be searched for: everything after the phrase goes.
@@ -65,47 +68,113 @@ async def send(pooled: PooledClient, method: str, url: str, *, headers: Mapping[
     past `max_redirects`, `ResponseTooLarge` past `max_bytes`, `UnsafeURLError` for a refused hop
     and `ValidationError` for a header value HTTP cannot carry.
     """
-    first_url = url  # its origin is the one credentials may go to, worked out only if a redirect comes
+    values = list(headers.values())
     async with pooled.gate:
-        for _ in range(max_redirects + 1):
-            if url_guard is not None:
-                await url_guard(url)
-            request = _build(pooled.client, method, url, headers, params, json, data, files, content, timeout)
-            failure: Exception | None = None
-            try:
-                status, received, next_url = await _exchange(pooled.client, request, max_bytes)
-            except httpx.HTTPError as exc:
-                failure = scrubbed_copy(exc, headers.values())
-            except ValueError as exc:  # aiohttp refuses a header value with a control character
-                failure = httpx.LocalProtocolError(f"illegal header value ({scrub(str(exc), headers.values())})")
-            if failure is not None:
-                raise failure  # outside the except block: the original stays out of the chain
-            if received is not None:
-                return received
-            # As browsers and httpx do: 303 (and 301/302 after a POST) fetch the new URL with a GET.
-            if method != "HEAD" and (status == 303 or (status in (301, 302) and method == "POST")):
-                method, json, data, files, content = "GET", None, None, None, None
-                headers = {k: v for k, v in headers.items() if k.lower() not in _BODY_HEADERS}
-            params = None  # the Location is a whole URL
-            secrets = ALWAYS_SECRET | {name.lower() for name in secret_headers}
-            headers = _headers_for_hop(headers, secrets, origin_of(first_url), url, next_url)
-            url = next_url
+        response = await _follow(pooled.client, method, url, headers, secret_headers, params, json, data, files,
+                                 content, timeout, max_redirects, url_guard)
+        return await _scrubbed(values, _read_and_close(response, max_bytes))
+
+
+class NoStreamSlot(Exception):
+    """Every stream the pooled client allows is open: the caller does without one (it polls)."""
+
+
+class Streamed:
+    """A response whose body is read as it arrives (a status stream); errors come out scrubbed."""
+
+    __slots__ = ("status", "headers", "url", "_response", "_values")
+
+    def __init__(self, response: httpx.Response, values: list[Any]) -> None:
+        self.status = response.status_code
+        self.headers = response.headers  # case-insensitive
+        self.url = str(response.url)  # after redirects
+        self._response = response
+        self._values = values
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The (decoded) body, chunk by chunk as it arrives."""
+        async with contextlib.aclosing(self._response.aiter_bytes()) as iterator:
+            while True:
+                try:
+                    chunk = await _scrubbed(self._values, anext(iterator))
+                except StopAsyncIteration:
+                    return
+                yield chunk
+
+    async def read(self, max_bytes: int) -> bytes:
+        """The whole body (an error answer), refused past `max_bytes`."""
+        return await _scrubbed(self._values, _read_capped(self._response, max_bytes))
+
+
+@contextlib.asynccontextmanager
+async def open_stream(pooled: PooledClient, method: str, url: str, *, headers: Mapping[str, str],
+                      secret_headers: frozenset[str] = frozenset(), params: Any = None,
+                      timeout: httpx.Timeout | float | None = None, max_redirects: int = 5,
+                      url_guard: UrlGuard | None = None) -> AsyncIterator[Streamed]:
+    """Send one request (redirects followed as `send` does) and hold its response open for reading as
+    it arrives. An open stream holds one of the pooled client's slots; when none is free it raises
+    `NoStreamSlot` at once instead of waiting (a stream may stay open for the whole job)."""
+    if pooled.gate.locked():
+        raise NoStreamSlot
+    values = list(headers.values())
+    async with pooled.gate:
+        response = await _follow(pooled.client, method, url, headers, secret_headers, params, None, None, None,
+                                 None, timeout, max_redirects, url_guard)
+        try:
+            yield Streamed(response, values)
+        finally:
+            with contextlib.suppress(httpx.HTTPError):  # closing a broken stream: the first error is the one
+                await response.aclose()
+
+
+async def _follow(client: httpx.AsyncClient, method: str, url: str, headers: Mapping[str, str],
+                  secret_headers: frozenset[str], params: Any, json: Any, data: Any, files: Any,
+                  content: bytes | None, timeout: Any, max_redirects: int,
+                  url_guard: UrlGuard | None) -> httpx.Response:
+    """Send the request and follow its redirects; the final response, open, its body unread."""
+    values = list(headers.values())
+    first_url = url  # its origin is the one credentials may go to, worked out only if a redirect comes
+    for _ in range(max_redirects + 1):
+        if url_guard is not None:
+            await url_guard(url)
+        request = _build(client, method, url, headers, params, json, data, files, content, timeout)
+        response = await _scrubbed(values, client.send(request, stream=True))
+        location = response.headers.get("location")
+        if response.status_code not in REDIRECT_CODES or not location:
+            return response
+        next_url = str(response.url.join(location))
+        await _scrubbed(values, response.aclose())
+        # As browsers and httpx do: 303 (and 301/302 after a POST) fetch the new URL with a GET.
+        status = response.status_code
+        if method != "HEAD" and (status == 303 or (status in (301, 302) and method == "POST")):
+            method, json, data, files, content = "GET", None, None, None, None
+            headers = {k: v for k, v in headers.items() if k.lower() not in _BODY_HEADERS}
+        params = None  # the Location is a whole URL
+        secrets = ALWAYS_SECRET | {name.lower() for name in secret_headers}
+        headers = _headers_for_hop(headers, secrets, origin_of(first_url), url, next_url)
+        url = next_url
     raise httpx.TooManyRedirects(f"more than {max_redirects} redirects")
 
 
-async def _exchange(client: httpx.AsyncClient, request: httpx.Request,
-                    max_bytes: int) -> tuple[int, Received | None, str]:
-    """One hop: (status, the response read in full, "") or (status, None, the URL to go to next)."""
-    response = await client.send(request, stream=True)
+async def _read_and_close(response: httpx.Response, max_bytes: int) -> Received:
     try:
-        location = response.headers.get("location")
-        if response.status_code not in REDIRECT_CODES or not location:
-            body = await _read_capped(response, max_bytes)
-            return response.status_code, Received(response.status_code, response.headers, body,
-                                                  str(response.url)), ""
-        return response.status_code, None, str(response.url.join(location))
+        body = await _read_capped(response, max_bytes)
+        return Received(response.status_code, response.headers, body, str(response.url))
     finally:
         await response.aclose()
+
+
+async def _scrubbed(values: Iterable[Any], operation: Awaitable[T]) -> T:
+    """Await one step of an exchange; an httpx error comes out with no header value in its text and
+    nothing chained, an illegal header value (aiohttp's ValueError) as httpx.LocalProtocolError."""
+    failure: Exception
+    try:
+        return await operation
+    except httpx.HTTPError as exc:
+        failure = scrubbed_copy(exc, values)
+    except ValueError as exc:  # aiohttp refuses a header value with a control character
+        failure = httpx.LocalProtocolError(f"illegal header value ({scrub(str(exc), values)})")
+    raise failure  # outside the except block: the original stays out of the chain
 
 
 def _build(client: httpx.AsyncClient, method: str, url: str, headers: Mapping[str, str], params: Any, json: Any,

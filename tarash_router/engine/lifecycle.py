@@ -1,8 +1,10 @@
-"""The one job lifecycle: prepare -> submit (once) -> wait (poll) -> fetch -> completed | failed |
-cancelled, driving any transport (`engine/transport.py`).
+"""The one job lifecycle: prepare -> submit (once) -> wait (status stream or poll) -> fetch ->
+completed | failed | cancelled, driving any transport (`engine/transport.py`).
 
 What it owns, for every transport alike:
 - the deadline (`config.timeout`), held back while the journal is written;
+- waiting: on the transport's status stream when it offers one (`watch`), else by polling, and by
+  polling from where the stream stopped if it ends or breaks early (never a second submit);
 - poll pacing: `poll_interval`, growing with the job's age, never shorter than the provider's hint;
 - the error budget: retryable poll/fetch failures are retried (Retry-After or backoff) up to
   `max_poll_errors` in a row; `max_poll_attempts` caps the polls;
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import inspect
 import logging
 import random
@@ -274,8 +277,49 @@ class Lifecycle:
                 await self.tracker.submitted(status.job_id, self.call.handle, "queued")
 
     async def _wait_and_fetch(self, state: str, first: bool = False) -> Any:
-        status = await self._poll_until_done(state, first)
+        status = await self._watch_until_done()
+        if status is None:  # no stream, or it stopped before the job finished: poll from here
+            status = await self._poll_until_done(state, first)
         return await self._fetch(status)
+
+    async def _watch_until_done(self) -> Status | None:
+        """Follow the job on the transport's status stream, when it offers one and streams are on: each
+        event is handled as a poll's answer would be. None when the stream ended or broke before the
+        job finished (the caller polls on: nothing is submitted again); the deadline and a caller's
+        cancel stop it like a poll."""
+        watch = getattr(self.transport, "watch", None)
+        events = watch(self.call) if watch is not None and self.settings.status_stream else None
+        if events is None:
+            return None
+        call, received = self.call, 0
+        async with contextlib.aclosing(events):  # type: ignore[type-var]
+            while True:
+                try:
+                    status = await anext(events)
+                except StopAsyncIteration:  # ended early; with no event at all there was no stream (slots full)
+                    logger.log(logging.INFO if received else logging.DEBUG, "%s job %s: the status stream ended "
+                               "before the job finished; polling", call.provider, self.job_id)
+                    return None
+                except TarashException as exc:
+                    logger.info("%s job %s: the status stream broke (%s: %s); polling", call.provider, self.job_id,
+                                type(exc).__name__, exc.message)
+                    return None
+                received += 1
+                if await self._advance(status):
+                    return status
+
+    async def _advance(self, status: Status) -> bool:
+        """Take in one status the provider reported (a poll's answer or a stream event): journal and
+        report it; True once the job completed, raises when it failed."""
+        self.terminal = status.state in TERMINAL
+        if status.state == "completed":
+            return True  # the completed update goes out with the fetched result
+        if status.state == "processing":
+            await self._record("processing")
+        await self._emit(status)
+        if status.state == "failed":
+            raise status.error or _failed(self.call, status)
+        return False
 
     async def _poll_until_done(self, state: str, first: bool) -> Status:
         call, config = self.call, self.call.config
@@ -301,14 +345,8 @@ class Lifecycle:
                 continue
             errors = 0
             delay = self.next_poll_delay(status.retry_after)
-            self.terminal = status.state in TERMINAL
-            if status.state == "completed":
-                return status  # the completed update goes out with the fetched result
-            if status.state == "processing":
-                await self._record("processing")
-            await self._emit(status)
-            if status.state == "failed":
-                raise status.error or _failed(call, status)
+            if await self._advance(status):
+                return status
 
     async def _fetch(self, status: Status) -> Any:
         errors = 0

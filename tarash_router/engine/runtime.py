@@ -31,7 +31,7 @@ from .mock import MockTransport
 from .transport import Call, Transport
 from .transports import TransportTable
 from .transports.spec import empty_request
-from .webhooks import check_webhook_url
+from .webhooks import ProviderWebhookUrl, webhook_url_for
 
 logger = logging.getLogger("tarash_router.engine")
 
@@ -173,16 +173,15 @@ class Runtime:
 
     async def dispatch(self, config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str,
                        claim: HeldClaim | None = None, attempt: Attempt | None = None,
-                       submit_only: bool = False, webhook_url: str | None = None) -> Any:
+                       submit_only: bool = False, webhook_url: str | ProviderWebhookUrl | None = None) -> Any:
         """Run one target once, through the lifecycle (submit once, wait, fetch), or with
         `submit_only` submit it and return its `Job` at once; `attempt` is what `plan` decided for
         it, if it was asked already. `webhook_url` (submit only) goes on the submit as the provider's
-        file declares (`webhook:`); a provider without one refuses it before anything is sent."""
+        file declares (`webhook:`); a provider without one refuses it before anything is sent, unless
+        it is a `ProviderWebhookUrl`, which gives such a target none (it is polled)."""
         attempt = attempt if attempt is not None else self.plan(config, request, modality)
-        if webhook_url is not None:
-            check_webhook_url(attempt.family, config, webhook_url)
         call = self._call(attempt.family, config, request, modality, on_progress)
-        call.webhook_url = webhook_url
+        call.webhook_url = webhook_url_for(attempt.family, config, webhook_url)
         if attempt.checked:
             call.checked, call.api_key = True, attempt.api_key
             for warning in attempt.warnings:

@@ -12,6 +12,10 @@ and never journals; it sends one request per verb and says what it learned.
     fetch(call, status)  the response of a completed job (download, extract)
     cancel(call)         ask the provider to stop the job -> True if it agreed
     render(call)         the first request as printable JSON, secrets masked; no network
+    watch(call)          optional: the job's status stream, an async iterator of Status (what
+                         successive polls would say), or None when there is none for this call; the
+                         lifecycle follows it instead of polling and polls from where it stopped if it
+                         ends before the job finishes or raises
 
 Errors are `tarash_router.errors` exceptions with `retryable` and `job_may_exist` set: the
 lifecycle retries retryable poll and fetch failures within its budget, and routing decides from
@@ -21,6 +25,7 @@ lifecycle retries retryable poll and fetch failures within its budget, and routi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -130,6 +135,9 @@ class BaseTransport:
 
     async def cancel(self, call: Call) -> bool:
         return False
+
+    def watch(self, call: Call) -> AsyncIterator[Status] | None:
+        return None  # no status stream: the lifecycle polls
 
     def render(self, call: Call) -> dict[str, Any]:
         raise NotImplementedError(f"{type(self).__name__} has no dry run")

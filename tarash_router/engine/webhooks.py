@@ -17,7 +17,9 @@ Signatures:
   no cached key verifies: keys rotate).
 - `standard-webhooks` (https://www.standardwebhooks.com/, Replicate:
   https://replicate.com/docs/topics/webhooks/verify-webhook): HMAC-SHA256 with the `whsec_` secret
-  over `webhook-id.webhook-timestamp.body`; `webhook-signature` lists `v1,<base64>` entries.
+  over `webhook-id.webhook-timestamp.body`; `webhook-signature` lists `v1,<base64>` entries. The
+  secret is `TARASH_<PROVIDER>_WEBHOOK_SECRET`, else fetched from the provider's API where its file
+  says how (`webhook.secret`; engine/webhook_secrets.py) and kept by the client.
 
 ED25519 needs the `cryptography` package (extra `webhooks`); HMAC needs nothing.
 """
@@ -47,6 +49,7 @@ from ..specs.jsonpaths import JsonPath
 from .classify import error_from_response
 from .transport import Call
 from .transports.spec import SpecTransport, empty_request
+from .webhook_secrets import SecretCache
 
 if TYPE_CHECKING:
     from ..journal.records import JobRecord
@@ -59,6 +62,37 @@ JWKS_TTL = 24 * 3600.0  # how long fetched keys are trusted before they are fetc
 JWKS_MIN_REFRESH = 60.0  # an unknown signature refetches the keys at most this often
 JWKS_MAX_KEYS = 16
 JWKS_MAX_BYTES = 64 * 1024
+
+
+class ProviderWebhookUrl:
+    """A webhook URL chosen per target, for a submit whose targets may be of several providers (the
+    gateway's): `template` with `{provider}` in it, for a target whose provider declares a webhook;
+    a target whose provider declares none is submitted without one, and polled."""
+
+    def __init__(self, template: str) -> None:
+        if "{provider}" not in template:
+            raise ValueError("a per-provider webhook URL names the provider: put {provider} in it")
+        self.template = template
+
+    def for_target(self, family: FamilySpec | None) -> str | None:
+        if family is None or family.provider.file.webhook is None:
+            return None
+        return self.template.replace("{provider}", family.provider.name)
+
+    def __repr__(self) -> str:
+        return f"ProviderWebhookUrl({self.template!r})"
+
+
+def webhook_url_for(family: FamilySpec | None, config: Any, url: str | ProviderWebhookUrl | None) -> str | None:
+    """The URL the target's submit carries: a plain URL is checked (a provider without a webhook refuses
+    it); a per-provider one gives the target's own, or none."""
+    if isinstance(url, ProviderWebhookUrl):
+        url = url.for_target(family)
+        if url is None:
+            return None
+    if url is not None:
+        check_webhook_url(family, config, url)
+    return url
 
 
 def check_webhook_url(family: FamilySpec | None, config: Any, url: str) -> None:
@@ -171,9 +205,13 @@ class WebhookReceiver:
     def __init__(self, settings: TarashSettings) -> None:
         self.settings = settings
         self.jwks = JwksCache(settings.fal_webhook_jwks_url)
+        self.secrets = SecretCache()
 
-    async def handle(self, runtime: Any, provider: str, headers: Mapping[str, str], body: bytes | str) -> Job:
-        """Verify one delivery and complete its job in the journal (once); the job as it now stands."""
+    async def handle(self, runtime: Any, provider: str, headers: Mapping[str, str], body: bytes | str, *,
+                     api_key: str | None = None, base_url: str | None = None) -> Job:
+        """Verify one delivery and complete its job in the journal (once); the job as it now stands.
+        `api_key` and `base_url` are for fetching a signing secret that is not configured (Replicate's):
+        by default the provider's key variable and its file's base URL."""
         registry = runtime.registry
         if not registry.has_provider(provider):
             raise WebhookError(f"unknown provider {provider!r}", provider=provider, reason="unsupported")
@@ -184,7 +222,7 @@ class WebhookReceiver:
                                reason="unsupported")
         raw = body.encode() if isinstance(body, str) else bytes(body)
         lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-        delivery = await self._verify(spec, webhook.signature, lowered, raw)
+        delivery = await self._verify(runtime, spec, webhook.signature, lowered, raw, api_key, base_url)
         try:
             data = json.loads(raw)
         except ValueError:
@@ -209,7 +247,8 @@ class WebhookReceiver:
             await journal.release(claim.key, owner)  # the provider's retry may still complete it
             raise
 
-    async def _verify(self, spec: ProviderSpec, scheme: str, headers: dict[str, str], body: bytes) -> str:
+    async def _verify(self, runtime: Any, spec: ProviderSpec, scheme: str, headers: dict[str, str], body: bytes,
+                      api_key: str | None, base_url: str | None) -> str:
         """Check headers, timestamp and signature; the delivery's id (what a replay repeats)."""
         required, id_header, ts_header = _HEADERS[scheme]
         missing = [h for h in required if not headers.get(h)]
@@ -230,18 +269,31 @@ class WebhookReceiver:
                 ok = verify_fal(headers, body, await self.jwks.keys(refresh=True))
             delivery = f"{headers['x-fal-webhook-request-id']}:{headers[ts_header]}"
         else:
-            ok = verify_standard(headers, body, self._secret(spec))
+            configured = self._configured_secret(spec)
+            if configured is not None:
+                ok = verify_standard(headers, body, configured)
+            else:  # fetched from the provider's API, and again if it no longer verifies (rotated)
+                fetch = {"api_key": api_key, "base_url": base_url}
+                ok = verify_standard(headers, body, await self._fetched_secret(runtime, spec, **fetch))
+                if not ok:
+                    ok = verify_standard(headers, body, await self._fetched_secret(runtime, spec, refresh=True,
+                                                                                   **fetch))
             delivery = headers[id_header]  # type: ignore[index]
         if not ok:
             raise WebhookError("the delivery's signature does not verify", provider=spec.name, reason="signature")
         return delivery
 
-    def _secret(self, spec: ProviderSpec) -> str:
+    def _configured_secret(self, spec: ProviderSpec) -> str | None:
         secret = getattr(self.settings, f"{spec.name.replace('-', '_')}_webhook_secret", None)
         if secret is None:
-            raise WebhookError(f"no webhook secret for {spec.name}: set TARASH_{spec.name.upper()}_WEBHOOK_SECRET "
-                               "(the whsec_... secret of the account)", provider=spec.name, reason="signature")
+            return None
         return secret.get_secret_value() if hasattr(secret, "get_secret_value") else str(secret)
+
+    async def _fetched_secret(self, runtime: Any, spec: ProviderSpec, **options: Any) -> str:
+        if spec.webhook_secret is None:
+            raise WebhookError(f"no webhook secret for {spec.name}: set TARASH_{spec.name.upper()}_WEBHOOK_SECRET "
+                               "(the whsec_... secret of the account)", provider=spec.name, reason="secret")
+        return await self.secrets.secret(runtime, spec, **options)
 
 
 async def complete(runtime: Any, record: JobRecord, webhook: WebhookSpec, data: Any) -> Job:
@@ -301,4 +353,5 @@ def _b64url(value: str) -> bytes:
     return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
 
 
-__all__ = ["WebhookReceiver", "JwksCache", "check_webhook_url", "complete", "verify_fal", "verify_standard"]
+__all__ = ["WebhookReceiver", "JwksCache", "ProviderWebhookUrl", "check_webhook_url", "complete", "verify_fal",
+           "verify_standard", "webhook_url_for"]

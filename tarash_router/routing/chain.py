@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenacity import (
     AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential, wait_random,
@@ -33,6 +33,9 @@ from .budget import CostGuard, Reservation
 from .cooldown import CooldownStore, default_cooldowns, fail_open
 from .policy import HEALTH_KINDS, RoutePolicy, error_kind
 from .routes import Target
+
+if TYPE_CHECKING:
+    from ..engine.webhooks import ProviderWebhookUrl
 
 logger = logging.getLogger("tarash_router.routing")
 
@@ -71,7 +74,7 @@ class RouteRun:
 
     def __init__(self, targets: list[Target], policy: RoutePolicy, modality: str, route: str | None,
                  cooldowns: CooldownStore | None, runtime: Runtime, claim: HeldClaim | None = None,
-                 submit_only: bool = False, webhook_url: str | None = None) -> None:
+                 submit_only: bool = False, webhook_url: str | ProviderWebhookUrl | None = None) -> None:
         self.targets = order_targets(targets, policy)
         self.policy = policy
         self.modality = modality
@@ -310,7 +313,7 @@ class RouteRun:
 async def execute_targets(targets: list[Target], policy: RoutePolicy, request: GenerationRequest, on_progress: Any,
                           modality: str, runtime: Runtime, route: str | None = None,
                           cooldowns: CooldownStore | None = None, claim: HeldClaim | None = None,
-                          submit_only: bool = False, webhook_url: str | None = None) -> Any:
+                          submit_only: bool = False, webhook_url: str | ProviderWebhookUrl | None = None) -> Any:
     """Route one call through `targets` under `policy`, each target run by `runtime` (or, with
     `submit_only`, submitted: the first target that accepts the job wins, and its Job is returned)."""
     return await RouteRun(targets, policy, modality, route, cooldowns, runtime, claim,
@@ -322,7 +325,7 @@ SEED_POLICY = RoutePolicy()
 
 async def execute(config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str,
                   runtime: Runtime | None = None, claim: HeldClaim | None = None, submit_only: bool = False,
-                  webhook_url: str | None = None) -> Any:
+                  webhook_url: str | ProviderWebhookUrl | None = None) -> Any:
     """The seed API: `config` then its `fallback_configs`, under the default policy."""
     targets = [Target.from_config(c) for c in collect_fallback_chain(config)]
     return await execute_targets(targets, SEED_POLICY, request, on_progress, modality, runtime or Runtime(),

@@ -6,7 +6,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine.cost import estimate_or_reason
 from ..engine.runtime import Runtime
@@ -23,6 +23,9 @@ from .budget import budget_refusal
 from .chain import execute_targets
 from .cooldown import CooldownStore, default_cooldowns, fail_open
 from .routes import Route, load_routes_paths
+
+if TYPE_CHECKING:
+    from ..engine.webhooks import ProviderWebhookUrl
 
 logger = logging.getLogger("tarash_router.routing")
 
@@ -131,7 +134,8 @@ class Router:
         return route
 
     async def run(self, name: str, request: GenerationRequest, on_progress: Any, modality: str,
-                  claim: HeldClaim | None = None, submit_only: bool = False, webhook_url: str | None = None) -> Any:
+                  claim: HeldClaim | None = None, submit_only: bool = False,
+                  webhook_url: str | ProviderWebhookUrl | None = None) -> Any:
         route = self.get(name, modality)
         return await execute_targets(route.targets, route.policy, request, on_progress, modality, self.runtime,
                                      route=name, cooldowns=self.cooldowns, claim=claim, submit_only=submit_only,

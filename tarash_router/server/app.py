@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..client import Client
+from ..engine.webhooks import ProviderWebhookUrl
 from ..errors import JobMayExistError, TarashException, ValidationError, WebhookError
 from ..models import (
     ImageGenerationConfig, ImageGenerationRequest, Job, VideoGenerationConfig, VideoGenerationRequest,
@@ -59,13 +60,18 @@ class JobCreate(pydantic.BaseModel):
 
 
 def create_app(client: Client, keys: Sequence[str], *, events_interval: float = 2.0,
-               reconcile_every: float | None = None, reconcile_after: float = 300.0) -> Starlette:
+               reconcile_every: float | None = None, reconcile_after: float = 300.0,
+               public_url: str | None = None) -> Starlette:
     """The gateway over `client`; callers must present one of `keys` as a bearer token. With
     `reconcile_every`, a background pass finishes jobs whose webhook never came (see
-    `Client.reconcile_async`); several servers may all run it: each check is one status request."""
+    `Client.reconcile_async`); several servers may all run it: each check is one status request.
+    With `public_url` (the gateway as providers reach it), a job whose provider declares a webhook is
+    submitted with `{public_url}/v1/webhooks/{provider}` and finished by the delivery."""
     if not keys:
         raise ValueError("the gateway needs at least one caller key (TARASH_SERVER_KEYS)")
     accepted = [k.encode() for k in keys]
+    # Per target: a route may mix providers with and without a webhook (those are polled).
+    webhook_url = ProviderWebhookUrl(f"{public_url.rstrip('/')}/v1/webhooks/{{provider}}") if public_url else None
 
     def authorized(request: Request) -> bool:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -100,7 +106,7 @@ def create_app(client: Client, keys: Sequence[str], *, events_interval: float = 
             target = (VideoGenerationConfig if video else ImageGenerationConfig)(provider=spec.provider,
                                                                                 model=spec.model)
         submit = client.submit_video_async if video else client.submit_image_async
-        job = await submit(target, gen_request)
+        job = await submit(target, gen_request, webhook_url=webhook_url)
         return _job(job, status_code=202)
 
     async def get(request: Request) -> Response:
@@ -126,7 +132,8 @@ def create_app(client: Client, keys: Sequence[str], *, events_interval: float = 
         except WebhookError as exc:
             if exc.reason == "replay":  # handled before: the provider may stop retrying
                 return JSONResponse({"ok": True, "replay": True})
-            status = 401 if exc.reason in ("signature", "stale") else 400
+            # A secret we could not get: nothing was checked, so the provider should deliver again later.
+            status = 401 if exc.reason in ("signature", "stale") else 503 if exc.reason == "secret" else 400
             return JSONResponse({"error": "WebhookError", "reason": exc.reason, "message": exc.message},
                                 status_code=status)
         except TarashException as exc:

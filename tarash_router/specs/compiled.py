@@ -195,6 +195,10 @@ class PollExtract:
     def raw_status(self, http_status: int, data: Any) -> Any:
         if http_status in self.status_codes:
             return _CODE_STATUS
+        return self.body_status(data)
+
+    def body_status(self, data: Any) -> Any:
+        """The status the body gives (the first `status` path that finds one), or None."""
         for path in self.status:
             value = path.first(data)
             if value is not None:
@@ -215,6 +219,23 @@ _CODE_STATUS = object()  # marker: the status comes from `status_codes`
 
 
 @dataclass
+class StatusStream:
+    """A compiled `protocol.stream`: the request, and how its events' logs add up (statuses, progress
+    and errors are read with the poll's `PollExtract`)."""
+
+    request: CompiledRequest
+    incremental_logs: bool = False
+
+
+@dataclass
+class WebhookSecret:
+    """A compiled `webhook.secret`: the URL template and where the answer keeps the secret."""
+
+    url: ValueTree
+    key: JsonPath
+
+
+@dataclass
 class ProviderSpec:
     """A loaded provider file."""
 
@@ -223,6 +244,7 @@ class ProviderSpec:
     source: SourceDoc
     submit: CompiledRequest | None = None
     poll: CompiledRequest | None = None
+    stream: StatusStream | None = None
     result: CompiledRequest | None = None
     cancel: CompiledRequest | None = None
     headers: ValueTree | None = None
@@ -230,6 +252,7 @@ class ProviderSpec:
     poll_extract: PollExtract | None = None
     upload_steps: list[CompiledRequest] = field(default_factory=list)
     upload_url: ValueTree | None = None
+    webhook_secret: WebhookSecret | None = None
     error_rules: list[CompiledErrorRule] = field(default_factory=list)
     response: ResponsePaths | None = None
 
@@ -292,6 +315,7 @@ class FamilySpec:
     used_fields: frozenset[str]
     model_fields: dict[str, dict[str, ParamSpec]] = field(default_factory=dict)  # per-model overrides
     pricing: CompiledPricing | None = None  # what a job costs (specs/pricing.py), when the family says
+    stream: StatusStream | None = None  # the status stream followed instead of polling, when declared
 
     def fields_for(self, model: str) -> dict[str, ParamSpec]:
         """The field constraints for `model`: the family's, with its model entry's overrides."""

@@ -15,7 +15,7 @@ import pydantic
 from ..errors import SpecError
 from .compiled import (
     BODY_NAMES, IMAGE_ROLES, JOB_NAMES, REQUEST_FIELDS, SUBMIT_NAMES, UPLOAD_NAMES, CompiledErrorRule, CompiledRequest,
-    FamilySpec, Params, PollExtract, ProviderSpec, ResponsePaths,
+    FamilySpec, Params, PollExtract, ProviderSpec, ResponsePaths, StatusStream, WebhookSecret,
 )
 from .jsonpaths import JsonPath, JsonPathSyntaxError
 from .pricing import PricingError, compile_pricing
@@ -229,6 +229,8 @@ def load_provider(doc: SourceDoc) -> ProviderSpec:
         if proto.poll:
             spec.poll = _compile_request(doc, proto.poll, ("protocol", "poll"), JOB_NAMES)
             spec.poll_extract = _poll_extract(doc, proto.poll, ("protocol", "poll"))
+        if proto.stream:
+            spec.stream = _status_stream(doc, proto.stream, spec.poll is not None)
         if proto.result:
             spec.result = _compile_request(doc, proto.result, ("protocol", "result"), JOB_NAMES)
         if proto.cancel:
@@ -246,6 +248,8 @@ def load_provider(doc: SourceDoc) -> ProviderSpec:
         except re.error as exc:
             raise doc.error(f"invalid regex in `matches`: {exc}", ("errors", index, "matches")) from None
     spec.response = _response_paths(doc, pfile.response, None, ("response",))
+    if pfile.webhook is not None and pfile.webhook.secret is not None:
+        spec.webhook_secret = _webhook_secret(doc, pfile.webhook)
     upload = pfile.media.upload
     if upload is not None:
         path = ("media", "upload")
@@ -259,6 +263,19 @@ def load_provider(doc: SourceDoc) -> ProviderSpec:
     return spec
 
 
+def _webhook_secret(doc: SourceDoc, webhook: Any) -> WebhookSecret:
+    path = ("webhook", "secret")
+    if webhook.signature != "standard-webhooks":
+        raise doc.error("only a standard-webhooks secret can be fetched (fal's keys come from its JWKS)",
+                        path)
+    try:
+        url = ValueTree(webhook.secret.url, ("url",))
+        url.check_names(("base_url",))
+    except LeafError as exc:
+        raise doc.error(str(exc.error), (*path, *exc.path)) from None
+    return WebhookSecret(url, _jsonpath(doc, webhook.secret.key, (*path, "key")))
+
+
 def _compile_request_headers(doc: SourceDoc, headers: dict[str, str]) -> ValueTree:
     try:
         tree = ValueTree(headers, ("headers",))
@@ -266,6 +283,14 @@ def _compile_request_headers(doc: SourceDoc, headers: dict[str, str]) -> ValueTr
         return tree
     except LeafError as exc:
         raise doc.error(str(exc.error), exc.path) from None
+
+
+def _status_stream(doc: SourceDoc, stream: Any, has_poll: bool) -> StatusStream:
+    path = ("protocol", "stream")
+    if not has_poll:  # its events are read with the poll's paths, and polling takes over when it breaks
+        raise doc.error("a status stream needs `protocol.poll`: the poll's paths read its events and polling "
+                        "takes over when it breaks", path)
+    return StatusStream(_compile_request(doc, stream, path, JOB_NAMES), stream.incremental_logs)
 
 
 def _poll_extract(doc: SourceDoc, poll: Any, path: tuple) -> PollExtract:
@@ -425,9 +450,14 @@ def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
         params.video = "optional"
     override = ffile.protocol
     submit, poll, result, cancel = provider.submit, provider.poll, provider.result, provider.cancel
-    poll_extract = provider.poll_extract
+    poll_extract, stream = provider.poll_extract, provider.stream
     if override:
         removed = {name for name in override.model_fields_set if getattr(override, name) is None}
+        if override.poll or "poll" in removed:  # the provider's stream speaks for the provider's poll only
+            stream = None
+        if override.stream:
+            polls = (poll is not None or override.poll is not None) and "poll" not in removed
+            stream = _status_stream(doc, override.stream, polls)
         if override.submit:
             submit = _compile_request(doc, override.submit, ("protocol", "submit"), SUBMIT_NAMES, request_fields,
                                       default_body="{{ payload }}")
@@ -443,6 +473,7 @@ def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
         poll, poll_extract = (None, None) if "poll" in removed else (poll, poll_extract)
         result = None if "result" in removed else result
         cancel = None if "cancel" in removed else cancel
+        stream = None if "stream" in removed else stream
     handler = ffile.handler or provider.file.handler
     if handler is not None and handler not in known_handlers():
         where = ("handler",) if ffile.handler else ("provider",)
@@ -462,6 +493,7 @@ def load_family(doc: SourceDoc, provider: ProviderSpec) -> FamilySpec:
         file=ffile, source=doc, provider=provider, params=params, body=body, response=response,
         submit=submit, poll=poll, result=result, cancel=cancel, poll_extract=poll_extract,
         used_fields=frozenset(body.attributes_of("request")), model_fields=model_fields, pricing=pricing,
+        stream=stream,
     )
 
 

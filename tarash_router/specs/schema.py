@@ -95,12 +95,34 @@ class PollSpec(RequestSpec):
     error_type: str | None = None
 
 
+class StreamSpec(RequestSpec):
+    """The provider's status stream (Server-Sent Events): one long request whose events are the poll's
+    status objects, read with the poll's own paths; the engine follows it instead of polling, and polls
+    from where it stopped if it breaks."""
+
+    headers: dict[str, str] = Field(default_factory=dict, validate_default=True,
+                                    description="Accept: text/event-stream unless given here")
+    incremental_logs: bool = Field(
+        False, description="Each event carries only the logs since the previous one (they are accumulated, so "
+                           "progress updates show all logs so far, as a poll does)")
+
+    @field_validator("headers", mode="after")
+    @classmethod
+    def _asks_for_events(cls, headers: dict[str, str]) -> dict[str, str]:
+        if any(name.lower() == "accept" for name in headers):
+            return headers
+        return {"Accept": "text/event-stream", **headers}
+
+
 class ProtocolSpec(_Strict):
     """The job lifecycle: submit, then (optionally) poll, fetch the result, cancel."""
 
     submit: RequestSpec
     job: JobSpec | None = None
     poll: PollSpec | None = None
+    stream: StreamSpec | None = Field(
+        None, description="A status stream to follow instead of polling (needs `poll`: its paths read the events, "
+                          "and polling takes over when the stream breaks)")
     status_map: dict[str, Status] = Field(default_factory=dict)
     result: RequestSpec | None = Field(None, description="Omitted: the last poll response is the result")
     cancel: RequestSpec | None = None
@@ -111,6 +133,9 @@ class ProtocolOverride(_Strict):
 
     submit: RequestSpec | None = None
     poll: PollSpec | None = None
+    stream: StreamSpec | None = Field(
+        None, description="Replaces the provider's status stream; a family that replaces `poll` follows no "
+                          "stream unless it declares its own")
     result: RequestSpec | None = None
     cancel: RequestSpec | None = None
 
@@ -175,6 +200,14 @@ class ResponseSpec(_Strict):
                           "carries it; it replaces the estimate")
 
 
+class WebhookSecretSpec(_Strict):
+    """Where the account's signing secret can be fetched with the API key, when it is not configured
+    (Replicate: GET /v1/webhooks/default/secret -> {"key": "whsec_..."})."""
+
+    url: str = Field(description="Template of the URL (reads base_url); the provider's auth header is sent")
+    key: str = Field("$.key", description="JSONPath of the whsec_ secret in the answer")
+
+
 class WebhookSpec(_Strict):
     """The provider's own webhook: where a submit carries the caller's URL, how deliveries are signed
     and where a delivery keeps the job id, its status and its result."""
@@ -192,6 +225,9 @@ class WebhookSpec(_Strict):
         default_factory=dict, description="Delivery statuses to job states (default: the protocol's status_map)")
     result: str = Field("$", description="JSONPath of the result the family's response paths read")
     error: str | None = Field(None, description="JSONPath of the error message of a failed job")
+    secret: WebhookSecretSpec | None = Field(
+        None, description="standard-webhooks: fetch the signing secret from the provider's API when "
+                          "TARASH_<PROVIDER>_WEBHOOK_SECRET is unset (kept by the client)")
 
     @field_validator("body", mode="after")
     @classmethod
@@ -365,6 +401,6 @@ class FamilyFile(_Strict):
 
 __all__ = [
     "ProviderFile", "FamilyFile", "AuthSpec", "RequestSpec", "JobSpec", "PollSpec", "ProtocolSpec",
-    "ProtocolOverride", "ErrorRule", "MediaSpec", "ResponseSpec", "ParamSpec", "RoleSpec", "CheckSpec", "ExampleSpec",
-    "WebhookSpec", "PricingSpec",
+    "ProtocolOverride", "StreamSpec", "ErrorRule", "MediaSpec", "ResponseSpec", "ParamSpec", "RoleSpec", "CheckSpec",
+    "ExampleSpec", "WebhookSpec", "WebhookSecretSpec", "PricingSpec",
 ]

@@ -36,9 +36,9 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 from aiohttp import web
 
 __all__ = [
-    "FakeServer", "Failure", "Headers", "RecordedRequest", "ScriptedFake", "StatusScript", "apply_failure",
-    "credential", "delayed_failure", "failure_response", "format_seconds", "json_loads_or_none", "json_response",
-    "key_accepted", "multipart_parts", "now_iso", "parse_multipart", "pop_first",
+    "FakeServer", "Failure", "abort_connection", "Headers", "RecordedRequest", "ScriptedFake", "StatusScript",
+    "apply_failure", "credential", "delayed_failure", "failure_response", "format_seconds", "json_loads_or_none",
+    "json_response", "key_accepted", "multipart_parts", "now_iso", "parse_multipart", "pop_first",
 ]
 
 # Large enough for base64 data-URI inputs; the real providers accept tens of MiB.
@@ -215,7 +215,7 @@ async def apply_failure(request: web.Request, failure: Failure) -> web.StreamRes
     if failure.delay > 0:
         await asyncio.sleep(failure.delay)
     if failure.reset:
-        _abort_connection(request)
+        abort_connection(request)
         # Never sent: aiohttp sees the closed transport and drops it quietly.
         return web.Response(status=failure.status)
     if failure.truncate:
@@ -241,7 +241,7 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _abort_connection(request: web.Request) -> None:
+def abort_connection(request: web.Request) -> None:
     """Close the socket with SO_LINGER=0 so the peer gets a RST, not a clean FIN."""
     transport = request.transport
     if transport is None:

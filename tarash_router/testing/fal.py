@@ -5,6 +5,12 @@ full endpoint path, poll status/result/cancel under the app id (``owner/alias``)
 path, 202 while queued/running and 200 once COMPLETED, failures surfacing on the result GET.
 Each job follows a :class:`FalJob` script; faults are :class:`Failure` objects.
 
+``GET …/requests/{id}/status/stream`` is fal's status stream
+(https://fal.ai/docs/inference-api/queue/status-stream): ``text/event-stream``, one ``data: {status}``
+event per step of the script (each one what the next poll would have said, logs only those of that
+step), closed after COMPLETED; an unfinished script's last step holds, with keep-alive comments,
+until the job is cancelled. ``FalJob.stream_fault`` breaks it on purpose after the first event.
+
 A submit with ``?fal_webhook=<url>`` is delivered for real: the job finishes at once and the fake
 POSTs ``{request_id, gateway_request_id, status: OK|ERROR, payload, error}`` to the URL, signed as fal
 signs it (https://docs.fal.ai/model-apis/model-endpoints/webhooks): ED25519 over ``request_id \n
@@ -16,6 +22,7 @@ Run standalone (benchmarks): ``python -m tarash_router.testing.fal --port 0``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import hashlib
@@ -24,13 +31,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
 from ._server import (
-    Failure, Headers, ScriptedFake, StatusScript, WebhookSender, delayed_failure, json_response, now_iso,
-    pop_first,
+    Failure, Headers, ScriptedFake, StatusScript, WebhookSender, abort_connection, delayed_failure, json_response,
+    now_iso, pop_first,
 )
 
 __all__ = ["FakeFal", "FalJob", "FalJobState", "FalSubmit", "app_id_of"]
@@ -53,6 +60,8 @@ _ERROR_TYPE_STATUS = {
     "runner_server_error": 500,
     "internal_error": 500,
 }
+
+StreamFault = Literal["drop", "malformed", "idle", "oversized", "flood", "end"]
 
 ResultFactory = Callable[[str, Any], Any]
 """A callable result: ``(request_id, submitted_json) -> model output``."""
@@ -97,6 +106,16 @@ class FalJob(StatusScript):
     # Where the job's status/result/cancel URLs point (default: this server); tests of hostile
     # responses point them at another origin.
     url_base: str | None = None
+    # The status stream: seconds between events, and between keep-alive comments while the script's
+    # last step holds; an HTTP failure answered instead of the stream; a fault after the first event:
+    # "drop" (connection reset), "malformed" (an event that is not JSON), "idle" (silence, never
+    # closed), "oversized" (one event of ``stream_oversize`` bytes), "flood" (keep-alive comments
+    # without end), "end" (closed without COMPLETED).
+    stream_interval: float = 0.01
+    stream_keepalive: float = 1.0  # fal comments every 15 s
+    stream_failure: Failure | None = None
+    stream_fault: StreamFault | None = None
+    stream_oversize: int = 2 * 1024 * 1024
 
     @classmethod
     def images(cls, n: int = 1, **kwargs: Any) -> FalJob:
@@ -201,6 +220,7 @@ class FalJobState:
     status: str
     step: int = 0
     poll_attempts: int = 0
+    stream_attempts: int = 0
     result_attempts: int = 0
     cancel_attempts: int = 0
     cancelled: bool = False
@@ -323,6 +343,11 @@ class FakeFal(ScriptedFake[FalJob]):
         job = self.jobs.get(request_id)
         return job.poll_attempts if job else 0
 
+    def status_streams(self, request_id: str) -> int:
+        """Status stream requests received for ``request_id``, including scripted failures."""
+        job = self.jobs.get(request_id)
+        return job.stream_attempts if job else 0
+
     # -- routing -----------------------------------------------------------------------------
 
     def routes(self, app: web.Application) -> None:
@@ -350,6 +375,8 @@ class FakeFal(ScriptedFake[FalJob]):
             job = None  # only reachable under its own app, so URL-building bugs show up
         if action == "status" and request.method == "GET":
             return await self._status(request, job)
+        if action == "status/stream" and request.method == "GET":
+            return await self._status_stream(request, job)
         if action == "" and request.method == "GET":
             return await self._result(request, job)
         if action == "cancel" and request.method == "PUT":
@@ -467,6 +494,11 @@ class FakeFal(ScriptedFake[FalJob]):
         failed = await delayed_failure(request, job.script.delay, job.script.poll_failures.get(job.poll_attempts))
         if failed is not None:
             return failed  # does not advance the sequence
+        body = self._next_status(job, with_logs=request.query.get("logs", "") in _TRUE)
+        return json_response(200 if body.get("status") == COMPLETED else 202, body)
+
+    def _next_status(self, job: FalJobState, *, with_logs: bool) -> dict[str, Any]:
+        """The job's next status object (the script moves one step), as a poll or stream event shows it."""
         if job.cancelled:
             entry = _CANCELLED_ENTRY
         else:
@@ -475,12 +507,47 @@ class FakeFal(ScriptedFake[FalJob]):
             job.status = entry.get("status", job.status)
             if job.status == COMPLETED:
                 self._finished(job)
-        with_logs = request.query.get("logs", "") in _TRUE
         body: dict[str, Any] = {k: v for k, v in entry.items() if k != "logs"}
         body["request_id"] = job.request_id
         body.update(job.urls)
         body["logs"] = entry.get("logs", []) if with_logs else None
-        return json_response(200 if body.get("status") == COMPLETED else 202, body)
+        return body
+
+    async def _status_stream(self, request: web.Request, job: FalJobState | None) -> web.StreamResponse:
+        """The status stream: one event per step until COMPLETED, then the stream closes."""
+        if job is None:
+            return json_response(404, {"detail": "Request not found"})
+        job.stream_attempts += 1
+        script = job.script
+        failed = await delayed_failure(request, script.delay, script.stream_failure)
+        if failed is not None:
+            return failed
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                               "x-fal-request-id": job.request_id})
+        await response.prepare(request)
+        with_logs = request.query.get("logs", "") in _TRUE
+        first, quiet_since = True, time.monotonic()
+        try:
+            while True:
+                # An event when the status changes (the script has a step left, the job finished,
+                # perhaps seen by another reader, or a cancel came); the last step of an unfinished
+                # script holds, with keep-alive comments.
+                if first or job.completed or job.step < len(job.entries):
+                    body = self._next_status(job, with_logs=with_logs)
+                    await response.write(b"data: " + json.dumps(body).encode() + b"\n\n")
+                    if body.get("status") == COMPLETED:
+                        break
+                    if first and script.stream_fault is not None:
+                        return await _stream_fault(request, response, script)
+                    first, quiet_since = False, time.monotonic()
+                elif time.monotonic() - quiet_since >= script.stream_keepalive:
+                    await response.write(b": keep-alive\n\n")
+                    quiet_since = time.monotonic()
+                await asyncio.sleep(script.stream_interval)
+        except ConnectionError:  # the client went away
+            return response
+        await response.write_eof()
+        return response
 
     async def _result(self, request: web.Request, job: FalJobState | None) -> web.StreamResponse:
         """Return the model output once completed, or the scripted error."""
@@ -515,6 +582,29 @@ class FakeFal(ScriptedFake[FalJob]):
         with self._lock:
             self.cancels.append(job.request_id)
         return json_response(202, {"status": "CANCELLATION_REQUESTED"})
+
+
+async def _stream_fault(request: web.Request, response: web.StreamResponse, script: FalJob) -> web.StreamResponse:
+    """Break an open status stream the way ``script.stream_fault`` says."""
+    fault = script.stream_fault
+    if fault == "drop":
+        abort_connection(request)
+        return response
+    if fault == "malformed":
+        await response.write(b'data: {"status": "IN_PROG\n\n')
+    elif fault == "oversized":
+        await response.write(b'data: {"status": "IN_PROGRESS", "pad": "' + b"x" * script.stream_oversize + b'"}\n\n')
+    elif fault == "idle":
+        await asyncio.sleep(3600)  # until the client gives up (the server's shutdown ends it)
+    elif fault == "flood":
+        try:
+            while True:
+                await response.write(b": keep-alive\n" * 1024)
+                await asyncio.sleep(0)
+        except ConnectionError:  # the client gave up: the point of the fault
+            return response
+    await response.write_eof()  # "end", and after a malformed or oversized event
+    return response
 
 
 def _default_video(request_id: str) -> dict[str, Any]:

@@ -16,7 +16,8 @@ A create whose body carries ``webhook`` is delivered for real: the prediction ru
 once and the fake POSTs the prediction object to the URL, signed per Standard Webhooks as Replicate
 signs it (https://replicate.com/docs/topics/webhooks/verify-webhook): ``webhook-id``,
 ``webhook-timestamp`` and ``webhook-signature: v1,<base64 HMAC-SHA256>`` over ``id.timestamp.body``
-with the fake's ``webhook_secret`` (``whsec_...``).
+with the fake's ``webhook_secret`` (``whsec_...``), which ``GET /v1/webhooks/default/secret`` answers
+as ``{"key": ...}`` to a caller with the API token.
 
 Run standalone (benchmarks): ``python -m tarash_router.testing.replicate --port 0``.
 """
@@ -354,10 +355,19 @@ class FakeReplicate(ScriptedFake[ReplicateJob]):
         app.router.add_post("/v1/predictions/{id}/cancel", self._cancel)
         app.router.add_post("/v1/files", self._create_file)
         app.router.add_get("/v1/files/{id}", self._get_file)
+        app.router.add_get("/v1/webhooks/default/secret", self._webhook_secret)
         app.router.add_route("*", "/{tail:.*}", self._fallback)
 
     async def _fallback(self, request: web.Request) -> web.Response:
         return _not_found()
+
+    async def _webhook_secret(self, request: web.Request) -> web.Response:
+        """GET /v1/webhooks/default/secret: the account's signing secret, ``{"key": "whsec_..."}``
+        (https://replicate.com/docs/topics/webhooks/verify-webhook)."""
+        unauthorized = self._check_auth(request)
+        if unauthorized is not None:
+            return unauthorized
+        return json_response(200, {"key": self.webhook_secret})
 
     async def _create_file(self, request: web.Request) -> web.Response:
         """POST /v1/files: multipart with a `content` file part -> the file object (urls.get)."""

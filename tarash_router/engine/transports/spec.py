@@ -1,5 +1,6 @@
 """The generic HTTP transport: executes a YAML family's declared protocol (submit, poll, result,
-cancel requests; JSONPath extractors; status map; error rules) over the engine's HTTP seam."""
+cancel requests; a status stream; JSONPath extractors; status map; error rules) over the engine's
+HTTP seam."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import codecs
 import functools
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,6 +21,7 @@ from ..http import send as http_send
 from ..media import fetch_media, media_bytes, media_urls
 from ..render import JobContext, PreparedRequest, prepare_job
 from ..transport import Call, Status
+from .spec_stream import follow_stream
 from ...models import ImageGenerationRequest, ImageGenerationResponse, VideoGenerationRequest, VideoGenerationResponse
 from ...specs.params import check_request
 
@@ -111,17 +114,36 @@ class SpecTransport:
         data = reply.data
         state = (extract.status_codes[reply.status] if reply.status in extract.status_codes
                  else self._map_status(call, extract.raw_status(reply.status, data)))
+        status = self._status(call, state, data, reply.headers, reply.text)
+        status.retry_after = extract.hinted_delay(reply.headers)
+        return status
+
+    def watch(self, call: Call) -> AsyncIterator[Status] | None:
+        """The job's status stream, when the family declares one (`protocol.stream`); else None."""
+        if call.family.stream is None or call.job_id is None:
+            return None
+        return follow_stream(call, self._stream_status)
+
+    def _stream_status(self, call: Call, data: dict[str, Any], text: str) -> Status:
+        """One stream event, read as the poll's answer would be."""
+        extract = call.family.poll_extract
+        assert extract is not None
+        return self._status(call, self._map_status(call, extract.body_status(data)), data, {}, text)
+
+    def _status(self, call: Call, state: str, data: Any, headers: Any, text: str) -> Status:
+        """What a status object says, read with the poll's paths: a finished job carrying an error failed."""
+        extract = call.family.poll_extract
+        assert extract is not None
         error = extract.get("error", data)
         if error is not None and state == "completed":
             state = "failed"
         failure = None
         if state == "failed":
-            failure = error_from_response(call.family.provider, "job", None, reply.headers, reply.text, data,
+            failure = error_from_response(call.family.provider, "job", None, headers, text, data,
                                           model=call.model, request_id=call.job_id, job_may_exist=True)
         return Status(state, data=data, percent=extract.percent(data),
                       queue_position=_int(extract.get("queue_position", data)),
-                      logs=_logs(extract.get("logs", data)), error=failure,
-                      retry_after=extract.hinted_delay(reply.headers), native=data)
+                      logs=_logs(extract.get("logs", data)), error=failure, native=data)
 
     async def fetch(self, call: Call, status: Status) -> Any:
         data = status.native
