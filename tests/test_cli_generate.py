@@ -90,13 +90,20 @@ def test_generate_on_a_terminal_draws_a_live_display_and_saves_the_file(tmp_path
     assert "completed" in text and f"saved {out}" in text and KEY not in text
 
 
-def test_ctrl_c_cancels_the_remote_job_once(tmp_path):
+def _following(job) -> bool:
+    """The command is waiting on the running job: on fal's status stream, or polling."""
+    return job.stream_attempts >= 1 or job.poll_attempts >= 2
+
+
+@pytest.mark.parametrize("stream", ["1", "0"], ids=["status stream", "polling"])
+def test_ctrl_c_cancels_the_remote_job_once(tmp_path, stream):
     with FakeFal() as fal:
         _video_job(fal, [IN_QUEUE] + [IN_PROGRESS] * 10_000)  # never finishes on its own
-        proc = subprocess.Popen(_argv(fal, "--out", str(tmp_path / "v.mp4")), env=_env(), stdout=subprocess.PIPE,
+        proc = subprocess.Popen(_argv(fal, "--out", str(tmp_path / "v.mp4")), env=_env(TARASH_STATUS_STREAM=stream),
+                                stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
-        while not (fal.submits and fal.jobs[fal.submits[0].request_id].poll_attempts >= 2):
+        while not (fal.submits and _following(fal.jobs[fal.submits[0].request_id])):
             assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else ""
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
