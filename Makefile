@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test docs validate bench clean
+.PHONY: demo test lint docs validate bench clean
 
 $(BIN)/tarash-router: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,13 @@ test: $(BIN)/tarash-router
 		tests/test_fal_engine.py tests/test_lifecycle.py tests/test_replicate.py tests/test_secrets_all_providers.py \
 		tests/test_status_stream.py
 	$(BIN)/lint-imports --no-cache   # the layer contracts in pyproject.toml (docs/architecture.md)
-	$(MAKE) --no-print-directory docs
+	$(MAKE) --no-print-directory lint docs
+
+# The linter over everything, and the type checker, strict on the public API ([tool.ruff], [tool.mypy]).
+lint: $(BIN)/tarash-router
+	$(BIN)/ruff check tarash_router tests benchmarks docs/hooks
+	$(BIN)/mypy tarash_router/__init__.py tarash_router/api.py tarash_router/client.py tarash_router/models.py \
+		tarash_router/errors.py
 
 # The documentation site into site/ (not committed); any warning (a broken link or anchor, a
 # docstring mkdocstrings cannot read) fails the build. Material's notice about MkDocs 2 is not one.

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .engine.client import ClientPool
 from .engine.runtime import PROCESS_TRANSPORTS, Runtime
@@ -110,7 +110,7 @@ class Client:
     async def generate_video_async(self, config: VideoGenerationConfig | str, request: VideoGenerationRequest,
                                    on_progress: ProgressCallback | None = None) -> VideoGenerationResponse:
         """Generate a video with a config (and its fallbacks) or through a named route."""
-        return await self._generate(config, request, on_progress, "video")
+        return cast(VideoGenerationResponse, await self._generate(config, request, on_progress, "video"))
 
     def generate_video(self, config: VideoGenerationConfig | str, request: VideoGenerationRequest,
                        on_progress: ProgressCallback | None = None) -> VideoGenerationResponse:
@@ -120,7 +120,7 @@ class Client:
     async def generate_image_async(self, config: ImageGenerationConfig | str, request: ImageGenerationRequest,
                                    on_progress: ImageProgressCallback | None = None) -> ImageGenerationResponse:
         """Generate images with a config (and its fallbacks) or through a named route."""
-        return await self._generate(config, request, on_progress, "image")
+        return cast(ImageGenerationResponse, await self._generate(config, request, on_progress, "image"))
 
     def generate_image(self, config: ImageGenerationConfig | str, request: ImageGenerationRequest,
                        on_progress: ImageProgressCallback | None = None) -> ImageGenerationResponse:
@@ -165,17 +165,18 @@ class Client:
                       webhook_url: str | ProviderWebhookUrl | None = None) -> Job:
         async def submit(claim: HeldClaim | None = None) -> Job:
             if isinstance(config, str):
-                return await self.router.run(config, request, on_progress, modality, claim, submit_only=True,
-                                             webhook_url=webhook_url)
-            return await execute(config, request, on_progress, modality, self.runtime, claim, submit_only=True,
-                                 webhook_url=webhook_url)
+                return cast(Job, await self.router.run(config, request, on_progress, modality, claim,
+                                                       submit_only=True, webhook_url=webhook_url))
+            return cast(Job, await execute(config, request, on_progress, modality, self.runtime, claim,
+                                           submit_only=True, webhook_url=webhook_url))
 
         if not request.idempotency_key:
             return await submit()
         # One job per key: a submit made again (a task queue's redelivery) gets the first one's job.
         target, timeout, allow_resubmit = self._claim_scope(config, modality)
-        return await submit_once(self.runtime.journal, request.idempotency_key, target, request, modality, timeout,
-                                 submit, allow_resubmit=allow_resubmit, lease=self.runtime.settings.idempotency_lease)
+        return cast(Job, await submit_once(self.runtime.journal, request.idempotency_key, target, request, modality,
+                                           timeout, submit, allow_resubmit=allow_resubmit,
+                                           lease=self.runtime.settings.idempotency_lease))
 
     def _claim_scope(self, config: Any, modality: str) -> tuple[str, float, bool]:
         """What an idempotency key is claimed for: the target it names (route or chain), how long a
@@ -209,14 +210,14 @@ class Client:
         (the journal is brought up to date; a finished job's result is fetched)."""
         record = await self._record(job_id)
         if record.state in ("completed", "failed", "cancelled"):
-            return record.to_job()
+            return cast(Job, record.to_job())
         if record.state == "submitting":  # an intent: the submit's outcome was never recorded
             raise JobMayExistError(f"{job_id} is a submit that never recorded its outcome: the provider may have "
                                    "accepted a job whose id is unknown; check with the provider",
                                    provider=record.provider, model=record.model)
         family = self.registry.resolve(record.provider, record.model, record.modality)
         config = self._follow_config(record, family, api_key, None, provider_config, base_url)
-        return await self.runtime.check(record, config)
+        return cast(Job, await self.runtime.check(record, config))
 
     def get_job(self, job_id: str, **kwargs: Any) -> Job:
         """Blocking `get_job_async`."""
@@ -329,7 +330,7 @@ class Client:
                                         raw_response=error, retryable=False, job_may_exist=True)
         family = self.registry.resolve(record.provider, record.model, record.modality)
         config = self._follow_config(record, family, api_key, timeout, provider_config, base_url)
-        return await self.runtime.resume(record, config, on_progress)
+        return cast(Response, await self.runtime.resume(record, config, on_progress))
 
     def resume(self, job_id: str, **kwargs: Any) -> Response:
         """Blocking `resume_async`."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any, Literal, Protocol, Union, runtime_checkable
 
 from typing_extensions import TypedDict
@@ -46,7 +46,7 @@ class ImageType(TypedDict):
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # ---------------------------------------------------------------- configs

@@ -103,7 +103,7 @@ def validate_paths(paths: list[Path], *, today: date | None = None) -> list[Find
     seen: dict[str, str] = {}
     for path in routes_files:
         loaded: dict[str, Any] = {}
-        problems = _guarded(path, lambda path=path: _load_routes_into(loaded, path, registry))
+        problems = _guarded(path, lambda path=path, loaded=loaded: _load_routes_into(loaded, path, registry))
         findings += problems
         for name, route in loaded.items():
             findings += _route_targets(route, registry, today)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
@@ -129,7 +129,7 @@ def _queued(broker: str, task: str) -> list[tuple[dict, list, dict]]:
 
 
 def _seconds_until(eta: str) -> float:
-    return (datetime.fromisoformat(eta) - datetime.now(timezone.utc)).total_seconds()
+    return (datetime.fromisoformat(eta) - datetime.now(UTC)).total_seconds()
 
 
 def test_the_first_check_comes_one_poll_interval_after_the_submit(fal, stores):

@@ -107,7 +107,7 @@ def test_ctrl_c_cancels_the_remote_job_once(tmp_path, stream):
             assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else ""
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
+        _stdout, stderr = proc.communicate(timeout=30)
         job_id = fal.submits[0].request_id
         cancels = list(fal.cancels)
     assert proc.returncode == 130, stderr

@@ -14,6 +14,7 @@ from tarash_router.testing._server import Failure, RecordedRequest
 from tarash_router.testing.replicate import (
     FakeReplicate, ReplicateJob, delivery_url, invalid_input, invalid_version, throttled,
 )
+import itertools
 
 AUTH = {"Authorization": "Bearer r8_test"}
 VERSION = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa"
@@ -146,7 +147,7 @@ def test_status_sequence_logs_and_output(fake: FakeReplicate, client: httpx.Clie
     logs = [s["logs"] for s in seen]
     assert logs[0] == ""
     assert all(isinstance(log, str) for log in logs)
-    assert all(a == b[:len(a)] for a, b in zip(logs, logs[1:]))  # one string that only grows
+    assert all(a == b[:len(a)] for a, b in itertools.pairwise(logs))  # one string that only grows
     percents = [int(PROGRESS.findall(log)[-1][0]) for log in logs[1:]]
     assert percents == sorted(percents) and percents[-1] == 100
     assert [s["output"] for s in seen[:-1]] == [None, None, None]

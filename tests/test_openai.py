@@ -26,6 +26,7 @@ from tarash_router.models import (
 from tarash_router.testing.openai import (
     FAKE_MP4, FakeOpenAI, SoraJob, moderation_blocked, openai_error, rate_limited, server_error,
 )
+import itertools
 
 pytestmark = [pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning"),
               pytest.mark.usefixtures("retired_still_served")]
@@ -267,7 +268,7 @@ def test_poll_after_hint_is_honoured(fake):
     fake.queue(SoraJob(poll_after_ms=60))
     response = generate_video(video_config(fake), VideoGenerationRequest(prompt="x"))
     times = fake.poll_times[response.request_id]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) == 3 and min(gaps) >= 0.05  # asked for 60 ms; poll_interval is 5 ms
 
 

@@ -205,7 +205,7 @@ def test_sync_image_output_shapes(fake, output, images, content_type):
     assert (response.images, response.content_type) == (images, content_type)
     assert response.request_id == fake.creates[0].prediction_id
     assert fake.creates[0].json == {"input": {"prompt": "a glass teapot", "num_outputs": len(images)}}
-    assert [u.status for u in updates][0] == "queued" and updates[-1].status == "completed"
+    assert next(u.status for u in updates) == "queued" and updates[-1].status == "completed"
 
 
 async def test_async_image_with_reference_images(fake):
@@ -368,7 +368,7 @@ def test_large_input_is_uploaded_to_replicate_files(fake):
         {"image": {"content": big, "content_type": "image/png"}, "type": "first_frame"},
         {"image": {"content": b"\x89PNG-last", "content_type": "image/png"}, "type": "last_frame"}])
     generate_video(video_config(fake), request)
-    (name, content_type, stored), = fake.files.values()
+    (_name, content_type, stored), = fake.files.values()
     assert stored == big and content_type == "image/png"
     sent = fake.creates[0].json["input"]
     assert sent["image"].startswith(f"{fake.base_url}/v1/files/")

@@ -79,7 +79,7 @@ def test_each_fixture_scaffolds_to_a_valid_spec(case, tmp_path, capsys):
     assert validate_paths([out]) == []
     assert cli_main(["validate", str(out)]) == 0
     # The suggested rejection, once uncommented, holds too.
-    head, marker, suggestion = text.partition("  # TODO: add an example of a request the model must reject")
+    head, _marker, suggestion = text.partition("  # TODO: add an example of a request the model must reject")
     suggestion = suggestion.split("\n", 1)[1]
     uncommented = head + "\n".join(line.replace("  # ", "  ", 1) for line in suggestion.splitlines())
     family = load_text(uncommented, provider)

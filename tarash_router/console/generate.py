@@ -140,14 +140,14 @@ async def _save(media: Any, dest: Path, trusted: frozenset[Any], display: Displa
     from ..engine.download import Downloaded, download  # httpx: loaded when a file is saved, not at start-up
 
     if isinstance(media, dict) and "content" in media:  # a provider that answers with the bytes
-        dest.write_bytes(media["content"])
+        await asyncio.to_thread(dest.write_bytes, media["content"])
         return Downloaded(dest, len(media["content"]), media.get("content_type"))
     if isinstance(media, str) and media.startswith("data:"):
         import base64
 
         header, _, data = media.partition(",")
         content = base64.b64decode(data) if header.endswith(";base64") else data.encode()
-        dest.write_bytes(content)
+        await asyncio.to_thread(dest.write_bytes, content)
         return Downloaded(dest, len(content), header[5:].split(";")[0] or None)
     return await download(str(media), dest, max_bytes=DOWNLOAD_MAX_BYTES, timeout=DOWNLOAD_TIMEOUT,
                           trusted=trusted, on_progress=display.download)
@@ -226,7 +226,7 @@ def _image(text: str) -> dict[str, Any]:
     try:
         content = path.read_bytes()
     except OSError as exc:
-        raise SystemExit(_usage(f"cannot read {where}: {exc.strerror}"))
+        raise SystemExit(_usage(f"cannot read {where}: {exc.strerror}")) from None
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return {"image": {"content": content, "content_type": content_type}, "type": role}
 

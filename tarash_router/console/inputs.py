@@ -22,6 +22,6 @@ def load_json(path: str) -> Any:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
         return json.loads(text)
     except OSError as exc:
-        raise SystemExit(usage(f"cannot read {path}: {exc.strerror}"))
+        raise SystemExit(usage(f"cannot read {path}: {exc.strerror}")) from None
     except json.JSONDecodeError as exc:
-        raise SystemExit(usage(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"))
+        raise SystemExit(usage(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}")) from None

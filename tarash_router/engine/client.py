@@ -43,7 +43,8 @@ def _fast_transport(choice: str, limits: httpx.Limits) -> httpx.AsyncBaseTranspo
         if choice == "aiohttp":
             from ..errors import MissingExtraError
 
-            raise MissingExtraError("TARASH_TRANSPORT=aiohttp needs httpx-aiohttp: pip install 'tarash-router[fast]'")
+            raise MissingExtraError(
+                "TARASH_TRANSPORT=aiohttp needs httpx-aiohttp: pip install 'tarash-router[fast]'") from None
         return None
     return AiohttpTransport(verify=_ssl_context(), limits=limits, trust_env=True)
 

@@ -84,14 +84,17 @@ async def _save(response: httpx.Response, partial: Path, max_bytes: int, on_prog
     if total is not None and total > max_bytes:
         raise HTTPError(f"the result is {total} bytes, over the download limit of {max_bytes}")
     size = 0
-    with open(partial, "wb") as out:
+    out = await asyncio.to_thread(open, partial, "wb")  # disk work off the event loop: it may serve others
+    try:
         async for chunk in response.aiter_bytes(_CHUNK):
             size += len(chunk)
             if size > max_bytes:
                 raise HTTPError(f"the result passed the download limit of {max_bytes} bytes")
-            out.write(chunk)
+            await asyncio.to_thread(out.write, chunk)
             if on_progress is not None:
                 on_progress(size, total)
+    finally:
+        await asyncio.to_thread(out.close)
     return size
 
 

@@ -20,7 +20,7 @@ import contextlib
 import inspect
 import logging
 import random
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationFailedError, TarashException, UnsafeURLError
@@ -140,7 +140,7 @@ class Lifecycle:
 
     def _job(self, state: str, *, percent: int | None = None, response: Any = None,
              error: dict[str, Any] | None = None, job_id: str | None = None) -> Job:
-        call, now = self.call, datetime.now(timezone.utc)
+        call, now = self.call, datetime.now(UTC)
         return Job(id=job_id or call.job_id or "", provider=call.provider, model=call.model, modality=call.modality,
                    state=state, progress=100 if state == "completed" else percent, response=response, error=error,
                    created_at=now, updated_at=now)

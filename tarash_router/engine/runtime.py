@@ -22,7 +22,7 @@ from ..settings import TarashSettings, get_settings, resolve_api_key
 from ..specs.compiled import FamilySpec
 from ..specs.model_ids import check_listed
 from ..specs.params import check_request, ignored_fields, retirement, unhonoured_fields
-from ..specs.registry import WILDCARD, SpecRegistry, get_registry
+from ..specs.registry import SpecRegistry, get_registry
 from . import cost
 from .client import POOL, ClientPool
 from .lifecycle import Lifecycle

@@ -89,7 +89,7 @@ async def run_idempotent(journal: JobStore, key: str, target: str, request: Any,
             if taken.state == "completed":
                 return _response(taken)
             if taken.job_id:  # the owner died after submitting: collect its job, never submit again
-                return await _own(journal, key, owner, lease, lambda _held: resume(taken.job_id))
+                return await _own(journal, key, owner, lease, lambda _held, job=taken.job_id: resume(job))
             if taken.state == "submitting" and not allow_resubmit:
                 await _quietly(journal.update_claim(key, owner, heartbeat=0.0))  # the next caller hears the same
                 raise await _may_exist(journal, key, fp)
@@ -203,8 +203,8 @@ async def _abandon(journal: Any, key: str, owner: str) -> None:
     try:
         claim = await journal.get_claim(key)
         job = await journal.get(claim.job_id) if claim is not None and claim.job_id else None
-        if claim is not None and (claim.state == "submitting" and not claim.job_id
-                                  or job is not None and job.state not in TERMINAL_STATES):
+        if claim is not None and ((claim.state == "submitting" and not claim.job_id)
+                                  or (job is not None and job.state not in TERMINAL_STATES)):
             await journal.update_claim(key, owner, heartbeat=0.0)
         else:
             await journal.release(key, owner)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -59,8 +59,8 @@ class JobRecord(BaseModel):
             response = cls.model_validate(self.result)
         return Job(id=self.job_id, provider=self.provider, model=self.model, modality=self.modality, state=state,
                    progress=100 if state == "completed" else progress, response=response, error=self.error,
-                   created_at=datetime.fromtimestamp(self.created_at, timezone.utc),
-                   updated_at=datetime.fromtimestamp(self.updated_at, timezone.utc))
+                   created_at=datetime.fromtimestamp(self.created_at, UTC),
+                   updated_at=datetime.fromtimestamp(self.updated_at, UTC))
 
 
 ClaimState = Literal["running", "submitting", "completed", "failed"]

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import TYPE_CHECKING, Any
 
 from tenacity import (
@@ -49,7 +49,7 @@ def collect_fallback_chain(config: GenerationConfig) -> list[GenerationConfig]:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _as_tarash(exc: BaseException, target: Target) -> TarashException:

@@ -13,7 +13,7 @@ import asyncio
 import threading
 import time
 import weakref
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from typing import Any, Protocol
 
 from ..errors import ConfigError
@@ -29,7 +29,7 @@ def to_micros(amount: float) -> int:
 
 def period_of(per: str, now: datetime | None = None) -> tuple[str, float]:
     """The current period's name (`day:2026-12-05`) and how long its count must be kept, in seconds."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if per == "hour":
         start, length = now.replace(minute=0, second=0, microsecond=0), timedelta(hours=1)
         name = start.strftime("%Y-%m-%dT%H")

@@ -211,7 +211,7 @@ class PollExtract:
             found = self.progress_pattern.findall(value)
             value = float(found[-1]) if found else None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return max(0, min(100, int(round(value * self.progress_scale))))
+            return max(0, min(100, round(value * self.progress_scale)))
         return None
 
 

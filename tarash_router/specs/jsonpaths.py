@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
@@ -14,7 +14,7 @@ class JsonPathSyntaxError(Exception):
     """A JSONPath expression does not parse."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compiled(expression: str) -> Any:
     try:
         return _parse(expression)

@@ -665,7 +665,7 @@ def is_template(value: Any) -> bool:
 _DOTTED = re.compile(r"^\s*\{\{\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*)\s*\}\}\s*$")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compile_leaf(source: str) -> Compiled:
     """Compile one template string (expression or text template); shared by every spec using it.
 

@@ -48,7 +48,7 @@ class TelemetryEvent:
     cost_currency: str | None = None
 
 
-OnEvent = Callable[[TelemetryEvent], Union[None, Awaitable[None]]]
+OnEvent = Callable[[TelemetryEvent], Union[Awaitable[None], None]]
 
 
 async def deliver(callback: OnEvent, event: TelemetryEvent) -> None:

@@ -28,7 +28,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
@@ -238,7 +238,7 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 def now_iso() -> str:
     """Current UTC time in ISO form with milliseconds (``2025-02-26T15:02:03.352Z``)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def abort_connection(request: web.Request) -> None:
@@ -661,6 +661,6 @@ class WebhookSender:
                 try:
                     async with session.post(url, data=body, headers=headers) as response:
                         delivery.answer = response.status
-                except (ClientError, OSError, asyncio.TimeoutError):
+                except (TimeoutError, ClientError, OSError):
                     delivery.answer = None
                 self.deliveries.append(delivery)

@@ -411,8 +411,7 @@ class FakeOpenAI(ScriptedFake[SoraJob]):
                 400, "Invalid 'input_reference': provide a file upload or an object with exactly one of "
                      "'image_url' or 'file_id'.", code="invalid_value", param="input_reference"))
         url = value.get("image_url")
-        if url is not None and not (isinstance(url, str) and (url.startswith("https://") or url.startswith("http://")
-                                                              or url.startswith("data:image/"))):
+        if url is not None and not (isinstance(url, str) and (url.startswith(("https://", "http://", "data:image/")))):
             return failure_response(openai_error(
                 400, "Invalid 'input_reference.image_url': expected a URL or a base64 data URL.",
                 code="invalid_value", param="input_reference.image_url"))

@@ -827,7 +827,7 @@ def build_plan(provider: str, model: str, schemas: Schemas, modality: str | None
         elif prop.name in slots_by_prop:
             slot = slots_by_prop[prop.name]
             roles = ", ".join(slot.sources)
-            plan.body.append(BodyEntry(prop.name, "{{ images.%s }}" % slot.name, f"image roles: {roles}"))
+            plan.body.append(BodyEntry(prop.name, f"{{{{ images.{slot.name} }}}}", f"image roles: {roles}"))
         elif prop.name in scalar_by_prop:
             _map_scalar(plan, prop, scalar_by_prop[prop.name])
     if "prompt" not in mapped_fields:
@@ -838,7 +838,7 @@ def build_plan(provider: str, model: str, schemas: Schemas, modality: str | None
 
 
 def _map_scalar(plan: Plan, prop: Prop, target: str) -> None:
-    template = "{{ request.%s }}" % target
+    template = f"{{{{ request.{target} }}}}"
     rule: dict[str, Any] = {}
     todos: list[str] = []
     comment_bits: list[str] = []

@@ -23,7 +23,8 @@ import threading
 import weakref
 from email import message_from_bytes
 from email.policy import HTTP as _HTTP_POLICY
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ...errors import HTTPConnectionError, HTTPError, TarashException, ValidationError

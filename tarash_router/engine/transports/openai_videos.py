@@ -210,7 +210,7 @@ async def _download(call: Call, target: Path | None) -> tuple[Any, str]:
             raise TarashException(f"could not write the video to {target}: {exc.strerror or exc}",
                                   provider=call.provider, model=call.model, request_id=call.job_id,
                                   retryable=False, job_may_exist=True) from None
-        return target.resolve().as_uri(), content_type
+        return Path(os.path.abspath(target)).as_uri(), content_type  # noqa: ASYNC240 - no disk access
 
 
 def _error(exc: Exception, call: Call, phase: str) -> TarashException:

@@ -327,7 +327,7 @@ class _SdkCall:
             if self.modality == "video":
                 types.GenerateVideosSource.model_validate(self.source)
         except Exception as exc:  # noqa: BLE001 - pydantic.ValidationError
-            errors = getattr(exc, "errors", lambda: [])()
+            errors = getattr(exc, "errors", list)()
             where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
             what = errors[0]["msg"] if errors else str(exc)
             raise ValidationError(f"{self.model} does not take {where or 'this config'}: {what}",
