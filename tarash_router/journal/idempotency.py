@@ -72,14 +72,7 @@ async def run_idempotent(journal: JobStore, key: str, target: str, request: Any,
     owner = _new_owner()
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            claim = await journal.claim(Claim(key=key, fingerprint=fp, owner=owner, modality=modality))
-        except JournalUnavailableError as exc:
-            raise JournalUnavailableError(
-                f"cannot claim idempotency key {key!r}: {exc.message}; nothing was sent (an idempotent "
-                "call needs the journal to guarantee one job per key)", retryable=True) from None
-        if claim.fingerprint != fp:
-            raise ValidationError(f"idempotency key {key!r} was already used for a different request")
+        claim = await _claim(journal, key, key, fp, owner, modality, "an idempotent call")
         if claim.owner == owner:
             break
         if claim.state == "completed":
@@ -98,6 +91,21 @@ async def run_idempotent(journal: JobStore, key: str, target: str, request: Any,
     return await _own(journal, key, owner, lease, run, fp)
 
 
+async def _claim(journal: JobStore, claim_key: str, key: str, fp: str, owner: str, modality: str,
+                 what: str) -> Claim:
+    """Claim `claim_key` (or learn who holds it); refused when the journal does not answer (no
+    guarantee can be given, so nothing is sent) or when the key was used for another request."""
+    try:
+        claim = await journal.claim(Claim(key=claim_key, fingerprint=fp, owner=owner, modality=modality))
+    except JournalUnavailableError as exc:
+        raise JournalUnavailableError(
+            f"cannot claim idempotency key {key!r}: {exc.message}; nothing was sent ({what} needs the journal "
+            "to guarantee one job per key)", retryable=True) from None
+    if claim.fingerprint != fp:
+        raise ValidationError(f"idempotency key {key!r} was already used for a different request")
+    return claim
+
+
 async def submit_once(journal: JobStore, key: str, target: str, request: Any, modality: str, timeout: float,
                       submit: Callable[[HeldClaim], Awaitable[Any]], allow_resubmit: bool = False,
                       lease: float | None = None) -> Any:
@@ -111,14 +119,7 @@ async def submit_once(journal: JobStore, key: str, target: str, request: Any, mo
     owner = _new_owner()
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            claim = await journal.claim(Claim(key=claim_key, fingerprint=fp, owner=owner, modality=modality))
-        except JournalUnavailableError as exc:
-            raise JournalUnavailableError(
-                f"cannot claim idempotency key {key!r}: {exc.message}; nothing was sent (a keyed submit needs "
-                "the journal to guarantee one job per key)", retryable=True) from None
-        if claim.fingerprint != fp:
-            raise ValidationError(f"idempotency key {key!r} was already used for a different request")
+        claim = await _claim(journal, claim_key, key, fp, owner, modality, "a keyed submit")
         if claim.owner == owner:
             break
         if claim.job_id:
