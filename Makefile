@@ -26,11 +26,11 @@ test: $(BIN)/tarash-router
 	$(BIN)/lint-imports --no-cache   # the layer contracts in pyproject.toml (docs/architecture.md)
 	$(MAKE) --no-print-directory lint docs
 
-# The linter over everything, and the type checker, strict on the public API ([tool.ruff], [tool.mypy]).
+# The linter over everything, and the type checker over the whole package, strict on the public API
+# ([tool.ruff], [tool.mypy]).
 lint: $(BIN)/tarash-router
 	$(BIN)/ruff check tarash_router tests benchmarks docs/hooks
-	$(BIN)/mypy tarash_router/__init__.py tarash_router/api.py tarash_router/client.py tarash_router/models.py \
-		tarash_router/errors.py
+	$(BIN)/mypy tarash_router
 
 # The documentation site into site/ (not committed); any warning (a broken link or anchor, a
 # docstring mkdocstrings cannot read) fails the build. Material's notice about MkDocs 2 is not one.

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pydantic
 
@@ -155,7 +155,7 @@ def _reap(journal: Any, args: argparse.Namespace) -> int:
                 continue
             try:
                 job = await get_job_async(record.job_id, base_url=args.base_url)
-                outcome = job.state
+                outcome: str = job.state
                 if not job.done and args.cancel:
                     outcome = "cancelled" if await cancel_job_async(record.job_id, base_url=args.base_url) else \
                         f"{job.state} (cancel refused)"
@@ -236,13 +236,13 @@ def _show_yaml(data: dict[str, Any]) -> str:
     """YAML as spec files write it: lists of scalars on one line (`allowed: [4, 6, 8]`)."""
     import yaml
 
-    class Dumper(yaml.SafeDumper):
+    class Dumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML has no type stubs here
         def represent_list(self, items: list[Any]) -> Any:
             flow = all(not isinstance(item, (dict, list)) for item in items)
             return self.represent_sequence("tag:yaml.org,2002:seq", items, flow_style=flow)
 
     Dumper.add_representer(list, Dumper.represent_list)
-    return yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=110)
+    return cast(str, yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=110))
 
 
 def _add_spec_show(actions: Any) -> None:
@@ -344,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code: int = args.func(args)  # each command's handler returns its exit code
+        return code
     except SpecError as exc:
         for error in exc.all:  # every problem found in the file, not just the first
             print(f"{error.location}: error: {error.message}" + (f" [{error.key}]" if error.key else ""),

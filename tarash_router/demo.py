@@ -33,11 +33,11 @@ async def _print_update_async(update: ImageGenerationUpdate) -> None:
 def run_demo(poll_interval: float = 0.2) -> int:
     """Run the demo; returns a process exit code."""
     try:
-        from .testing import FakeFal, FalJob
+        from .testing.fal import FakeFal, FalJob
     except ImportError:
         print("the demo needs the loopback fakes: pip install 'tarash-router[testing]'")
         return 1
-    from . import generate_image, generate_video_async
+    from .api import generate_image, generate_video_async
 
     with FakeFal() as fal:
         fal.queue(FalJob(statuses=["IN_QUEUE", "IN_QUEUE", "IN_QUEUE", "IN_PROGRESS", "IN_PROGRESS", "COMPLETED"]))
@@ -74,7 +74,7 @@ def _generate_from_the_command_line(fal: Any, poll_interval: float) -> None:
     import tempfile
 
     from .console.generate import run
-    from .testing import FalJob
+    from .testing.fal import FalJob
 
     video = fal.host_file("fox.mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 256)
     fal.queue(FalJob(statuses=["IN_QUEUE", {"status": "IN_PROGRESS", "logs": [{"message": "rendering"}]},

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from .errors import SpecError
 from .models import ImageGenerationRequest, VideoGenerationRequest
 from .routing.routes import read_routes_file
 from .tools.examples import run_examples
+from .specs.compiled import FamilySpec
 from .specs.loader import PROVIDER_FILE, load_provider
 from .specs.params import retirement
 from .specs.model_ids import unlisted_model
@@ -99,11 +100,11 @@ def validate_paths(paths: list[Path], *, today: date | None = None) -> list[Find
     spec_files = [f for f in files if f not in routes_files]
     registry.begin_layer()  # the checked files form one layer: a prefix claimed twice among them is an error
     for path in sorted(spec_files, key=lambda p: p.name != PROVIDER_FILE):
-        findings += _guarded(path, lambda path=path: _check_spec_file(path, registry, today))
+        findings += _guarded(path, partial(_check_spec_file, path, registry, today))
     seen: dict[str, str] = {}
     for path in routes_files:
         loaded: dict[str, Any] = {}
-        problems = _guarded(path, lambda path=path, loaded=loaded: _load_routes_into(loaded, path, registry))
+        problems = _guarded(path, partial(_load_routes_into, loaded, path, registry))
         findings += problems
         for name, route in loaded.items():
             findings += _route_targets(route, registry, today)
@@ -217,7 +218,7 @@ def _guarded(path: Path, check: Callable[[], list[Finding]]) -> list[Finding]:
                         f"could not be checked: {type(exc).__name__}: {str(exc)[:200]}")]
 
 
-def _examples_resolve_here(registry: SpecRegistry, family) -> list[Finding]:  # noqa: ANN001 - FamilySpec
+def _examples_resolve_here(registry: SpecRegistry, family: FamilySpec) -> list[Finding]:
     """An example naming a model that another family serves tests the wrong spec."""
     out = []
     for index, example in enumerate(family.file.examples):
@@ -236,7 +237,7 @@ def _examples_resolve_here(registry: SpecRegistry, family) -> list[Finding]:  # 
     return out
 
 
-def _deprecations(family, today: date) -> list[Finding]:  # noqa: ANN001 - FamilySpec
+def _deprecations(family: FamilySpec, today: date) -> list[Finding]:
     out = []
     spec = family.file
     if spec.deprecated:

@@ -146,3 +146,25 @@ def test_a_request_the_family_refuses_never_reaches_the_transport(provider):
         client.generate_video(config(), VideoGenerationRequest(prompt="a kite", duration_seconds=5))
     assert fake.submits == 0
     assert client.render_request(config(), REQUEST)["json"] == {"prompt": "a kite", "seconds": 4}
+
+
+class _Events:
+    """A status stream as a plain async iterator (no `aclose`): `watch` may return any async iterator."""
+
+    def __init__(self, statuses: list[Status]) -> None:
+        self.statuses = statuses
+
+    def __aiter__(self) -> _Events:
+        return self
+
+    async def __anext__(self) -> Status:
+        if not self.statuses:
+            raise StopAsyncIteration
+        return self.statuses.pop(0)
+
+
+def test_a_status_stream_may_be_any_async_iterator(provider, monkeypatch):
+    client, fake = provider
+    completed = Status("completed", data={"id": "job-1", "status": "done"})
+    monkeypatch.setattr(fake, "watch", lambda call: _Events([completed]), raising=False)
+    assert client.generate_video(config(provider_config={"polls": 10**9}), REQUEST).video.endswith("job-1.mp4")

@@ -5,13 +5,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, TypedDict
 
 # Short names people type for the capabilities the specs declare.
 CAPABILITY_ALIASES = {
     "t2v": "text_to_video", "i2v": "image_to_video", "v2v": "video_to_video", "r2v": "reference_to_video",
     "t2i": "text_to_image", "i2i": "image_to_image", "flf": "first_last_frame",
 }
+
+
+class _Row(TypedDict):
+    """One model in the listing (the JSON format prints these as they are)."""
+
+    provider: str
+    model: str
+    modality: str
+    capabilities: list[str]
+    accepts: dict[str, str]
+    images: list[str]
+    shutdown: str | None
+    successor: str | None
 
 
 def add_models_command(sub: Any) -> None:
@@ -36,7 +49,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         registry.load_paths(args.spec_dir)
     wanted = CAPABILITY_ALIASES.get(args.capability, args.capability) if args.capability else None
     today = dt.date.today()
-    rows = []
+    rows: list[_Row] = []
     for family in sorted(registry.families(args.provider), key=lambda f: (f.provider.name, f.name)):
         spec = family.file
         retired = spec.shutdown is not None and spec.shutdown <= today

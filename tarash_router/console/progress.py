@@ -108,8 +108,10 @@ class RichDisplay:
 
     def job(self, update: Any) -> None:
         percent = 100 if update.status == "completed" else update.progress_percent
-        self.progress.update(self.task, description=_describe(update),
-                             **({"completed": percent} if percent is not None else {}))
+        if percent is None:
+            self.progress.update(self.task, description=_describe(update))
+        else:
+            self.progress.update(self.task, description=_describe(update), completed=percent)
         logs = [_log_text(e) for e in update.logs or []]
         if logs:
             self.logs = logs if len(logs) >= len(self.logs) else self.logs + logs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
@@ -16,6 +16,21 @@ from ..specs.compiled import ProviderSpec
 from .http import scrub
 
 _MAX_TEXT = 2000
+
+
+class ErrorOrigin(TypedDict):
+    """Where a failure happened: keyword arguments every `TarashException` takes."""
+
+    provider: str | None
+    model: str | None
+    request_id: str | None
+
+
+class ErrorContext(ErrorOrigin, total=False):
+    """Where a failure happened and what came back."""
+
+    raw_response: dict[str, Any] | None
+    job_may_exist: bool
 
 
 def parse_retry_after(headers: httpx.Headers | dict[str, str]) -> float | None:
@@ -55,8 +70,8 @@ def default_message(data: Any, text: str) -> str:
                 if isinstance(inner, str):
                     return inner
             if isinstance(value, list) and value:
-                msgs = [v.get("msg") or v.get("message") for v in value if isinstance(v, dict)]
-                msgs = [m for m in msgs if isinstance(m, str)]
+                found = [v.get("msg") or v.get("message") for v in value if isinstance(v, dict)]
+                msgs = [m for m in found if isinstance(m, str)]
                 if msgs:
                     return "; ".join(msgs)
     snippet = " ".join(text.split())[:200]
@@ -70,8 +85,8 @@ def error_from_response(
     """The exception for an error response (or a failed job when phase == 'job')."""
     in_body = phase in ("job", "output")
     raw = data if in_body and isinstance(data, dict) else raw_body(status, data, text)
-    common = {"provider": provider.name, "model": model, "request_id": request_id, "raw_response": raw,
-              "job_may_exist": job_may_exist}
+    common: ErrorContext = {"provider": provider.name, "model": model, "request_id": request_id,
+                            "raw_response": raw, "job_may_exist": job_may_exist}
     rule = next((r for r in provider.error_rules if r.matches(phase, status, text, data)), None)
     if rule is not None:
         message = rule.message_text or (rule.message.first(data) if rule.message else None) or \
@@ -106,7 +121,7 @@ def _default_class(status: int | None) -> type[TarashException]:
 
 
 def _instantiate(cls: type[TarashException], message: str, status: int | None, headers: Any,
-                 retryable: bool | None, common: dict[str, Any]) -> TarashException:
+                 retryable: bool | None, common: ErrorContext) -> TarashException:
     prefix = f"HTTP {status}: " if status else ""
     if issubclass(cls, HTTPError):
         return cls(prefix + message, status_code=status, retry_after=parse_retry_after(headers),
@@ -124,7 +139,8 @@ def error_from_transport(exc: Exception, provider: str, model: str, phase: str, 
     # A refused or failed connect never reached the provider, so no job can exist.
     reached = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
     may_exist = phase != "upload" and (phase != "submit" or reached)  # an upload creates no job
-    common = {"provider": provider, "model": model, "request_id": request_id, "job_may_exist": may_exist}
+    common: ErrorContext = {"provider": provider, "model": model, "request_id": request_id,
+                            "job_may_exist": may_exist}
     name = type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
         return TimeoutError(f"{phase} request timed out ({name})", timeout_seconds=timeout, **common)
@@ -133,4 +149,5 @@ def error_from_transport(exc: Exception, provider: str, model: str, phase: str, 
     return HTTPConnectionError(f"{phase} request failed: {name}: {scrub(str(exc), header_values)}", **common)
 
 
-__all__ = ["error_from_response", "error_from_transport", "parse_retry_after", "raw_body"]
+__all__ = ["ErrorContext", "ErrorOrigin", "error_from_response", "error_from_transport", "parse_retry_after",
+           "raw_body"]

@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar, cast
 
 import httpx
 
@@ -91,9 +91,10 @@ class Streamed:
         self._response = response
         self._values = values
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         """The (decoded) body, chunk by chunk as it arrives."""
-        async with contextlib.aclosing(self._response.aiter_bytes()) as iterator:
+        # httpx's aiter_bytes is an async generator, typed as an iterator.
+        async with contextlib.aclosing(cast(AsyncGenerator[bytes, None], self._response.aiter_bytes())) as iterator:
             while True:
                 try:
                     chunk = await _scrubbed(self._values, anext(iterator))

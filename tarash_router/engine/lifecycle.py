@@ -20,8 +20,9 @@ import contextlib
 import inspect
 import logging
 import random
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, UTC
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import GenerationFailedError, TarashException, UnsafeURLError
 from ..errors import TimeoutError as GenerationTimeoutError
@@ -34,10 +35,13 @@ if TYPE_CHECKING:
     from .limits import AccountLimiter
     from ..journal.records import JobRecord
     from ..journal.store import JobStore
+    from ..settings import TarashSettings
 
 logger = logging.getLogger("tarash_router.engine")
 TERMINAL = ("completed", "failed")
 CANCEL_TIMEOUT = 5.0
+
+_T = TypeVar("_T")
 
 
 class Lifecycle:
@@ -161,7 +165,7 @@ class Lifecycle:
 
     # ------------------------------------------------------------ the state machine
 
-    async def _guarded(self, body: Any) -> Any:
+    async def _guarded(self, body: Callable[[], Awaitable[_T]]) -> _T:
         call = self.call
         try:
             try:
@@ -288,11 +292,16 @@ class Lifecycle:
         job finished (the caller polls on: nothing is submitted again); the deadline and a caller's
         cancel stop it like a poll."""
         watch = getattr(self.transport, "watch", None)
-        events = watch(self.call) if watch is not None and self.settings.status_stream else None
+        events: AsyncIterator[Status] | None = (
+            watch(self.call) if watch is not None and self.settings.status_stream else None)
         if events is None:
             return None
         call, received = self.call, 0
-        async with contextlib.aclosing(events):  # type: ignore[type-var]
+        # An async generator is closed when left; any other async iterator (`watch` may return one) has no aclose.
+        closing = contextlib.AsyncExitStack()
+        if hasattr(events, "aclose"):
+            closing.push_async_callback(events.aclose)
+        async with closing:
             while True:
                 try:
                     status = await anext(events)
@@ -428,7 +437,7 @@ class Lifecycle:
         return bool(agreed)
 
 
-def poll_pause(poll_interval: float, age: float, settings: Any, hint: float | None = None) -> float:
+def poll_pause(poll_interval: float, age: float, settings: TarashSettings, hint: float | None = None) -> float:
     """The pause before the next poll of a job submitted `age` seconds ago: the configured interval,
     growing with the job's age (`poll_backoff` x age, capped at `poll_interval_max`), never shorter
     than the provider's own hint."""
@@ -440,10 +449,10 @@ def poll_pause(poll_interval: float, age: float, settings: Any, hint: float | No
 def poll_retry_wait(exc: TarashException, attempt: int, poll_interval: float, cap: float) -> float:
     """The pause before re-trying a failed poll or fetch: Retry-After when given, else exponential
     backoff from the poll interval with jitter; never past `cap` (settings.max_retry_wait)."""
-    hinted = getattr(exc, "retry_after", None)
+    hinted: float | None = getattr(exc, "retry_after", None)
     if hinted is not None:
         return min(hinted, cap)
-    base = max(poll_interval, 0.05) * (2 ** (attempt - 1))
+    base: float = max(poll_interval, 0.05) * (2 ** (attempt - 1))
     return min(cap, base) * random.uniform(0.5, 1.0)
 
 

@@ -44,10 +44,14 @@ def account_of(provider: str, api_key: str | None) -> str:
     return f"{provider}:{digest}"
 
 
-class LimitStore(Protocol):
+class SlotSource(Protocol):
+    """What `acquire` needs of a store: a limit store, or one bounded in time."""
+
     async def try_acquire(self, account: str, slot: str, limits: Limits, ttl: float) -> float | None:
         """Take a slot now and return None, or return how long to wait before trying again."""
 
+
+class LimitStore(SlotSource, Protocol):
     async def release(self, account: str, slot: str) -> None: ...
 
     async def rename(self, account: str, slot: str, job_id: str) -> None:
@@ -168,7 +172,7 @@ def _new_slot() -> str:
     return f"pending-{uuid.uuid4().hex}"
 
 
-async def acquire(store: LimitStore, account: str, limits: Limits, ttl: float) -> str:
+async def acquire(store: SlotSource, account: str, limits: Limits, ttl: float) -> str:
     """Wait for a slot and return its name. The caller bounds the wait: the job lifecycle's deadline
     cancels it, and says the account stayed at its limit."""
     slot = _new_slot()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any
+from collections.abc import Collection
+from typing import Any, cast
 
 import httpx
 
@@ -32,13 +33,13 @@ def media_kind(media: Any) -> str:
         f"got {type(media).__name__}{' without a scheme' if isinstance(media, str) else ''}")
 
 
-def convert_media(media: Any, accepts: list[str], provider: str, max_inline_bytes: int | None = None) -> str:
+def convert_media(media: Any, accepts: Collection[str], provider: str, max_inline_bytes: int | None = None) -> str:
     """The media as a string the provider takes: URLs pass through, bytes become a data: URI."""
     kind = media_kind(media)
     if kind == "url":
         if "url" not in accepts:
             raise ValidationError(f"{provider} does not take media URLs; pass bytes instead", provider=provider)
-        return media
+        return cast(str, media)
     if kind == "bytes":
         content = media["content"]
         if max_inline_bytes is not None and len(content) > max_inline_bytes:
@@ -49,7 +50,7 @@ def convert_media(media: Any, accepts: list[str], provider: str, max_inline_byte
     if "data_uri" not in accepts:
         raise ValidationError(f"{provider} takes media only as URLs; upload the file and pass its URL",
                               provider=provider)
-    return media
+    return cast(str, media)  # a data: URI, given or built above
 
 
 async def fetch_media(urls: list[str], provider: str, max_bytes: int,

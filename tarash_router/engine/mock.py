@@ -68,9 +68,10 @@ def _response(choice: MockResponse, request: GenerationRequest, request_id: str,
     raw = {"mock": True, "request_id": request_id}
     if modality == "video":
         video = choice.output_video or MOCK_VIDEO_URL.format(request_id=request_id)
+        seconds = getattr(request, "duration_seconds", None)
         return VideoGenerationResponse(
             request_id=request_id, video=video, content_type="video/mp4",
-            duration=float(request.duration_seconds) if getattr(request, "duration_seconds", None) else None,
+            duration=float(seconds) if seconds else None,
             resolution=getattr(request, "resolution", None), aspect_ratio=request.aspect_ratio,
             is_mock=True, raw_response=raw, provider=config.provider, model=config.model)
     count = getattr(request, "n", None) or 1

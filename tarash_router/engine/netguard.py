@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from typing import cast
 from urllib.parse import urlsplit
 
 from ..errors import UnsafeURLError
@@ -50,7 +51,8 @@ async def check_public_url(url: str) -> None:
             infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
         except OSError:
             raise UnsafeURLError(f"refused to fetch {_shown(url)}: its host does not resolve") from None
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        # An IP family's socket address starts with the host, a string.
+        addresses = [ipaddress.ip_address(cast(str, info[4][0]).split("%")[0]) for info in infos]
     private = [str(a) for a in addresses if not is_public_address(a)]
     if private:
         raise UnsafeURLError(f"refused to fetch {_shown(url)}: {host} resolves to a private, loopback or "

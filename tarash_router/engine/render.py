@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from ..errors import AuthenticationError
@@ -183,7 +183,7 @@ def prepare_job(family: FamilySpec, config: GenerationConfig, request: Generatio
         if id(item) in uploaded:
             return uploaded[id(item)]  # bytes put on the provider's storage beforehand
         if (dry_run and uploads and isinstance(item, dict) and "content" in item
-                and len(item["content"]) > media.upload_over_bytes):
+                and len(item["content"]) > cast(int, media.upload_over_bytes)):  # set when `uploads` is
             return f"<{len(item['content'])} bytes, uploaded to {provider.name} storage at send time>"
         if media.download and isinstance(item, str) and item in fetched:
             item = fetched[item]  # a URL the provider cannot take, fetched by the engine beforehand

@@ -231,7 +231,8 @@ class Runtime:
         if unlisted is not None:
             logger.warning("%s", unlisted)
         transport = self.transports.for_family(family)
-        rendered = transport.render(self._call(family, config, request, modality, None))  # type: ignore[attr-defined]
+        rendered: dict[str, Any] = transport.render(  # type: ignore[attr-defined]
+            self._call(family, config, request, modality, None))
         ignored = ignored_fields(family, config.model, request, drop=config.adapt)
         if ignored:  # set by the caller, absent from the request above
             rendered["ignored_fields"] = ignored

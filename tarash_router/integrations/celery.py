@@ -111,8 +111,8 @@ class Pacing:
         """The countdown of a submit's next try: the backoff, never before the limiter's hint; both
         spread at random so that the jobs waiting on one account do not all come back at once."""
         first, longest = self.slot_retry
-        backoff = min(first * 2 ** retries, longest) * random.uniform(0.5, 1.0)
-        hint = (getattr(exc, "retry_after", None) or 0.0) * random.uniform(1.0, 1.2)
+        backoff: float = min(first * 2 ** retries, longest) * random.uniform(0.5, 1.0)
+        hint: float = (getattr(exc, "retry_after", None) or 0.0) * random.uniform(1.0, 1.2)
         return max(hint, backoff)
 
 
@@ -150,8 +150,9 @@ def register_tasks(app: Any, *, client_factory: Callable[[], Client] | None = No
 
     # acks_late + reject_on_worker_lost: a task whose worker died is delivered again, not lost. That is
     # safe for submit (keyed on its task id) and for check (one more status request).
-    @app.task(name=f"{name_prefix}.submit", bind=True, shared=False, acks_late=True, reject_on_worker_lost=True,
-              max_retries=None)
+    # Celery has no type stubs: its task decorator is untyped.
+    @app.task(name=f"{name_prefix}.submit", bind=True, shared=False, acks_late=True,  # type: ignore[untyped-decorator]
+              reject_on_worker_lost=True, max_retries=None)
     def submit(task: Any, target: str | dict[str, Any], request: dict[str, Any], kind: str = "video",
                webhook_url: str | None = None, on_done: dict[str, Any] | None = None,
                give_up_at: float | None = None) -> str:
@@ -175,8 +176,8 @@ def register_tasks(app: Any, *, client_factory: Callable[[], Client] | None = No
         raise task.retry(args=task.request.args, kwargs={**task.request.kwargs, "give_up_at": give_up_at},
                          countdown=countdown, exc=not_sent)
 
-    @app.task(name=f"{name_prefix}.check", bind=True, shared=False, acks_late=True, reject_on_worker_lost=True,
-              max_retries=None)
+    @app.task(name=f"{name_prefix}.check", bind=True, shared=False, acks_late=True,  # type: ignore[untyped-decorator]
+              reject_on_worker_lost=True, max_retries=None)
     def check(task: Any, job_id: str, base_url: str | None = None, every: float | None = None,
               on_done: dict[str, Any] | None = None, errors: int = 0) -> dict[str, Any] | None:
         outcome = run_sync(_check(worker.get(), job_id, base_url, every, errors))

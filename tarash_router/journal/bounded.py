@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from ..errors import JournalUnavailableError
 from .records import Claim, JobRecord
 from .store import JobStore
 
 logger = logging.getLogger("tarash_router.journal")
+
+_T = TypeVar("_T")
 
 
 class BoundedJobStore:
@@ -29,13 +32,13 @@ class BoundedJobStore:
         self.skip_after_failure = skip_after_failure  # seconds a failed store is skipped before the next try
         self._down_until = 0.0
 
-    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    async def _call(self, name: str, call: Callable[[], Awaitable[_T]]) -> _T:
         if time.monotonic() < self._down_until:
             raise JournalUnavailableError(
                 f"journal unavailable (skipped for {self.skip_after_failure:g}s after a failure)")
         try:
             async with asyncio.timeout(self.timeout):
-                return await getattr(self.store, name)(*args, **kwargs)
+                return await call()
         except (Exception, TimeoutError) as exc:  # noqa: BLE001 - any backend failure means "down"
             self._down_until = time.monotonic() + self.skip_after_failure
             reason = f"no answer within {self.timeout:g}s" if isinstance(exc, TimeoutError) else type(exc).__name__
@@ -43,34 +46,34 @@ class BoundedJobStore:
             raise JournalUnavailableError(f"journal {name} failed: {reason}") from None
 
     async def put(self, record: JobRecord) -> None:
-        await self._call("put", record)
+        await self._call("put", lambda: self.store.put(record))
 
     async def get(self, job_id: str) -> JobRecord | None:
-        return await self._call("get", job_id)
+        return await self._call("get", lambda: self.store.get(job_id))
 
     async def advance(self, job_id: str, state: str, **changes: Any) -> JobRecord | None:
-        return await self._call("advance", job_id, state, **changes)
+        return await self._call("advance", lambda: self.store.advance(job_id, state, **changes))
 
     async def list(self, limit: int = 100, state: str | None = None) -> list[JobRecord]:
-        return await self._call("list", limit, state=state)
+        return await self._call("list", lambda: self.store.list(limit, state=state))
 
     async def delete(self, job_id: str) -> None:
-        await self._call("delete", job_id)
+        await self._call("delete", lambda: self.store.delete(job_id))
 
     async def claim(self, claim: Claim) -> Claim:
-        return await self._call("claim", claim)
+        return await self._call("claim", lambda: self.store.claim(claim))
 
     async def get_claim(self, key: str) -> Claim | None:
-        return await self._call("get_claim", key)
+        return await self._call("get_claim", lambda: self.store.get_claim(key))
 
     async def update_claim(self, key: str, holder: str, **changes: Any) -> bool:
-        return await self._call("update_claim", key, holder, **changes)
+        return await self._call("update_claim", lambda: self.store.update_claim(key, holder, **changes))
 
     async def take_over(self, key: str, old_owner: str, new_owner: str) -> bool:
-        return await self._call("take_over", key, old_owner, new_owner)
+        return await self._call("take_over", lambda: self.store.take_over(key, old_owner, new_owner))
 
     async def release(self, key: str, owner: str) -> None:
-        await self._call("release", key, owner)
+        await self._call("release", lambda: self.store.release(key, owner))
 
     async def close(self) -> None:
         """Close the backend; a store that does not answer is left behind, not waited on."""

@@ -82,7 +82,10 @@ async def run_idempotent(journal: JobStore, key: str, target: str, request: Any,
             if taken.state == "completed":
                 return _response(taken)
             if taken.job_id:  # the owner died after submitting: collect its job, never submit again
-                return await _own(journal, key, owner, lease, lambda _held, job=taken.job_id: resume(job))
+                def collect(_held: HeldClaim, job: str = taken.job_id) -> Awaitable[Any]:
+                    return resume(job)
+
+                return await _own(journal, key, owner, lease, collect)
             if taken.state == "submitting" and not allow_resubmit:
                 await _quietly(journal.update_claim(key, owner, heartbeat=0.0))  # the next caller hears the same
                 raise await _may_exist(journal, key, fp)
@@ -149,7 +152,7 @@ async def _submitted_job(journal: JobStore, claim: Claim) -> Any:
                            "longer holds", request_id=claim.job_id)
 
 
-async def _may_exist(journal: Any, key: str, fp: str) -> JobMayExistError:
+async def _may_exist(journal: JobStore, key: str, fp: str) -> JobMayExistError:
     """The error for a claim whose owner stopped mid-submit, naming the provider/model of its
     `submitting` intent when the journal still has it."""
     intents = await _quietly(journal.list(limit=1000, state="submitting")) or []
@@ -163,7 +166,7 @@ async def _may_exist(journal: Any, key: str, fp: str) -> JobMayExistError:
         provider=intent.provider if intent else None, model=intent.model if intent else None)
 
 
-async def _own(journal: Any, key: str, owner: str, lease: float, run: Callable[[HeldClaim], Awaitable[Any]],
+async def _own(journal: JobStore, key: str, owner: str, lease: float, run: Callable[[HeldClaim], Awaitable[Any]],
                fp: str = "") -> Any:
     """Run while holding the claim: heartbeat it, then store the result (or release it on failure)."""
 
@@ -198,7 +201,7 @@ async def _quietly(call: Awaitable[Any]) -> Any:
         return None
 
 
-async def _abandon(journal: Any, key: str, owner: str) -> None:
+async def _abandon(journal: JobStore, key: str, owner: str) -> None:
     """After a failed call: release the key, unless a job it accepted may still be running, in which
     case the claim is left for the next caller to take over at once and collect that job."""
     try:
@@ -214,7 +217,7 @@ async def _abandon(journal: Any, key: str, owner: str) -> None:
             logger.warning("idempotency claim not released: %s", type(exc).__name__)
 
 
-async def _wait(journal: Any, key: str, claim: Claim, owner: str, deadline: float, lease: float) -> Claim | None:
+async def _wait(journal: JobStore, key: str, claim: Claim, owner: str, deadline: float, lease: float) -> Claim | None:
     """Wait for another owner's result. Returns the finished claim, a claim we took over, or None
     when the owner released it."""
     delay = 0.02

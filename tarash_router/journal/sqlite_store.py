@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .records import Claim, JobRecord, can_move
+
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -53,11 +56,11 @@ class SQLiteJobStore:
             self._db = db
         return self._db
 
-    async def _on_worker(self, fn: Any) -> Any:
+    async def _on_worker(self, fn: Callable[[], _T]) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn)
 
-    async def _write(self, fn: Any) -> Any:
-        def transaction() -> Any:
+    async def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        def transaction() -> _T:
             db = self._connection()
             db.execute("BEGIN IMMEDIATE")
             try:

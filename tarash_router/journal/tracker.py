@@ -66,8 +66,8 @@ class JobTracker:
     def _record(self, job_id: str, state: str, job: dict[str, Any], **extra: Any) -> JobRecord:
         config = self.config
         return JobRecord(
-            job_id=job_id, provider=self.provider, model=self.model, modality=self.modality,  # type: ignore[arg-type]
-            state=state, job=job, base_url=self.base_url,  # type: ignore[arg-type]
+            job_id=job_id, provider=self.provider, model=self.model, modality=self.modality,
+            state=state, job=job, base_url=self.base_url,
             # Credentials in provider_config stay out of the journal; resume takes them again.
             provider_config=redact_secrets(config.provider_config), timeout=config.timeout,
             poll_interval=config.poll_interval, max_poll_attempts=config.max_poll_attempts,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tenacity import (
     AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential, wait_random,
 )
+from tenacity.wait import wait_base
 
 from ..engine import cost as costs
 from ..engine.lifecycle import call_progress
@@ -242,7 +243,7 @@ class RouteRun:
                           on_progress: Any, served: Attempt | None) -> Any:
         retry = self.policy.retry
         backoff = retry.backoff
-        exponential = wait_exponential(multiplier=backoff.initial, max=backoff.max)
+        exponential: wait_base = wait_exponential(multiplier=backoff.initial, max=backoff.max)
         if backoff.jitter:
             exponential = exponential + wait_random(0, backoff.initial)
         cap = self.runtime.settings.max_retry_wait

@@ -14,8 +14,9 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ..errors import ConfigError
 from ..lazy import Lazy
@@ -23,6 +24,8 @@ from ..settings import get_settings
 from .policy import CooldownPolicy
 
 logger = logging.getLogger("tarash_router.routing")
+
+_T = TypeVar("_T")
 
 
 class CooldownStore(Protocol):
@@ -111,12 +114,12 @@ class FailOpenCooldowns:
         self.skip_after_failure = skip_after_failure
         self._down_until = 0.0
 
-    async def _call(self, name: str, *args: object, **kwargs: object) -> float | None:
+    async def _call(self, name: str, call: Callable[[], Awaitable[_T]]) -> _T | None:
         if time.monotonic() < self._down_until:
             return None
         try:
             async with asyncio.timeout(self.timeout):
-                return await getattr(self.store, name)(*args, **kwargs)
+                return await call()
         except (Exception, TimeoutError) as exc:  # noqa: BLE001 - a breaker store must never stop a route
             self._down_until = time.monotonic() + self.skip_after_failure
             logger.warning("cooldown store %s failed (%s); treating breakers as closed for %gs", name,
@@ -125,16 +128,16 @@ class FailOpenCooldowns:
             return None
 
     async def check(self, key: str, policy: CooldownPolicy, now: float | None = None) -> float | None:
-        return await self._call("check", key, policy, now)
+        return await self._call("check", lambda: self.store.check(key, policy, now))
 
     async def remaining(self, key: str, now: float | None = None) -> float | None:
-        return await self._call("remaining", key, now)
+        return await self._call("remaining", lambda: self.store.remaining(key, now))
 
     async def record_failure(self, key: str, policy: CooldownPolicy, now: float | None = None) -> None:
-        await self._call("record_failure", key, policy, now)
+        await self._call("record_failure", lambda: self.store.record_failure(key, policy, now))
 
     async def record_success(self, key: str) -> None:
-        await self._call("record_success", key)
+        await self._call("record_success", lambda: self.store.record_success(key))
 
 
 _WRAPPED: weakref.WeakKeyDictionary[object, FailOpenCooldowns] = weakref.WeakKeyDictionary()

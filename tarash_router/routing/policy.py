@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import (
     AuthenticationError, ContentModerationError, GenerationFailedError, HTTPConnectionError, HTTPError,
@@ -13,8 +13,11 @@ from ..errors import (
 
 ERROR_KINDS = ("rate_limit", "server_error", "connection", "timeout", "generation_failed", "moderation",
                "validation", "auth", "client_error", "other")
-DEFAULT_RETRY_ON = ("rate_limit", "server_error", "connection", "timeout")
-DEFAULT_FALLBACK_ON = ("rate_limit", "server_error", "connection", "timeout", "generation_failed")
+ErrorKind = Literal["rate_limit", "server_error", "connection", "timeout", "generation_failed", "moderation",
+                    "validation", "auth", "client_error", "other"]
+DEFAULT_RETRY_ON: tuple[ErrorKind, ...] = ("rate_limit", "server_error", "connection", "timeout")
+DEFAULT_FALLBACK_ON: tuple[ErrorKind, ...] = (
+    "rate_limit", "server_error", "connection", "timeout", "generation_failed")
 # Failures that say something about the target's health (used by the cooldown breaker).
 HEALTH_KINDS = frozenset({"rate_limit", "server_error", "connection", "timeout", "generation_failed"})
 
@@ -115,6 +118,6 @@ class RoutePolicy:
 
 
 __all__ = [
-    "ERROR_KINDS", "DEFAULT_RETRY_ON", "DEFAULT_FALLBACK_ON", "parse_duration", "error_kind", "Backoff",
+    "ERROR_KINDS", "ErrorKind", "DEFAULT_RETRY_ON", "DEFAULT_FALLBACK_ON", "parse_duration", "error_kind", "Backoff",
     "RetryPolicy", "CooldownPolicy", "RoutePolicy",
 ]

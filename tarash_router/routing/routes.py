@@ -40,15 +40,14 @@ from ..specs.registry import SpecRegistry
 from ..specs.yaml_source import SourceDoc, load_yaml_file
 from .budget import Budget, SpendLimit
 from .policy import (
-    DEFAULT_FALLBACK_ON, DEFAULT_RETRY_ON, Backoff, CooldownPolicy, RetryPolicy, RoutePolicy, parse_duration,
+    DEFAULT_FALLBACK_ON, DEFAULT_RETRY_ON, Backoff, CooldownPolicy, ErrorKind, RetryPolicy, RoutePolicy,
+    parse_duration,
 )
 
 Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema({"anyOf": [
     {"type": "number", "minimum": 0},
     {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)?\s*$", "examples": ["500ms", "30s", "15m", "1h"]},
 ]})]
-ErrorKind = Literal["rate_limit", "server_error", "connection", "timeout", "generation_failed", "moderation",
-                    "validation", "auth", "client_error", "other"]
 
 
 class _Strict(BaseModel):

@@ -20,7 +20,7 @@ import contextlib
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 import pydantic
@@ -80,7 +80,7 @@ def create_app(client: Client, keys: Sequence[str], *, events_interval: float = 
         matches = [hmac.compare_digest(presented, key) for key in accepted]
         return scheme.lower() == "bearer" and any(matches)
 
-    def guarded(handler: Any) -> Any:
+    def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             if not authorized(request):
                 return JSONResponse({"error": "Unauthorized", "message": "a valid bearer key is required"},
@@ -105,8 +105,10 @@ def create_app(client: Client, keys: Sequence[str], *, events_interval: float = 
         if target is None:
             target = (VideoGenerationConfig if video else ImageGenerationConfig)(provider=spec.provider,
                                                                                 model=spec.model)
-        submit = client.submit_video_async if video else client.submit_image_async
-        job = await submit(target, gen_request, webhook_url=webhook_url)
+        if isinstance(gen_request, VideoGenerationRequest):  # exactly when `video`
+            job = await client.submit_video_async(target, gen_request, webhook_url=webhook_url)
+        else:
+            job = await client.submit_image_async(target, gen_request, webhook_url=webhook_url)
         return _job(job, status_code=202)
 
     async def get(request: Request) -> Response:

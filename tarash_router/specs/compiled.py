@@ -12,7 +12,9 @@ from ..errors import ERROR_CLASSES, TarashException
 from ..models import ImageGenerationRequest, VideoGenerationRequest
 from .jsonpaths import JsonPath
 from .pricing import CompiledPricing
-from .schema import ErrorRule, FamilyFile, ParamSpec, ProviderFile, RequestSpec, ResponseSpec, RoleSpec
+from .schema import (
+    ErrorRule, FamilyFile, MediaSpec, ParamSpec, ProtocolSpec, ProviderFile, RequestSpec, ResponseSpec, RoleSpec,
+)
 from .templates import ValueTree, is_template
 from .yaml_source import SourceDoc
 
@@ -257,7 +259,7 @@ class ProviderSpec:
     response: ResponsePaths | None = None
 
     @property
-    def protocol(self):  # noqa: ANN201 - ProtocolSpec | None
+    def protocol(self) -> ProtocolSpec | None:
         return self.file.protocol
 
     @property
@@ -328,11 +330,12 @@ class FamilySpec:
         return {**self.params.fields, **self.model_fields[max(matches, key=len)]}
 
     @property
-    def media(self):  # noqa: ANN201 - MediaSpec
+    def media(self) -> MediaSpec:
         return self.file.media or self.provider.file.media
 
     @property
     def modality(self) -> str:
+        assert self.file.modality is not None  # the loader refuses a family without one
         return self.file.modality
 
     @property

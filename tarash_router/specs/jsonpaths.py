@@ -7,7 +7,8 @@ from functools import cache
 from typing import Any
 
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
-from jsonpath_ng.ext import parse as _parse
+from jsonpath_ng.ext.parser import parse as _parse
+from jsonpath_ng.jsonpath import JSONPath
 
 
 class JsonPathSyntaxError(Exception):
@@ -15,7 +16,7 @@ class JsonPathSyntaxError(Exception):
 
 
 @cache
-def _compiled(expression: str) -> Any:
+def _compiled(expression: str) -> JSONPath:
     try:
         return _parse(expression)
     except (JsonPathLexerError, JsonPathParserError, Exception) as exc:  # jsonpath-ng raises plain Exception too
@@ -32,18 +33,20 @@ class JsonPath:
             raise JsonPathSyntaxError(f"JSONPath must start with '$', got {expression!r}")
         self.expression = expression
         self._simple = _simple_keys(expression)
-        self._path = None if self._simple is not None else _compiled(expression)
+        self._path: JSONPath | None = None if self._simple is not None else _compiled(expression)
 
     def all(self, data: Any) -> list[Any]:
         if self._simple is not None:
             value = _walk(data, self._simple)
             return [] if value is _MISSING else [value]
+        assert self._path is not None  # compiled whenever the expression is not simple keys
         return [m.value for m in self._path.find(data)]
 
     def first(self, data: Any) -> Any:
         if self._simple is not None:
             value = _walk(data, self._simple)
             return None if value is _MISSING else value
+        assert self._path is not None  # compiled whenever the expression is not simple keys
         matches = self._path.find(data)
         return matches[0].value if matches else None
 

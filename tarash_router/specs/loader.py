@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
+from pydantic_core import ErrorDetails
 
 from ..errors import SpecError
 from .compiled import (
@@ -21,7 +22,7 @@ from .jsonpaths import JsonPath, JsonPathSyntaxError
 from .pricing import PricingError, compile_pricing
 from .schema import FamilyFile, ParamSpec, ProviderFile, RoleSpec
 from .templates import LeafError, ValueTree
-from .yaml_source import MergedDoc, SourceDoc, load_yaml_file
+from .yaml_source import KeyPath, MergedDoc, SourceDoc, load_yaml_file
 
 PROVIDER_FILE = "provider.yaml"
 # Transports a spec may name (`handler:`): the built-in SDK ones, and any a user registers.
@@ -52,13 +53,13 @@ def validate_model(doc: SourceDoc, model: type[pydantic.BaseModel], path: tuple[
 _TYPE_ERRORS = ("_type", "literal_error", "union_tag_invalid")  # "not this kind of value": a union tries several
 
 
-def schema_errors(doc: SourceDoc, exc: pydantic.ValidationError, model: type, base: tuple = (),
+def schema_errors(doc: SourceDoc, exc: pydantic.ValidationError, model: type, base: KeyPath = (),
                   cls: type[SpecError] = SpecError) -> list[SpecError]:
     """One SpecError per problem, at its key: the root cause first (a typo shows up twice, as an
     unknown key and a missing one: the unknown key is reported), the rest in file order."""
     found = [(_clean_loc(model, e["loc"]), e) for e in exc.errors()]
     typo_parents = {loc[:-1] for loc, e in found if e["type"] == "extra_forbidden"}
-    kept: dict[tuple, dict[str, Any]] = {}
+    kept: dict[KeyPath, ErrorDetails] = {}
     for loc, err in found:
         if err["type"] == "missing" and loc[:-1] in typo_parents:
             continue  # the key is there, misspelt: reported as the unknown key
@@ -73,7 +74,7 @@ def schema_errors(doc: SourceDoc, exc: pydantic.ValidationError, model: type, ba
     return [errors[primary], *sorted(rest, key=lambda e: (e.line or 0, e.column or 0))]
 
 
-def _schema_error(doc: SourceDoc, loc: tuple, err: dict[str, Any], model: type, base: tuple,
+def _schema_error(doc: SourceDoc, loc: KeyPath, err: ErrorDetails, model: type, base: KeyPath,
                   cls: type[SpecError]) -> SpecError:
     path = (*base, *loc)
     kind = err["type"]
@@ -93,7 +94,7 @@ def _schema_error(doc: SourceDoc, loc: tuple, err: dict[str, Any], model: type, 
     return doc.error(message, path, cls)
 
 
-def _clean_loc(model: type, loc: tuple) -> tuple:
+def _clean_loc(model: type, loc: KeyPath) -> KeyPath:
     """An error location as a key path: the tags pydantic adds for union members (`str`,
     `ModelEntry`, `literal[...]`, `function-after[...]`, `constrained-float`) dropped, aliases (`raise`, `from`) kept."""
     out: list[Any] = []
@@ -151,7 +152,7 @@ def _alias_back(part: Any) -> Any:
     return {"raise": "raise", "from": "from"}.get(part, part)
 
 
-def _fields_at(model: type, loc: tuple) -> list[str]:
+def _fields_at(model: type, loc: KeyPath) -> list[str]:
     """Names allowed at a location in the schema (for 'did you mean')."""
     current: Any = model
     skip_key = False
@@ -179,7 +180,7 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
-def _compile_request(doc: SourceDoc, spec: Any, path: tuple, names: tuple[str, ...],
+def _compile_request(doc: SourceDoc, spec: Any, path: KeyPath, names: tuple[str, ...],
                      request_fields: frozenset[str] | None = None, default_body: Any = None) -> CompiledRequest:
     try:
         compiled = CompiledRequest.build(spec, default_body)
@@ -191,14 +192,14 @@ def _compile_request(doc: SourceDoc, spec: Any, path: tuple, names: tuple[str, .
         raise doc.error(str(exc.error), (*path, *exc.path)) from None
 
 
-def _jsonpath(doc: SourceDoc, expression: str, path: tuple) -> JsonPath:
+def _jsonpath(doc: SourceDoc, expression: str, path: KeyPath) -> JsonPath:
     try:
         return JsonPath(expression)
     except JsonPathSyntaxError as exc:
         raise doc.error(str(exc), path) from None
 
 
-def _response_paths(doc: SourceDoc, spec: Any, base: ResponsePaths | None, path: tuple) -> ResponsePaths:
+def _response_paths(doc: SourceDoc, spec: Any, base: ResponsePaths | None, path: KeyPath) -> ResponsePaths:
     for name, value in spec.model_dump(exclude_none=True).items():
         for index, expression in enumerate([value] if isinstance(value, str) else value):
             where = (*path, name) if isinstance(value, str) else (*path, name, index)
@@ -293,7 +294,7 @@ def _status_stream(doc: SourceDoc, stream: Any, has_poll: bool) -> StatusStream:
     return StatusStream(_compile_request(doc, stream, path, JOB_NAMES), stream.incremental_logs)
 
 
-def _poll_extract(doc: SourceDoc, poll: Any, path: tuple) -> PollExtract:
+def _poll_extract(doc: SourceDoc, poll: Any, path: KeyPath) -> PollExtract:
     if poll.status is None and not poll.status_codes:
         raise doc.error("a poll needs `status` (JSONPath) or `status_codes`", path)
     statuses = [poll.status] if isinstance(poll.status, str) else (poll.status or [])
@@ -351,7 +352,9 @@ def resolve_extends(doc: SourceDoc, provider: ProviderSpec) -> SourceDoc:
     merged = {key: value for key, value in parent.items() if key not in NOT_INHERITED}
     for key, value in data.items():
         if key in MERGED_KEYS and isinstance(value, dict):
-            inherited = merged.get(key) if isinstance(merged.get(key), dict) else {}
+            inherited = merged.get(key)
+            if not isinstance(inherited, dict):
+                inherited = {}
             combined = {**inherited, **value}
             merged[key] = {k: v for k, v in combined.items() if v is not None}  # null removes the parent's key
         else:
@@ -376,15 +379,15 @@ def _find_family(doc: SourceDoc, provider: ProviderSpec, name: str) -> SourceDoc
                     return parent
     known: dict[str, Path] = {}
     for folder in folders:
-        for file in sorted(folder.glob("*.y*ml")):
-            if file.name == PROVIDER_FILE or file.suffix not in (".yaml", ".yml") or str(file) == own:
+        for found in sorted(folder.glob("*.y*ml")):
+            if found.name == PROVIDER_FILE or found.suffix not in (".yaml", ".yml") or str(found) == own:
                 continue
-            text = file.read_text(encoding="utf-8", errors="replace")
+            text = found.read_text(encoding="utf-8", errors="replace")
             owner = _PROVIDER_KEY.search(text)
             if owner is None or owner.group(1) not in (provider.name, *provider.file.aliases):
                 continue
             named = _FAMILY_KEY.search(text)
-            known.setdefault(named.group(1) if named else file.stem, file)
+            known.setdefault(named.group(1) if named else found.stem, found)
     if name in known:
         return _read_family(known[name])
     hint = difflib.get_close_matches(name, list(known), n=1)
@@ -556,7 +559,7 @@ def _compile_checks(doc: SourceDoc, family: FamilyFile, request_fields: frozense
     return checks
 
 
-def _parse_role(doc: SourceDoc, slot: str, value: Any, path: tuple) -> RoleSpec:
+def _parse_role(doc: SourceDoc, slot: str, value: Any, path: KeyPath) -> RoleSpec:
     if value in ("required", "optional"):
         role = RoleSpec(required=value == "required")
     elif isinstance(value, dict):

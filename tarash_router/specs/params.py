@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 from ..errors import ValidationError
 from ..models import GenerationRequest
@@ -171,7 +171,7 @@ def _check_extra(family: FamilySpec, request: GenerationRequest, fail: Any) -> N
                            f"{family.name} family sends or declares {_fmt(meant)}; a family written with "
                            "`extra_params: merge` passes any key unchecked)")
         return
-    allowed = [] if policy == "reject" else policy.allow
+    allowed = [] if policy == "reject" else cast("list[str]", policy.allow)  # a None `allow` returned above
     unknown = sorted(set(request.extra_params) - set(allowed))
     if unknown:
         what = f"allowed: {_fmt(allowed)}" if allowed else "it takes no extra params"

@@ -203,7 +203,7 @@ class SpecRegistry:
         # A pinned version (`owner/name:hash`, Replicate) is served by the family of `owner/name`.
         base_model = model.split(":", 1)[0]
         # Longest prefix among families of the requested modality, else that modality's generic family.
-        best: dict[str, tuple[int, FamilySpec]] = {}
+        best: dict[str, tuple[tuple[int, int], FamilySpec]] = {}
         for prefix, (family, _) in self._prefixes.get(pname, {}).items():
             if key_matches(prefix, model, base_model):
                 if _specificity(prefix) > best.get(family.modality, ((-1, -1), None))[0]:

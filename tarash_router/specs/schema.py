@@ -26,6 +26,8 @@ ErrorName = Literal[
     "GenerationFailedError", "HTTPConnectionError", "TimeoutError",
 ]
 Modality = Literal["video", "image"]
+MediaForm = Literal["url", "data_uri"]
+_ALL_MEDIA_FORMS: tuple[MediaForm, ...] = ("url", "data_uri")
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 
 
@@ -175,7 +177,7 @@ class UploadSpec(_Strict):
 class MediaSpec(_Strict):
     """Which media forms the provider accepts inline; bytes become a data: URI when allowed."""
 
-    accepts: list[Literal["url", "data_uri"]] = Field(default_factory=lambda: ["url", "data_uri"])
+    accepts: list[MediaForm] = Field(default_factory=lambda: list(_ALL_MEDIA_FORMS))
     max_inline_bytes: int | None = None
     download: bool = Field(False, description="Fetch URL media and send the bytes inline (for APIs that take no URLs)")
     max_download_bytes: int = Field(50 * 1024 * 1024, gt=0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import operator
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -237,7 +237,7 @@ def _replace_size(text: Any, old: Any, new: Any, count: Any = None) -> int:
     grow = len(new) - len(old)
     if grow <= 0:
         return len(text)
-    hits = text.count(old) if old else len(text) + 1
+    hits = text.count(old) if old else len(text) + 1  # type: ignore[arg-type]  # old is text's type (checked above)
     if isinstance(count, int) and count >= 0:
         hits = min(hits, count)
     return len(text) + hits * grow
@@ -560,7 +560,9 @@ class _SpecEnvironment(ImmutableSandboxedEnvironment):
             budget.build(fresh, f"calling {getattr(__obj, '__name__', 'a function')}")
         return result
 
-    def concat(self, parts: tuple[Any, ...]) -> str:
+    # Only `~` calls it (`_SpecCodeGenerator.visit_Concat`), with a tuple: it reads `parts` twice, so it
+    # would not do for `Template.render`'s generator (templates are rendered with `generate`).
+    def concat(self, parts: tuple[Any, ...]) -> str:  # type: ignore[override]
         """`a ~ b`: measured (a list written out counts its text) before it is built."""
         budget = _budget()
         budget.build(sum(_text(part) for part in parts), "joining with ~")
@@ -637,7 +639,8 @@ def _build_env(undefined: type[Undefined]) -> ImmutableSandboxedEnvironment:
     env.filters.pop("urlize", None)  # HTML links: output grows with every URL in the text
     env.filters = {name: _guard_filter(name, fn) for name, fn in env.filters.items()}
     env.filters["_loop_steps"] = _loop_steps
-    env.tests = {name: _guard_test(name, fn) for name, fn in env.tests.items()}
+    # jinja2's tests are typed as the bare "function", which is not a Callable to mypy.
+    env.tests = {name: _guard_test(name, fn) for name, fn in env.tests.items()}  # type: ignore[arg-type]
     env.globals["range"] = _safe_range
     env.globals.pop("lipsum", None)  # random text of any length, and no use in a request
     return env
@@ -677,10 +680,10 @@ def compile_leaf(source: str) -> Compiled:
     if dotted:
         parts = tuple(dotted.group(1).split("."))
         attrs = frozenset({(parts[0], parts[1])}) if len(parts) > 1 else frozenset()
-        return Compiled(source=source, render=lambda ctx, _p=parts: _walk(ctx, _p),
+        return Compiled(source=source, render=lambda ctx: _walk(ctx, parts),
                         names=frozenset({parts[0]}), attributes=attrs)
     match = _EXPRESSION.match(source)
-    is_expr = bool(match) and "{{" not in match.group("expr") and "}}" not in match.group("expr")
+    is_expr = match is not None and "{{" not in match.group("expr") and "}}" not in match.group("expr")
     try:
         ast = ENV.parse("{{" + match.group("expr") + "}}" if is_expr else source)  # type: ignore[union-attr]
     except TemplateSyntaxError as exc:
@@ -762,9 +765,9 @@ def _references(ast: nodes.Template) -> tuple[frozenset[str], frozenset[tuple[st
     for node in ast.find_all(nodes.Getattr):
         if isinstance(node.node, nodes.Name) and node.node.ctx == "load":
             attrs.add((node.node.name, node.attr))
-    for node in ast.find_all(nodes.Getitem):
-        if isinstance(node.node, nodes.Name) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            attrs.add((node.node.name, node.arg.value))
+    for item in ast.find_all(nodes.Getitem):
+        if isinstance(item.node, nodes.Name) and isinstance(item.arg, nodes.Const) and isinstance(item.arg.value, str):
+            attrs.add((item.node.name, item.arg.value))
     return frozenset(names), frozenset(attrs)
 
 
@@ -801,7 +804,8 @@ class ValueTree:
             out = _within_budget(lambda c: _render_node(self._root, c), ctx)  # one budget for the whole tree
         return None if out is DROP else out
 
-    def check_names(self, allowed: Iterable[str], attribute_rules: dict[str, Iterable[str]] | None = None) -> None:
+    def check_names(self, allowed: Iterable[str],
+                    attribute_rules: Mapping[str, Iterable[str]] | None = None) -> None:
         """Raise `_LeafError` for a name (or `name.attr`) outside what the field may read."""
         allowed_set = set(allowed) | JINJA_GLOBALS
         rules = {k: set(v) for k, v in (attribute_rules or {}).items()}

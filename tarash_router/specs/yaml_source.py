@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -20,7 +20,7 @@ from ..errors import SpecError
 KeyPath = tuple[Any, ...]
 
 try:  # The C parser is several times faster; fall back when libyaml is missing.
-    _BaseLoader: type = yaml.CSafeLoader
+    _BaseLoader: Any = yaml.CSafeLoader  # PyYAML has no type stubs here
 except AttributeError:  # pragma: no cover - depends on the build
     _BaseLoader = yaml.SafeLoader
 
@@ -28,7 +28,7 @@ _BOOL = "tag:yaml.org,2002:bool"
 _MERGE = "tag:yaml.org,2002:merge"
 
 
-class _StrictError(yaml.MarkedYAMLError):
+class _StrictError(yaml.MarkedYAMLError):  # type: ignore[misc]  # PyYAML has no type stubs here
     """A duplicate or merge key, raised while constructing values."""
 
     def __init__(self, problem: str, mark: yaml.Mark, key: KeyPath | None = None) -> None:
@@ -36,7 +36,7 @@ class _StrictError(yaml.MarkedYAMLError):
         self.key = key
 
 
-class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _StrictLoader(_BaseLoader):  # type: ignore[misc]  # PyYAML has no type stubs here
     """Safe loading with duplicate keys and merge keys refused and YAML 1.2 booleans."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -49,7 +49,7 @@ class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
                 first = seen[key].start_mark.line + 1
                 raise _StrictError(f"duplicate key {key!r} (first defined on line {first})", key_node.start_mark)
             seen[key] = key_node
-        return super().construct_mapping(node, deep=deep)
+        return cast("dict[Any, Any]", super().construct_mapping(node, deep=deep))
 
 
 _StrictLoader.yaml_implicit_resolvers = {

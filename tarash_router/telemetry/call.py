@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from .events import OnEvent, TelemetryEvent, deliver
 
@@ -231,6 +231,12 @@ class CallTelemetry:
                          error_message=failure[1] if failure else None, cost=cost)
 
     # ------------------------------------------------------------ inside
+
+    @overload
+    def mask(self, text: str) -> str: ...
+
+    @overload
+    def mask(self, text: None) -> None: ...
 
     def mask(self, text: str | None) -> str | None:
         """`text` with the call's keys (and, unless allowed, its prompt) masked, cut to MAX_MESSAGE."""

@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 __all__ = [
     "FakeServer", "Failure", "abort_connection", "Headers", "RecordedRequest", "ScriptedFake", "StatusScript",
@@ -75,7 +76,7 @@ class Headers(dict[str, str]):
     def __contains__(self, key: object) -> bool:
         return super().__contains__(key.lower() if isinstance(key, str) else key)
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
 
@@ -88,10 +89,10 @@ class RecordedRequest:
     query: dict[str, str]
     headers: Headers
     body: bytes
-    json: Any | None = None
+    json: Any = None  # None when the body is empty or not JSON
 
 
-def json_loads_or_none(body: bytes) -> Any | None:
+def json_loads_or_none(body: bytes) -> Any:
     """Parse a JSON body, returning None for empty or invalid bodies."""
     if not body:
         return None
@@ -114,9 +115,11 @@ def multipart_parts(content_type: str, body: bytes) -> list[tuple[str, str | Non
         return None
     parts = []
     for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
+        # The HTTP policy decodes an RFC 2231 value, so a parameter is a str; a leaf part decodes to bytes.
+        name = cast("str | None", part.get_param("name", header="content-disposition"))
         if name is not None:
-            parts.append((name, part.get_filename(), part.get_payload(decode=True) or b"", part.get_content_type()))
+            payload = cast("bytes | None", part.get_payload(decode=True)) or b""
+            parts.append((name, part.get_filename(), payload, part.get_content_type()))
     return parts
 
 
@@ -269,9 +272,9 @@ async def _send_truncated(
 
 
 @web.middleware
-async def _record_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _record_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Record the request (see :meth:`FakeServer.recorded`) before dispatching it."""
-    server: FakeServer = request.app[_SERVER_KEY]
+    server = cast(FakeServer, request.app[_SERVER_KEY])
     body = await request.read()
     record = RecordedRequest(
         method=request.method,
@@ -339,7 +342,7 @@ class FakeServer:
     @staticmethod
     def recorded(request: web.Request) -> RecordedRequest:
         """The :class:`RecordedRequest` of an in-flight request (body already read)."""
-        return request[_REQUEST_KEY]  # type: ignore[return-value]
+        return cast(RecordedRequest, request[_REQUEST_KEY])
 
     # -- lifecycle ---------------------------------------------------------------------------
 

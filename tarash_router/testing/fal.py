@@ -231,7 +231,7 @@ class FalJobState:
         return self.cancelled or self.status == COMPLETED
 
 
-_CANCELLED_ENTRY = {
+_CANCELLED_ENTRY: dict[str, Any] = {
     "status": COMPLETED,
     "metrics": {},
     "error": "Request cancelled",

@@ -37,7 +37,7 @@ import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from aiohttp import web
 
@@ -349,6 +349,7 @@ class FakeOpenAI(ScriptedFake[SoraJob]):
         model, problem = self.video_model(fields.get("model"))
         if problem is not None:
             return problem
+        assert model is not None  # video_model names a model whenever it finds no problem
         size = fields.get("size")
         if size in PRO_SIZES and not _is_pro(model):
             return failure_response(openai_error(
@@ -576,7 +577,8 @@ class FakeOpenAI(ScriptedFake[SoraJob]):
     @classmethod
     def from_args(cls, args: argparse.Namespace, **options: Any) -> FakeOpenAI:
         fake_cls = FakeAzureOpenAI if args.azure else FakeOpenAI
-        return super(FakeOpenAI, fake_cls).from_args(args, **options)
+        # ScriptedFake.from_args, bound to the class chosen (mypy takes only a subclass of this one).
+        return cast(FakeOpenAI, super(FakeOpenAI, fake_cls).from_args(args, **options))  # type: ignore[misc]
 
 
 class FakeAzureOpenAI(FakeOpenAI):

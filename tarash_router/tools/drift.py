@@ -37,8 +37,8 @@ from ..errors import SpecError, TarashException
 from ..models import ImageGenerationConfig, ImageGenerationRequest, VideoGenerationConfig, VideoGenerationRequest
 from ..specs.compiled import FamilySpec
 from ..specs.registry import WILDCARD, SpecRegistry, get_registry
-from .scaffold import (Prop, ScaffoldError, _bound, enum_values, fal_schemas, json_types, properties, read_openapi,
-                       replicate_schemas)
+from .scaffold import (Prop, ScaffoldError, _bound, as_mapping, enum_values, fal_schemas, json_types, properties,
+                       read_openapi, replicate_schemas)
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 KINDS = ("unclaimed", "unmapped", "required", "enum", "range")
@@ -95,8 +95,8 @@ def read_schema(path: Path, directory: Path) -> Schema:
         model = _replicate_model(document, path, directory)
         schemas = replicate_schemas(document, model, shown)
         return Schema(shown, "replicate", model, properties(schemas.input, schemas.root))
-    info = document.get("info") if isinstance(document.get("info"), dict) else {}
-    meta = info.get("x-fal-metadata") if isinstance(info.get("x-fal-metadata"), dict) else {}
+    info = as_mapping(document.get("info"))
+    meta = as_mapping(info.get("x-fal-metadata"))
     endpoint = meta.get("endpointId")
     if not isinstance(endpoint, str):
         posts = _post_paths(document)
@@ -121,8 +121,8 @@ def _is_replicate(document: dict[str, Any]) -> bool:
     """A model object (latest_version), a version object (openapi_schema) or a bare Cog openapi_schema."""
     if isinstance(document.get("openapi_schema"), dict) or isinstance(document.get("latest_version"), dict):
         return True
-    components = document.get("components") if isinstance(document.get("components"), dict) else {}
-    schemas = components.get("schemas") if isinstance(components.get("schemas"), dict) else {}
+    components = as_mapping(document.get("components"))
+    schemas = as_mapping(components.get("schemas"))
     return "Input" in schemas and ("/predictions" in _post_paths(document) or not _post_paths(document))
 
 

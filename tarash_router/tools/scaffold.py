@@ -28,6 +28,7 @@ Public: `scaffold_spec` (document already parsed), `scaffold_file` (reads JSON o
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import re
@@ -182,6 +183,11 @@ def flatten(schema: Any, root: Any, seen: frozenset[str] = frozenset()) -> dict[
     return out
 
 
+def as_mapping(value: Any) -> dict[str, Any]:
+    """`value` when it is a mapping, else an empty one: documents are read leniently."""
+    return value if isinstance(value, dict) else {}
+
+
 def json_types(flat: dict[str, Any]) -> set[str]:
     kind = flat.get("type")
     if isinstance(kind, str):
@@ -332,7 +338,7 @@ def fal_schemas(document: Any, endpoint_id: str, source: str = "<openapi>") -> S
     """The input and output schemas of one fal endpoint from its queue OpenAPI document."""
     if not isinstance(document, dict):
         raise ScaffoldError(f"{source}: expected an OpenAPI document (a JSON object), found {_type_of(document)}")
-    paths = document.get("paths") if isinstance(document.get("paths"), dict) else {}
+    paths = as_mapping(document.get("paths"))
     components = _components(document)
     notes: list[str] = []
     target = "/" + endpoint_id.strip("/")
@@ -442,7 +448,7 @@ class ParamEntry:
     field: str
     rule: dict[str, Any]
     comment: str | None = None
-    todos: list[str] = field(default_factory=list)
+    todos: list[str] = dataclasses.field(default_factory=list)  # `field` in here is the attribute above
 
 
 @dataclass
@@ -637,7 +643,7 @@ def _output_plan(provider: str, output: dict[str, Any] | None, root: Any
             return None, {"_single": "$.output"}, "https://example.com/output", "a URL string"
         if types == {"array"}:
             return None, {"_list": "$.output"}, ["https://example.com/output"], "a list of URLs"
-        props = output.get("properties") if isinstance(output.get("properties"), dict) else {}
+        props = as_mapping(output.get("properties"))
         for key in ("video", "images", "image"):
             if key in props:
                 flat = flatten(props[key], root)
@@ -648,7 +654,7 @@ def _output_plan(provider: str, output: dict[str, Any] | None, root: Any
                 return modality, {("images" if modality == "image" else "video"): f"$.output.{key}"}, \
                     {key: "https://example.com/output"}, f"an object with {key}"
         return None, {}, None, f"{'/'.join(sorted(types)) or 'an untyped'} output"
-    props = output.get("properties") if isinstance(output.get("properties"), dict) else {}
+    props = as_mapping(output.get("properties"))
     for key, modality, field_name in (("video", "video", "video"), ("videos", "video", "video"),
                                       ("images", "image", "images"), ("image", "image", "images")):
         if key not in props:
@@ -658,6 +664,7 @@ def _output_plan(provider: str, output: dict[str, Any] | None, root: Any
         ext = "mp4" if modality == "video" else "png"
         if types == {"array"}:
             items = flat.get("items") or {}
+            sample: list[dict[str, str]] | list[str]
             if "object" in json_types(items) or "url" in (items.get("properties") or {}):
                 path = f"$.{key}[*].url" if field_name == "images" else f"$.{key}[0].url"
                 sample = [{"url": f"https://example.com/output.{ext}"}]
@@ -707,8 +714,8 @@ def build_plan(provider: str, model: str, schemas: Schemas, modality: str | None
         modality, reason = out_modality, f"from the output schema ({out_what})"
     else:
         hints = _modality_hints(model, props)
-        kinds = {k for k, _ in hints}
-        if len(kinds) != 1:
+        hinted = {k for k, _ in hints}
+        if len(hinted) != 1:
             seen = "; ".join(f"{why} -> {k}" for k, why in hints) or "no hint in the model id or inputs"
             raise ScaffoldError(f"{source}: cannot tell whether {model!r} makes video or images ({out_what}; "
                                 f"{seen}): pass --modality video|image")
@@ -1101,11 +1108,11 @@ def render_yaml(plan: Plan) -> str:
             for entry in plan.extra:
                 add(f"    {_scalar(entry.field)}: {_scalar(entry.rule)}")
     add("body:" if plan.body else "body: {}")
-    for entry in plan.body:
-        for todo in entry.todos:
+    for body_entry in plan.body:
+        for todo in body_entry.todos:
             add(f"  # TODO: {_clean(todo, 300)}")
-        comment = f"  # {entry.comment}" if entry.comment else ""
-        add(f"  {_scalar(entry.key)}: {_scalar(entry.template)}{comment}")
+        comment = f"  # {body_entry.comment}" if body_entry.comment else ""
+        add(f"  {_scalar(body_entry.key)}: {_scalar(body_entry.template)}{comment}")
     if plan.unmapped:
         add(f"  # TODO: these {plan.provider} inputs are not mapped; they reach the provider only through")
         add("  # extra_params (merged into the body by default). Map one to a request field above, or leave")

@@ -15,7 +15,8 @@ SCHEMA_KINDS = ("provider", "family", "routes")
 
 def json_schema(kind: str) -> dict[str, Any]:
     """The JSON Schema of a file kind: `provider`, `family` or `routes`."""
-    model: type[BaseModel] = {"provider": ProviderFile, "family": FamilyFile, "routes": RoutesFile}[kind]
+    models: dict[str, type[BaseModel]] = {"provider": ProviderFile, "family": FamilyFile, "routes": RoutesFile}
+    model = models[kind]
     schema = model.model_json_schema(by_alias=True)
     if kind == "family":  # what the loader checks after `extends` is resolved, as far as a schema can say it
         schema["allOf"] = [{"anyOf": [{"required": ["models"]}, {"required": ["abstract"]}]},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from typing import Any
+from typing import Any, cast
 
 from ...errors import TarashException
 from ...specs.loader import KNOWN_HANDLERS
@@ -36,7 +36,8 @@ class RunAdapter(BaseTransport):
         return Status("completed", native=response)
 
     def render(self, call: Call) -> dict[str, Any]:
-        return self.handler.render(call.family, call.config, call.request)
+        rendered: dict[str, Any] = self.handler.render(call.family, call.config, call.request)
+        return rendered
 
 
 class ProviderHandlerAdapter(BaseTransport):
@@ -62,7 +63,7 @@ class ProviderHandlerAdapter(BaseTransport):
 def as_transport(target: Any) -> Transport:
     """A transport from what a user registered: a transport as is, a `run()` object adapted."""
     if callable(getattr(target, "submit", None)) and callable(getattr(target, "poll", None)):
-        return target
+        return cast(Transport, target)  # duck-typed: the verbs are there
     if callable(getattr(target, "run", None)):
         return RunAdapter(target)
     raise TypeError(f"{type(target).__name__} is neither a transport (submit, poll, fetch, cancel) nor has run()")

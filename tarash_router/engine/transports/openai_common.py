@@ -23,7 +23,7 @@ import threading
 import weakref
 from email import message_from_bytes
 from email.policy import HTTP as _HTTP_POLICY
-from typing import Any
+from typing import Any, cast
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -32,7 +32,7 @@ from ...errors import TimeoutError as GenerationTimeoutError
 from ...extras import require_sdk
 from ...settings import get_settings
 from ...specs.compiled import FamilySpec
-from ..classify import error_from_response
+from ..classify import ErrorContext, error_from_response
 from ..render import REDACTED, JobContext
 
 logger = logging.getLogger("tarash_router.transports.openai")
@@ -71,11 +71,11 @@ class ClientCache:
     """SDK clients keyed by (event loop, key); a client is bound to the loop it was first used on."""
 
     def __init__(self) -> None:
-        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, Any]] = (
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[object, ...], Any]] = (
             weakref.WeakKeyDictionary())
         self._lock = threading.Lock()
 
-    def get(self, key: tuple, factory: Callable[[], Any]) -> Any:
+    def get(self, key: tuple[object, ...], factory: Callable[[], Any]) -> Any:
         loop = asyncio.get_running_loop()
         with self._lock:
             clients = self._by_loop.get(loop)
@@ -205,8 +205,8 @@ def sdk_error(exc: BaseException, family: FamilySpec, model: str, phase: str, re
     if isinstance(exc, openai.APIConnectionError):  # APITimeoutError is a subclass
         cause = exc.__cause__
         reached = type(cause).__name__ not in _NOT_REACHED
-        common = {"provider": provider, "model": model, "request_id": request_id,
-                  "job_may_exist": phase != "submit" or reached}
+        common: ErrorContext = {"provider": provider, "model": model, "request_id": request_id,
+                                "job_may_exist": phase != "submit" or reached}
         detail = type(cause).__name__ if cause is not None else type(exc).__name__
         if isinstance(exc, openai.APITimeoutError):
             return GenerationTimeoutError(f"{phase} request timed out ({detail})", **common)
@@ -317,10 +317,11 @@ def parse_multipart_parts(content_type: str, body: bytes) -> tuple[dict[str, str
     if not message.is_multipart():
         return form, files
     for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
+        # The HTTP policy decodes an RFC 2231 value, so a parameter is a str (never the raw triple).
+        name = cast("str | None", part.get_param("name", header="content-disposition"))
         if name is None:
             continue
-        payload = part.get_payload(decode=True) or b""
+        payload = cast("bytes | None", part.get_payload(decode=True)) or b""  # a leaf part decodes to bytes
         filename = part.get_filename()
         if filename is not None:
             files[name] = (filename, payload, part.get_content_type())
@@ -346,7 +347,8 @@ def azure_endpoint(base_url: str, dry_run: bool, provider: str, model: str) -> t
             f"{provider} needs the resource endpoint: set config.base_url (https://<resource>.openai.azure.com) "
             f"or {AZURE_ENDPOINT_ENV}", provider=provider, model=model, retryable=False)
     parts = urlsplit(url)
-    version = (parse_qs(parts.query).get("api-version") or [None])[0]
+    versions = parse_qs(parts.query).get("api-version")
+    version = versions[0] if versions else None
     path = parts.path.rstrip("/")
     for suffix in ("/openai/v1", "/openai"):
         if path.endswith(suffix):

@@ -82,6 +82,7 @@ class SpecTransport:
 
     async def submit(self, call: Call) -> Status:
         jc: JobContext = call.state
+        assert call.family.submit is not None  # an HTTP (`protocol`) provider always has one
         prepared = jc.build(call.family.submit)
         if call.webhook_url is not None:
             _add_webhook(prepared, call.family.provider.file.webhook, call.webhook_url)
@@ -162,6 +163,7 @@ class SpecTransport:
 
     def render(self, call: Call) -> dict[str, Any]:
         job = prepare_job(call.family, call.config, call.request, dry_run=True)
+        assert call.family.submit is not None  # an HTTP (`protocol`) provider always has one
         return job.build(call.family.submit, dry_run=True).redacted()
 
     # ------------------------------------------------------------ HTTP
@@ -226,6 +228,7 @@ class SpecTransport:
                 prepared = jc.build(template, extra={"file": file, "steps": steps})
                 reply = await self._send(call, prepared, "upload", allow_empty=set(range(200, 300)))
                 steps.append(reply.data)
+            assert provider.upload_url is not None  # compiled with the upload steps
             url = provider.upload_url.render({"file": file, "steps": steps, "base_url": jc.base_url,
                                               "model": jc.model, "provider_config": jc.config.provider_config})
             if not isinstance(url, str) or not url:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -107,7 +107,7 @@ async def _check_answer(call: Call, response: Streamed) -> None:
         raise _broken(call, f"expected {EVENT_STREAM}, got {kind or 'no content type'!r}")
 
 
-async def _event_data(response: Streamed, call: Call, idle: float) -> AsyncIterator[str]:
+async def _event_data(response: Streamed, call: Call, idle: float) -> AsyncGenerator[str, None]:
     """Each event's data, reading within the idle timeout and the byte limits."""
     settings = call.settings
     limit = call.family.provider.file.max_response_bytes or settings.max_response_bytes

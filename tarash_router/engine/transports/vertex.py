@@ -44,7 +44,7 @@ from ...settings import get_settings
 from ...specs.compiled import FamilySpec
 from ...specs.params import check_request
 from ...utils import generate_unique_id
-from ..classify import error_from_transport, parse_retry_after
+from ..classify import ErrorContext, ErrorOrigin, error_from_transport, parse_retry_after
 from ..media import fetch_media, media_kind, to_data_uri
 from ..render import REDACTED, prepare_job
 from ..transport import BaseTransport, Call, Status
@@ -97,7 +97,7 @@ class VertexTransport(BaseTransport):
     journal_results = False  # inline video/image bytes stay out of the journal
 
     def __init__(self) -> None:
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, Any]] = (
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[object, ...], Any]] = (
             weakref.WeakKeyDictionary())
 
     # ------------------------------------------------------------------ verbs
@@ -221,8 +221,8 @@ class VertexTransport(BaseTransport):
 
 
 def _video_response(call: Call, operation: Any, raw: dict[str, Any]) -> VideoGenerationResponse:
-    common = {"provider": call.provider, "model": call.model, "request_id": call.job_id, "raw_response": raw,
-              "job_may_exist": True}
+    common: ErrorContext = {"provider": call.provider, "model": call.model, "request_id": call.job_id,
+                            "raw_response": raw, "job_may_exist": True}
     if operation.error:
         message = str(operation.error.get("message") or operation.error)
         cls = ContentModerationError if _SAFETY.search(message) else GenerationFailedError
@@ -327,7 +327,7 @@ class _SdkCall:
             if self.modality == "video":
                 types.GenerateVideosSource.model_validate(self.source)
         except Exception as exc:  # noqa: BLE001 - pydantic.ValidationError
-            errors = getattr(exc, "errors", list)()
+            errors: list[dict[str, Any]] = getattr(exc, "errors", list)()
             where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
             what = errors[0]["msg"] if errors else str(exc)
             raise ValidationError(f"{self.model} does not take {where or 'this config'}: {what}",
@@ -409,21 +409,22 @@ def _credentials(config: Any, pc: dict[str, Any], dry_run: bool) -> Any:
     if dry_run:
         from google.oauth2.credentials import Credentials  # a stand-in token: nothing is refreshed
 
-        return Credentials(token=REDACTED)
+        return Credentials(token=REDACTED)  # type: ignore[no-untyped-call]  # google-auth is unannotated
     if pc.get("credentials") is not None:
         return pc["credentials"]
     if pc.get("credentials_path"):
         from google.oauth2 import service_account
 
         try:
-            return service_account.Credentials.from_service_account_file(str(pc["credentials_path"]), scopes=SCOPES)
+            return service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+                str(pc["credentials_path"]), scopes=SCOPES)
         except (OSError, ValueError) as exc:
             raise AuthenticationError(f"cannot read the service account file: {type(exc).__name__}: {exc}",
                                       provider=config.provider, model=config.model, retryable=False) from None
     if pc.get("access_token"):
         from google.oauth2.credentials import Credentials
 
-        return Credentials(token=str(pc["access_token"]))
+        return Credentials(token=str(pc["access_token"]))  # type: ignore[no-untyped-call]
     return None  # Application Default Credentials, loaded by the SDK on first use
 
 
@@ -460,7 +461,7 @@ def _map_error(genai: Any, exc: Exception, phase: str, provider: str, model: str
                request_id: str | None) -> TarashException:
     if isinstance(exc, TarashException):
         return exc
-    common = {"provider": provider, "model": model, "request_id": request_id}
+    common: ErrorOrigin = {"provider": provider, "model": model, "request_id": request_id}
     if isinstance(exc, genai.errors.APIError):
         code = int(exc.code or 0)
         message = str(exc.message or exc.status or "no message")
