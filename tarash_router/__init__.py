@@ -41,7 +41,22 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["get_registry", "load_specs"], "specs.registry"),
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+# Written out (not built from _EXPORTS) so that type checkers see what the package exports;
+# tests/test_packaging.py keeps the two in step.
+__all__ = [
+    "AccountAtLimitError", "AspectRatio", "AttemptMetadata", "AuthenticationError", "BudgetExceededError", "Client",
+    "ConfigError", "ContentModerationError", "Cost", "ExecutionMetadata", "GenerationFailedError",
+    "HTTPConnectionError", "HTTPError", "ImageGenerationConfig", "ImageGenerationRequest", "ImageGenerationResponse",
+    "ImageGenerationUpdate", "ImageType", "Job", "MediaContent", "RateLimitError", "Resolution", "Router",
+    "SpecError", "TarashException", "TimeoutError", "ValidationError", "VideoGenerationConfig",
+    "VideoGenerationRequest", "VideoGenerationResponse", "VideoGenerationUpdate", "WebhookError", "aclose_clients",
+    "cancel_job", "cancel_job_async", "default_client", "generate_image", "generate_image_async", "generate_video",
+    "generate_video_async", "get_job", "get_job_async", "get_provider_field_mapping", "get_registry", "get_router",
+    "handle_webhook", "handle_webhook_async", "list_jobs", "list_jobs_async", "load_routes", "load_specs",
+    "register_provider", "register_provider_field_mapping", "register_transport", "render_request", "resume",
+    "resume_async", "submit_image", "submit_image_async", "submit_video", "submit_video_async",
+    "unregister_provider", "wait", "wait_async", "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

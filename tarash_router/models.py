@@ -69,7 +69,7 @@ class MockResponse(BaseModel):
 
     model_config = ConfigDict(defer_build=True, frozen=True, arbitrary_types_allowed=True)
 
-    weight: float = Field(1.0, gt=0)
+    weight: float = Field(default=1.0, gt=0)
     output_video: MediaType | None = None
     output_images: list[str] | None = None
     error: Exception | None = None
@@ -137,18 +137,18 @@ class _GenerationConfig(BaseModel):
 class VideoGenerationConfig(_GenerationConfig):
     """Where and how to run one video generation; `fallback_configs` are tried in order on failure."""
 
-    timeout: float = Field(600, gt=0, description="Overall deadline of one generation, seconds")
-    max_poll_attempts: int = Field(120, ge=1)
-    poll_interval: float = Field(5, ge=0)
+    timeout: float = Field(default=600, gt=0, description="Overall deadline of one generation, seconds")
+    max_poll_attempts: int = Field(default=120, ge=1)
+    poll_interval: float = Field(default=5, ge=0)
     fallback_configs: list[VideoGenerationConfig] | None = None
 
 
 class ImageGenerationConfig(_GenerationConfig):
     """Where and how to run one image generation."""
 
-    timeout: float = Field(120, gt=0)
-    max_poll_attempts: int = Field(60, ge=1)
-    poll_interval: float = Field(2, ge=0)
+    timeout: float = Field(default=120, gt=0)
+    max_poll_attempts: int = Field(default=60, ge=1)
+    poll_interval: float = Field(default=2, ge=0)
     fallback_configs: list[ImageGenerationConfig] | None = None
 
 

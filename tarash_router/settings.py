@@ -32,31 +32,31 @@ class TarashSettings(BaseSettings):
     spec_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     route_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     # Connections per provider host; in-flight requests beyond this wait outside httpx's pool.
-    max_connections: int = Field(20, ge=1)
+    max_connections: int = Field(default=20, ge=1)
     # Upper bound for one HTTP request; the generation deadline may cut it shorter.
-    request_timeout: float = Field(60.0, gt=0)
-    connect_timeout: float = Field(10.0, gt=0)
+    request_timeout: float = Field(default=60.0, gt=0)
+    connect_timeout: float = Field(default=10.0, gt=0)
     # Consecutive failed polls tolerated before the job is given up on.
-    max_poll_errors: int = Field(5, ge=0)
+    max_poll_errors: int = Field(default=5, ge=0)
     # Longest wait between retries, whatever Retry-After says.
-    max_retry_wait: float = Field(30.0, ge=0)
+    max_retry_wait: float = Field(default=30.0, ge=0)
     # Polling backs off on long jobs: the pause between polls grows to this fraction of the time the
     # job has run so far (never below config.poll_interval, never above poll_interval_max), so the
     # caller learns of a finished job within ~10% of its duration while long jobs cost few requests.
-    poll_backoff: float = Field(0.1, ge=0)
-    poll_interval_max: float = Field(30.0, gt=0)
+    poll_backoff: float = Field(default=0.1, ge=0)
+    poll_interval_max: float = Field(default=30.0, gt=0)
     # Status streams (docs/jobs.md): a provider file may declare one (`protocol.stream`, fal's
     # Server-Sent Events); a job then waits on one long request instead of polling, and polls from
     # where it stopped if it breaks. 0 turns them off: every job polls.
     status_stream: bool = True
     # A stream that sends nothing (not even the provider's keep-alive comment; fal sends one every
     # 15 s) for this long is given up for polling.
-    status_stream_idle_timeout: float = Field(45.0, gt=0)
+    status_stream_idle_timeout: float = Field(default=45.0, gt=0)
     # Largest single event (or line) read from a stream; a larger one breaks the stream for polling.
     status_stream_max_event_bytes: int = Field(1024 * 1024, gt=0)
     # Streams held open at once per provider (each holds a connection, apart from the request pool);
     # jobs beyond this poll.
-    status_stream_max: int = Field(100, ge=1)
+    status_stream_max: int = Field(default=100, ge=1)
     # Job journal: "memory" (default), "sqlite:///path/to/jobs.db" or "redis://host:6379/0".
     journal: str = "memory"
     # Circuit-breaker state for routes: "memory" (per process) or "redis://host:6379/0" (shared).
@@ -71,9 +71,9 @@ class TarashSettings(BaseSettings):
     # holding a worker while it waits).
     at_limit: Literal["wait", "raise"] = "wait"
     # A process waiting on someone else's idempotency key takes it over after this many silent seconds.
-    idempotency_lease: float = Field(30.0, gt=0)
+    idempotency_lease: float = Field(default=30.0, gt=0)
     # Longest wait for one journal, claim or cooldown operation; a slower store is treated as down.
-    journal_timeout: float = Field(2.0, gt=0)
+    journal_timeout: float = Field(default=2.0, gt=0)
     # Largest JSON body read from a provider (status, result, error); media downloads have their own cap.
     max_response_bytes: int = Field(32 * 1024 * 1024, gt=0)
     # Media and result URLs may point at loopback/private/link-local addresses (local development, tests).
@@ -89,7 +89,7 @@ class TarashSettings(BaseSettings):
     # the API token from GET /v1/webhooks/default/secret and keeps it.
     replicate_webhook_secret: SecretStr | None = None
     # A delivery whose timestamp is further than this from now is refused (replayed or stale).
-    webhook_tolerance: float = Field(300.0, gt=0)
+    webhook_tolerance: float = Field(default=300.0, gt=0)
     # OpenTelemetry spans and metrics (docs/telemetry.md), sent when the `otel` extra is installed;
     # TARASH_TELEMETRY=0 turns them off. Prompts go on spans only when TARASH_TELEMETRY_PROMPTS=1.
     telemetry: bool = True

@@ -59,3 +59,32 @@ def test_no_extra_installs_an_sdk_the_code_never_imports(wheel):
                 assert f'"{module}"' in source, f"extra {extra!r} installs {requirement}, which no module imports"
     for sdk in ("fal-client", "replicate", "runwayml"):
         assert all(sdk not in _requirements(metadata, e) for e in metadata.get_all("Provides-Extra"))
+
+
+def test_all_lists_exactly_the_lazy_exports():
+    import tarash_router
+
+    assert set(tarash_router.__all__) == set(tarash_router._EXPORTS) | {"__version__"}
+
+
+def test_a_users_script_type_checks_strictly(tmp_path):
+    """What users import from the package is typed and explicitly exported (mypy --strict)."""
+    script = tmp_path / "app.py"
+    script.write_text(
+        "from tarash_router import Client, VideoGenerationConfig, VideoGenerationRequest, VideoGenerationResponse\n"
+        "from tarash_router import generate_video, submit_video, Job, ValidationError\n\n\n"
+        "def run(client: Client) -> VideoGenerationResponse:\n"
+        "    config = VideoGenerationConfig(provider='fal', model='fal-ai/veo3/fast')\n"
+        "    request = VideoGenerationRequest(prompt='a fox', duration_seconds=8)\n"
+        "    job: Job = submit_video(config, request)\n"
+        "    client.wait_video(job.id)\n"
+        "    try:\n"
+        "        return generate_video(config, request)\n"
+        "    except ValidationError as exc:\n"
+        "        raise RuntimeError(exc.message) from None\n")
+    done = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--follow-imports=silent",
+                           "--config-file=/dev/null", "--python-version=3.11", str(script)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert "does not explicitly export" not in done.stdout
+    assert done.returncode == 1 and "wait_video" in done.stdout  # the one real mistake in the script is found
+    assert done.stdout.count("error:") == 1, done.stdout

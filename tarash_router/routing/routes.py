@@ -71,12 +71,12 @@ class SpendLimitFile(_Strict):
 class TargetFile(_Strict):
     provider: str
     model: str
-    weight: float = Field(1.0, gt=0)
+    weight: float = Field(default=1.0, gt=0)
     timeout: Duration | None = None
     poll_interval: Duration | None = None
-    max_poll_attempts: int | None = Field(None, ge=1)
+    max_poll_attempts: int | None = Field(default=None, ge=1)
     base_url: str | None = None
-    api_key_env: str | None = Field(None, description="Environment variable holding this target's key")
+    api_key_env: str | None = Field(default=None, description="Environment variable holding this target's key")
     provider_config: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict, description="Default request fields for this target")
     adapt: dict[str, Literal["drop"]] = Field(
@@ -85,7 +85,7 @@ class TargetFile(_Strict):
     allow_unknown_model: bool = Field(
         False, description="Send a model id no family lists even when it is one keystroke from one that is "
                            "(a new model, not a typo); otherwise such an id is refused as a typo")
-    budget: BudgetFile | None = Field(None, description="This target's budget per request (replaces the route's)")
+    budget: BudgetFile | None = Field(default=None, description="This target's budget per request (replaces the route's)")
 
 
 class BackoffFile(_Strict):
@@ -95,13 +95,13 @@ class BackoffFile(_Strict):
 
 
 class RetryFile(_Strict):
-    attempts: int = Field(3, ge=1, description="Tries per target, the first included")
+    attempts: int = Field(default=3, ge=1, description="Tries per target, the first included")
     on: list[ErrorKind] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))
     backoff: BackoffFile = Field(default_factory=BackoffFile)
 
 
 class CooldownFile(_Strict):
-    failures: int = Field(3, ge=1)
+    failures: int = Field(default=3, ge=1)
     window: Duration = 60.0
     duration: Duration = 30.0
 
@@ -116,12 +116,12 @@ class RouteFile(_Strict):
     skip_unsupported: bool = True
     cooldown: CooldownFile | None = None
     deadline: Duration | None = None
-    max_attempts: int | None = Field(None, ge=1)
+    max_attempts: int | None = Field(default=None, ge=1)
     # An idempotency key whose previous holder died mid-submit may hide a paid job: by default the
     # call is refused (JobMayExistError); true sends the request again and accepts the risk.
     resubmit_if_unknown: bool = False
-    budget: BudgetFile | None = Field(None, description="The most one request may cost (docs/cost.md)")
-    spend_limit: SpendLimitFile | None = Field(None, description="The most the route may spend per period")
+    budget: BudgetFile | None = Field(default=None, description="The most one request may cost (docs/cost.md)")
+    spend_limit: SpendLimitFile | None = Field(default=None, description="The most the route may spend per period")
 
 
 class RoutesFile(_Strict):

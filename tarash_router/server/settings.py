@@ -15,11 +15,11 @@ class ServerSettings(BaseSettings):
     # Bearer keys callers present (comma-separated); the gateway refuses to start without one.
     server_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     # Seconds between status checks behind one /events stream.
-    server_events_interval: float = Field(2.0, gt=0)
+    server_events_interval: float = Field(default=2.0, gt=0)
     # A background pass every this many seconds finishes jobs not updated for `server_reconcile_after`
     # (a webhook that never came); 0 turns it off.
-    server_reconcile_every: float = Field(60.0, ge=0)
-    server_reconcile_after: float = Field(300.0, gt=0)
+    server_reconcile_every: float = Field(default=60.0, ge=0)
+    server_reconcile_after: float = Field(default=300.0, gt=0)
     # The gateway's URL as providers reach it (https://gateway.example). When set, jobs of providers
     # that declare a webhook are submitted with webhook_url = this + /v1/webhooks/{provider}, so they
     # finish without status polls; other providers' jobs are polled.

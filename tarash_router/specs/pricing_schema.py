@@ -36,8 +36,8 @@ class _Condition(_Strict):
         default_factory=dict,
         description="Request fields (or `model`) and the value, or list of values, each must have; null matches a "
                     "field left unset with no default. All must hold")
-    when: str | None = Field(None, description="A template over request, model and extra; the row applies when true")
-    label: str | None = Field(None, description="Shown in the estimate's basis (default: the match written out)")
+    when: str | None = Field(default=None, description="A template over request, model and extra; the row applies when true")
+    label: str | None = Field(default=None, description="Shown in the estimate's basis (default: the match written out)")
 
 
 class PriceRow(_Condition):
@@ -59,11 +59,11 @@ class PricingSpec(_Strict):
     """What one job of this family costs, as the provider publishes it: an estimate, not an invoice."""
 
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code of the amounts")
-    per_second: Price | None = Field(None, description="Per second of output video (x number_of_videos)")
-    per_image: Price | None = Field(None, description="Per output image (x n)")
-    per_megapixel: Price | None = Field(None, description="Per megapixel of each output image (x n)")
-    per_video: Price | None = Field(None, description="Flat per output video (x number_of_videos)")
-    per_request: Price | None = Field(None, description="Flat per job, whatever it produces")
+    per_second: Price | None = Field(default=None, description="Per second of output video (x number_of_videos)")
+    per_image: Price | None = Field(default=None, description="Per output image (x n)")
+    per_megapixel: Price | None = Field(default=None, description="Per megapixel of each output image (x n)")
+    per_video: Price | None = Field(default=None, description="Flat per output video (x number_of_videos)")
+    per_request: Price | None = Field(default=None, description="Flat per job, whatever it produces")
     credits: float | None = Field(
         None, gt=0, description="The prices are in the provider's credits, each worth this much in `currency`")
     multipliers: list[Multiplier] = Field(default_factory=list)
@@ -74,7 +74,7 @@ class PricingSpec(_Strict):
         default_factory=dict, description="Named sizes the provider takes (square_hd) as WIDTHxHEIGHT, for megapixels")
     round_megapixels: Literal["up", "exact"] = Field(
         "exact", description="up: each image is billed whole megapixels, rounded up (fal)")
-    minimum: float | None = Field(None, ge=0, description="The least one job is billed, in `currency`")
+    minimum: float | None = Field(default=None, ge=0, description="The least one job is billed, in `currency`")
     source: str = Field(pattern=r"^https://\S+$", description="The provider's own page the prices were read from")
     checked: date = Field(description="When they were read (YYYY-MM-DD)")
     notes: str | None = None

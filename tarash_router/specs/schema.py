@@ -46,11 +46,11 @@ class AuthSpec(_Strict):
     """How the API key is sent: `{header}: {scheme} {key}`; the key comes from config or `env`."""
 
     header: str = "Authorization"
-    scheme: str | None = Field(None, description="Prefix such as 'Key' or 'Bearer'; none sends the bare key")
+    scheme: str | None = Field(default=None, description="Prefix such as 'Key' or 'Bearer'; none sends the bare key")
     env: Annotated[list[str], WithJsonSchema({"anyOf": [
         {"type": "string"}, {"type": "array", "items": {"type": "string"}}]})] = Field(
         default_factory=list, description="Environment variables tried in order")
-    join_env: list[str] | None = Field(None, description="Variables joined with ':' when `env` is unset")
+    join_env: list[str] | None = Field(default=None, description="Variables joined with ':' when `env` is unset")
 
     _l = field_validator("env", mode="before")(lambda cls, v: _listify(v))
 
@@ -62,10 +62,10 @@ class RequestSpec(_Strict):
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
     query: dict[str, Any] = Field(default_factory=dict)
-    body: Any = Field(None, description="Submit: defaults to the family body ('{{ payload }}')")
+    body: Any = Field(default=None, description="Submit: defaults to the family body ('{{ payload }}')")
     body_format: Literal["json", "multipart", "form", "raw", "none"] = Field(
         "json", description="raw: the uploaded file's bytes (upload steps only)")
-    auth: bool = Field(True, description="Send the provider's auth header (false for pre-signed URLs)")
+    auth: bool = Field(default=True, description="Send the provider's auth header (false for pre-signed URLs)")
 
 
 class JobSpec(_Strict):
@@ -75,25 +75,25 @@ class JobSpec(_Strict):
     status_url: str | None = None
     result_url: str | None = None
     cancel_url: str | None = None
-    status: str | None = Field(None, description="Status already reported in the submit response")
+    status: str | None = Field(default=None, description="Status already reported in the submit response")
     queue_position: str | None = None
 
 
 class PollSpec(RequestSpec):
     """The status request, and where its response keeps status, progress, logs and errors."""
 
-    status: PathOrPaths | None = Field(None, description="JSONPath(s) of the status; the first present wins")
+    status: PathOrPaths | None = Field(default=None, description="JSONPath(s) of the status; the first present wins")
     status_codes: dict[int, Status] = Field(
         default_factory=dict, description="HTTP status codes that alone give the status (e.g. 202: processing)")
     queue_position: str | None = None
     progress: str | None = None
     progress_pattern: str | None = Field(
         None, description="Regex over a text progress value; the last match's first group is the number")
-    progress_scale: float = Field(1.0, gt=0, description="Multiplier to percent, e.g. 100 for a 0..1 value")
-    delay_header: str | None = Field(None, description="Response header hinting when to poll next")
-    delay_scale: float = Field(1.0, gt=0, description="Multiplier to seconds, e.g. 0.001 for milliseconds")
+    progress_scale: float = Field(default=1.0, gt=0, description="Multiplier to percent, e.g. 100 for a 0..1 value")
+    delay_header: str | None = Field(default=None, description="Response header hinting when to poll next")
+    delay_scale: float = Field(default=1.0, gt=0, description="Multiplier to seconds, e.g. 0.001 for milliseconds")
     logs: str | None = None
-    error: str | None = Field(None, description="Error message; present on a finished job means it failed")
+    error: str | None = Field(default=None, description="Error message; present on a finished job means it failed")
     error_type: str | None = None
 
 
@@ -126,7 +126,7 @@ class ProtocolSpec(_Strict):
         None, description="A status stream to follow instead of polling (needs `poll`: its paths read the events, "
                           "and polling takes over when the stream breaks)")
     status_map: dict[str, Status] = Field(default_factory=dict)
-    result: RequestSpec | None = Field(None, description="Omitted: the last poll response is the result")
+    result: RequestSpec | None = Field(default=None, description="Omitted: the last poll response is the result")
     cancel: RequestSpec | None = None
 
 
@@ -154,11 +154,11 @@ class ErrorRule(_Strict):
     json_path: str | None = None
     equals: Any = None
     contains: str | None = None
-    matches: str | None = Field(None, description="Regex searched in the values json_path finds")
-    unless: str | None = Field(None, description="JSONPath: the rule does not apply when it finds a value")
+    matches: str | None = Field(default=None, description="Regex searched in the values json_path finds")
+    unless: str | None = Field(default=None, description="JSONPath: the rule does not apply when it finds a value")
     raise_: ErrorName = Field(alias="raise")
     retryable: bool | None = None
-    message: str | None = Field(None, description="JSONPath ($...) of the message to report, or a fixed text")
+    message: str | None = Field(default=None, description="JSONPath ($...) of the message to report, or a fixed text")
 
     _s = field_validator("status", "phase", mode="before")(lambda cls, v: _listify(v))
 
@@ -179,7 +179,7 @@ class MediaSpec(_Strict):
 
     accepts: list[MediaForm] = Field(default_factory=lambda: list(_ALL_MEDIA_FORMS))
     max_inline_bytes: int | None = None
-    download: bool = Field(False, description="Fetch URL media and send the bytes inline (for APIs that take no URLs)")
+    download: bool = Field(default=False, description="Fetch URL media and send the bytes inline (for APIs that take no URLs)")
     max_download_bytes: int = Field(50 * 1024 * 1024, gt=0)
     upload_over_bytes: int | None = Field(
         None, ge=0, description="Bytes media larger than this go through `upload` and are sent as its URL")
@@ -214,19 +214,19 @@ class WebhookSpec(_Strict):
     """The provider's own webhook: where a submit carries the caller's URL, how deliveries are signed
     and where a delivery keeps the job id, its status and its result."""
 
-    query: str | None = Field(None, description="Query parameter of the submit that takes the URL (fal: fal_webhook)")
-    body: str | None = Field(None, description="Body field of the submit that takes the URL (Replicate: webhook)")
+    query: str | None = Field(default=None, description="Query parameter of the submit that takes the URL (fal: fal_webhook)")
+    body: str | None = Field(default=None, description="Body field of the submit that takes the URL (Replicate: webhook)")
     body_extra: dict[str, Any] = Field(
         default_factory=dict, description="Fixed body fields sent with it (Replicate: webhook_events_filter)")
     signature: Literal["fal-ed25519", "standard-webhooks"] = Field(
         description="fal-ed25519: ED25519 over request id, user id, timestamp and the body's SHA-256, keys from "
                     "TARASH_FAL_WEBHOOK_JWKS_URL; standard-webhooks: HMAC-SHA256 with TARASH_<PROVIDER>_WEBHOOK_SECRET")
     id: str = Field(description="JSONPath of the job id in a delivery")
-    status: str | None = Field(None, description="JSONPath of the job's status in a delivery")
+    status: str | None = Field(default=None, description="JSONPath of the job's status in a delivery")
     status_map: dict[str, Status] = Field(
         default_factory=dict, description="Delivery statuses to job states (default: the protocol's status_map)")
     result: str = Field("$", description="JSONPath of the result the family's response paths read")
-    error: str | None = Field(None, description="JSONPath of the error message of a failed job")
+    error: str | None = Field(default=None, description="JSONPath of the error message of a failed job")
     secret: WebhookSecretSpec | None = Field(
         None, description="standard-webhooks: fetch the signing secret from the provider's API when "
                           "TARASH_<PROVIDER>_WEBHOOK_SECRET is unset (kept by the client)")
@@ -242,8 +242,8 @@ class WebhookSpec(_Strict):
 class LimitsSpec(_Strict):
     """What one provider account allows: jobs in flight at once, creates per minute."""
 
-    in_flight: int | None = Field(None, ge=1)
-    creates_per_minute: int | None = Field(None, ge=1)
+    in_flight: int | None = Field(default=None, ge=1)
+    creates_per_minute: int | None = Field(default=None, ge=1)
 
 
 class ProviderFile(_Strict):
@@ -287,19 +287,19 @@ class ParamSpec(_Strict):
     allowed: list[Any] | None = None
     min: float | None = None
     max: float | None = None
-    pattern: str | None = Field(None, description="Regular expression the whole value must match")
+    pattern: str | None = Field(default=None, description="Regular expression the whole value must match")
     required: bool = False
-    forbidden: bool = Field(False, description="The model does not take this field: setting it is an error")
-    message: str | None = Field(None, description="Explanation added to the error")
+    forbidden: bool = Field(default=False, description="The model does not take this field: setting it is an error")
+    message: str | None = Field(default=None, description="Explanation added to the error")
 
 
 class RoleSpec(_Strict):
     """An image slot: which request roles feed it, whether it is required, how many it takes."""
 
     required: bool = False
-    max: int | None = Field(1, ge=1, description="Most images the slot takes; null for no limit")
-    as_list: bool | None = Field(None, alias="list", description="Render as a list (default: when max is not 1)")
-    from_: list[str] | None = Field(None, alias="from")
+    max: int | None = Field(default=1, ge=1, description="Most images the slot takes; null for no limit")
+    as_list: bool | None = Field(default=None, alias="list", description="Render as a list (default: when max is not 1)")
+    from_: list[str] | None = Field(default=None, alias="from")
 
 
 class CheckSpec(_Strict):
@@ -329,8 +329,8 @@ class ExampleSpec(_Strict):
     body: dict[str, Any] | None = None
     raises: ErrorName | None = None
     message_contains: str | None = None
-    response: Any = Field(None, description="A recorded provider result to extract from")
-    result: dict[str, Any] | None = Field(None, description="What `response` must extract to")
+    response: Any = Field(default=None, description="A recorded provider result to extract from")
+    result: dict[str, Any] | None = Field(default=None, description="What `response` must extract to")
     cost: Union[float, ExampleCost, None] = Field(
         None, description="The estimate the request must price to: an amount, or {amount, basis}")
 
@@ -338,8 +338,8 @@ class ExampleSpec(_Strict):
 class ExtraParamsSpec(_Strict):
     """Which extra_params a family takes and where in the body they go."""
 
-    allow: list[str] | None = Field(None, description="Keys accepted (others are an error); omitted: any key")
-    into: str | None = Field(None, description="Dotted body key to merge into (e.g. parameters); default: top level")
+    allow: list[str] | None = Field(default=None, description="Keys accepted (others are an error); omitted: any key")
+    into: str | None = Field(default=None, description="Dotted body key to merge into (e.g. parameters); default: top level")
 
 
 class ModelEntry(_Strict):
@@ -366,10 +366,10 @@ class FamilyFile(_Strict):
                           "body merge key by key (null removes a key), other keys replace the parent's whole; "
                           "family, models, examples, description, docs, notes and the parent's "
                           "retirement (deprecated, shutdown, successor) are never inherited")
-    abstract: bool = Field(False, description="A parent for other families only: serves no models, has no examples")
+    abstract: bool = Field(default=False, description="A parent for other families only: serves no models, has no examples")
     description: str | None = None
-    docs: str | None = Field(None, description="The provider's documentation of these models (the source of the mapping)")
-    checked: date | None = Field(None, description="When the mapping was last checked against `docs` (YYYY-MM-DD)")
+    docs: str | None = Field(default=None, description="The provider's documentation of these models (the source of the mapping)")
+    checked: date | None = Field(default=None, description="When the mapping was last checked against `docs` (YYYY-MM-DD)")
     notes: str | None = None
     models: list[Union[str, ModelEntry]] = Field(
         default_factory=list,
@@ -386,15 +386,15 @@ class FamilyFile(_Strict):
                                "key that looks like a misspelling of a field the family sends or declares), merge "
                                "(any key, unchecked), reject, or {allow, into}")
     protocol: ProtocolOverride | None = None
-    media: MediaSpec | None = Field(None, description="Replaces the provider's media rules for this family")
+    media: MediaSpec | None = Field(default=None, description="Replaces the provider's media rules for this family")
     response: ResponseSpec = Field(default_factory=ResponseSpec)
     handler: str | None = None
     handler_options: dict[str, Any] = Field(
         default_factory=dict, description="Settings the handler reads (override the provider's)")
     deprecated: str | None = None
-    shutdown: date | None = Field(None, description="The day the provider stops serving these models: from then "
+    shutdown: date | None = Field(default=None, description="The day the provider stops serving these models: from then "
                                                     "on a call is refused and routes skip them")
-    successor: str | None = Field(None, description="The model id to use instead once these models are shut down")
+    successor: str | None = Field(default=None, description="The model id to use instead once these models are shut down")
     pricing: PricingSpec | None = Field(
         None, description="What a job costs, as the provider publishes it (docs/cost.md); inherited through "
                           "`extends` whole, `pricing: null` drops the parent's")
