@@ -35,7 +35,7 @@ lint: $(BIN)/tarash-router
 # The documentation site into site/ (not committed); any warning (a broken link or anchor, a
 # docstring mkdocstrings cannot read) fails the build. Material's notice about MkDocs 2 is not one.
 docs: $(BIN)/tarash-router
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site   # not --quiet: it hides the warnings --strict counts
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --config-file - --site-dir site < docs/mkdocs.yml   # not --quiet: it hides the warnings --strict counts
 
 validate: $(BIN)/tarash-router
 	$(BIN)/tarash-router validate provider_specs routes
