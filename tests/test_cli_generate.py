@@ -67,9 +67,10 @@ def test_generate_on_a_terminal_draws_a_live_display_and_saves_the_file(tmp_path
     out = tmp_path / "fox.mp4"
     with FakeFal() as fal:
         _video_job(fal, [IN_QUEUE, IN_PROGRESS, IN_PROGRESS, COMPLETED])
-        pid, fd = pty.fork()
-        if pid == 0:  # the child: stdout and stderr are the pseudo-terminal
-            os.execve(sys.executable, _argv(fal, "--out", str(out)), _env(TERM="xterm-256color", COLUMNS="100"))
+        fd, terminal = pty.openpty()  # the command's stdout and stderr are the pseudo-terminal
+        proc = subprocess.Popen(_argv(fal, "--out", str(out)), env=_env(TERM="xterm-256color", COLUMNS="100"),
+                                stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True)
+        os.close(terminal)  # the child holds it now; reading fd ends with EIO once the child exits
         screen = b""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -82,8 +83,9 @@ def test_generate_on_a_terminal_draws_a_live_display_and_saves_the_file(tmp_path
                 if not chunk:
                     break
                 screen += chunk
-        _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, screen.decode(errors="replace")
+        code = proc.wait(timeout=30)
+        os.close(fd)
+    assert code == 0, screen.decode(errors="replace")
     assert out.read_bytes() == VIDEO
     text = screen.decode(errors="replace")
     assert "\x1b[" in text  # drawn in place with terminal control codes

@@ -132,6 +132,7 @@ def _server_error():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # the point of the test
 def test_sync_calls_work_in_a_forked_child(fal):
     """A prefork task pool forks after the parent may have used the sync API: the child must start its
     own event-loop thread, not hand coroutines to the parent's, which does not exist there."""
