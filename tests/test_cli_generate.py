@@ -134,6 +134,10 @@ def test_usage_errors_name_the_flag():
                            "fal-ai/flux/dev", "--prompt", "x", "--duration", "8"], env=_env(),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--duration do not apply to image generation" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "tarash_router.cli", "generate", "--route", "video-default",
+                           "--base-url", "http://127.0.0.1:9", "--prompt", "x"], env=_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "a route's targets set their own" in done.stderr
 
 
 def test_models_lists_capabilities_and_allowed_values(capsys):

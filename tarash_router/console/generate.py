@@ -82,6 +82,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if bool(args.route) == bool(args.provider or args.model):
         return _usage("name either --route, or --provider and --model")
     if args.route:
+        if args.base_url:  # a route's targets carry their own base URLs, from its routes file
+            return _usage("--base-url goes with --provider and --model; a route's targets set their own")
         if args.routes:
             client.load_routes(*args.routes)
         modality = args.modality or client.router.get(args.route).modality
@@ -98,6 +100,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     def on_progress(update: Any) -> None:
         seen["job"] = update.request_id or seen.get("job")
+        seen["done"] = update.status in ("completed", "failed")
         display.job(update)
 
     generate = client.generate_video_async if modality == "video" else client.generate_image_async
@@ -105,8 +108,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         response, saved = asyncio.run(_run(generate(config, request, on_progress=on_progress), args, display))
     except KeyboardInterrupt:
         display.close()
-        job = f" (job {seen['job']})" if seen.get("job") else ""
-        print(f"tarash-router: interrupted: the provider was asked to cancel the job{job}", file=sys.stderr)
+        if seen.get("done"):  # the job had finished: only the download was stopped
+            print(f"tarash-router: interrupted; job {seen['job']} had finished, its file was not saved",
+                  file=sys.stderr)
+        elif seen.get("job"):
+            print(f"tarash-router: interrupted: the provider was asked to cancel the job (job {seen['job']})",
+                  file=sys.stderr)
+        else:
+            print("tarash-router: interrupted before the provider accepted a job", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         display.close()
