@@ -14,8 +14,10 @@ os.environ["TARASH_ALLOW_PRIVATE_URLS"] = "1"
 
 from tarash_router.models import ImageGenerationConfig, VideoGenerationConfig  # noqa: E402
 from tarash_router.testing import FakeFal  # noqa: E402
+from tarash_router.testing.replicate import FakeReplicate  # noqa: E402
 
 API_KEY = "fal-test-key-3f9a"
+REPLICATE_KEY = "r8_test_key_5c0e"
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +30,19 @@ def fal_server() -> Iterator[FakeFal]:
 def fal(fal_server: FakeFal) -> FakeFal:
     fal_server.clear()
     return fal_server
+
+
+@pytest.fixture(scope="module")
+def replicate_server() -> Iterator[FakeReplicate]:
+    """A fake Replicate that takes REPLICATE_KEY only (test_replicate.py keeps its own)."""
+    with FakeReplicate(api_key=REPLICATE_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def replicate(replicate_server: FakeReplicate) -> FakeReplicate:
+    replicate_server.clear()
+    return replicate_server
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 import tarash_router
-from conftest import video_config
+from conftest import REPLICATE_KEY, video_config
 from leaks import CAN_SEE_SOCKETS, client_sockets, port_of, run_fresh
 from tarash_router import (
     ContentModerationError, GenerationFailedError, HTTPConnectionError, HTTPError, RateLimitError, TimeoutError,
@@ -404,20 +404,7 @@ def test_max_poll_attempts_sends_one_cancel(fal):
 
 # -- the same faults against the Replicate fake -------------------------------------------------------
 
-REPLICATE_KEY = "r8_fault_token_9d41"
 REPLICATE_MODEL = "google/veo-3.1"
-
-
-@pytest.fixture(scope="module")
-def replicate_server() -> Iterator[FakeReplicate]:
-    with FakeReplicate(api_key=REPLICATE_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def replicate(replicate_server: FakeReplicate) -> FakeReplicate:
-    replicate_server.clear()
-    return replicate_server
 
 
 def replicate_call(fake: FakeReplicate, **overrides: Any) -> Any:

@@ -10,26 +10,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from conftest import REPLICATE_KEY
 from tarash_router import WebhookError
 from tarash_router.client import Client
 from tarash_router.models import VideoGenerationConfig, VideoGenerationRequest
 from tarash_router.settings import TarashSettings
 from tarash_router.testing.replicate import FakeReplicate
 
-REPLICATE_KEY = "r8_secret_test_key"
 SECRET_PATH = "/v1/webhooks/default/secret"
-
-
-@pytest.fixture(scope="module")
-def replicate_server() -> Iterator[FakeReplicate]:
-    with FakeReplicate(api_key=REPLICATE_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def replicate(replicate_server: FakeReplicate) -> FakeReplicate:
-    replicate_server.clear()
-    return replicate_server
 
 
 @pytest.fixture

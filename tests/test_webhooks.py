@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import pytest
 from aiohttp import web
 
-from conftest import API_KEY, video_config
+from conftest import API_KEY, REPLICATE_KEY, video_config
 from tarash_router import ValidationError, WebhookError
 from tarash_router.client import Client
 from tarash_router.models import VideoGenerationConfig, VideoGenerationRequest
@@ -20,19 +19,6 @@ from tarash_router.testing import FalJob
 from tarash_router.testing.replicate import FakeReplicate, ReplicateJob
 
 REQUEST = VideoGenerationRequest(prompt="a cat", duration_seconds=8)
-REPLICATE_KEY = "r8_test_key"
-
-
-@pytest.fixture(scope="module")
-def replicate_server() -> Iterator[FakeReplicate]:
-    with FakeReplicate(api_key=REPLICATE_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def replicate(replicate_server: FakeReplicate) -> FakeReplicate:
-    replicate_server.clear()
-    return replicate_server
 
 
 @pytest.fixture
