@@ -26,6 +26,10 @@ class Lazy(Generic[T]):
                 value = self._value
         return value
 
+    def peek(self) -> T | None:
+        """The instance if one was built, without building one."""
+        return self._value
+
     def set(self, value: T | None) -> None:
         """Use `value` from now on; None makes the next `get()` build a fresh one."""
         with self._lock:

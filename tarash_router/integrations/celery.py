@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from ..engine.sync import run_sync
 from ..errors import AccountAtLimitError, ConfigError, JournalUnavailableError, TarashException, ValidationError
 from ..errors import TimeoutError as GenerationTimeoutError
 from ..extras import require_sdk
+from ..lazy import Lazy
 from ..models import (
     GenerationConfig, ImageGenerationConfig, ImageGenerationRequest, Job, VideoGenerationConfig,
     VideoGenerationRequest,
@@ -68,32 +68,30 @@ class WorkerClient:
 
     def __init__(self, factory: Callable[[], Client]) -> None:
         self._factory = factory
-        self._client: Client | None = None
-        self._lock = threading.Lock()
+        self._client: Lazy[Client] = Lazy(self._build)
         if hasattr(os, "register_at_fork"):  # a prefork child builds its own
             os.register_at_fork(after_in_child=self._forget)
 
-    def get(self) -> Client:
-        client = self._client
-        if client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._factory()
-                    if self._client.settings.at_limit != "raise":
-                        logger.warning("the worker's client waits at account caps (TARASH_AT_LIMIT=wait): a job "
-                                       "over a cap holds a worker until a slot frees; build it with "
-                                       "TarashSettings(at_limit='raise') to retry the task instead")
-                client = self._client
+    def _build(self) -> Client:
+        client = self._factory()
+        if client.settings.at_limit != "raise":
+            logger.warning("the worker's client waits at account caps (TARASH_AT_LIMIT=wait): a job over a cap "
+                           "holds a worker until a slot frees; build it with TarashSettings(at_limit='raise') to "
+                           "retry the task instead")
         return client
+
+    def get(self) -> Client:
+        return self._client.get()
 
     def close(self, **_: Any) -> None:
         """Close the client's connections (a worker shutting down); nothing if none was built."""
-        client, self._client = self._client, None
+        client = self._client.peek()
+        self._client.set(None)
         if client is not None:
             run_sync(client.aclose())
 
     def _forget(self) -> None:
-        self._client, self._lock = None, threading.Lock()
+        self._client = Lazy(self._build)  # new, lock included: the parent's may have been held at the fork
 
 
 @dataclass(frozen=True)
