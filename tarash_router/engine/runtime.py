@@ -199,27 +199,22 @@ class Runtime:
 
     async def resume(self, record: JobRecord, config: GenerationConfig, on_progress: Any) -> Any:
         """Follow a journaled job to its result without submitting anything."""
-        family = self.registry.resolve(record.provider, record.model, record.modality)
-        transport = self.transports.for_family(family)
-        call = self._call(family, config, empty_request(record.modality), record.modality, on_progress)
-        return await Lifecycle(transport, call, self.journal, record=record,
-                               limiter=self.limiter(family, config)).follow(record.state)
+        return await self._following(record, config, on_progress).follow(record.state)
 
     async def check(self, record: JobRecord, config: GenerationConfig) -> Any:
         """One status request for a journaled job; its `Job`, the journal brought up to date."""
-        family = self.registry.resolve(record.provider, record.model, record.modality)
-        transport = self.transports.for_family(family)
-        call = self._call(family, config, empty_request(record.modality), record.modality, None)
-        return await Lifecycle(transport, call, self.journal, record=record,
-                               limiter=self.limiter(family, config)).check()
+        return await self._following(record, config).check()
 
     async def cancel(self, record: JobRecord, config: GenerationConfig) -> bool:
         """Ask the provider to cancel a journaled job; True (and journaled as cancelled) if it agreed."""
+        return await self._following(record, config).cancel()
+
+    def _following(self, record: JobRecord, config: GenerationConfig, on_progress: Any = None) -> Lifecycle:
+        """The lifecycle of a job the journal already holds (nothing is validated or submitted again)."""
         family = self.registry.resolve(record.provider, record.model, record.modality)
-        transport = self.transports.for_family(family)
-        call = self._call(family, config, empty_request(record.modality), record.modality, None)
-        return await Lifecycle(transport, call, self.journal, record=record,
-                               limiter=self.limiter(family, config)).cancel()
+        call = self._call(family, config, empty_request(record.modality), record.modality, on_progress)
+        return Lifecycle(self.transports.for_family(family), call, self.journal, record=record,
+                         limiter=self.limiter(family, config))
 
     def render(self, config: GenerationConfig, request: GenerationRequest, modality: str) -> dict[str, Any]:
         """The first request a generation would send, secrets masked, with its estimated `cost`; no network."""
