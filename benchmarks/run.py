@@ -54,7 +54,7 @@ TARGETS = {
     "b1_rss_1000": ("B1 peak RSS, 1,000 in flight", "<", 150.0, "MB"),
     "b1_floor_200": ("B1 CPU/job, 200 in flight, vs the bare asyncio floor", "<=", 10.0, "x"),
     "b1_floor_1000": ("B1 CPU/job, 1,000 in flight, vs the bare asyncio floor", "<=", 10.0, "x"),
-    "b1_engine_own_200": ("B1 engine's own CPU/job over its transport (httpx-aiohttp by hand), 200 in flight",
+    "b1_engine_own_200": ("B1 engine's own CPU/job over its transport (aiohttp by hand), 200 in flight",
                           "<", 0.5, "ms"),
     "b1_flat_5000": ("B1 CPU/job at 5,000 in flight over CPU/job at 200", "<=", 1.3, "x"),
     "b1_rss_5000": ("B1 peak RSS, 5,000 in flight", "<", 250.0, "MB"),
@@ -219,7 +219,7 @@ def bench_b1(rounds: int, levels: dict[int, int]) -> dict[str, Any]:
             row["round_ratios"] = [t["cpu_ms_per_job"] / h["cpu_ms_per_job"]
                                    for t, h in zip(runs["tarash"][inflight], runs["httpx"][inflight])]
         # What the engine adds over its own transport doing the same six requests by hand.
-        row["engine_own_ms"] = tarash - row["httpx-aiohttp"]["cpu_ms_per_job"]
+        row["engine_own_ms"] = tarash - row["aiohttp"]["cpu_ms_per_job"]
         levels_out[str(inflight)] = row
     return {"poll_interval_s": B1_POLL_INTERVAL, "baseline_pool": B1_BASELINE_POOL, "engine_pool": ENGINE_POOL,
             "levels": levels_out}
@@ -445,7 +445,7 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{b1['poll_interval_s']:g} s)", "",
                 f"tarash-router beside hand-written clients doing the same six requests ({', '.join(BASELINES)}: "
                 f"see `benchmarks/baselines.py`; plain httpx with a {b1['baseline_pool']}-connection pool, the others "
-                f"with the engine's {b1.get('engine_pool', ENGINE_POOL)}). Engine's own = tarash minus httpx-aiohttp, "
+                f"with the engine's {b1.get('engine_pool', ENGINE_POOL)}). Engine's own = tarash minus aiohttp, "
                 "the engine's own transport driven by hand.", ""]
         out.append("| Jobs in flight | Jobs | Client | CPU ms/job | tarash × this | Wall s | Peak RSS | "
                    "Connections | Requests/job |")

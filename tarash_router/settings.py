@@ -78,8 +78,8 @@ class TarashSettings(BaseSettings):
     max_response_bytes: int = Field(32 * 1024 * 1024, gt=0)
     # Media and result URLs may point at loopback/private/link-local addresses (local development, tests).
     allow_private_urls: bool = False
-    # The connection layer: "auto" (aiohttp's through httpx-aiohttp when installed, extra `fast`; else
-    # httpx's own), "aiohttp" or "httpx".
+    # The connection layer (engine/wire.py): "auto" (aiohttp when installed, extra `fast`; else
+    # httpx), "aiohttp" or "httpx".
     transport: Literal["auto", "aiohttp", "httpx"] = "auto"
     # Webhooks (docs/webhooks.md). fal signs deliveries with ED25519 keys published as a JWKS
     # (https://docs.fal.ai/model-apis/model-endpoints/webhooks); the keys are cached for a day.

@@ -93,7 +93,7 @@ def test_async_with_closes_the_clients_connections(fal):
     async def scenario() -> tuple[VideoGenerationResponse, bool]:
         async with Client() as client:
             response = await client.generate_video_async(video_config(fal), REQUEST)
-            pooled = client.runtime.pool.get("fal").client
+            pooled = client.runtime.pool.get("fal").wire
         return response, pooled.is_closed
 
     response, closed = asyncio.run(scenario())

@@ -186,11 +186,24 @@ def test_a_non_ascii_key_is_named_never_echoed(fal):
     assert caught.value.__cause__ is None and caught.value.__context__ is None
 
 
-def test_the_httpcore_debug_trace_never_quotes_a_header_value(fal, caplog, setting):
-    setting("TARASH_TRANSPORT", "httpx")  # the trace is httpcore's: httpx's own connection layer
-    with caplog.at_level(logging.DEBUG, logger="httpcore"), pytest.raises(httpx.LocalProtocolError):
+@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
+def test_a_header_with_a_line_break_is_refused_before_any_connection_layer_sees_it(fal, caplog, setting,
+                                                                                   transport):
+    setting("TARASH_TRANSPORT", transport)
+    fal.clear()
+    with caplog.at_level(logging.DEBUG), pytest.raises(httpx.LocalProtocolError, match="api-key"):
         _send(f"{fal.base_url}/x", headers={"api-key": "sek-logged-7373\n"})
-    assert any("Illegal header value" in r.getMessage() for r in caplog.records)  # the trace did run
+    assert fal.requests == []  # nothing was sent
+    assert not any("sek-logged-7373" in r.getMessage() for r in caplog.records)
+
+
+def test_the_httpcore_debug_trace_never_quotes_a_header_value(caplog):
+    # httpcore logs the h11 error whole ("Illegal header value b'<the value>'"); every httpcore
+    # logger that can carry one masks it, in case a value reaches h11 some other way.
+    with caplog.at_level(logging.DEBUG, logger="httpcore"):
+        logging.getLogger("httpcore.http11").debug(
+            "send_request_headers.failed exception=%r", ValueError("Illegal header value b'sek-logged-7373\\n'"))
+    assert caplog.records and "Illegal header value ***" in caplog.records[0].getMessage()
     assert not any("sek-logged-7373" in r.getMessage() for r in caplog.records)
 
 

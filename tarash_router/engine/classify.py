@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Mapping
 from typing import Any, TypedDict
 
 import httpx
@@ -33,7 +34,7 @@ class ErrorContext(ErrorOrigin, total=False):
     job_may_exist: bool
 
 
-def parse_retry_after(headers: httpx.Headers | dict[str, str]) -> float | None:
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from `Retry-After` (delta or HTTP date) or `retry-after-ms`."""
     get = headers.get
     ms = get("retry-after-ms")
@@ -79,7 +80,7 @@ def default_message(data: Any, text: str) -> str:
 
 
 def error_from_response(
-    provider: ProviderSpec, phase: str, status: int | None, headers: httpx.Headers | dict[str, str], text: str,
+    provider: ProviderSpec, phase: str, status: int | None, headers: Mapping[str, str], text: str,
     data: Any, *, model: str, request_id: str | None, job_may_exist: bool,
 ) -> TarashException:
     """The exception for an error response (or a failed job when phase == 'job')."""

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 
@@ -20,6 +21,7 @@ from ..errors import HTTPConnectionError, HTTPError, UnsafeURLError
 from .client import POOL, ClientPool
 from .netguard import check_public_url
 from .url_safety import Origin, origin_of
+from .wire import Wire, WireResponse
 
 MAX_REDIRECTS = 5
 _CHUNK = 256 * 1024
@@ -42,7 +44,7 @@ async def download(url: str, dest: Path, *, max_bytes: int, timeout: float, trus
     failure: Exception | None = None
     try:
         async with asyncio.timeout(timeout), pooled.gate:
-            response = await _follow(pooled.client, url, trusted)
+            response = await _follow(pooled.wire, url, trusted)
             try:
                 size = await _save(response, partial, max_bytes, on_progress)
                 content_type = response.headers.get("content-type")
@@ -59,26 +61,24 @@ async def download(url: str, dest: Path, *, max_bytes: int, timeout: float, trus
     raise failure  # outside the except blocks: no transport exception quoted in the chain
 
 
-async def _follow(client: httpx.AsyncClient, url: str, trusted: frozenset[Origin]) -> httpx.Response:
+async def _follow(wire: Wire, url: str, trusted: frozenset[Origin]) -> WireResponse:
     for _ in range(MAX_REDIRECTS + 1):
         if origin_of(url) not in trusted:
             await check_public_url(url)
-        request = client.build_request("GET", url, headers={"Accept": "*/*"})
-        response = await client.send(request, stream=True)
+        response = await wire.open("GET", url, headers={"Accept": "*/*"}, timeout=None)
         location = response.headers.get("location")
-        if response.status_code in (301, 302, 303, 307, 308) and location:
-            url = str(response.url.join(location))
+        if response.status in (301, 302, 303, 307, 308) and location:
+            url = urljoin(response.url, location)
             await response.aclose()
             continue
-        if response.status_code >= 400:
+        if response.status >= 400:
             await response.aclose()
-            raise HTTPError(f"download of the result failed: HTTP {response.status_code}",
-                            status_code=response.status_code)
+            raise HTTPError(f"download of the result failed: HTTP {response.status}", status_code=response.status)
         return response
     raise UnsafeURLError(f"download of the result: more than {MAX_REDIRECTS} redirects")
 
 
-async def _save(response: httpx.Response, partial: Path, max_bytes: int, on_progress: Progress | None) -> int:
+async def _save(response: WireResponse, partial: Path, max_bytes: int, on_progress: Progress | None) -> int:
     declared = response.headers.get("content-length")
     total = int(declared) if declared is not None and declared.isdigit() else None
     if total is not None and total > max_bytes:
@@ -86,7 +86,7 @@ async def _save(response: httpx.Response, partial: Path, max_bytes: int, on_prog
     size = 0
     out = await asyncio.to_thread(open, partial, "wb")  # disk work off the event loop: it may serve others
     try:
-        async for chunk in response.aiter_bytes(_CHUNK):
+        async for chunk in response.iter_bytes(_CHUNK):
             size += len(chunk)
             if size > max_bytes:
                 raise HTTPError(f"the result passed the download limit of {max_bytes} bytes")

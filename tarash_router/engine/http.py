@@ -15,13 +15,15 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
+from urllib.parse import urljoin
 
 import httpx
 
 from ..errors import UnsafeURLError, ValidationError
 from .client import PooledClient
 from .url_safety import Origin, origin_of
+from .wire import Wire, WireResponse
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 # Dropped on any cross-origin hop whatever the provider file says.
@@ -34,6 +36,8 @@ T = TypeVar("T")
 # h11 quotes a header it cannot encode whole ("Illegal header value b'Key sk-...\n'") as an escaped
 # bytes repr, so the raw value cannot be searched for: everything after the phrase goes.
 _H11_ILLEGAL = re.compile(r"(Illegal header (?:value|name))\b.*", re.DOTALL)
+# What no header name or value may hold: the line breaks and NUL that would split a request.
+_UNSENDABLE = re.compile(r"[\r\n\0]")
 
 
 class ResponseTooLarge(Exception):
@@ -50,7 +54,7 @@ class Received:
 
     __slots__ = ("status", "headers", "content", "url")
 
-    def __init__(self, status: int, headers: httpx.Headers, content: bytes, url: str) -> None:
+    def __init__(self, status: int, headers: Mapping[str, str], content: bytes, url: str) -> None:
         self.status = status
         self.headers = headers  # case-insensitive
         self.content = content
@@ -68,10 +72,10 @@ async def send(pooled: PooledClient, method: str, url: str, *, headers: Mapping[
     past `max_redirects`, `ResponseTooLarge` past `max_bytes`, `UnsafeURLError` for a refused hop
     and `ValidationError` for a header value HTTP cannot carry.
     """
-    values = list(headers.values())
+    values = _checked(headers)
     async with pooled.gate:
-        response = await _follow(pooled.client, method, url, headers, secret_headers, params, json, data, files,
-                                 content, timeout, max_redirects, url_guard)
+        response = await _follow(pooled.wire, method, url, headers, secret_headers, params, json, data, files,
+                                 content, _timeout(timeout), max_redirects, url_guard)
         return await _scrubbed(values, _read_and_close(response, max_bytes))
 
 
@@ -84,17 +88,16 @@ class Streamed:
 
     __slots__ = ("status", "headers", "url", "_response", "_values")
 
-    def __init__(self, response: httpx.Response, values: list[Any]) -> None:
-        self.status = response.status_code
+    def __init__(self, response: WireResponse, values: list[Any]) -> None:
+        self.status = response.status
         self.headers = response.headers  # case-insensitive
-        self.url = str(response.url)  # after redirects
+        self.url = response.url  # after redirects
         self._response = response
         self._values = values
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         """The (decoded) body, chunk by chunk as it arrives."""
-        # httpx's aiter_bytes is an async generator, typed as an iterator.
-        async with contextlib.aclosing(cast(AsyncGenerator[bytes, None], self._response.aiter_bytes())) as iterator:
+        async with contextlib.aclosing(_generator(self._response.iter_bytes())) as iterator:
             while True:
                 try:
                     chunk = await _scrubbed(self._values, anext(iterator))
@@ -117,10 +120,10 @@ async def open_stream(pooled: PooledClient, method: str, url: str, *, headers: M
     `NoStreamSlot` at once instead of waiting (a stream may stay open for the whole job)."""
     if pooled.gate.locked():
         raise NoStreamSlot
-    values = list(headers.values())
+    values = _checked(headers)
     async with pooled.gate:
-        response = await _follow(pooled.client, method, url, headers, secret_headers, params, None, None, None,
-                                 None, timeout, max_redirects, url_guard)
+        response = await _follow(pooled.wire, method, url, headers, secret_headers, params, None, None, None,
+                                 None, _timeout(timeout), max_redirects, url_guard)
         try:
             yield Streamed(response, values)
         finally:
@@ -128,25 +131,25 @@ async def open_stream(pooled: PooledClient, method: str, url: str, *, headers: M
                 await response.aclose()
 
 
-async def _follow(client: httpx.AsyncClient, method: str, url: str, headers: Mapping[str, str],
+async def _follow(wire: Wire, method: str, url: str, headers: Mapping[str, str],
                   secret_headers: frozenset[str], params: Any, json: Any, data: Any, files: Any,
-                  content: bytes | None, timeout: Any, max_redirects: int,
-                  url_guard: UrlGuard | None) -> httpx.Response:
+                  content: bytes | None, timeout: httpx.Timeout | None, max_redirects: int,
+                  url_guard: UrlGuard | None) -> WireResponse:
     """Send the request and follow its redirects; the final response, open, its body unread."""
     values = list(headers.values())
     first_url = url  # its origin is the one credentials may go to, worked out only if a redirect comes
     for _ in range(max_redirects + 1):
         if url_guard is not None:
             await url_guard(url)
-        request = _build(client, method, url, headers, params, json, data, files, content, timeout)
-        response = await _scrubbed(values, client.send(request, stream=True))
+        response = await _scrubbed(values, wire.open(method, url, headers=headers, params=params, json=json,
+                                                     data=data, files=files, content=content, timeout=timeout))
         location = response.headers.get("location")
-        if response.status_code not in REDIRECT_CODES or not location:
+        if response.status not in REDIRECT_CODES or not location:
             return response
-        next_url = str(response.url.join(location))
+        next_url = urljoin(response.url, location)
         await _scrubbed(values, response.aclose())
         # As browsers and httpx do: 303 (and 301/302 after a POST) fetch the new URL with a GET.
-        status = response.status_code
+        status = response.status
         if method != "HEAD" and (status == 303 or (status in (301, 302) and method == "POST")):
             method, json, data, files, content = "GET", None, None, None, None
             headers = {k: v for k, v in headers.items() if k.lower() not in _BODY_HEADERS}
@@ -157,10 +160,10 @@ async def _follow(client: httpx.AsyncClient, method: str, url: str, headers: Map
     raise httpx.TooManyRedirects(f"more than {max_redirects} redirects")
 
 
-async def _read_and_close(response: httpx.Response, max_bytes: int) -> Received:
+async def _read_and_close(response: WireResponse, max_bytes: int) -> Received:
     try:
         body = await _read_capped(response, max_bytes)
-        return Received(response.status_code, response.headers, body, str(response.url))
+        return Received(response.status, response.headers, body, response.url)
     finally:
         await response.aclose()
 
@@ -178,24 +181,27 @@ async def _scrubbed(values: Iterable[Any], operation: Awaitable[T]) -> T:
     raise failure  # outside the except block: the original stays out of the chain
 
 
-def _build(client: httpx.AsyncClient, method: str, url: str, headers: Mapping[str, str], params: Any, json: Any,
-           data: Any, files: Any, content: bytes | None, timeout: Any) -> httpx.Request:
-    try:
-        return client.build_request(method, url, params=params, headers=headers, json=json, data=data,
-                                    files=files, content=content, timeout=timeout)
-    except (UnicodeEncodeError, ValueError) as exc:
-        failure = _unencodable(headers, exc)
-    raise failure  # outside the except block: the encoder's error quotes the value
+def _timeout(timeout: httpx.Timeout | float | None) -> httpx.Timeout | None:
+    """None: the wire's default (the settings' request and connect timeouts)."""
+    return timeout if timeout is None or isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
 
 
-def _unencodable(headers: Mapping[str, str], exc: Exception) -> ValidationError:
-    # Name the header, never echo its value: it may be a credential.
-    bad = [k for k, v in headers.items() if not v.isascii() or any(c in v for c in "\r\n\0")]
-    if bad:
-        return ValidationError(f"request header {', '.join(bad)} has a value an HTTP header cannot carry "
-                               f"({type(exc).__name__})")
-    return ValidationError(f"request could not be encoded: {type(exc).__name__}: "
-                           f"{scrub(str(exc), headers.values())}")
+def _checked(headers: Mapping[str, str]) -> list[Any]:
+    """The header values (to scrub from errors), once every name and value is one HTTP can carry:
+    ValidationError for one that is not ASCII, httpx.LocalProtocolError for a line break or NUL
+    (what h11 raises), each naming the header and never echoing its value (it may be a credential)."""
+    values = list(headers.values())
+    for name, value in headers.items():
+        if not (name.isascii() and value.isascii()):
+            raise ValidationError(f"request header {_named(name)} has a value an HTTP header cannot carry "
+                                  "(it is not ASCII)")
+        if _UNSENDABLE.search(name) or _UNSENDABLE.search(value):
+            raise httpx.LocalProtocolError(f"Illegal header value in {_named(name)} (a line break or NUL)")
+    return values
+
+
+def _named(name: str) -> str:
+    return name if name.isascii() and not _UNSENDABLE.search(name) else repr(name)
 
 
 def _headers_for_hop(headers: Mapping[str, str], secrets: frozenset[str], start: Origin | None, current: str,
@@ -213,16 +219,16 @@ def _headers_for_hop(headers: Mapping[str, str], secrets: frozenset[str], start:
     return {k: v for k, v in headers.items() if k.lower() not in secrets}
 
 
-async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+async def _read_capped(response: WireResponse, max_bytes: int) -> bytes:
     declared = response.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise ResponseTooLarge(max_bytes, response.status_code)
+        raise ResponseTooLarge(max_bytes, response.status)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():  # decoded bytes: a gzip bomb hits the cap too
+    async for chunk in response.iter_bytes():  # decoded bytes: a gzip bomb hits the cap too
         size += len(chunk)
         if size > max_bytes:
-            raise ResponseTooLarge(max_bytes, response.status_code)
+            raise ResponseTooLarge(max_bytes, response.status)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -242,11 +248,10 @@ def scrub(text: str, values: Iterable[Any]) -> str:
 
 
 def scrubbed_copy(exc: httpx.HTTPError, values: Iterable[Any]) -> httpx.HTTPError:
-    """An exception of the same httpx class whose text quotes no header value, for the same request
-    (for the aiohttp transport, of the class that says what happened: see `_aiohttp_class`)."""
+    """An exception of the same httpx class whose text quotes no header value, for the same request."""
     copy: httpx.HTTPError
     try:
-        copy = _aiohttp_class(exc)(scrub(str(exc), values))
+        copy = type(exc)(scrub(str(exc), values))
     except TypeError:  # a subclass with another constructor: keep the family, lose the detail
         copy = httpx.TransportError(f"{type(exc).__name__}: {scrub(str(exc), values)}")
     request = getattr(exc, "_request", None)
@@ -255,24 +260,10 @@ def scrubbed_copy(exc: httpx.HTTPError, values: Iterable[Any]) -> httpx.HTTPErro
     return copy
 
 
-def _aiohttp_class(exc: httpx.HTTPError) -> type[httpx.HTTPError]:
-    """httpx-aiohttp raises ConnectTimeout for every aiohttp connection error; the aiohttp error behind
-    it says whether the request reached the provider, which decides whether a submit may be sent
-    again: a refused connect did not (ConnectError), a connection that broke after it was made may
-    have delivered the submit (ReadError)."""
-    cause = exc.__cause__
-    if cause is None or not type(cause).__module__.startswith("aiohttp"):
-        return type(exc)
-    kinds = {cls.__name__ for cls in type(cause).__mro__}
-    if "ClientConnectorError" in kinds:  # DNS, refused, TLS handshake: nothing was sent
-        return httpx.ConnectError
-    if "ConnectionTimeoutError" in kinds:
-        return httpx.ConnectTimeout
-    if kinds & {"ServerTimeoutError", "SocketTimeoutError"}:  # the answer was slow to come
-        return httpx.ReadTimeout
-    if kinds & {"ClientConnectionError", "ClientPayloadError"}:  # disconnected or reset mid-exchange
-        return httpx.ReadError
-    return type(exc)
+def _generator(iterator: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """Both wires' body iterators are async generators, typed as iterators."""
+    assert isinstance(iterator, AsyncGenerator)
+    return iterator
 
 
 class _HeaderValueFilter(logging.Filter):
