@@ -71,9 +71,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         return _usage(f"no such file or directory: {missing[0]}")
-    findings = validate_paths([Path(p) for p in args.paths])
+    notes: list[str] = []
+    findings = validate_paths([Path(p) for p in args.paths], notes=notes)
     if findings:
         print(format_findings(findings, args.format))
+    for note in notes:  # on stderr, like the count: stdout stays the findings alone (json, github)
+        print(note, file=sys.stderr)
     errors = sum(f.severity == "error" for f in findings)
     print(f"{errors} error(s), {len(findings) - errors} warning(s)", file=sys.stderr)
     return EXIT_FINDINGS if errors else EXIT_OK

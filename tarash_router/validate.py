@@ -83,10 +83,12 @@ def _is_routes_file(path: Path) -> bool:
     return isinstance(doc.data, dict) and "routes" in doc.data and "provider" not in doc.data
 
 
-def validate_paths(paths: list[Path], *, today: date | None = None) -> list[Finding]:
-    """Check spec and routes files under `paths` (default: the built-in specs). Never raises SpecError."""
+def validate_paths(paths: list[Path], *, today: date | None = None, notes: list[str] | None = None) -> list[Finding]:
+    """Check spec and routes files under `paths` (default: the built-in specs). Never raises SpecError.
+    `notes`, when given, receives what is worth saying but is no problem (the families without prices)."""
     today = today or date.today()
     findings: list[Finding] = []
+    checked: list[FamilySpec] = []
     registry = SpecRegistry()
     builtin = builtin_spec_dir()
     targets = [Path(p) for p in paths] or [builtin]
@@ -100,7 +102,7 @@ def validate_paths(paths: list[Path], *, today: date | None = None) -> list[Find
     spec_files = [f for f in files if f not in routes_files]
     registry.begin_layer()  # the checked files form one layer: a prefix claimed twice among them is an error
     for path in sorted(spec_files, key=lambda p: p.name != PROVIDER_FILE):
-        findings += _guarded(path, partial(_check_spec_file, path, registry, today))
+        findings += _guarded(path, partial(_check_spec_file, path, registry, today, checked))
     seen: dict[str, str] = {}
     for path in routes_files:
         loaded: dict[str, Any] = {}
@@ -114,7 +116,23 @@ def validate_paths(paths: list[Path], *, today: date | None = None) -> list[Find
                                         f"duplicate route name {name!r} (first defined in {seen[name]})",
                                         f"routes.{name}"))
             seen.setdefault(name, str(path))
+    if notes is not None:
+        note = unpriced_note(checked, today)
+        notes += [note] if note else []
     return findings
+
+
+def unpriced_note(families: list[FamilySpec], today: date, shown: int = 8) -> str | None:
+    """One line naming the families without `pricing:` (abstract and shut-down ones aside): no cost
+    estimate, so a budget or spend limit refuses them unless it says `unpriced: allow`."""
+    names = sorted(f"{family.provider.name}/{family.name}" for family in families
+                   if family.pricing is None and not family.file.abstract
+                   and not (family.file.shutdown and family.file.shutdown <= today))
+    if not names:
+        return None
+    listed = ", ".join(names[:shown]) + (f", ...(and {len(names) - shown} more)" if len(names) > shown else "")
+    count = "1 family has" if len(names) == 1 else f"{len(names)} families have"
+    return f"note: {count} no pricing (shut-down ones not counted): {listed}"
 
 
 _REQUEST_FIELDS = {"video": frozenset(VideoGenerationRequest.model_fields) - {"prompt", "image_list", "extra_params"},
@@ -164,11 +182,12 @@ def _in_file_order(findings: list[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: (f.file, f.line or 0, f.column or 0))
 
 
-def _check_spec_file(path: Path, registry: SpecRegistry, today: date) -> list[Finding]:
+def _check_spec_file(path: Path, registry: SpecRegistry, today: date, checked: list[FamilySpec]) -> list[Finding]:
     if path.name == PROVIDER_FILE:
         registry.add_provider(load_provider(load_yaml_file(path)))
         return []
     family = registry.add_family_file(path)
+    checked.append(family)
     findings = []
     for failure in run_examples(family):
         line, column = family.source.position(failure.key)
@@ -259,4 +278,4 @@ def format_findings(findings: list[Finding], fmt: str) -> str:
     return "\n".join(f.text() for f in findings)
 
 
-__all__ = ["Finding", "validate_paths", "format_findings"]
+__all__ = ["Finding", "validate_paths", "format_findings", "unpriced_note"]

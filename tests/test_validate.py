@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -34,7 +35,28 @@ def write(path: Path, text: str) -> Path:
 
 def test_builtin_specs_and_example_routes_are_clean(capsys):
     assert main(["validate", str(REPO / "provider_specs"), str(REPO / "routes")]) == 0
-    assert "0 error(s)" in capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("0 error(s)")
+    note = next(line for line in err if line.startswith("note: "))  # a note, not a finding: still exit 0
+    found = re.fullmatch(r"note: (\d+) families have no pricing \(shut-down ones not counted\): (.*), "
+                         r"\.\.\.\(and (\d+) more\)", note)
+    assert found, note
+    shown = found.group(2).split(", ")
+    assert shown == sorted(shown) and int(found.group(1)) == len(shown) + int(found.group(3))
+
+
+def test_families_without_prices_are_a_note_on_stderr(tmp_path, capsys):
+    write(tmp_path / "new.yaml", GOOD_FAMILY)
+    write(tmp_path / "priced.yaml", GOOD_FAMILY.replace("acme-new-model", "acme-priced") + (
+        "pricing: {per_second: 0.1, source: https://example.com/p, checked: 2026-12-05}\n"))
+    write(tmp_path / "old.yaml", GOOD_FAMILY.replace("acme-new-model", "acme-old") + "shutdown: 2020-01-01\n")
+    assert main(["validate", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert "note:" not in out
+    assert "note: 1 family has no pricing (shut-down ones not counted): fal/new\n" in err
+    assert main(["validate", "--format", "json", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)[0]["severity"] == "warning" and "fal/new" in err  # stdout stays JSON
 
 
 def test_every_broken_file_is_reported_not_just_the_first(tmp_path, capsys):
