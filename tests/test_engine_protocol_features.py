@@ -163,6 +163,32 @@ def test_filters(source, context, expected):
     assert compile_leaf(source).render(context) == expected
 
 
+@pytest.mark.parametrize("source", [
+    "{{ request.duration_seconds | suffix('s') }}", "{{ request.duration_seconds|suffix(\"s\") }}",
+    "{{ request.unset | suffix('s') }}", "{{ request.missing | suffix('s') }}",
+    "{{ request.duration_seconds | string_or_none }}", "{{ request.prompt | wrap('text') }}",
+    "{{ request.image | data_uri('image/jpeg') }}", "{{ request.image | data_uri }}",
+    "{{ options.size | suffix('px') }}",
+])
+def test_a_filtered_path_renders_as_jinja_renders_it(source):
+    # `{{ path | filter('literal') }}` skips Jinja; what it gives must be what Jinja gives.
+    from types import SimpleNamespace
+
+    from tarash_router.specs.templates import ENV
+
+    context = {"request": SimpleNamespace(duration_seconds=8, prompt="a cat", unset=None, image="QUJD"),
+               "options": {"size": 512}}
+    jinja = ENV.compile_expression(source.strip()[2:-2], undefined_to_none=True)(**context)
+    assert compile_leaf(source).render(context) == (None if jinja is None else jinja)
+
+
+def test_a_filtered_path_is_held_to_the_render_budget():
+    from tarash_router.specs.templates import MAX_BUILT, TemplateLimitError
+
+    with pytest.raises(TemplateLimitError, match="suffix"):
+        compile_leaf("{{ v | suffix('x') }}").render({"v": "a" * (MAX_BUILT + 1)})
+
+
 def test_extra_params_into_a_nested_key_and_list_filters():
     import textwrap as tw
 

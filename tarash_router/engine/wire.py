@@ -93,6 +93,11 @@ def json_body(value: Any) -> bytes:
 def with_query(url: str, params: Mapping[str, Any]) -> str:
     """`url` with `params` merged into its query as httpx merges them (a given key replaces the
     URL's values for it; a list gives the key once per item)."""
+    if "?" not in url and "#" not in url:
+        try:
+            return f"{url}?{_encoded(tuple(params.items()))}"
+        except TypeError:  # a list value: not hashable, encoded below
+            pass
     base, _, fragment = url.partition("#")
     path, mark, query = base.partition("?")
     pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in params] if mark else []
@@ -100,6 +105,11 @@ def with_query(url: str, params: Mapping[str, Any]) -> str:
         items = value if isinstance(value, (list, tuple)) else (value,)
         pairs.extend((str(key), _query_text(item)) for item in items)
     return f"{path}?{urlencode(pairs)}" + (f"#{fragment}" if fragment else "")
+
+
+@functools.lru_cache(maxsize=512)  # a status poll sends the same parameters every time
+def _encoded(items: tuple[tuple[Any, Any], ...]) -> str:
+    return urlencode([(str(k), _query_text(v)) for k, v in items])
 
 
 def _query_text(value: Any) -> str:

@@ -24,7 +24,7 @@ import httpx
 
 from .wire import json_body, ssl_context, with_query
 
-_NO_CONTENT_TYPE = frozenset({"Content-Type"})  # raw bytes go out without one, as httpx sends them
+_NO_CONTENT_TYPE = ("Content-Type",)  # raw bytes go out without one, as httpx sends them
 
 
 def httpx_error(exc: aiohttp.ClientError) -> httpx.TransportError:
@@ -85,7 +85,7 @@ class AiohttpWire:
 
     def __init__(self, size: int, timeout: httpx.Timeout) -> None:
         connector = aiohttp.TCPConnector(limit=size, limit_per_host=0, ssl=ssl_context())
-        self._default_timeout = _client_timeout(timeout)
+        self._default_timeout = _client_timeout(timeout.pool, timeout.connect, timeout.read)
         self._session = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), timeout=self._default_timeout,
             trust_env=False)
@@ -102,7 +102,7 @@ class AiohttpWire:
         if params:
             url = with_query(url, params)
         body: bytes | None = content
-        skip: frozenset[str] = frozenset()
+        skip: tuple[str, ...] | None = None  # None, not empty: aiohttp's fast path
         if json is not None:
             body = json_body(json)
             if not _has(headers, "content-type"):
@@ -115,7 +115,8 @@ class AiohttpWire:
         try:
             response = await self._session.request(
                 method, url, headers=headers, data=body, allow_redirects=False, skip_auto_headers=skip,
-                timeout=self._default_timeout if timeout is None else _client_timeout(timeout),
+                timeout=self._default_timeout if timeout is None else _client_timeout(timeout.pool, timeout.connect,
+                                                                                      timeout.read),
                 proxy=self._proxy_for(url) if self._proxies else None)
         except aiohttp.ClientError as exc:
             failure = httpx_error(exc)
@@ -154,10 +155,10 @@ def _form(method: str, url: str, headers: Mapping[str, str], data: Any, files: A
     return body, merged
 
 
-def _client_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
+@functools.lru_cache(maxsize=256)  # most requests share the settings' timeouts
+def _client_timeout(pool: float | None, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
     # aiohttp's `connect` covers waiting for a pooled connection and making one; httpx splits the two.
-    pool, connect = timeout.pool, timeout.connect
-    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=timeout.read,
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read,
                                  connect=None if pool is None else pool + (connect or 0.0))
 
 

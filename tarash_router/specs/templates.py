@@ -8,6 +8,8 @@ Plain strings, numbers and booleans are literals. `None` or an undefined result 
 
 from __future__ import annotations
 
+import ast
+
 import functools
 import operator
 import re
@@ -666,6 +668,10 @@ def is_template(value: Any) -> bool:
 
 
 _DOTTED = re.compile(r"^\s*\{\{\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*)\s*\}\}\s*$")
+# `{{ a.b | suffix('s') }}`: a dotted path through one of this module's own filters, literal arguments.
+_FILTERED = re.compile(r"^\s*\{\{\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*)\s*\|\s*([a-z_]+)\s*"
+                       r"(?:\(([^()]*)\))?\s*\}\}\s*$")
+_PLAIN_FILTERS = frozenset({"suffix", "string_or_none", "data_uri", "wrap"})  # plain functions of scalars
 
 
 @functools.cache
@@ -691,9 +697,30 @@ def compile_leaf(source: str) -> Compiled:
     except (ValueError, OverflowError, RecursionError, MemoryError) as exc:  # e.g. a 100,000-digit literal
         raise SpecTemplateError(f"template cannot be compiled: {type(exc).__name__}: {str(exc)[:120]}") from None
     names, attrs = _references(ast)
+    filtered = _filtered_renderer(source)
+    if filtered is not None:
+        return Compiled(source=source, render=filtered, names=names, attributes=attrs)
     build = (lambda: _expression_renderer(match.group("expr"))) if is_expr else (  # type: ignore[union-attr]
         lambda: _text_renderer(source))
     return Compiled(source=source, render=_LazyRender(build), names=names, attributes=attrs)
+
+
+def _filtered_renderer(source: str) -> Callable[[dict[str, Any]], Any] | None:
+    """`{{ a.b | suffix('s') }}` rendered without Jinja: the path walked as `{{ a.b }}` is (missing
+    gives None, which these filters keep as None, as they keep Jinja's undefined), then the filter
+    as Jinja would call it, budget included. None when the source is anything else."""
+    found = _FILTERED.match(source)
+    if found is None or found.group(2) not in _PLAIN_FILTERS:
+        return None
+    try:
+        args = ast.literal_eval(f"({found.group(3) or ''},)") if found.group(3) else ()
+    except (ValueError, SyntaxError):
+        return None  # a name, a keyword or an expression among the arguments: Jinja evaluates it
+    if not all(isinstance(a, str) for a in args):
+        return None
+    parts = tuple(found.group(1).split("."))
+    apply = ENV.filters[found.group(2)]
+    return lambda ctx: _within_budget(lambda c: _charged(apply(_walk(c, parts), *args)), ctx)
 
 
 def _walk(ctx: dict[str, Any], parts: tuple[str, ...]) -> Any:
@@ -710,13 +737,18 @@ def _expression_renderer(expression: str) -> Callable[[dict[str, Any]], Any]:
     fn = ENV.compile_expression(expression, undefined_to_none=True)
 
     def render(ctx: dict[str, Any]) -> Any:
-        value = fn(**ctx)
-        if isinstance(value, (list, tuple, dict)):  # sent as JSON: a part it shares N times is written N times
-            text, held = _sizes(value)
-            _budget().build(max(text - held, 0), "the value's repeated parts")
-        return value
+        return _charged(fn(**ctx))
 
     return render
+
+
+def _charged(value: Any) -> Any:
+    """An expression's value, charged to the budget: sent as JSON, a part it shares N times is
+    written N times."""
+    if isinstance(value, (list, tuple, dict)):
+        text, held = _sizes(value)
+        _budget().build(max(text - held, 0), "the value's repeated parts")
+    return value
 
 
 def _text_renderer(source: str) -> Callable[[dict[str, Any]], Any]:
