@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -27,11 +28,13 @@ class HttpxResponse:
 
 
 class HttpxWire:
-    """An httpx.AsyncClient that follows no redirect (the HTTP seam does, hop by hop)."""
+    """An httpx.AsyncClient that follows no redirect (the HTTP seam does, hop by hop) and keeps no
+    cookie (one caller's answer must not set what another caller's request carries)."""
 
     def __init__(self, size: int, timeout: httpx.Timeout) -> None:
         self._client = httpx.AsyncClient(
             verify=ssl_context(), timeout=timeout, follow_redirects=False,
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),  # accepts none
             limits=httpx.Limits(max_connections=size, max_keepalive_connections=size))
 
     @property
