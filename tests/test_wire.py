@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tarash_router.engine.client import ClientPool
-from tarash_router.engine.http import send
+from tarash_router.engine.http import ResponseTooLarge, send
 from tarash_router.settings import TarashSettings
 
 WIRES = ["aiohttp", "httpx"]
@@ -179,3 +179,21 @@ def test_a_refused_connect_and_a_dropped_answer_are_told_apart(wire):
     assert isinstance(refused, httpx.ConnectError)
     assert isinstance(dropped, (httpx.ReadError, httpx.RemoteProtocolError))
     assert not isinstance(dropped, (httpx.ConnectError, httpx.ConnectTimeout))
+
+
+@pytest.mark.parametrize("wire", WIRES)
+def test_a_small_declared_length_beside_a_chunked_body_does_not_pass_the_cap(wire):
+    # Content-Length says 2, Transfer-Encoding says chunked and sends 64 KiB: a client that reads
+    # by the declared length alone would take the whole chunked body past the 1 KiB cap.
+    chunk = b"x" * 65536
+    reply = (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+             + f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n0\r\n\r\n")
+
+    async def scenario(pool: ClientPool) -> Exception:
+        async with Recorder(reply) as server:
+            with pytest.raises((ResponseTooLarge, httpx.HTTPError)) as refused:
+                await send(pool.get("p"), "GET", f"http://127.0.0.1:{server.port}/status", headers={},
+                           max_bytes=1024, timeout=5)
+            return refused.value
+
+    run(wire, scenario)

@@ -191,6 +191,9 @@ def _checked(headers: Mapping[str, str]) -> list[Any]:
     ValidationError for one that is not ASCII, httpx.LocalProtocolError for a line break or NUL
     (what h11 raises), each naming the header and never echoing its value (it may be a credential)."""
     values = list(headers.values())
+    every = "".join(headers) + "".join(values)  # one scan in the usual case: all fine
+    if every.isascii() and not _UNSENDABLE.search(every):
+        return values
     for name, value in headers.items():
         if not (name.isascii() and value.isascii()):
             raise ValidationError(f"request header {_named(name)} has a value an HTTP header cannot carry "
@@ -223,6 +226,10 @@ async def _read_capped(response: WireResponse, max_bytes: int) -> bytes:
     declared = response.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise ResponseTooLarge(max_bytes, response.status)
+    headers = response.headers
+    if declared is not None and declared.isdigit() and "content-encoding" not in headers \
+            and "transfer-encoding" not in headers:
+        return await response.read()  # framed by its length alone and not decoded: it cannot pass the cap
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.iter_bytes():  # decoded bytes: a gzip bomb hits the cap too

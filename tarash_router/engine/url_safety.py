@@ -54,7 +54,7 @@ def check_url_shape(url: str, provider: str, model: str | None = None) -> None:
         problem = "contains whitespace, a control character or a backslash"
     elif "#" in url:
         problem = "contains a fragment ('#')"
-    else:
+    elif "%" in url or "/." in url or url.startswith("."):  # else no dot segment is possible
         path = urlsplit(url).path
         segments = unquote(unquote(path)).split("/")
         if any(s in (".", "..") for s in segments):

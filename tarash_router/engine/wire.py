@@ -41,6 +41,10 @@ class WireResponse(Protocol):
         """The body decoded (gzip, deflate...), chunk by chunk as it arrives."""
         ...
 
+    async def read(self) -> bytes:
+        """The whole body (the caller checked its declared length against its cap)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

@@ -75,6 +75,14 @@ class AiohttpResponse:
         if failure is not None:
             raise failure  # outside the except block: aiohttp's error stays out of the chain
 
+    async def read(self) -> bytes:
+        failure: httpx.TransportError | None = None
+        try:
+            return await self._response.read()
+        except aiohttp.ClientError as exc:
+            failure = httpx_error(exc)
+        raise failure  # outside the except block: aiohttp's error stays out of the chain
+
     async def aclose(self) -> None:
         # Read to its end, the connection goes back to the pool; cut short, it is closed.
         self._response.release()

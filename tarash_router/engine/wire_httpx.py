@@ -23,6 +23,9 @@ class HttpxResponse:
     def iter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
         return self._response.aiter_bytes(chunk_size)
 
+    async def read(self) -> bytes:
+        return await self._response.aread()
+
     async def aclose(self) -> None:
         await self._response.aclose()
 
