@@ -49,8 +49,8 @@ class TarashSettings(BaseSettings):
     # Server-Sent Events); a job then waits on one long request instead of polling, and polls from
     # where it stopped if it breaks. 0 turns them off: every job polls.
     status_stream: bool = True
-    # A stream that sends nothing (not even the provider's keep-alive comment; fal sends one every
-    # 15 s) for this long is given up for polling.
+    # A stream that sends nothing (not even the provider's keep-alive comment) for this long is given
+    # up for polling.
     status_stream_idle_timeout: float = Field(default=45.0, gt=0)
     # Largest single event (or line) read from a stream; a larger one breaks the stream for polling.
     status_stream_max_event_bytes: int = Field(1024 * 1024, gt=0)
@@ -78,6 +78,11 @@ class TarashSettings(BaseSettings):
     max_response_bytes: int = Field(32 * 1024 * 1024, gt=0)
     # Media and result URLs may point at loopback/private/link-local addresses (local development, tests).
     allow_private_urls: bool = False
+    # Once the built-in specs are loaded, what is alive then (modules, specs: tens of thousands of
+    # objects kept for the life of the process) is collected once and frozen out of the garbage
+    # collector's view (gc.freeze), so a full collection no longer walks it again and again: up to
+    # a fifth of the client's CPU per job with many jobs in flight (docs/performance.md). Off: 0.
+    gc_freeze: bool = True
     # The connection layer (engine/wire.py): "auto" (aiohttp when installed, extra `fast`; else
     # httpx), "aiohttp" or "httpx".
     transport: Literal["auto", "aiohttp", "httpx"] = "auto"
