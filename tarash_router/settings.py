@@ -78,11 +78,6 @@ class TarashSettings(BaseSettings):
     max_response_bytes: int = Field(32 * 1024 * 1024, gt=0)
     # Media and result URLs may point at loopback/private/link-local addresses (local development, tests).
     allow_private_urls: bool = False
-    # Once the built-in specs are loaded, what is alive then (modules, specs: tens of thousands of
-    # objects kept for the life of the process) is collected once and frozen out of the garbage
-    # collector's view (gc.freeze), so a full collection no longer walks it again and again: up to
-    # a fifth of the client's CPU per job with many jobs in flight (docs/performance.md). Off: 0.
-    gc_freeze: bool = True
     # The connection layer (engine/wire.py): "auto" (aiohttp when installed, extra `fast`; else
     # httpx), "aiohttp" or "httpx".
     transport: Literal["auto", "aiohttp", "httpx"] = "auto"

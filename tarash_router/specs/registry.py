@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import gc
 import re
 import threading
 from collections.abc import Iterable
@@ -229,24 +228,10 @@ class SpecRegistry:
 def _load_default() -> SpecRegistry:
     registry = SpecRegistry()
     registry.load_paths([builtin_spec_dir()])
-    settings = get_settings()
-    if settings.spec_dirs:
-        registry.load_paths(settings.spec_dirs)
-    if settings.gc_freeze:
-        _freeze_once()
+    extra = get_settings().spec_dirs
+    if extra:
+        registry.load_paths(extra)
     return registry
-
-
-_frozen = threading.Event()
-
-
-def _freeze_once() -> None:
-    """Collect, then freeze what survives (settings.gc_freeze); once per process, so specs reloaded
-    later are collected as usual when they are dropped."""
-    if not _frozen.is_set():
-        _frozen.set()
-        gc.collect()  # garbage now is freed, not frozen
-        gc.freeze()
 
 
 _DEFAULT = Lazy(_load_default)
