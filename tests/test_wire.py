@@ -136,7 +136,7 @@ def test_proxies_come_from_the_environment_and_no_proxy_is_honoured(wire, monkey
 
     async def scenario(pool_for: Callable[[], ClientPool]) -> tuple[list[dict[str, Any]], Exception | None]:
         async with Recorder() as proxy:
-            monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+            monkeypatch.setenv("HTTP_PROXY", f"http://proxy-user:proxy-pw@127.0.0.1:{proxy.port}")
             monkeypatch.setenv("NO_PROXY", "bypassed.invalid")
             pool = pool_for()
             try:
@@ -157,6 +157,7 @@ def test_proxies_come_from_the_environment_and_no_proxy_is_honoured(wire, monkey
     [request] = requests  # only the first went through the proxy
     assert request["line"] == "GET http://provider.invalid/v1/jobs/7 HTTP/1.1"
     assert request["headers"]["authorization"] == "Key k-1"
+    assert request["headers"]["proxy-authorization"] == "Basic cHJveHktdXNlcjpwcm94eS1wdw=="  # proxy-user:proxy-pw
     assert isinstance(failure, httpx.ConnectError)  # nothing sent: a submit may be retried
 
 
@@ -197,3 +198,27 @@ def test_a_small_declared_length_beside_a_chunked_body_does_not_pass_the_cap(wir
             return refused.value
 
     run(wire, scenario)
+
+
+@pytest.mark.parametrize("wire", WIRES)
+def test_an_https_request_through_a_proxy_tunnels_and_keeps_the_key_inside(wire, monkeypatch):
+    # CONNECT carries the proxy's own credentials; the API key travels only inside the tunnel's TLS.
+    for name in ("ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with Recorder(b"HTTP/1.1 200 Connection established\r\n\r\n") as proxy:
+            monkeypatch.setenv("HTTPS_PROXY", f"http://proxy-user:proxy-pw@127.0.0.1:{proxy.port}")
+            pool = ClientPool(TarashSettings(transport=wire))
+            try:
+                with pytest.raises(httpx.HTTPError):  # the "tunnel" answers no TLS: the handshake fails
+                    await send(pool.get("p"), "GET", "https://provider.invalid/v1/jobs/7",
+                               headers={"Authorization": "Key sek-tunnel-1"}, max_bytes=1024, timeout=1)
+            finally:
+                await pool.aclose()
+            return proxy.requests
+
+    connect = asyncio.run(scenario())[0]
+    assert connect["line"] == "CONNECT provider.invalid:443 HTTP/1.1"
+    assert connect["headers"]["proxy-authorization"] == "Basic cHJveHktdXNlcjpwcm94eS1wdw=="
+    assert "authorization" not in connect["headers"]

@@ -13,6 +13,7 @@ answer set must not ride on another caller's request), and no `trust_env`, which
 
 from __future__ import annotations
 
+import base64
 import functools
 import urllib.request
 from collections.abc import AsyncIterator, Mapping
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
+from yarl import URL
 
 from .wire import json_body, ssl_context, with_query
 
@@ -119,20 +121,27 @@ class AiohttpWire:
             body, headers = _form(method, url, headers, data, files)
         elif content is not None and not _has(headers, "content-type"):
             skip = _NO_CONTENT_TYPE
+        proxy, proxy_auth = self._proxy_for(url) if self._proxies else _NO_PROXY
+        proxy_headers = None
+        if proxy_auth is not None:  # on the tunnel's CONNECT for https; on the request itself for http
+            if url.startswith("https:"):
+                proxy_headers = {"Proxy-Authorization": proxy_auth}
+            else:
+                headers = {**headers, "Proxy-Authorization": proxy_auth}
         failure: httpx.TransportError | None = None
         try:
             response = await self._session.request(
                 method, url, headers=headers, data=body, allow_redirects=False, skip_auto_headers=skip,
                 timeout=self._default_timeout if timeout is None else _client_timeout(timeout.pool, timeout.connect,
                                                                                       timeout.read),
-                proxy=self._proxy_for(url) if self._proxies else None)
+                proxy=proxy, proxy_headers=proxy_headers)
         except aiohttp.ClientError as exc:
             failure = httpx_error(exc)
         if failure is not None:
             raise failure  # outside the except block: aiohttp's error stays out of the chain
         return AiohttpResponse(response)
 
-    def _proxy_for(self, url: str) -> str | None:
+    def _proxy_for(self, url: str) -> tuple[URL | None, str | None]:
         parts = urlsplit(url)
         return _proxy(parts.scheme, parts.hostname or "", self._proxies)
 
@@ -140,12 +149,24 @@ class AiohttpWire:
         await self._session.close()
 
 
+_NO_PROXY: tuple[None, None] = (None, None)
+
+
 @functools.lru_cache(maxsize=1024)
-def _proxy(scheme: str, host: str, proxies: tuple[tuple[str, str], ...]) -> str | None:
+def _proxy(scheme: str, host: str, proxies: tuple[tuple[str, str], ...]) -> tuple[URL | None, str | None]:
+    """The proxy for a request to `host`, and the Proxy-Authorization its URL's credentials give
+    (as httpx sends them)."""
     table = dict(proxies)
     if urllib.request.proxy_bypass_environment(host, table):  # type: ignore[attr-defined]  # not in typeshed
-        return None
-    return table.get(scheme) or table.get("all")
+        return _NO_PROXY
+    found = table.get(scheme) or table.get("all")
+    if not found:
+        return _NO_PROXY
+    proxy = URL(found)
+    if proxy.user is None:
+        return proxy, None
+    credentials = base64.b64encode(f"{proxy.user}:{proxy.password or ''}".encode()).decode("ascii")
+    return proxy.with_user(None), f"Basic {credentials}"
 
 
 def _has(headers: Mapping[str, str], name: str) -> bool:
