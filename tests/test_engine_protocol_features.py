@@ -182,6 +182,21 @@ def test_a_filtered_path_renders_as_jinja_renders_it(source):
     assert compile_leaf(source).render(context) == (None if jinja is None else jinja)
 
 
+@pytest.mark.parametrize("source", [
+    "{{ base_url }}/{{ model }}", "{{base_url}}/v1/{{ job.id }}/status", "x {{ request.duration_seconds }}s\n",
+    "{{ job.missing }}/x", "{{ request.unset }}-{{ model }}", "{{ request.flag }}|{{ request.ratio }}",
+    "items: {{ request.items }}", "a } b { c {{ model }}",
+])
+def test_a_text_of_paths_renders_as_jinja_renders_it(source):
+    from types import SimpleNamespace
+
+    from tarash_router.specs.templates import _text_renderer  # the Jinja path
+
+    context = {"base_url": "https://queue.fal.run", "model": "fal-ai/veo3", "job": {"id": "req-1"},
+               "request": SimpleNamespace(duration_seconds=8, unset=None, flag=True, ratio=1.5, items=[1, "a"])}
+    assert compile_leaf(source).render(context) == _text_renderer(source)(context)
+
+
 def test_a_filtered_path_is_held_to_the_render_budget():
     from tarash_router.specs.templates import MAX_BUILT, TemplateLimitError
 

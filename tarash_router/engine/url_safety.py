@@ -21,6 +21,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _BAD_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 
 
+@functools.lru_cache(maxsize=4096)  # a provider's submit URL is the same job after job
 def origin_of(url: str) -> Origin | None:
     """(scheme, host, port) of an absolute http(s) URL, default ports filled in; None otherwise."""
     try:

@@ -672,6 +672,8 @@ _DOTTED = re.compile(r"^\s*\{\{\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_
 _FILTERED = re.compile(r"^\s*\{\{\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*)\s*\|\s*([a-z_]+)\s*"
                        r"(?:\(([^()]*)\))?\s*\}\}\s*$")
 _PLAIN_FILTERS = frozenset({"suffix", "string_or_none", "data_uri", "wrap"})  # plain functions of scalars
+# `{{ base_url }}/{{ model }}`: text and dotted paths only.
+_TEXT_PATH = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*)\s*\}\}")
 
 
 @functools.cache
@@ -697,12 +699,45 @@ def compile_leaf(source: str) -> Compiled:
     except (ValueError, OverflowError, RecursionError, MemoryError) as exc:  # e.g. a 100,000-digit literal
         raise SpecTemplateError(f"template cannot be compiled: {type(exc).__name__}: {str(exc)[:120]}") from None
     names, attrs = _references(ast)
-    filtered = _filtered_renderer(source)
-    if filtered is not None:
-        return Compiled(source=source, render=filtered, names=names, attributes=attrs)
+    plain = _filtered_renderer(source) if is_expr else _paths_text_renderer(source)
+    if plain is not None:
+        return Compiled(source=source, render=plain, names=names, attributes=attrs)
     build = (lambda: _expression_renderer(match.group("expr"))) if is_expr else (  # type: ignore[union-attr]
         lambda: _text_renderer(source))
     return Compiled(source=source, render=_LazyRender(build), names=names, attributes=attrs)
+
+
+def _paths_text_renderer(source: str) -> Callable[[dict[str, Any]], Any] | None:
+    """`{{ base_url }}/{{ model }}` rendered without Jinja: each path walked as `{{ a.b }}` is and
+    written with str() as Jinja writes it; a missing or None value makes the whole text None, as the
+    Jinja renderer's finalize does. None when the source holds anything but text and paths."""
+    if "{%" in source or "{#" in source or "\r" in source:  # Jinja turns \r\n into \n
+        return None
+    pieces: list[str | tuple[str, ...]] = []
+    position = 0
+    for found in _TEXT_PATH.finditer(source):
+        pieces += [source[position:found.start()], tuple(found.group(1).split("."))]
+        position = found.end()
+    pieces.append(source[position:])
+    if any(isinstance(p, str) and ("{{" in p or "}}" in p) for p in pieces):
+        return None  # an expression other than a path (or a stray brace Jinja would judge)
+    parts = tuple(p for p in pieces if p != "")
+
+    def render(ctx: dict[str, Any]) -> str | None:
+        written: list[str] = []
+        for part in parts:
+            if isinstance(part, str):
+                written.append(part)
+                continue
+            value = _walk(ctx, part)
+            if value is None or isinstance(value, Undefined):
+                return None
+            written.append(str(_finalize(value)))  # charges the budget for a value that is not a scalar
+        text = "".join(written)
+        _budget().build(len(text) - max(map(len, written), default=0), "the template's text")
+        return text
+
+    return lambda ctx: _within_budget(render, ctx)
 
 
 def _filtered_renderer(source: str) -> Callable[[dict[str, Any]], Any] | None:
