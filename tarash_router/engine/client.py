@@ -12,8 +12,30 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import httpx
+
 from ..settings import TarashSettings, get_settings
-from .wire import Wire, open_wire
+from .wire import Wire
+
+
+def open_wire(settings: TarashSettings, size: int) -> Wire:
+    """The wire `settings.transport` chooses (engine/wire.py), holding at most `size` connections."""
+    choice = settings.transport
+    timeout = httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout)
+    if choice != "httpx":
+        try:
+            from .wire_aiohttp import AiohttpWire
+        except ImportError:
+            if choice == "aiohttp":
+                from ..errors import MissingExtraError
+
+                raise MissingExtraError(
+                    "TARASH_TRANSPORT=aiohttp needs aiohttp: pip install 'tarash-router[fast]'") from None
+        else:
+            return AiohttpWire(size, timeout)
+    from .wire_httpx import HttpxWire
+
+    return HttpxWire(size, timeout)
 
 
 @dataclass
@@ -67,4 +89,4 @@ async def aclose_clients() -> None:
     await POOL.aclose()
 
 
-__all__ = ["ClientPool", "POOL", "aclose_clients", "PooledClient"]
+__all__ = ["ClientPool", "POOL", "aclose_clients", "PooledClient", "open_wire"]

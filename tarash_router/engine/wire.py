@@ -3,8 +3,9 @@
 `http.send` and `http.open_stream` own everything around a request (redirects, credentials across
 origins, byte caps, error scrubbing); a wire only moves bytes. Two wires speak the same small
 interface: aiohttp's (`TARASH_TRANSPORT=aiohttp`, the default with `auto` when the `fast` extra is
-installed: about a third of httpx's CPU per request) and httpx's own (`httpx`, always there). Both
-raise httpx's exception classes, so the engine reads one vocabulary of transport errors.
+installed: about a third of httpx's CPU per request) and httpx's own (`httpx`, always there); the
+pool (`engine/client.py`) opens the one the settings choose. Both raise httpx's exception classes,
+so the engine reads one vocabulary of transport errors.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 
-from ..settings import TarashSettings
 
 
 class WireResponse(Protocol):
@@ -69,26 +69,6 @@ def ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def open_wire(settings: TarashSettings, size: int) -> Wire:
-    """The wire `settings.transport` chooses, holding at most `size` connections."""
-    choice = settings.transport
-    timeout = httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout)
-    if choice != "httpx":
-        try:
-            from .wire_aiohttp import AiohttpWire
-        except ImportError:
-            if choice == "aiohttp":
-                from ..errors import MissingExtraError
-
-                raise MissingExtraError(
-                    "TARASH_TRANSPORT=aiohttp needs aiohttp: pip install 'tarash-router[fast]'") from None
-        else:
-            return AiohttpWire(size, timeout)
-    from .wire_httpx import HttpxWire
-
-    return HttpxWire(size, timeout)
-
-
 def json_body(value: Any) -> bytes:
     """A JSON request body, encoded as httpx encodes one (compact, UTF-8, no NaN)."""
     return jsonlib.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
@@ -124,4 +104,4 @@ def _query_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-__all__ = ["Wire", "WireResponse", "open_wire", "ssl_context", "json_body", "with_query"]
+__all__ = ["Wire", "WireResponse", "ssl_context", "json_body", "with_query"]
