@@ -52,13 +52,18 @@ class ResponseTooLarge(Exception):
 class Received:
     """A response read in full (within the byte limit)."""
 
-    __slots__ = ("status", "headers", "content", "url")
+    __slots__ = ("status", "headers", "content", "_response")
 
-    def __init__(self, status: int, headers: Mapping[str, str], content: bytes, url: str) -> None:
-        self.status = status
-        self.headers = headers  # case-insensitive
+    def __init__(self, response: WireResponse, content: bytes) -> None:
+        self.status = response.status
+        self.headers = response.headers  # case-insensitive
         self.content = content
-        self.url = url  # after redirects
+        self._response = response
+
+    @property
+    def url(self) -> str:
+        """The URL that answered, after redirects (written out only when asked)."""
+        return self._response.url
 
 
 async def send(pooled: PooledClient, method: str, url: str, *, headers: Mapping[str, str],
@@ -163,7 +168,7 @@ async def _follow(wire: Wire, method: str, url: str, headers: Mapping[str, str],
 async def _read_and_close(response: WireResponse, max_bytes: int) -> Received:
     try:
         body = await _read_capped(response, max_bytes)
-        return Received(response.status, response.headers, body, response.url)
+        return Received(response, body)
     finally:
         await response.aclose()
 

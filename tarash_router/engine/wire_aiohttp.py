@@ -54,13 +54,16 @@ def httpx_error(exc: aiohttp.ClientError) -> httpx.TransportError:
 
 
 class AiohttpResponse:
-    __slots__ = ("status", "headers", "url", "_response")
+    __slots__ = ("status", "headers", "_response")
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self.status = response.status
         self.headers = response.headers  # a case-insensitive multidict
-        self.url = str(response.url)
         self._response = response
+
+    @property
+    def url(self) -> str:
+        return str(self._response.url)  # written out only when asked (a redirect, a stream)
 
     async def iter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
         content = self._response.content

@@ -29,6 +29,11 @@ logger = logging.getLogger("tarash_router.engine")
 _CANCEL_MAX_BYTES = 1024 * 1024  # a cancel answer is read only for its status
 
 
+@functools.lru_cache(maxsize=256)  # far from the deadline every request has the settings' timeouts
+def _timeout(read: float, connect: float) -> httpx.Timeout:
+    return httpx.Timeout(read, connect=connect)
+
+
 class Reply:
     """A response body that was read in full: status, headers, text and parsed JSON (when JSON)."""
 
@@ -175,7 +180,7 @@ class SpecTransport:
         if remaining <= 0:
             raise TimeoutError
         s = call.settings
-        timeout = httpx.Timeout(min(s.request_timeout, remaining), connect=min(s.connect_timeout, remaining))
+        timeout = _timeout(min(s.request_timeout, remaining), min(s.connect_timeout, remaining))
         failure: TarashException | None = None
         try:
             received = await self._transmit(call, prepared, timeout)
