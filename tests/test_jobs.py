@@ -68,6 +68,18 @@ def test_a_job_submitted_here_is_waited_on_from_another_process(client, fal, tmp
     assert client.get_job(job.id).state == "completed" and fal.submit_count() == 1
 
 
+def test_a_job_waited_on_by_another_client_carries_the_estimate_made_at_submit(client, fal, tmp_path):
+    # The other client never saw the request: the estimate travels in the journal record.
+    fal.queue(FalJob(statuses=["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]))
+    job = client.submit_video(video_config(fal, model="fal-ai/veo3"), REQUEST)
+    with Client(journal=f"sqlite:///{tmp_path / 'jobs.db'}") as other:
+        response = other.wait(job.id, base_url=fal.base_url)
+        journaled = other.get_job(job.id).response
+    assert response.cost is not None and response.cost.estimated
+    assert (response.cost.currency, response.cost.amount) == ("USD", 3.20)  # 8 s at fal's $0.40/s with audio
+    assert journaled is not None and journaled.cost == response.cost
+
+
 def test_get_job_reports_a_failed_job_and_journals_it(client, fal):
     fal.queue(FalJob(statuses=[{"status": "COMPLETED", "error": "boom", "error_type": "x"}]))
     job = client.submit_video(video_config(fal), REQUEST)

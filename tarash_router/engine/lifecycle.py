@@ -28,6 +28,7 @@ from ..errors import GenerationFailedError, TarashException, UnsafeURLError
 from ..errors import TimeoutError as GenerationTimeoutError
 from ..journal.tracker import JobTracker
 from ..models import ImageGenerationUpdate, Job, VideoGenerationUpdate
+from . import cost
 from .transport import Call, Status, Transport
 
 if TYPE_CHECKING:
@@ -66,7 +67,8 @@ class Lifecycle:
             provider=call.provider, model=call.model, modality=call.modality, config=call.config,
             base_url=_base_url(call), journal=journal, claim=claim,
             idempotency_key=record.idempotency_key if record else getattr(call.request, "idempotency_key", None),
-            fingerprint=record.fingerprint if record else (claim.fingerprint if claim else ""))
+            fingerprint=record.fingerprint if record else (claim.fingerprint if claim else ""),
+            estimated_cost=call.estimated_cost)
         if record is not None:
             self.sent = True
             call.job_id, call.handle = record.job_id, dict(record.job)
@@ -148,6 +150,13 @@ class Lifecycle:
         return Job(id=job_id or call.job_id or "", provider=call.provider, model=call.model, modality=call.modality,
                    state=state, progress=100 if state == "completed" else percent, response=response, error=error,
                    created_at=now, updated_at=now)
+
+    def _priced(self, response: Any) -> Any:
+        """The response with its cost, journaled with it: what the provider reports, else the estimate."""
+        if "cost" not in type(response).model_fields or response.cost is not None:
+            return response
+        settled = cost.reported(self.call.family, response, self.call.request) or self.call.estimated_cost
+        return response if settled is None else response.model_copy(update={"cost": settled})
 
     def _result(self, response: Any) -> dict[str, Any]:
         """The journal's copy of a response (none when the transport keeps media bytes out of it)."""
@@ -368,6 +377,7 @@ class Lifecycle:
                 if not exc.retryable or errors > self.settings.max_poll_errors:
                     raise
                 await asyncio.sleep(self.retry_wait(exc, errors))
+        response = self._priced(response)
         await self._record("completed", **self._result(response))
         await self._emit(status, result=response)
         return response

@@ -17,7 +17,7 @@ from ..lazy import Lazy
 from ..journal.idempotency import HeldClaim
 from ..journal.records import JobRecord
 from ..journal.store import JobStore
-from ..models import GenerationConfig, GenerationRequest
+from ..models import Cost, GenerationConfig, GenerationRequest
 from ..settings import TarashSettings, get_settings, resolve_api_key
 from ..specs.compiled import FamilySpec
 from ..specs.model_ids import check_listed
@@ -55,6 +55,7 @@ class Attempt:
     warnings: list[str] = field(default_factory=list)  # logged when the attempt runs
     dropped: list[str] = field(default_factory=list)  # request fields the config's `adapt` drops
     notes: list[str] = field(default_factory=list)  # for the attempt's metadata (e.g. a generic family)
+    cost: Cost | None = None  # the estimate, once routing made it
 
     @property
     def family_name(self) -> str | None:
@@ -182,6 +183,7 @@ class Runtime:
         attempt = attempt if attempt is not None else self.plan(config, request, modality)
         call = self._call(attempt.family, config, request, modality, on_progress)
         call.webhook_url = webhook_url_for(attempt.family, config, webhook_url)
+        call.estimated_cost = attempt.cost
         if attempt.checked:
             call.checked, call.api_key = True, attempt.api_key
             for warning in attempt.warnings:
@@ -213,6 +215,7 @@ class Runtime:
         """The lifecycle of a job the journal already holds (nothing is validated or submitted again)."""
         family = self.registry.resolve(record.provider, record.model, record.modality)
         call = self._call(family, config, empty_request(record.modality), record.modality, on_progress)
+        call.estimated_cost = record.estimated_cost
         return Lifecycle(self.transports.for_family(family), call, self.journal, record=record,
                          limiter=self.limiter(family, config))
 

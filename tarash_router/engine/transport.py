@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..errors import TarashException
-    from ..models import GenerationConfig, GenerationRequest
+    from ..models import Cost, GenerationConfig, GenerationRequest
     from ..settings import TarashSettings
     from ..specs.compiled import FamilySpec
     from .client import ClientPool
@@ -63,6 +63,9 @@ class Call:
     # Where the provider should report the finished job (submit_video/submit_image with webhook_url);
     # the transport puts it on the submit where the provider file's `webhook:` says.
     webhook_url: str | None = None
+    # The family's estimate for this request (None when unpriced); the response carries it unless the
+    # provider reports what the job cost.
+    estimated_cost: Cost | None = None
 
     @property
     def provider(self) -> str:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..models import ImageGenerationResponse, Job, VideoGenerationResponse
+from ..models import Cost, ImageGenerationResponse, Job, VideoGenerationResponse
 
 JobState = Literal["submitting", "submitted", "queued", "processing", "completed", "failed", "cancelled"]
 # States only move forward; the three terminal states never change again. `submitting` is the intent
@@ -46,6 +46,8 @@ class JobRecord(BaseModel):
     max_poll_attempts: int = 120
     fingerprint: str = ""
     idempotency_key: str | None = None
+    # The estimate made before submit (the family's prices), so a resumed job still carries it.
+    estimated_cost: Cost | None = None
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
     result: dict[str, Any] | None = None  # the response (model_dump) once completed

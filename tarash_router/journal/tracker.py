@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..models import redact_secrets
+from ..models import Cost, redact_secrets
 from ..settings import get_settings
 from .bounded import BoundedJobStore
 from .idempotency import HeldClaim
@@ -37,7 +37,7 @@ class JobTracker:
 
     def __init__(self, *, provider: str, model: str, modality: str, config: Any, journal: JobStore,
                  base_url: str = "", idempotency_key: str | None = None, fingerprint: str = "",
-                 claim: HeldClaim | None = None) -> None:
+                 claim: HeldClaim | None = None, estimated_cost: Cost | None = None) -> None:
         self.provider = provider
         self.model = model
         self.modality = modality
@@ -45,6 +45,7 @@ class JobTracker:
         self.base_url = base_url
         self.idempotency_key = idempotency_key
         self.fingerprint = fingerprint
+        self.estimated_cost = estimated_cost
         if not isinstance(journal, (MemoryJobStore, BoundedJobStore)):  # a store passed in unbounded
             journal = BoundedJobStore(journal, get_settings().journal_timeout)
         self.journal = journal
@@ -71,7 +72,8 @@ class JobTracker:
             # Credentials in provider_config stay out of the journal; resume takes them again.
             provider_config=redact_secrets(config.provider_config), timeout=config.timeout,
             poll_interval=config.poll_interval, max_poll_attempts=config.max_poll_attempts,
-            fingerprint=self.fingerprint, idempotency_key=self.idempotency_key, **extra)
+            fingerprint=self.fingerprint, idempotency_key=self.idempotency_key, estimated_cost=self.estimated_cost,
+            **extra)
 
     async def _quietly(self, what: str, call: Awaitable[Any]) -> bool:
         """One journal call, timed into `waited`; a failure is logged (its type only, never a value

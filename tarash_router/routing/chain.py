@@ -293,7 +293,7 @@ class RouteRun:
                         served = self.runtime.plan(config, request, self.modality)
                     attempt.family, attempt.dropped_fields = served.family_name, list(served.dropped)
                     attempt.warnings = list(served.notes)
-                    attempt.cost = costs.estimate(served.family, config.model, request)
+                    attempt.cost = served.cost = costs.estimate(served.family, config.model, request)
                     if self.telemetry is not None:
                         progress = self.telemetry.progress(served, on_progress)
                     response = await self.runtime.dispatch(config, request, progress, self.modality, self.claim,
@@ -315,8 +315,7 @@ class RouteRun:
                 attempt.status = "success"
                 attempt.request_id = getattr(response, "request_id", None)
                 if "cost" in type(response).model_fields:  # a finished job (a submitted one is a Job)
-                    attempt.cost = costs.reported(served.family, response, request) or attempt.cost
-                    response = response.model_copy(update={"cost": attempt.cost})
+                    attempt.cost = response.cost  # the lifecycle's: reported by the provider, else the estimate
                 if self.telemetry is not None:
                     await self.telemetry.attempt_succeeded(response)
             except BaseException as failed:  # noqa: BLE001 - tenacity judges it, re-raises what it will not retry
