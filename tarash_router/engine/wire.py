@@ -3,7 +3,7 @@
 `http.send` and `http.open_stream` own everything around a request (redirects, credentials across
 origins, byte caps, error scrubbing); a wire only moves bytes. Two wires speak the same small
 interface: aiohttp's (`TARASH_TRANSPORT=aiohttp`, the default with `auto` when the `fast` extra is
-installed: about a third of httpx's CPU per request) and httpx's own (`httpx`, always there); the
+installed: a fraction of httpx's CPU per request, docs/performance.md) and httpx's own (`httpx`, always there); the
 pool (`engine/client.py`) opens the one the settings choose. Both raise httpx's exception classes,
 so the engine reads one vocabulary of transport errors.
 """

@@ -35,8 +35,7 @@ class Budget:
     unpriced: str = "refuse"  # refuse | allow: a target with no estimate
 
     def describe(self) -> str:
-        unpriced = "; targets without an estimate allowed" if self.unpriced == "allow" else ""
-        return f"{format_money(self.max_per_request, self.currency)} a request{unpriced}"
+        return f"{format_money(self.max_per_request, self.currency)} a request{_unpriced_note(self.unpriced)}"
 
 
 @dataclass(frozen=True)
@@ -49,8 +48,11 @@ class SpendLimit:
     unpriced: str = "refuse"
 
     def describe(self) -> str:
-        unpriced = "; targets without an estimate allowed" if self.unpriced == "allow" else ""
-        return f"{format_money(self.amount, self.currency)} a {self.per} (UTC){unpriced}"
+        return f"{format_money(self.amount, self.currency)} a {self.per} (UTC){_unpriced_note(self.unpriced)}"
+
+
+def _unpriced_note(unpriced: str) -> str:
+    return "; targets without an estimate allowed" if unpriced == "allow" else ""
 
 
 @dataclass(frozen=True)

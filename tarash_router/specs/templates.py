@@ -667,13 +667,13 @@ def is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
-_DOTTED = re.compile(r"^\s*\{\{\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*)\s*\}\}\s*$")
+_PATH = r"([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*)"  # a.b.c
+_DOTTED = re.compile(r"^\s*\{\{\s*" + _PATH + r"\s*\}\}\s*$")
 # `{{ a.b | suffix('s') }}`: a dotted path through one of this module's own filters, literal arguments.
-_FILTERED = re.compile(r"^\s*\{\{\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*)\s*\|\s*([a-z_]+)\s*"
-                       r"(?:\(([^()]*)\))?\s*\}\}\s*$")
+_FILTERED = re.compile(r"^\s*\{\{\s*" + _PATH + r"\s*\|\s*([a-z_]+)\s*(?:\(([^()]*)\))?\s*\}\}\s*$")
 _PLAIN_FILTERS = frozenset({"suffix", "string_or_none", "data_uri", "wrap"})  # plain functions of scalars
 # `{{ base_url }}/{{ model }}`: text and dotted paths only.
-_TEXT_PATH = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*)\s*\}\}")
+_TEXT_PATH = re.compile(r"\{\{\s*" + _PATH + r"\s*\}\}")
 
 
 @functools.cache
