@@ -215,6 +215,14 @@ class ImageGenerationRequest(_GenerationRequest):
     mask_image: MediaType | None = None
 
 
+def request_field(request: Any, name: str) -> Any:
+    """`request.<name>`, or None when its class has no such field (an image request has no `video`).
+    A model's fields live in its `__dict__`: reading them there skips pydantic's missing-attribute
+    path, an AttributeError raised and caught on every miss."""
+    fields = getattr(request, "__dict__", None)
+    return fields.get(name) if fields is not None else getattr(request, name, None)
+
+
 # ---------------------------------------------------------------- cost
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import GenerationFailedError, TarashException, UnsafeURLError
 from ..errors import TimeoutError as GenerationTimeoutError
 from ..journal.tracker import JobTracker
-from ..models import ImageGenerationUpdate, Job, VideoGenerationUpdate
+from ..models import ImageGenerationUpdate, Job, VideoGenerationUpdate, request_field
 from . import cost
 from .transport import Call, Status, Transport
 
@@ -66,7 +66,7 @@ class Lifecycle:
         self.tracker = None if journal is None else JobTracker(
             provider=call.provider, model=call.model, modality=call.modality, config=call.config,
             base_url=_base_url(call), journal=journal, claim=claim,
-            idempotency_key=record.idempotency_key if record else getattr(call.request, "idempotency_key", None),
+            idempotency_key=record.idempotency_key if record else request_field(call.request, "idempotency_key"),
             fingerprint=record.fingerprint if record else (claim.fingerprint if claim else ""),
             estimated_cost=call.estimated_cost)
         if record is not None:

@@ -10,6 +10,7 @@ from typing import Any, cast
 import httpx
 
 from ..errors import HTTPConnectionError, ValidationError
+from ..models import request_field
 from .client import POOL, ClientPool
 from .http import ResponseTooLarge, send
 from .netguard import check_public_url
@@ -86,14 +87,14 @@ async def fetch_media(urls: list[str], provider: str, max_bytes: int,
 def media_bytes(request: Any) -> list[dict[str, Any]]:
     """Every bytes item (MediaContent) among a request's images, video and mask."""
     items = [i["image"] for i in request.image_list]
-    items += [getattr(request, name, None) for name in ("video", "mask_image")]
+    items += [request_field(request, name) for name in ("video", "mask_image")]
     return [i for i in items if isinstance(i, dict) and "content" in i]
 
 
 def media_urls(request: Any) -> list[str]:
     """Every URL among a request's images, video and mask."""
     items = [i["image"] for i in request.image_list]
-    items += [getattr(request, name, None) for name in ("video", "mask_image")]
+    items += [request_field(request, name) for name in ("video", "mask_image")]
     # Only http(s) is fetched; other schemes (gs://, s3://) stay URLs and the spec's media rules decide.
     return [i for i in items if isinstance(i, str) and i.startswith(("http://", "https://"))]
 

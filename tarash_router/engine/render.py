@@ -8,7 +8,7 @@ from typing import Any, cast
 from urllib.parse import urlencode
 
 from ..errors import AuthenticationError
-from ..models import GenerationConfig, GenerationRequest
+from ..models import GenerationConfig, GenerationRequest, request_field
 from ..settings import resolve_api_key
 from ..specs.compiled import CompiledRequest, FamilySpec
 from ..specs.params import assign_images, check_request
@@ -195,8 +195,8 @@ def prepare_job(family: FamilySpec, config: GenerationConfig, request: Generatio
     for slot, items in assign_images(family, request).items():
         converted = [convert(i) for i in items]
         images[slot] = converted if family.params.renders_list(slot) else converted[0]
-    video = getattr(request, "video", None)
-    mask = getattr(request, "mask_image", None)
+    video = request_field(request, "video")
+    mask = request_field(request, "mask_image")
     body_ctx = {
         "request": request, "images": images, "video": convert(video) if video is not None else None,
         "mask": convert(mask) if mask is not None else None, "model": config.model,

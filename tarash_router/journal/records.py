@@ -8,7 +8,7 @@ import time
 from datetime import datetime, UTC
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..models import Cost, ImageGenerationResponse, Job, VideoGenerationResponse
 
@@ -31,7 +31,10 @@ class JobRecord(BaseModel):
     """One accepted provider job: enough to find, poll, fetch and cancel it after a restart.
 
     Never holds an API key or request headers; the key is read again (config or env) on resume.
+    Frozen: a store hands out the record it holds, and a change is a new record (`model_copy`).
     """
+
+    model_config = ConfigDict(frozen=True)
 
     job_id: str  # the provider's job id; also `response.request_id`
     provider: str

@@ -58,15 +58,14 @@ class MemoryJobStore:
 
     async def put(self, record: JobRecord) -> None:
         with self._lock:
-            self._jobs[record.job_id] = record.model_copy()
+            self._jobs[record.job_id] = record  # frozen: nobody can change it under the store
             self._jobs.move_to_end(record.job_id)
             while len(self._jobs) > self._max:
                 self._jobs.popitem(last=False)
 
     async def get(self, job_id: str) -> JobRecord | None:
         with self._lock:
-            record = self._jobs.get(job_id)
-            return record.model_copy() if record else None
+            return self._jobs.get(job_id)
 
     async def advance(self, job_id: str, state: str, **changes: Any) -> JobRecord | None:
         with self._lock:
@@ -76,12 +75,12 @@ class MemoryJobStore:
             if can_move(record.state, state):
                 record = record.model_copy(update={"state": state, "updated_at": time.time(), **changes})
                 self._jobs[job_id] = record
-            return record.model_copy()
+            return record
 
     async def list(self, limit: int = 100, state: str | None = None) -> list[JobRecord]:
         with self._lock:
             records = [r for r in reversed(self._jobs.values()) if state is None or r.state == state]
-            return [r.model_copy() for r in records[:limit]]
+            return records[:limit]
 
     async def delete(self, job_id: str) -> None:
         with self._lock:

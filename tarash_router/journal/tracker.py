@@ -55,6 +55,7 @@ class JobTracker:
         self.state: str | None = None
         self.intent_id: str | None = None  # the `submitting` record written before the POST
         self.waited = 0.0  # seconds spent inside this tracker's journal calls
+        self._first: JobRecord | None = None  # the first record written (the intent, usually)
 
     @contextmanager
     def _clock(self) -> Iterator[None]:
@@ -64,16 +65,22 @@ class JobTracker:
         finally:
             self.waited += time.monotonic() - started
 
-    def _record(self, job_id: str, state: str, job: dict[str, Any], **extra: Any) -> JobRecord:
-        config = self.config
-        return JobRecord(
-            job_id=job_id, provider=self.provider, model=self.model, modality=self.modality,
-            state=state, job=job, base_url=self.base_url,
-            # Credentials in provider_config stay out of the journal; resume takes them again.
-            provider_config=redact_secrets(config.provider_config), timeout=config.timeout,
-            poll_interval=config.poll_interval, max_poll_attempts=config.max_poll_attempts,
-            fingerprint=self.fingerprint, idempotency_key=self.idempotency_key, estimated_cost=self.estimated_cost,
-            **extra)
+    def _record(self, job_id: str, state: str, job: dict[str, Any]) -> JobRecord:
+        """A new record of this job: the first one validated, the next ones copies of it (same job)."""
+        if self._first is None:
+            config = self.config
+            self._first = JobRecord(
+                job_id=job_id, provider=self.provider, model=self.model, modality=self.modality,
+                state=state, job=job, base_url=self.base_url,
+                # Credentials in provider_config stay out of the journal; resume takes them again.
+                provider_config=redact_secrets(config.provider_config), timeout=config.timeout,
+                poll_interval=config.poll_interval, max_poll_attempts=config.max_poll_attempts,
+                fingerprint=self.fingerprint, idempotency_key=self.idempotency_key,
+                estimated_cost=self.estimated_cost)
+            return self._first
+        now = time.time()
+        return self._first.model_copy(update={"job_id": job_id, "state": state, "job": dict(job),
+                                              "created_at": now, "updated_at": now})
 
     async def _quietly(self, what: str, call: Awaitable[Any]) -> bool:
         """One journal call, timed into `waited`; a failure is logged (its type only, never a value

@@ -8,16 +8,14 @@ exception when every target failed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
 from datetime import datetime, UTC
 from typing import TYPE_CHECKING, Any
 
-from tenacity import (
-    DoAttempt, DoSleep, RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential,
-    wait_random,
-)
+from tenacity import DoSleep, RetryCallState, Retrying, stop_after_attempt, wait_exponential, wait_random
 from tenacity.wait import wait_base
 
 from ..engine import cost as costs
@@ -33,7 +31,7 @@ from ..models import (
 from ..telemetry import CallTelemetry, watch_call
 from .budget import CostGuard, Reservation
 from .cooldown import CooldownStore, default_cooldowns, fail_open
-from .policy import HEALTH_KINDS, RoutePolicy, error_kind
+from .policy import HEALTH_KINDS, RetryPolicy, RoutePolicy, error_kind
 from .routes import Target
 
 if TYPE_CHECKING:
@@ -242,86 +240,93 @@ class RouteRun:
 
     async def _try_target(self, target: Target, config: GenerationConfig, request: GenerationRequest,
                           on_progress: Any, served: Attempt | None) -> Any:
-        retry = self.policy.retry
-        backoff = retry.backoff
-        exponential: wait_base = wait_exponential(multiplier=backoff.initial, max=backoff.max)
-        if backoff.jitter:
-            exponential = exponential + wait_random(0, backoff.initial)
-        cap = self.runtime.settings.max_retry_wait
-
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            hinted = getattr(exc, "retry_after", None)
-            seconds = min(float(hinted), cap) if hinted is not None else exponential(state)
-            left = self.time_left()
-            return max(0.0, min(seconds, left)) if left is not None else seconds
-
-        def should_retry(exc: BaseException) -> bool:
-            return retry.should_retry(exc) and self.budget_exhausted() is None
-
-        async def sleep(seconds: float) -> None:
-            if self.telemetry is not None:  # tenacity sleeps only once it has decided to retry
-                await self.telemetry.retrying()
-            await asyncio.sleep(seconds)
-
-        # tenacity decides (stop, wait, whether to retry) and this loop awaits: its AsyncRetrying does
-        # the same at twice the CPU per call (it inspects every hook on every attempt).
-        retrying = Retrying(stop=stop_after_attempt(retry.attempts), wait=wait,
-                            retry=retry_if_exception(should_retry), reraise=True)
-        retrying.begin()
-        state = RetryCallState(retrying, fn=None, args=(), kwargs={})
-        retries = 0
+        """Try `target` until an attempt succeeds or tenacity, judging each failure, stops retrying."""
+        retrying = _retrying(self.policy.retry, self.runtime.settings.max_retry_wait)
+        state: RetryCallState | None = None  # made at the first failure: a call that succeeds needs none
         while True:
-            action = retrying.iter(state)  # raises the last failure once tenacity stops retrying
-            if isinstance(action, DoSleep):
-                state.prepare_for_next_attempt()
-                await sleep(action)
-                continue
-            if not isinstance(action, DoAttempt):
-                return action  # the response of the attempt that succeeded
             try:
-                attempt = self._record(target, retry_number=retries)
-                retries += 1
-                self.tries += 1
-                if retries > 1:  # the route's time shrinks between tries
-                    config = target.build_config(self.modality, self.time_left())
-                progress = on_progress
-                if self.telemetry is not None:
-                    await self.telemetry.attempt_started(attempt, config)
-                try:
-                    if served is None:
-                        served = self.runtime.plan(config, request, self.modality)
-                    attempt.family, attempt.dropped_fields = served.family_name, list(served.dropped)
-                    attempt.warnings = list(served.notes)
-                    attempt.cost = served.cost = costs.estimate(served.family, config.model, request)
-                    if self.telemetry is not None:
-                        progress = self.telemetry.progress(served, on_progress)
-                    response = await self.runtime.dispatch(config, request, progress, self.modality, self.claim,
-                                                           served, self.submit_only, self.webhook_url)
-                except Exception as raw:  # noqa: BLE001 - every failure is recorded (cancellation passes through)
-                    exc = _as_tarash(raw, target)
-                    attempt.ended_at = _now()
-                    attempt.error_type = type(exc).__name__
-                    attempt.error_message = exc.message
-                    attempt.is_retryable = retry.should_retry(exc)
-                    attempt.request_id = exc.request_id
-                    attempt.reason = error_kind(exc)
-                    if self.telemetry is not None:
-                        await self.telemetry.attempt_failed(exc)
-                    if exc is raw:
-                        raise
-                    raise exc from raw
-                attempt.ended_at = _now()
-                attempt.status = "success"
-                attempt.request_id = getattr(response, "request_id", None)
-                if "cost" in type(response).model_fields:  # a finished job (a submitted one is a Job)
-                    attempt.cost = response.cost  # the lifecycle's: reported by the provider, else the estimate
-                if self.telemetry is not None:
-                    await self.telemetry.attempt_succeeded(response)
+                retry_number = 0 if state is None else state.attempt_number - 1
+                response, served = await self._attempt(target, config, request, on_progress, served, retry_number)
             except BaseException as failed:  # noqa: BLE001 - tenacity judges it, re-raises what it will not retry
+                if state is None:
+                    retrying.begin()  # tenacity's statistics for this thread: iter adds to them
+                    state = RetryCallState(retrying, fn=None, args=(), kwargs={"run": self})
                 state.set_exception((type(failed), failed, failed.__traceback__))
-            else:
-                state.set_result(response)
+                action = retrying.iter(state)  # raises the failure once tenacity stops retrying
+                assert isinstance(action, DoSleep)
+                state.prepare_for_next_attempt()
+                if self.telemetry is not None:  # tenacity sleeps only once it has decided to retry
+                    await self.telemetry.retrying()
+                await asyncio.sleep(action)
+                config = target.build_config(self.modality, self.time_left())  # the route's time shrinks
+                continue
+            return response
+
+    async def _attempt(self, target: Target, config: GenerationConfig, request: GenerationRequest,
+                       on_progress: Any, served: Attempt | None, retry_number: int) -> tuple[Any, Attempt]:
+        """One try at `target`, recorded; returns the response and who served it (kept for a retry)."""
+        attempt = self._record(target, retry_number=retry_number)
+        self.tries += 1
+        progress = on_progress
+        if self.telemetry is not None:
+            await self.telemetry.attempt_started(attempt, config)
+        try:
+            if served is None:
+                served = self.runtime.plan(config, request, self.modality)
+            attempt.family, attempt.dropped_fields = served.family_name, list(served.dropped)
+            attempt.warnings = list(served.notes)
+            attempt.cost = served.cost = costs.estimate(served.family, config.model, request)
+            if self.telemetry is not None:
+                progress = self.telemetry.progress(served, on_progress)
+            response = await self.runtime.dispatch(config, request, progress, self.modality, self.claim,
+                                                   served, self.submit_only, self.webhook_url)
+        except Exception as raw:  # noqa: BLE001 - every failure is recorded (cancellation passes through)
+            exc = _as_tarash(raw, target)
+            attempt.ended_at = _now()
+            attempt.error_type = type(exc).__name__
+            attempt.error_message = exc.message
+            attempt.is_retryable = self.policy.retry.should_retry(exc)
+            attempt.request_id = exc.request_id
+            attempt.reason = error_kind(exc)
+            if self.telemetry is not None:
+                await self.telemetry.attempt_failed(exc)
+            if exc is raw:
+                raise
+            raise exc from raw
+        attempt.ended_at = _now()
+        attempt.status = "success"
+        attempt.request_id = getattr(response, "request_id", None)
+        if "cost" in type(response).model_fields:  # a finished job (a submitted one is a Job)
+            attempt.cost = response.cost  # the lifecycle's: reported by the provider, else the estimate
+        if self.telemetry is not None:
+            await self.telemetry.attempt_succeeded(response)
+        return response, served
+
+
+@functools.lru_cache(maxsize=64)
+def _retrying(retry: RetryPolicy, cap: float) -> Retrying:
+    """tenacity's judge for one retry policy, shared by every call under it: stop after the policy's
+    tries, wait its backoff (or the provider's Retry-After, capped at `cap`) within the route's time
+    left, retry only what the policy retries while the route has budget. The call in flight rides
+    on the state (`kwargs["run"]`). Only its synchronous `iter` is used, and what tenacity keeps on
+    the object besides (its statistics, per thread) is never read."""
+    backoff = retry.backoff
+    exponential: wait_base = wait_exponential(multiplier=backoff.initial, max=backoff.max)
+    if backoff.jitter:
+        exponential = exponential + wait_random(0, backoff.initial)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        hinted = getattr(exc, "retry_after", None)
+        seconds = min(float(hinted), cap) if hinted is not None else exponential(state)
+        left = state.kwargs["run"].time_left()
+        return max(0.0, min(seconds, left)) if left is not None else seconds
+
+    def should_retry(state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome is not None and state.outcome.failed else None
+        return exc is not None and retry.should_retry(exc) and state.kwargs["run"].budget_exhausted() is None
+
+    return Retrying(stop=stop_after_attempt(retry.attempts), wait=wait, retry=should_retry, reraise=True)
 
 
 async def execute_targets(targets: list[Target], policy: RoutePolicy, request: GenerationRequest, on_progress: Any,

@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any, cast
 
 from ..errors import ValidationError
-from ..models import GenerationRequest
+from ..models import GenerationRequest, request_field
 from ..spelling import closest, did_you_mean, near_misses
 from .compiled import FamilySpec
 
@@ -48,7 +48,7 @@ def check_request(family: FamilySpec, model: str, request: GenerationRequest,
         return ValidationError(f"{model} {message}", provider=provider, model=model)
 
     for name, rule in family.fields_for(model).items():
-        _check_value(name, getattr(request, name, None), rule, fail)
+        _check_value(name, request_field(request, name), rule, fail)
     for name, rule in family.params.extra.items():
         _check_value(f"extra_params.{name}", request.extra_params.get(name), rule, fail)
 
@@ -145,12 +145,12 @@ def _check_images(family: FamilySpec, request: GenerationRequest, fail: Any) -> 
 
 def _check_video(family: FamilySpec, request: GenerationRequest, fail: Any) -> None:
     mode = family.params.video
-    has_video = getattr(request, "video", None) is not None
+    has_video = request_field(request, "video") is not None
     if has_video and mode is None:
         raise fail("takes no video input")
     if not has_video and mode == "required":
         raise fail("requires a video input (request.video)")
-    if getattr(request, "mask_image", None) is not None and "mask" not in family.body.names():
+    if request_field(request, "mask_image") is not None and "mask" not in family.body.names():
         raise fail("takes no mask image")
 
 
@@ -202,7 +202,7 @@ def ignored_fields(family: FamilySpec, model: str, request: GenerationRequest,
     ignored: dict[str, str] = {}
     rules = family.fields_for(model)
     for name in sorted(request.model_fields_set - _NOT_RENDERED):
-        value = getattr(request, name, None)
+        value = request_field(request, name)
         if value is None or name in family.used_fields or value == type(request).model_fields[name].default:
             continue
         if _pinned(rules.get(name)):

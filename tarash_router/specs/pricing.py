@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models import Cost
+from ..models import Cost, request_field
 from .pricing_schema import PricingSpec
 from .templates import LeafError, ValueTree
 
@@ -143,7 +143,7 @@ def parse_size(text: Any) -> tuple[int, int] | None:
 def _view(request: Any, defaults: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The request's fields with the provider's defaults in place of unset ones, and those defaults."""
     fields = type(request).model_fields if hasattr(type(request), "model_fields") else {}
-    view = {name: getattr(request, name, None) for name in fields if name not in ("image_list", "extra_params")}
+    view = {name: request_field(request, name) for name in fields if name not in ("image_list", "extra_params")}
     assumed = {name: value for name, value in defaults.items() if view.get(name) is None}
     view.update(assumed)
     return view, assumed
