@@ -81,7 +81,15 @@ async def send(pooled: PooledClient, method: str, url: str, *, headers: Mapping[
     async with pooled.gate:
         response = await _follow(pooled.wire, method, url, headers, secret_headers, params, json, data, files,
                                  content, _timeout(timeout), max_redirects, url_guard)
-        return await _scrubbed(values, _read_and_close(response, max_bytes))
+        failure: Exception
+        try:
+            try:
+                return Received(response, await _read_capped(response, max_bytes))
+            finally:
+                await response.aclose()
+        except (httpx.HTTPError, ValueError) as exc:
+            failure = _failure(exc, values)
+        raise failure  # outside the except block: the original stays out of the chain
 
 
 class NoStreamSlot(Exception):
@@ -146,8 +154,14 @@ async def _follow(wire: Wire, method: str, url: str, headers: Mapping[str, str],
     for _ in range(max_redirects + 1):
         if url_guard is not None:
             await url_guard(url)
-        response = await _scrubbed(values, wire.open(method, url, headers=headers, params=params, json=json,
-                                                     data=data, files=files, content=content, timeout=timeout))
+        failure: Exception | None = None
+        try:
+            response = await wire.open(method, url, headers=headers, params=params, json=json, data=data,
+                                       files=files, content=content, timeout=timeout)
+        except (httpx.HTTPError, ValueError) as exc:
+            failure = _failure(exc, values)
+        if failure is not None:
+            raise failure  # outside the except block: the original stays out of the chain
         location = response.headers.get("location")
         if response.status not in REDIRECT_CODES or not location:
             return response
@@ -165,25 +179,23 @@ async def _follow(wire: Wire, method: str, url: str, headers: Mapping[str, str],
     raise httpx.TooManyRedirects(f"more than {max_redirects} redirects")
 
 
-async def _read_and_close(response: WireResponse, max_bytes: int) -> Received:
-    try:
-        body = await _read_capped(response, max_bytes)
-        return Received(response, body)
-    finally:
-        await response.aclose()
-
-
 async def _scrubbed(values: Iterable[Any], operation: Awaitable[T]) -> T:
     """Await one step of an exchange; an httpx error comes out with no header value in its text and
     nothing chained, an illegal header value (aiohttp's ValueError) as httpx.LocalProtocolError."""
     failure: Exception
     try:
         return await operation
-    except httpx.HTTPError as exc:
-        failure = scrubbed_copy(exc, values)
-    except ValueError as exc:  # aiohttp refuses a header value with a control character
-        failure = httpx.LocalProtocolError(f"illegal header value ({scrub(str(exc), values)})")
+    except (httpx.HTTPError, ValueError) as exc:
+        failure = _failure(exc, values)
     raise failure  # outside the except block: the original stays out of the chain
+
+
+def _failure(exc: httpx.HTTPError | ValueError, values: Iterable[Any]) -> Exception:
+    """What an exchange's error is raised as: the httpx error with no header value in its text, or for
+    aiohttp's ValueError over a header value with a control character, httpx.LocalProtocolError."""
+    if isinstance(exc, httpx.HTTPError):
+        return scrubbed_copy(exc, values)
+    return httpx.LocalProtocolError(f"illegal header value ({scrub(str(exc), values)})")
 
 
 def _timeout(timeout: httpx.Timeout | float | None) -> httpx.Timeout | None:
