@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -275,18 +275,14 @@ class Client:
     async def _generate(self, config: Any, request: Any, on_progress: Any, modality: str) -> Any:
         if isinstance(config, str):
             logger.info("generate_%s route=%s", modality, config)
-
-            async def run(claim: HeldClaim | None = None) -> Any:
-                return await self.router.run(config, request, on_progress, modality, claim)
         else:
             logger.info("generate_%s provider=%s model=%s", modality, config.provider, config.model)
-
-            async def run(claim: HeldClaim | None = None) -> Any:
-                return await execute(config, request, on_progress, modality, self.runtime, claim)
-
         if not request.idempotency_key:
-            return await run()
+            return await self._run(config, request, on_progress, modality)
         target, timeout, allow_resubmit = self._claim_scope(config, modality)
+
+        def run(claim: HeldClaim | None = None) -> Awaitable[Any]:
+            return self._run(config, request, on_progress, modality, claim)
 
         async def take_over(job_id: str) -> Any:  # finish the dead owner's job with this call's credentials
             record = await self.runtime.journal.get(job_id)
@@ -298,6 +294,13 @@ class Client:
         return await run_idempotent(self.runtime.journal, request.idempotency_key, target, request, modality,
                                     timeout, run, take_over, allow_resubmit=allow_resubmit,
                                     lease=self.runtime.settings.idempotency_lease)
+
+    def _run(self, config: Any, request: Any, on_progress: Any, modality: str,
+             claim: HeldClaim | None = None) -> Awaitable[Any]:
+        """The routed call (a route by name, else the config and its fallbacks), to await."""
+        if isinstance(config, str):
+            return self.router.run(config, request, on_progress, modality, claim)
+        return execute(config, request, on_progress, modality, self.runtime, claim)
 
     def _credentials_for(self, config: Any, provider: str, model: str) -> Any:
         """The config (or route target config) of this call that sent the job to provider/model."""

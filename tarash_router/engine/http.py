@@ -79,8 +79,8 @@ async def send(pooled: PooledClient, method: str, url: str, *, headers: Mapping[
     """
     values = _checked(headers)
     async with pooled.gate:
-        response = await _follow(pooled.wire, method, url, headers, secret_headers, params, json, data, files,
-                                 content, _timeout(timeout), max_redirects, url_guard)
+        response = await _follow(pooled.wire, method, url, headers, values, secret_headers, params, json, data,
+                                 files, content, _timeout(timeout), max_redirects, url_guard)
         failure: Exception
         try:
             try:
@@ -135,8 +135,8 @@ async def open_stream(pooled: PooledClient, method: str, url: str, *, headers: M
         raise NoStreamSlot
     values = _checked(headers)
     async with pooled.gate:
-        response = await _follow(pooled.wire, method, url, headers, secret_headers, params, None, None, None,
-                                 None, _timeout(timeout), max_redirects, url_guard)
+        response = await _follow(pooled.wire, method, url, headers, values, secret_headers, params, None, None,
+                                 None, None, _timeout(timeout), max_redirects, url_guard)
         try:
             yield Streamed(response, values)
         finally:
@@ -144,12 +144,12 @@ async def open_stream(pooled: PooledClient, method: str, url: str, *, headers: M
                 await response.aclose()
 
 
-async def _follow(wire: Wire, method: str, url: str, headers: Mapping[str, str],
+async def _follow(wire: Wire, method: str, url: str, headers: Mapping[str, str], values: list[Any],
                   secret_headers: frozenset[str], params: Any, json: Any, data: Any, files: Any,
                   content: bytes | None, timeout: httpx.Timeout | None, max_redirects: int,
                   url_guard: UrlGuard | None) -> WireResponse:
-    """Send the request and follow its redirects; the final response, open, its body unread."""
-    values = list(headers.values())
+    """Send the request and follow its redirects; the final response, open, its body unread.
+    `values`: the header values, scrubbed from any error's text."""
     first_url = url  # its origin is the one credentials may go to, worked out only if a redirect comes
     for _ in range(max_redirects + 1):
         if url_guard is not None:

@@ -81,9 +81,9 @@ class Lifecycle:
 
     # ------------------------------------------------------------ entry points
 
-    async def run(self) -> Any:
-        """Prepare, submit once and see the job through."""
-        return await self._guarded(self._submit_and_follow)
+    def run(self) -> Awaitable[Any]:
+        """Prepare, submit once and see the job through (to await)."""
+        return self._guarded(self._submit_and_follow)
 
     async def follow(self, state: str = "queued") -> Any:
         """See an already accepted job (`call.job_id`, `call.handle`) through; nothing is submitted."""
@@ -399,20 +399,22 @@ class Lifecycle:
         if state in ("completed", "failed", "cancelled"):
             await self._release()
 
-    async def _off_the_clock(self, write: Any) -> None:
-        """Run a journal write without letting it eat into the deadline or trip its cancel: the
+    def _off_the_clock(self, write: Awaitable[Any]) -> Awaitable[Any]:
+        """A journal write (to await) that does not eat into the deadline or trip its cancel: the
         deadline is held back while the (bounded, never raising) write runs, then moved later by the
         time it took. A slow journal delays the caller; it never costs them their paid job."""
         if self._timeout is None or self.tracker is None or self.tracker.in_process:
-            await write  # an in-process journal answers at once: nothing to hold the deadline for
-            return
+            return write  # an in-process journal answers at once: nothing to hold the deadline for
+        return self._deadline_held(self._timeout, write)
+
+    async def _deadline_held(self, timeout: asyncio.Timeout, write: Awaitable[Any]) -> None:
         started = self.loop.time()
-        self._timeout.reschedule(None)
+        timeout.reschedule(None)
         try:
             await write
         finally:
             self.call.deadline += self.loop.time() - started
-            self._timeout.reschedule(self.call.deadline)
+            timeout.reschedule(self.call.deadline)
 
     async def _emit(self, status: Status, result: Any = None) -> None:
         call = self.call

@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Protocol
 
-from .records import Claim, JobRecord, can_move
+from .records import TERMINAL_STATES, Claim, JobRecord, can_move
 
 
 class JobStore(Protocol):
@@ -48,39 +48,52 @@ class JobStore(Protocol):
 
 
 class MemoryJobStore:
-    """Process-local journal; keeps the most recent `max_records` jobs."""
+    """Process-local journal; keeps the most recent `max_records` jobs.
+
+    A finished job's record is kept as its JSON text: a long-running process holds thousands of them,
+    and as objects each would be a dozen containers for every garbage collection to walk. Records of
+    running jobs stay objects (they change as the job moves). Records are frozen, so one handed out
+    can be shared."""
 
     def __init__(self, max_records: int = 10_000) -> None:
-        self._jobs: OrderedDict[str, JobRecord] = OrderedDict()
+        self._jobs: OrderedDict[str, JobRecord | str] = OrderedDict()
         self._claims: dict[str, Claim] = {}
         self._max = max_records
         self._lock = threading.Lock()
 
     async def put(self, record: JobRecord) -> None:
         with self._lock:
-            self._jobs[record.job_id] = record  # frozen: nobody can change it under the store
+            self._jobs[record.job_id] = _kept(record)
             self._jobs.move_to_end(record.job_id)
             while len(self._jobs) > self._max:
                 self._jobs.popitem(last=False)
 
     async def get(self, job_id: str) -> JobRecord | None:
         with self._lock:
-            return self._jobs.get(job_id)
+            kept = self._jobs.get(job_id)
+        return None if kept is None else _record(kept)
 
     async def advance(self, job_id: str, state: str, **changes: Any) -> JobRecord | None:
         with self._lock:
-            record = self._jobs.get(job_id)
-            if record is None:
+            kept = self._jobs.get(job_id)
+            if kept is None:
                 return None
+            record = _record(kept)
             if can_move(record.state, state):
                 record = record.model_copy(update={"state": state, "updated_at": time.time(), **changes})
-                self._jobs[job_id] = record
+                self._jobs[job_id] = _kept(record)
             return record
 
     async def list(self, limit: int = 100, state: str | None = None) -> list[JobRecord]:
         with self._lock:
-            records = [r for r in reversed(self._jobs.values()) if state is None or r.state == state]
-            return records[:limit]
+            kept = list(reversed(self._jobs.values()))
+        found: list[JobRecord] = []
+        for record in map(_record, kept):
+            if len(found) == limit:
+                break
+            if state is None or record.state == state:
+                found.append(record)
+        return found
 
     async def delete(self, job_id: str) -> None:
         with self._lock:
@@ -120,4 +133,14 @@ class MemoryJobStore:
         return None
 
 
+def _kept(record: JobRecord) -> JobRecord | str:
+    """How the memory store holds a record: a finished job's as JSON text, which the collector skips."""
+    return record.model_dump_json() if record.state in TERMINAL_STATES else record
+
+
+def _record(kept: JobRecord | str) -> JobRecord:
+    return JobRecord.model_validate_json(kept) if isinstance(kept, str) else kept
+
+
 __all__ = ["JobStore", "MemoryJobStore"]
+

@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable
 from typing import Any
 
 from ..models import Cost, redact_secrets
@@ -57,14 +56,6 @@ class JobTracker:
         self.waited = 0.0  # seconds spent inside this tracker's journal calls
         self._first: JobRecord | None = None  # the first record written (the intent, usually)
 
-    @contextmanager
-    def _clock(self) -> Iterator[None]:
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            self.waited += time.monotonic() - started
-
     def _record(self, job_id: str, state: str, job: dict[str, Any]) -> JobRecord:
         """A new record of this job: the first one validated, the next ones copies of it (same job)."""
         if self._first is None:
@@ -85,13 +76,15 @@ class JobTracker:
     async def _quietly(self, what: str, call: Awaitable[Any]) -> bool:
         """One journal call, timed into `waited`; a failure is logged (its type only, never a value
         that could hold a secret) and swallowed. True when it went through."""
-        with self._clock():
-            try:
-                await call
-                return True
-            except Exception as exc:  # noqa: BLE001 - a journal outage must not stop or lose a paid job
-                logger.warning("journal %s failed: %s", what, type(exc).__name__)
-                return False
+        started = time.monotonic()
+        try:
+            await call
+            return True
+        except Exception as exc:  # noqa: BLE001 - a journal outage must not stop or lose a paid job
+            logger.warning("journal %s failed: %s", what, type(exc).__name__)
+            return False
+        finally:
+            self.waited += time.monotonic() - started
 
     async def submitting(self) -> None:
         """Before the POST: write the intent (state `submitting`, under `intent_id`) and mark the held

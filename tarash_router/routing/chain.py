@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from datetime import datetime, UTC
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from tenacity import DoSleep, RetryCallState, Retrying, stop_after_attempt, wait_exponential, wait_random
@@ -117,18 +118,22 @@ class RouteRun:
         if self.telemetry is not None:
             await self.telemetry.skipped(attempt)
 
-    async def execute(self, request: GenerationRequest, on_progress: Any) -> Any:
+    def execute(self, request: GenerationRequest, on_progress: Any) -> Awaitable[Any]:
+        """The call, to await: observed when anyone listens (OpenTelemetry, on_event), else bare."""
         self.telemetry = watch_call(self.runtime.settings, getattr(self.runtime, "on_event", None),
                                     operation="submit" if self.submit_only else "generate", modality=self.modality,
                                     route=self.route, request=request)
         if self.telemetry is None:
-            return await self._execute(request, on_progress)
+            return self._execute(request, on_progress)
+        return self._observed(self.telemetry, request, on_progress)
+
+    async def _observed(self, telemetry: CallTelemetry, request: GenerationRequest, on_progress: Any) -> Any:
         try:
             response = await self._execute(request, on_progress)
         except BaseException as exc:  # cancellation too: its spans end, its in-flight count drops
-            await self.telemetry.finished(self.metadata, error=exc)
+            await telemetry.finished(self.metadata, error=exc)
             raise
-        await self.telemetry.finished(self.metadata, response)
+        await telemetry.finished(self.metadata, response)
         return response
 
     async def _execute(self, request: GenerationRequest, on_progress: Any) -> Any:
@@ -329,26 +334,27 @@ def _retrying(retry: RetryPolicy, cap: float) -> Retrying:
     return Retrying(stop=stop_after_attempt(retry.attempts), wait=wait, retry=should_retry, reraise=True)
 
 
-async def execute_targets(targets: list[Target], policy: RoutePolicy, request: GenerationRequest, on_progress: Any,
-                          modality: str, runtime: Runtime, route: str | None = None,
-                          cooldowns: CooldownStore | None = None, claim: HeldClaim | None = None,
-                          submit_only: bool = False, webhook_url: str | ProviderWebhookUrl | None = None) -> Any:
+def execute_targets(targets: list[Target], policy: RoutePolicy, request: GenerationRequest, on_progress: Any,
+                    modality: str, runtime: Runtime, route: str | None = None,
+                    cooldowns: CooldownStore | None = None, claim: HeldClaim | None = None,
+                    submit_only: bool = False, webhook_url: str | ProviderWebhookUrl | None = None) -> Awaitable[Any]:
     """Route one call through `targets` under `policy`, each target run by `runtime` (or, with
-    `submit_only`, submitted: the first target that accepts the job wins, and its Job is returned)."""
-    return await RouteRun(targets, policy, modality, route, cooldowns, runtime, claim,
-                          submit_only, webhook_url).execute(request, on_progress)
+    `submit_only`, submitted: the first target that accepts the job wins, and its Job is returned).
+    To await; no coroutine of its own, as every frame is walked again each time a job resumes."""
+    return RouteRun(targets, policy, modality, route, cooldowns, runtime, claim,
+                    submit_only, webhook_url).execute(request, on_progress)
 
 
 SEED_POLICY = RoutePolicy()
 
 
-async def execute(config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str,
-                  runtime: Runtime | None = None, claim: HeldClaim | None = None, submit_only: bool = False,
-                  webhook_url: str | ProviderWebhookUrl | None = None) -> Any:
-    """The seed API: `config` then its `fallback_configs`, under the default policy."""
+def execute(config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str,
+            runtime: Runtime | None = None, claim: HeldClaim | None = None, submit_only: bool = False,
+            webhook_url: str | ProviderWebhookUrl | None = None) -> Awaitable[Any]:
+    """The seed API: `config` then its `fallback_configs`, under the default policy (to await)."""
     targets = [Target.from_config(c) for c in collect_fallback_chain(config)]
-    return await execute_targets(targets, SEED_POLICY, request, on_progress, modality, runtime or Runtime(),
-                                 claim=claim, submit_only=submit_only, webhook_url=webhook_url)
+    return execute_targets(targets, SEED_POLICY, request, on_progress, modality, runtime or Runtime(),
+                           claim=claim, submit_only=submit_only, webhook_url=webhook_url)
 
 
 __all__ = ["execute", "execute_targets", "collect_fallback_chain", "order_targets", "RouteRun"]

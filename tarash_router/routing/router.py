@@ -6,6 +6,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from ..engine.cost import estimate_or_reason
@@ -133,13 +134,14 @@ class Router:
             raise ValidationError(f"route {name!r} is a {route.modality} route; it cannot generate {modality}")
         return route
 
-    async def run(self, name: str, request: GenerationRequest, on_progress: Any, modality: str,
-                  claim: HeldClaim | None = None, submit_only: bool = False,
-                  webhook_url: str | ProviderWebhookUrl | None = None) -> Any:
+    def run(self, name: str, request: GenerationRequest, on_progress: Any, modality: str,
+            claim: HeldClaim | None = None, submit_only: bool = False,
+            webhook_url: str | ProviderWebhookUrl | None = None) -> Awaitable[Any]:
+        """The call through route `name`, to await (an unknown route raises here)."""
         route = self.get(name, modality)
-        return await execute_targets(route.targets, route.policy, request, on_progress, modality, self.runtime,
-                                     route=name, cooldowns=self.cooldowns, claim=claim, submit_only=submit_only,
-                                     webhook_url=webhook_url)
+        return execute_targets(route.targets, route.policy, request, on_progress, modality, self.runtime,
+                               route=name, cooldowns=self.cooldowns, claim=claim, submit_only=submit_only,
+                               webhook_url=webhook_url)
 
     def explain(self, name: str, request: GenerationRequest, *, assume_keys: bool = False) -> Plan:
         """The plan for `request` through route `name`: order, skips and why, policies. No network.
