@@ -183,3 +183,36 @@ def test_polls_that_stay_malformed_end_in_a_cancel_not_an_abandoned_job(fal):
     with pytest.raises((HTTPError, GenerationFailedError)):
         generate_video(video_config(fal), REQUEST)
     assert fal.submit_count() == 1 and fal.cancels == [fal.submits[0].request_id]
+
+
+@pytest.mark.parametrize("url, sent", [
+    ("https://queue.fal.run/fal-ai/veo3/requests/1/status", True),
+    ("https://queue.fal.run:443/fal-ai/veo3/requests/1", True),
+    ("https://QUEUE.fal.run/fal-ai/veo3/requests/1", True),  # hosts compare without case, as the parse does
+    ("https://queue.fal.run.attacker.example/requests/1", False),
+    ("https://queue.fal.run@attacker.example/requests/1", False),
+    ("https://queue.fal.run:8443/requests/1", False),
+    ("http://queue.fal.run/requests/1", False),  # never downgraded to plain http
+    ("https://queue.fal.run?next=/requests/1", True),  # no slash after the host: the full parse decides
+])
+def test_a_url_that_only_begins_like_a_trusted_origin_gets_no_key(url, sent):
+    """The quick check (does the URL begin with a trusted origin written plainly, up to the slash?)
+    must agree with the full parse of its origin, for look-alikes too."""
+    from tarash_router.engine.url_safety import check_credentialed_url, origin_of, trusted_origins
+
+    trusted = trusted_origins("https://queue.fal.run", [], {})
+    assert (origin_of(url) in trusted) == sent  # what the full parse says
+    if sent:
+        check_credentialed_url(url, trusted, "fal")
+    else:
+        with pytest.raises(UnsafeURLError):
+            check_credentialed_url(url, trusted, "fal")
+
+
+def test_a_trusted_ipv6_origin_is_recognised_written_plainly():
+    from tarash_router.engine.url_safety import check_credentialed_url, trusted_origins
+
+    trusted = trusted_origins("http://[::1]:8080", [], {})
+    check_credentialed_url("http://[::1]:8080/jobs/1", trusted, "custom")
+    with pytest.raises(UnsafeURLError):
+        check_credentialed_url("http://[::1]:8081/jobs/1", trusted, "custom")

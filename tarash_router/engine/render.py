@@ -105,9 +105,9 @@ class JobContext:
             ctx.update(extra)
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         provider = self.family.provider
-        if provider.headers is not None:
-            headers.update({k: str(v) for k, v in provider.headers.render(ctx).items()})
-        headers.update({k: str(v) for k, v in template.headers.render(ctx).items()})
+        for tree in (provider.headers, template.headers):
+            if tree is not None and not tree.empty:
+                headers.update({k: str(v) for k, v in tree.render(ctx).items()})
         auth = provider.file.auth
         if auth is not None and template.auth:
             key = REDACTED if dry_run and not self.api_key else self.api_key
@@ -121,7 +121,7 @@ class JobContext:
             method=template.method,
             url=url,
             headers=headers,
-            query={k: v for k, v in template.query.render(ctx).items()},
+            query=template.query.render(ctx) or {},  # a fresh dict each render
             secret_headers=secret,
         )
         body = template.body.render(ctx) if template.body is not None else None

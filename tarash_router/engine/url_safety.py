@@ -68,6 +68,8 @@ def check_url_shape(url: str, provider: str, model: str | None = None) -> None:
 def check_credentialed_url(url: str, trusted: frozenset[Origin], provider: str, model: str | None = None,
                            request_id: str | None = None) -> None:
     """Refuse to attach credentials to `url` unless its origin is trusted (https never downgraded to http)."""
+    if url.startswith(_written_forms(trusted)):  # a provider's status URL: new each job, parsed by no one
+        return
     origin = origin_of(url)
     if origin is not None and origin in trusted:
         return
@@ -80,6 +82,20 @@ def check_credentialed_url(url: str, trusted: frozenset[Origin], provider: str, 
     # The job (if any) stays journaled: nothing is lost, and nothing reached the other host.
     raise UnsafeURLError(f"refused to send the {provider} API key: {reason}", provider=provider, model=model,
                          request_id=request_id, retryable=False, job_may_exist=request_id is not None)
+
+
+@functools.lru_cache(maxsize=256)
+def _written_forms(trusted: frozenset[Origin]) -> tuple[str, ...]:
+    """How a URL of a trusted origin begins when written plainly, up to its path's first slash:
+    `https://queue.fal.run/` (and with its port, `https://queue.fal.run:443/`). A URL that starts so
+    has that origin: the authority ends at the slash, with no userinfo or other port before it."""
+    forms = []
+    for scheme, host, port in trusted:
+        shown = f"[{host}]" if ":" in host else host  # an IPv6 address is bracketed
+        forms.append(f"{scheme}://{shown}:{port}/")
+        if port == _DEFAULT_PORTS[scheme]:
+            forms.append(f"{scheme}://{shown}/")
+    return tuple(forms)
 
 
 def _shown(url: str) -> str:

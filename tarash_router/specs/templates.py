@@ -848,6 +848,7 @@ class ValueTree:
     def __init__(self, value: Any, path: tuple[Any, ...] = ()) -> None:
         self.leaves: list[tuple[tuple[Any, ...], Compiled]] = []
         self._root = self._compile(value, path)
+        self.empty = not self.leaves and not self._root  # renders to nothing: `headers: {}`
 
     def _compile(self, value: Any, path: tuple[Any, ...]) -> Any:
         if isinstance(value, dict):
@@ -865,7 +866,7 @@ class ValueTree:
         return value
 
     def render(self, ctx: dict[str, Any]) -> Any:
-        if not self.leaves:  # nothing to evaluate (fixed headers, `logs: "1"`): copies of constants
+        if len(self.leaves) < 2:  # constants (copied), or one leaf, which budgets its own render
             out = _render_node(self._root, ctx)
         else:
             out = _within_budget(lambda c: _render_node(self._root, c), ctx)  # one budget for the whole tree
