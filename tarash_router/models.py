@@ -177,11 +177,11 @@ class _GenerationRequest(BaseModel):
         ignores, and the model would run with its default duration."""
         if not isinstance(data, dict):
             return data
-        known = set(cls.model_fields)
+        known = cls.model_fields.keys()
+        if data.keys() <= known:  # the usual call: only request fields
+            return data
         extra = dict(data.get("extra_params") or {})
         unknown = {k: v for k, v in data.items() if k not in known}
-        if not unknown:
-            return data
         for name in unknown:
             meant = near_misses(str(name), known, leading_words=True)
             if meant:

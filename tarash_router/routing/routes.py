@@ -158,8 +158,9 @@ class Target:
 
     def build_config(self, modality: str, time_left: float | None) -> GenerationConfig:
         """The config for one attempt; the route's remaining time caps the target's timeout."""
-        if self.config is not None:
-            base = self.config.model_copy(update={"fallback_configs": None})
+        if self.config is not None:  # configs are frozen: one without fallbacks is used as it is
+            base = self.config if not self.config.fallback_configs else self.config.model_copy(
+                update={"fallback_configs": None})
         else:
             import os
 

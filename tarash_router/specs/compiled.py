@@ -185,8 +185,11 @@ class PollExtract:
         """Seconds the provider asked us to wait before the next poll, if it said."""
         if not self.delay_header:
             return None
+        value = headers.get(self.delay_header)
+        if value is None:
+            return None
         try:
-            return float(headers.get(self.delay_header)) * self.delay_scale
+            return float(value) * self.delay_scale
         except (TypeError, ValueError):
             return None
 

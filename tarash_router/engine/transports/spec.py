@@ -8,7 +8,7 @@ import codecs
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Collection
 from typing import Any
 
 import httpx
@@ -116,7 +116,7 @@ class SpecTransport:
         assert extract is not None and call.family.poll is not None
         if jc.poll_request is None:  # the same request every time: rendered once per job
             jc.poll_request = jc.build(call.family.poll, call.handle)
-        reply = await self._send(call, jc.poll_request, "poll", allow_empty=set(extract.status_codes))
+        reply = await self._send(call, jc.poll_request, "poll", allow_empty=extract.status_codes)
         data = reply.data
         state = (extract.status_codes[reply.status] if reply.status in extract.status_codes
                  else self._map_status(call, extract.raw_status(reply.status, data)))
@@ -174,7 +174,7 @@ class SpecTransport:
     # ------------------------------------------------------------ HTTP
 
     async def _send(self, call: Call, prepared: PreparedRequest, phase: str,
-                    allow_empty: set[int] | None = None) -> Reply:
+                    allow_empty: Collection[int] | None = None) -> Reply:
         """Send one request within the deadline; an error status or unreadable body raises."""
         remaining = call.time_left()
         if remaining <= 0:
@@ -232,7 +232,7 @@ class SpecTransport:
             steps: list[Any] = []
             for template in provider.upload_steps:
                 prepared = jc.build(template, extra={"file": file, "steps": steps})
-                reply = await self._send(call, prepared, "upload", allow_empty=set(range(200, 300)))
+                reply = await self._send(call, prepared, "upload", allow_empty=range(200, 300))
                 steps.append(reply.data)
             assert provider.upload_url is not None  # compiled with the upload steps
             url = provider.upload_url.render({"file": file, "steps": steps, "base_url": jc.base_url,
