@@ -6,6 +6,7 @@
     python -m benchmarks.client b3                         # render / extract microbenchmarks
     python -m benchmarks.client b5 --url URL --jobs K      # submit without waiting (jobs API)
     python -m benchmarks.client b6 --jobs K                # requests per job: webhooks, status stream, polling
+    python -m benchmarks.client b7 --impl tarash|hand --inflight N --jobs M   # B1's job over an in-memory wire
 
 CPU is `resource.getrusage(RUSAGE_SELF)` (user + sys, all threads) around the measured section
 only; peak RSS is the process's `ru_maxrss`. The import-time probe lives in `run.py`
@@ -86,7 +87,16 @@ async def _run_jobs(job: Any, inflight: int, total: int, first: int = 0) -> int:
 
 
 def cmd_b1(args: argparse.Namespace) -> dict[str, Any]:
-    if args.impl == "tarash":
+    if args.cmd == "b7":  # the same run over the in-memory wire: the engine's own cost
+        from .memory_wire import BASE_URL, engine_on_memory_wire, hand_job
+
+        if args.impl == "tarash":
+            engine_on_memory_wire()
+            job, close = _tarash_job_factory(BASE_URL, args.poll_interval)
+        else:
+            job, close = hand_job(args.poll_interval)
+        args.url = None
+    elif args.impl == "tarash":
         job, close = _tarash_job_factory(args.url, args.poll_interval)
     else:
         job, close = baseline(args.impl, args.url, args.poll_interval, args.pool)
@@ -96,7 +106,8 @@ def cmd_b1(args: argparse.Namespace) -> dict[str, Any]:
         nonlocal profiler
         # Warm-up: spec registry load, template first use, connection set-up; not measured.
         await _run_jobs(job, min(args.warmup, 10), args.warmup, first=10_000_000)
-        await asyncio.to_thread(_server, args.url, "reset")
+        if args.url is not None:
+            await asyncio.to_thread(_server, args.url, "reset")
         gc.collect()
         if args.profile:
             import cProfile
@@ -111,7 +122,8 @@ def cmd_b1(args: argparse.Namespace) -> dict[str, Any]:
             profiler.disable()
         wall = time.perf_counter() - t0
         u1, s1 = _usage()
-        stats = await asyncio.to_thread(_server, args.url, "stats")
+        stats = (await asyncio.to_thread(_server, args.url, "stats") if args.url is not None
+                 else {"counts": {"in memory": 6 * done}, "connections": 0})
         await close()
         return {"user_s": u1 - u0, "sys_s": s1 - s0, "wall_s": wall, "done": done, "server": stats}
 
@@ -333,6 +345,13 @@ def main(argv: list[str] | None = None) -> None:
     b1.add_argument("--warmup", type=int, default=10)
     b1.add_argument("--pool", type=int, default=10, help="baseline httpx pool size")
     b1.add_argument("--profile", default=None, help="write cProfile stats of the measured section here")
+    b7 = sub.add_parser("b7", help="B1's job over an in-memory wire: tarash, or the same requests by hand")
+    b7.add_argument("--impl", choices=["tarash", "hand"], required=True)
+    b7.add_argument("--inflight", type=int, required=True)
+    b7.add_argument("--jobs", type=int, required=True)
+    b7.add_argument("--poll-interval", type=float, default=0.02)
+    b7.add_argument("--warmup", type=int, default=10)
+    b7.add_argument("--profile", default=None, help="write cProfile stats of the measured section here")
     b4 = sub.add_parser("b4")
     b4.add_argument("--url", required=True)
     b4.add_argument("--jobs", type=int, default=8)
@@ -347,14 +366,14 @@ def main(argv: list[str] | None = None) -> None:
     b3 = sub.add_parser("b3")
     b3.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
-    if args.cmd in ("b1", "b4", "b5"):
+    if args.cmd in ("b1", "b4", "b5", "b7"):
         # They measure the polling engine (against a hand-written polling client, and polling's pace):
         # jobs poll, as before status streams. B6 compares the stream with polling itself.
         import os
 
         os.environ.setdefault("TARASH_STATUS_STREAM", "0")
     result = {"b1": cmd_b1, "b4": cmd_b4, "specs": cmd_specs, "b3": cmd_b3, "b5": cmd_b5,
-              "b6": cmd_b6}[args.cmd](args)
+              "b6": cmd_b6, "b7": cmd_b1}[args.cmd](args)
     sys.stdout.write(json.dumps(result) + "\n")
 
 

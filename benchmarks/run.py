@@ -1,7 +1,7 @@
 """Run the tarash-router benchmark suite and report against the targets.
 
     .venv/bin/python -m benchmarks                 # everything, ~4 minutes on 2 cores
-    .venv/bin/python -m benchmarks --only b1,b2    # a subset (b1 .. b6)
+    .venv/bin/python -m benchmarks --only b1,b7    # a subset (b1 .. b7)
     .venv/bin/python -m benchmarks --quick         # smoke run: 1 round, fewer jobs (numbers not comparable)
 
 Every fake server runs in its own process (`benchmarks.fake_fal`) and every measured client in
@@ -223,6 +223,34 @@ def bench_b1(rounds: int, levels: dict[int, int]) -> dict[str, Any]:
         levels_out[str(inflight)] = row
     return {"poll_interval_s": B1_POLL_INTERVAL, "baseline_pool": B1_BASELINE_POOL, "engine_pool": ENGINE_POOL,
             "levels": levels_out}
+
+
+# ---------------------------------------------------------------- B7
+
+
+B7_LEVELS = {200: 2000, 1000: 2000}
+B7_ROUNDS = 7  # short runs, many of them: the figure is a difference of two medians
+
+
+def bench_b7(rounds: int) -> dict[str, Any]:
+    """B1's job over an in-memory wire, tarash and by hand in alternating short runs: the engine's own
+    CPU per job without sockets (`benchmarks/memory_wire.py`)."""
+    runs: dict[tuple[str, int], list[float]] = {}
+    for r in range(rounds):
+        for inflight, jobs in B7_LEVELS.items():
+            for impl in (("tarash", "hand") if r % 2 == 0 else ("hand", "tarash")):
+                out = client("b7", "--impl", impl, "--inflight", str(inflight), "--jobs", str(jobs),
+                             "--poll-interval", str(B1_POLL_INTERVAL))
+                runs.setdefault((impl, inflight), []).append(out["cpu_ms_per_job"])
+                log(f"  B7 round {r + 1}/{rounds} {impl:6} {inflight:>5} in flight: {out['cpu_ms_per_job']:6.3f} ms "
+                    f"CPU/job  [other load {out['other_load']:.2f}]")
+    levels = {}
+    for inflight in B7_LEVELS:
+        tarash, hand = median(runs[("tarash", inflight)]), median(runs[("hand", inflight)])
+        levels[str(inflight)] = {"inflight": inflight, "tarash_ms": tarash, "hand_ms": hand,
+                                 "engine_own_ms": tarash - hand, "tarash_rounds": runs[("tarash", inflight)],
+                                 "hand_rounds": runs[("hand", inflight)]}
+    return {"levels": levels}
 
 
 # ---------------------------------------------------------------- B2
@@ -460,6 +488,15 @@ def markdown(results: dict[str, Any]) -> str:
                 out.append(f"| {row['inflight']:,} | {row['jobs']:,} | {name} | {x['cpu_ms_per_job']:.2f} | {times} | "
                            f"{x['wall_s']:.1f} | {x['maxrss_mb']:.0f} MB | {x.get('connections', 0):g} | "
                            f"{x['requests_per_job']:g} |")
+    b7 = results.get("b7")
+    if b7:
+        out += ["", "### B7 the engine's own cost (B1's job over an in-memory wire)", "",
+                "The same six requests per job answered in process (`benchmarks/memory_wire.py`), through the "
+                "whole engine and by hand: no sockets, so the difference is what the engine itself costs.", "",
+                "| Jobs in flight | tarash CPU ms/job | by hand | Engine's own |", "|---:|---:|---:|---:|"]
+        for row in b7["levels"].values():
+            out.append(f"| {row['inflight']:,} | {row['tarash_ms']:.3f} | {row['hand_ms']:.3f} | "
+                       f"{row['engine_own_ms']:.3f} ms |")
     b2 = results.get("b2")
     if b2:
         out += ["", "### B2 spec loading (each measurement in a fresh interpreter)", ""]
@@ -532,7 +569,7 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="b1,b2,b3,b4,b5,b6", help="comma-separated subset of b1..b6")
+    parser.add_argument("--only", default="b1,b2,b3,b4,b5,b6,b7", help="comma-separated subset of b1..b7")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are reported)")
     parser.add_argument("--quick", action="store_true", help="1 round, fewer jobs: a smoke test only")
     parser.add_argument("--out", default=str(HERE), help="folder for results.json and results.md")
@@ -557,6 +594,9 @@ def main(argv: list[str] | None = None) -> int:
     if "b1" in only:
         log("B1 engine cost per job ...")
         results["b1"] = bench_b1(rounds, levels)
+    if "b7" in only:
+        log("B7 the engine's own cost over an in-memory wire ...")
+        results["b7"] = bench_b7(1 if args.quick else B7_ROUNDS)
     if "b2" in only:
         log("B2 spec loading ...")
         results["b2"] = bench_b2(rounds, 1000)
