@@ -12,8 +12,8 @@ import functools
 import logging
 import random
 import time
-from datetime import datetime, UTC
 from collections.abc import Awaitable
+from datetime import datetime, UTC
 from typing import TYPE_CHECKING, Any
 
 from tenacity import DoSleep, RetryCallState, Retrying, stop_after_attempt, wait_exponential, wait_random
