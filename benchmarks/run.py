@@ -1,6 +1,6 @@
 """Run the tarash-router benchmark suite and report against the targets.
 
-    .venv/bin/python -m benchmarks                 # everything, ~4 minutes on 2 cores
+    .venv/bin/python -m benchmarks                 # everything, ~10 minutes on 2 cores
     .venv/bin/python -m benchmarks --only b1,b7    # a subset (b1 .. b7)
     .venv/bin/python -m benchmarks --quick         # smoke run: 1 round, fewer jobs (numbers not comparable)
 
