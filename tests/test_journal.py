@@ -68,6 +68,29 @@ def test_states_move_forward_only(journal):
     asyncio.run(scenario())
 
 
+def test_finished_and_running_records_read_back_whole_and_filter_by_state(journal):
+    """A finished job's record comes back as it was written (the memory store keeps it as JSON text),
+    next to running ones; `list` filters by state and stops at its limit, newest first."""
+    from tarash_router.models import Cost
+
+    cost = Cost(currency="USD", amount=0.4, basis="8 s × $0.05/s = $0.40")
+
+    async def scenario():
+        for i in range(4):
+            await journal.put(JobRecord(job_id=f"j{i}", provider="fal", model="m", modality="video",
+                                        job={"status_url": f"https://queue.fal.run/r/{i}/status"},
+                                        estimated_cost=cost))
+        done = await journal.advance("j1", "completed", result={"video": "u", "cost": cost.model_dump(mode="json")})
+        await journal.advance("j3", "completed", result={"video": "v"})
+        assert await journal.get("j1") == done
+        assert (await journal.get("j1")).estimated_cost == cost
+        assert (await journal.get("j2")).job == {"status_url": "https://queue.fal.run/r/2/status"}
+        assert [r.job_id for r in await journal.list(state="completed")] == ["j3", "j1"]
+        assert [r.job_id for r in await journal.list(limit=1, state="completed")] == ["j3"]
+        assert [r.job_id for r in await journal.list(state="submitted")] == ["j2", "j0"]
+    asyncio.run(scenario())
+
+
 def test_claims_are_exclusive(journal):
     async def scenario():
         first = await journal.claim(Claim(key="k", fingerprint="f", owner="a"))
