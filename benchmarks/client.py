@@ -87,27 +87,47 @@ async def _run_jobs(job: Any, inflight: int, total: int, first: int = 0) -> int:
 
 
 def cmd_b1(args: argparse.Namespace) -> dict[str, Any]:
-    if args.cmd == "b7":  # the same run over the in-memory wire: the engine's own cost
-        from .memory_wire import BASE_URL, engine_on_memory_wire, hand_job
-
-        if args.impl == "tarash":
-            engine_on_memory_wire()
-            job, close = _tarash_job_factory(BASE_URL, args.poll_interval)
-        else:
-            job, close = hand_job(args.poll_interval)
-        args.url = None
-    elif args.impl == "tarash":
+    if args.impl == "tarash":
         job, close = _tarash_job_factory(args.url, args.poll_interval)
     else:
         job, close = baseline(args.impl, args.url, args.poll_interval, args.pool)
+
+    async def server(action: str) -> dict[str, Any]:
+        return await asyncio.to_thread(_server, args.url, action)
+
+    return _measure(args, job, close, server)
+
+
+def cmd_b7(args: argparse.Namespace) -> dict[str, Any]:
+    """B1's job over the in-memory wire (benchmarks/memory_wire.py): the engine's own cost."""
+    from .memory_wire import BASE_URL, MemoryWire, engine_on_memory_wire, hand_job
+
+    wires: list[MemoryWire] = []
+    if args.impl == "tarash":
+        engine_on_memory_wire(wires)
+        job, close = _tarash_job_factory(BASE_URL, args.poll_interval)
+    else:
+        wires.append(MemoryWire())
+        job, close = hand_job(args.poll_interval, wires[0])
+
+    async def server(action: str) -> dict[str, Any]:
+        if action == "reset":
+            for wire in wires:
+                wire.requests = 0
+        return {"counts": {"in memory": sum(w.requests for w in wires)}, "connections": 0}
+
+    return _measure(args, job, close, server)
+
+
+def _measure(args: argparse.Namespace, job: Any, close: Any, server: Any) -> dict[str, Any]:
+    """Run the measured section of B1 or B7: `server(action)` resets and reads the request counters."""
     profiler = None
 
     async def main() -> dict[str, Any]:
         nonlocal profiler
         # Warm-up: spec registry load, template first use, connection set-up; not measured.
         await _run_jobs(job, min(args.warmup, 10), args.warmup, first=10_000_000)
-        if args.url is not None:
-            await asyncio.to_thread(_server, args.url, "reset")
+        await server("reset")
         gc.collect()
         if args.profile:
             import cProfile
@@ -122,8 +142,7 @@ def cmd_b1(args: argparse.Namespace) -> dict[str, Any]:
             profiler.disable()
         wall = time.perf_counter() - t0
         u1, s1 = _usage()
-        stats = (await asyncio.to_thread(_server, args.url, "stats") if args.url is not None
-                 else {"counts": {"in memory": 6 * done}, "connections": 0})
+        stats = await server("stats")
         await close()
         return {"user_s": u1 - u0, "sys_s": s1 - s0, "wall_s": wall, "done": done, "server": stats}
 
@@ -339,19 +358,15 @@ def main(argv: list[str] | None = None) -> None:
     b1 = sub.add_parser("b1")
     b1.add_argument("--impl", choices=["tarash", *BASELINES], required=True)
     b1.add_argument("--url", required=True)
-    b1.add_argument("--inflight", type=int, required=True)
-    b1.add_argument("--jobs", type=int, required=True)
-    b1.add_argument("--poll-interval", type=float, default=0.02)
-    b1.add_argument("--warmup", type=int, default=10)
     b1.add_argument("--pool", type=int, default=10, help="baseline httpx pool size")
-    b1.add_argument("--profile", default=None, help="write cProfile stats of the measured section here")
     b7 = sub.add_parser("b7", help="B1's job over an in-memory wire: tarash, or the same requests by hand")
     b7.add_argument("--impl", choices=["tarash", "hand"], required=True)
-    b7.add_argument("--inflight", type=int, required=True)
-    b7.add_argument("--jobs", type=int, required=True)
-    b7.add_argument("--poll-interval", type=float, default=0.02)
-    b7.add_argument("--warmup", type=int, default=10)
-    b7.add_argument("--profile", default=None, help="write cProfile stats of the measured section here")
+    for jobs_run in (b1, b7):
+        jobs_run.add_argument("--inflight", type=int, required=True)
+        jobs_run.add_argument("--jobs", type=int, required=True)
+        jobs_run.add_argument("--poll-interval", type=float, default=0.02)
+        jobs_run.add_argument("--warmup", type=int, default=10)
+        jobs_run.add_argument("--profile", default=None, help="write cProfile stats of the measured section here")
     b4 = sub.add_parser("b4")
     b4.add_argument("--url", required=True)
     b4.add_argument("--jobs", type=int, default=8)
@@ -373,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
 
         os.environ.setdefault("TARASH_STATUS_STREAM", "0")
     result = {"b1": cmd_b1, "b4": cmd_b4, "specs": cmd_specs, "b3": cmd_b3, "b5": cmd_b5,
-              "b6": cmd_b6, "b7": cmd_b1}[args.cmd](args)
+              "b6": cmd_b6, "b7": cmd_b7}[args.cmd](args)
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -103,8 +103,13 @@ def hand_job(poll_interval: float, wire: MemoryWire | None = None) -> tuple[Job,
     return _fal_job(get, post, BASE_URL, poll_interval), close
 
 
-def engine_on_memory_wire() -> None:
-    """Make the engine open a MemoryWire for every provider (this benchmark process only)."""
+def engine_on_memory_wire(opened: list[MemoryWire]) -> None:
+    """Make the engine open a MemoryWire for every provider (this benchmark process only); each one
+    opened is added to `opened`, for its request count."""
     import tarash_router.engine.client as pool
 
-    pool.open_wire = lambda settings, size: MemoryWire()  # type: ignore[assignment]
+    def open_wire(settings: Any, size: int) -> MemoryWire:
+        opened.append(MemoryWire())
+        return opened[-1]
+
+    pool.open_wire = open_wire  # type: ignore[assignment]

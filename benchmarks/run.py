@@ -487,7 +487,7 @@ def markdown(results: dict[str, Any]) -> str:
                     continue
                 x = row[impl]
                 times = "" if impl == "tarash" else f"{x['tarash_ratio']:.2f}×"
-                own_rounds = ", ".join(f"{x:.2f}" for x in row.get("engine_own_rounds_ms", []))
+                own_rounds = ", ".join(f"{ms:.2f}" for ms in row["engine_own_rounds_ms"])
                 name = (f"**{impl}** (engine's own: {row['engine_own_ms']:.2f} ms; by round: {own_rounds})"
                         if impl == "tarash" else impl)
                 out.append(f"| {row['inflight']:,} | {row['jobs']:,} | {name} | {x['cpu_ms_per_job']:.2f} | {times} | "

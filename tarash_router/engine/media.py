@@ -86,17 +86,18 @@ async def fetch_media(urls: list[str], provider: str, max_bytes: int,
 
 def media_bytes(request: Any) -> list[dict[str, Any]]:
     """Every bytes item (MediaContent) among a request's images, video and mask."""
-    items = [i["image"] for i in request.image_list]
-    items += [request_field(request, name) for name in ("video", "mask_image")]
-    return [i for i in items if isinstance(i, dict) and "content" in i]
+    return [i for i in _media(request) if isinstance(i, dict) and "content" in i]
 
 
 def media_urls(request: Any) -> list[str]:
     """Every URL among a request's images, video and mask."""
-    items = [i["image"] for i in request.image_list]
-    items += [request_field(request, name) for name in ("video", "mask_image")]
     # Only http(s) is fetched; other schemes (gs://, s3://) stay URLs and the spec's media rules decide.
-    return [i for i in items if isinstance(i, str) and i.startswith(("http://", "https://"))]
+    return [i for i in _media(request) if isinstance(i, str) and i.startswith(("http://", "https://"))]
+
+
+def _media(request: Any) -> list[Any]:
+    """A request's images, video and mask, each as given (URL, bytes item or None)."""
+    return [i["image"] for i in request.image_list] + [request_field(request, n) for n in ("video", "mask_image")]
 
 
 __all__ = ["convert_media", "media_kind", "to_data_uri", "fetch_media", "media_urls", "media_bytes"]

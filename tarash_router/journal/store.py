@@ -143,4 +143,3 @@ def _record(kept: JobRecord | str) -> JobRecord:
 
 
 __all__ = ["JobStore", "MemoryJobStore"]
-

@@ -90,6 +90,7 @@ class RouteRun:
         self.started = time.monotonic()
         self.tries = 0
         self.telemetry: CallTelemetry | None = None  # spans, metrics, on_event: None when nobody listens
+        self._serving: Attempt | None = None  # who serves the target being tried: planned once, kept for retries
 
     def time_left(self) -> float | None:
         if self.policy.deadline is None:
@@ -248,10 +249,11 @@ class RouteRun:
         """Try `target` until an attempt succeeds or tenacity, judging each failure, stops retrying."""
         retrying = _retrying(self.policy.retry, self.runtime.settings.max_retry_wait)
         state: RetryCallState | None = None  # made at the first failure: a call that succeeds needs none
+        self._serving = served
         while True:
             try:
                 retry_number = 0 if state is None else state.attempt_number - 1
-                response, served = await self._attempt(target, config, request, on_progress, served, retry_number)
+                response = await self._attempt(target, config, request, on_progress, retry_number)
             except BaseException as failed:  # noqa: BLE001 - tenacity judges it, re-raises what it will not retry
                 if state is None:
                     retrying.begin()  # tenacity's statistics for this thread: iter adds to them
@@ -268,16 +270,17 @@ class RouteRun:
             return response
 
     async def _attempt(self, target: Target, config: GenerationConfig, request: GenerationRequest,
-                       on_progress: Any, served: Attempt | None, retry_number: int) -> tuple[Any, Attempt]:
-        """One try at `target`, recorded; returns the response and who served it (kept for a retry)."""
+                       on_progress: Any, retry_number: int) -> Any:
+        """One try at `target`, recorded."""
         attempt = self._record(target, retry_number=retry_number)
         self.tries += 1
         progress = on_progress
         if self.telemetry is not None:
             await self.telemetry.attempt_started(attempt, config)
         try:
-            if served is None:
-                served = self.runtime.plan(config, request, self.modality)
+            served = self._serving
+            if served is None:  # planned once per target, even when the try then fails
+                served = self._serving = self.runtime.plan(config, request, self.modality)
             attempt.family, attempt.dropped_fields = served.family_name, list(served.dropped)
             attempt.warnings = list(served.notes)
             attempt.cost = served.cost = costs.estimate(served.family, config.model, request)
@@ -305,7 +308,7 @@ class RouteRun:
             attempt.cost = response.cost  # the lifecycle's: reported by the provider, else the estimate
         if self.telemetry is not None:
             await self.telemetry.attempt_succeeded(response)
-        return response, served
+        return response
 
 
 @functools.lru_cache(maxsize=64)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from ..engine.cost import estimate_or_reason
