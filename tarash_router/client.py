@@ -272,13 +272,14 @@ class Client:
             except Exception:  # noqa: BLE001 - a bad pass (journal down) must not end the loop
                 logger.exception("reconcile pass failed; trying again in %.0fs", every)
 
-    async def _generate(self, config: Any, request: Any, on_progress: Any, modality: str) -> Any:
+    def _generate(self, config: Any, request: Any, on_progress: Any, modality: str) -> Awaitable[Any]:
+        """The call, to await (no coroutine of its own: every frame is walked each time a job resumes)."""
         if isinstance(config, str):
             logger.info("generate_%s route=%s", modality, config)
         else:
             logger.info("generate_%s provider=%s model=%s", modality, config.provider, config.model)
         if not request.idempotency_key:
-            return await self._run(config, request, on_progress, modality)
+            return self._run(config, request, on_progress, modality)
         target, timeout, allow_resubmit = self._claim_scope(config, modality)
 
         def run(claim: HeldClaim | None = None) -> Awaitable[Any]:
@@ -291,9 +292,9 @@ class Client:
                                            provider_config=getattr(source, "provider_config", None),
                                            base_url=getattr(source, "base_url", None))
 
-        return await run_idempotent(self.runtime.journal, request.idempotency_key, target, request, modality,
-                                    timeout, run, take_over, allow_resubmit=allow_resubmit,
-                                    lease=self.runtime.settings.idempotency_lease)
+        return run_idempotent(self.runtime.journal, request.idempotency_key, target, request, modality,
+                              timeout, run, take_over, allow_resubmit=allow_resubmit,
+                              lease=self.runtime.settings.idempotency_lease)
 
     def _run(self, config: Any, request: Any, on_progress: Any, modality: str,
              claim: HeldClaim | None = None) -> Awaitable[Any]:

@@ -40,7 +40,7 @@ def reported(family: FamilySpec | None, response: Any, request: Any) -> Cost | N
     raw = getattr(response, "raw_response", None)
     try:
         found = family.response.extract(raw, {"request": request, "model": getattr(response, "model", None)},
-                                        only="cost").get("cost")
+                                        only=("cost",)).get("cost")
         amount = float(found) if found is not None and not isinstance(found, bool) else None
     except Exception as exc:  # noqa: BLE001 - a provider's odd result must not fail a finished job
         logger.warning("%s/%s: the reported cost could not be read (%s)", family.provider.name, family.name,

@@ -57,7 +57,7 @@ class Lifecycle:
         self._slot: str | None = None  # the account slot this job holds, until it finishes
         self._waiting = False  # waiting for a slot (a deadline then says so: nothing was sent)
         self.settings = call.settings
-        self.loop = asyncio.get_running_loop()
+        self.loop = call.loop = asyncio.get_running_loop()
         call.deadline = self.loop.time() + call.config.timeout
         self.submitted_at = self.loop.time()
         self.terminal = False  # the provider reported the job finished (completed or failed)
@@ -228,7 +228,7 @@ class Lifecycle:
         if self.tracker is not None:
             state = "processing" if status.state == "processing" else "queued"
             await self._off_the_clock(self.tracker.submitted(status.job_id, call.handle, state))
-        if status.state != "completed":  # a finished job gets one completed update, with its result
+        if status.state != "completed" and call.on_progress is not None:  # a finished job's update has its result
             await self._emit(status)
         if status.state == "failed":
             self.terminal = True
@@ -332,9 +332,11 @@ class Lifecycle:
         self.terminal = status.state in TERMINAL
         if status.state == "completed":
             return True  # the completed update goes out with the fetched result
-        if status.state == "processing":
-            await self._record("processing")
-        await self._emit(status)
+        tracker = self.tracker
+        if status.state == "processing" and tracker is not None and tracker.state != "processing":
+            await self._record("processing")  # once: the polls after it change nothing in the journal
+        if self.call.on_progress is not None:
+            await self._emit(status)
         if status.state == "failed":
             raise status.error or _failed(self.call, status)
         return False
@@ -379,7 +381,8 @@ class Lifecycle:
                 await asyncio.sleep(self.retry_wait(exc, errors))
         response = self._priced(response)
         await self._record("completed", **self._result(response))
-        await self._emit(status, result=response)
+        if self.call.on_progress is not None:
+            await self._emit(status, result=response)
         return response
 
     # ------------------------------------------------------------ pacing

@@ -33,6 +33,8 @@ class PreparedRequest:
     files: list[tuple[str, Any]] | None = None
     content: bytes | None = None
     secret_headers: frozenset[str] = frozenset()
+    # The header values once checked sendable (`http.checked_header_values`): a poll sends them again.
+    checked_values: list[Any] | None = field(default=None, repr=False)
 
     def full_url(self) -> str:
         if not self.query:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Awaitable
 from typing import Any
 
 from ..errors import ValidationError
@@ -101,8 +102,11 @@ class Runtime:
         if family is None:
             return None
         declared = family.provider.file.limits
+        overrides = self.settings.limits
+        if declared is None and not overrides:
+            return None  # the usual case: no caps declared or set
         limits = limits_for(family.provider.name, declared.model_dump(exclude_none=True) if declared else None,
-                            self.settings.limits)
+                            overrides)
         if not limits.any:
             return None
         if api_key is None and family.provider.file.auth is not None:  # the account is the key in use
@@ -145,7 +149,8 @@ class Runtime:
                 raise
             return Attempt(self.transports.spec, None, unsupported=exc.message)
         attempt = Attempt(self.transports.for_family(family), family, checked=True, warnings=warnings,
-                          dropped=[f for f in unhonoured_fields(family, request) if f in config.adapt])
+                          dropped=[f for f in unhonoured_fields(family, request) if f in config.adapt]
+                          if config.adapt else [])
         if unlisted is not None:  # logged when the attempt runs, and kept in its metadata
             attempt.warnings.append(unlisted)
             attempt.notes.append(unlisted)
@@ -172,10 +177,11 @@ class Runtime:
         return Call(family=family, config=config, request=request, modality=modality,  # type: ignore[arg-type]
                     settings=self.settings, pool=self.pool, on_progress=on_progress)
 
-    async def dispatch(self, config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str,
-                       claim: HeldClaim | None = None, attempt: Attempt | None = None,
-                       submit_only: bool = False, webhook_url: str | ProviderWebhookUrl | None = None) -> Any:
-        """Run one target once, through the lifecycle (submit once, wait, fetch), or with
+    def dispatch(self, config: GenerationConfig, request: GenerationRequest, on_progress: Any, modality: str,
+                 claim: HeldClaim | None = None, attempt: Attempt | None = None,
+                 submit_only: bool = False, webhook_url: str | ProviderWebhookUrl | None = None) -> Awaitable[Any]:
+        """Run one target once (to await; no coroutine of its own, as every frame is walked again each
+        time a job resumes), through the lifecycle (submit once, wait, fetch), or with
         `submit_only` submit it and return its `Job` at once; `attempt` is what `plan` decided for
         it, if it was asked already. `webhook_url` (submit only) goes on the submit as the provider's
         file declares (`webhook:`); a provider without one refuses it before anything is sent, unless
@@ -196,8 +202,8 @@ class Runtime:
                 raise ValidationError(f"{config.provider}/{config.model} is served by a Python handler or the mock: "
                                       "its jobs are not journaled, so they cannot be submitted and waited on later; "
                                       "use generate_*", provider=config.provider, model=config.model)
-            return await lifecycle.start()
-        return await lifecycle.run()
+            return lifecycle.start()
+        return lifecycle.run()
 
     async def resume(self, record: JobRecord, config: GenerationConfig, on_progress: Any) -> Any:
         """Follow a journaled job to its result without submitting anything."""

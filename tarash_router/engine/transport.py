@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ..models import Cost, GenerationConfig, GenerationRequest
     from ..settings import TarashSettings
     from ..specs.compiled import FamilySpec
-    from .client import ClientPool
+    from .client import ClientPool, PooledClient
 
 JOB_STATES = ("queued", "processing", "completed", "failed")
 
@@ -66,6 +66,8 @@ class Call:
     # The family's estimate for this request (None when unpriced); the response carries it unless the
     # provider reports what the job cost.
     estimated_cost: Cost | None = None
+    loop: asyncio.AbstractEventLoop | None = None  # the loop the job runs on (set with the deadline)
+    _client: PooledClient | None = field(default=None, repr=False)  # the provider's pooled client, once looked up
 
     @property
     def provider(self) -> str:
@@ -77,7 +79,14 @@ class Call:
 
     def time_left(self) -> float:
         """Seconds to the deadline (what one request may take at most)."""
-        return max(0.0, self.deadline - asyncio.get_running_loop().time())
+        return max(0.0, self.deadline - (self.loop or asyncio.get_running_loop()).time())
+
+    def client(self) -> PooledClient:
+        """The pooled client for the provider's requests: looked up once per job (again if it was closed)."""
+        pooled = self._client
+        if pooled is None or pooled.wire.is_closed:
+            pooled = self._client = self.pool.get(self.provider)
+        return pooled
 
     def request_timeout(self) -> float:
         """One request's timeout: settings.request_timeout, cut to what is left of the deadline (the

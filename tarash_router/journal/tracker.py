@@ -73,15 +73,17 @@ class JobTracker:
         return self._first.model_copy(update={"job_id": job_id, "state": state, "job": dict(job),
                                               "created_at": now, "updated_at": now})
 
-    async def _quietly(self, what: str, call: Awaitable[Any]) -> bool:
-        """One journal call, timed into `waited`; a failure is logged (its type only, never a value
-        that could hold a secret) and swallowed. True when it went through."""
+    async def _quietly(self, what: str, call: Awaitable[Any], subject: str | None = None) -> bool:
+        """One journal call, timed into `waited`; a failure is logged as `what` (and `subject`, the job
+        or intent: the text is made only then), with the error's type only, never a value that could
+        hold a secret, and swallowed. True when it went through."""
         started = time.monotonic()
         try:
             await call
             return True
         except Exception as exc:  # noqa: BLE001 - a journal outage must not stop or lose a paid job
-            logger.warning("journal %s failed: %s", what, type(exc).__name__)
+            logger.warning("journal %s failed: %s", what if subject is None else f"{what} {subject}",
+                           type(exc).__name__)
             return False
         finally:
             self.waited += time.monotonic() - started
@@ -92,7 +94,7 @@ class JobTracker:
         (`tarash-router jobs list --state submitting`) and a successor does not resubmit blindly."""
         self.intent_id = f"submitting-{uuid.uuid4().hex}"
         intent = self._record(self.intent_id, "submitting", {})
-        await self._quietly(f"write of {self.intent_id}", self.journal.put(intent))
+        await self._quietly("write of", self.journal.put(intent), self.intent_id)
         if self.claim is not None:  # on its own: the claim guards against a blind resubmit even if the put failed
             await self._quietly("claim update before submitting", self.claim.mark_submitting())
 
@@ -106,14 +108,14 @@ class JobTracker:
             await self.drop_intent()
             return
         update = self.journal.advance(self.intent_id, "submitting", error=error)
-        await self._quietly(f"update of {self.intent_id}", update)
+        await self._quietly("update of", update, self.intent_id)
 
     async def drop_intent(self) -> None:
         """No job can exist (the submit was refused), or a synchronous provider answered in full."""
         intent, self.intent_id = self.intent_id, None
         if intent is None:
             return
-        await self._quietly(f"delete of {intent}", self.journal.delete(intent))
+        await self._quietly("delete of", self.journal.delete(intent), intent)
         if self.claim is not None:
             await self._quietly("claim update after a refused submit", self.claim.mark_running())
 
@@ -126,19 +128,19 @@ class JobTracker:
         processing): record it, drop the intent it supersedes and put the job id on the held claim."""
         self.job_id = job_id
         record = self._record(job_id, state if state in ("queued", "processing") else "queued", job)
-        if await self._quietly(f"write of job {job_id}", self.journal.put(record)):
+        if await self._quietly("write of job", self.journal.put(record), job_id):
             self.state = record.state
             if self.intent_id is not None:  # superseded; kept when the job itself could not be written
                 intent, self.intent_id = self.intent_id, None
-                await self._quietly(f"delete of {intent}", self.journal.delete(intent))
+                await self._quietly("delete of", self.journal.delete(intent), intent)
         if self.claim is not None:  # a successor resumes this job instead of submitting again
-            await self._quietly(f"claim update for job {job_id}", self.claim.record_job(job_id))
+            await self._quietly("claim update for job", self.claim.record_job(job_id), job_id)
 
     async def advance(self, state: str, **changes: Any) -> None:
         """Move the job forward (no-op before submit or when the state is unchanged)."""
         if self.job_id is None or state == self.state:
             return
-        if await self._quietly(f"update of job {self.job_id}", self.journal.advance(self.job_id, state, **changes)):
+        if await self._quietly("update of job", self.journal.advance(self.job_id, state, **changes), self.job_id):
             self.state = state
 
 

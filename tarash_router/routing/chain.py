@@ -281,8 +281,11 @@ class RouteRun:
             served = self._serving
             if served is None:  # planned once per target, even when the try then fails
                 served = self._serving = self.runtime.plan(config, request, self.modality)
-            attempt.family, attempt.dropped_fields = served.family_name, list(served.dropped)
-            attempt.warnings = list(served.notes)
+            attempt.family = served.family_name
+            if served.dropped:
+                attempt.dropped_fields = list(served.dropped)
+            if served.notes:
+                attempt.warnings = list(served.notes)
             attempt.cost = served.cost = costs.estimate(served.family, config.model, request)
             if self.telemetry is not None:
                 progress = self.telemetry.progress(served, on_progress)

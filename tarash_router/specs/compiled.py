@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,11 +144,12 @@ class ResponsePaths:
             return tree
         return JsonPath(expression)
 
-    def extract(self, data: Any, ctx: dict[str, Any] | None = None, only: str | None = None) -> dict[str, Any]:
-        """The fields found in `data` (just `only`, when given)."""
+    def extract(self, data: Any, ctx: dict[str, Any] | None = None,
+                only: Collection[str] | None = None) -> dict[str, Any]:
+        """The fields found in `data` (just those named in `only`, when given)."""
         out: dict[str, Any] = {}
         for name, paths in self.paths.items():
-            if only is not None and name != only:
+            if only is not None and name not in only:
                 continue
             for path in paths:
                 if isinstance(path, ValueTree):

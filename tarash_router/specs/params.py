@@ -129,6 +129,8 @@ def assign_images(family: FamilySpec, request: GenerationRequest) -> dict[str, l
 
 def _check_images(family: FamilySpec, request: GenerationRequest, fail: Any) -> None:
     roles = family.params.roles
+    if not request.image_list and not any(role.required for role in roles.values()):
+        return  # no image given and none needed
     accepted = sorted({src for slot, role in roles.items() for src in role.from_ or [slot]})
     for item in request.image_list:
         if item["type"] not in accepted:

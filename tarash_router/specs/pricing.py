@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models import Cost, request_field
+from ..models import Cost
 from .pricing_schema import PricingSpec
 from .templates import LeafError, ValueTree
 
@@ -140,10 +140,15 @@ def parse_size(text: Any) -> tuple[int, int] | None:
     return (int(found.group(1)), int(found.group(2))) if found else None
 
 
+_NOT_PRICED = frozenset({"image_list", "extra_params"})
+
+
 def _view(request: Any, defaults: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The request's fields with the provider's defaults in place of unset ones, and those defaults."""
-    fields = type(request).model_fields if hasattr(type(request), "model_fields") else {}
-    view = {name: request_field(request, name) for name in fields if name not in ("image_list", "extra_params")}
+    if hasattr(type(request), "model_fields"):  # a model keeps its fields' values in its __dict__
+        view = {name: value for name, value in request.__dict__.items() if name not in _NOT_PRICED}
+    else:
+        view = {}
     assumed = {name: value for name, value in defaults.items() if view.get(name) is None}
     view.update(assumed)
     return view, assumed

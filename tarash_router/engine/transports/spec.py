@@ -16,7 +16,7 @@ import httpx
 from ...errors import GenerationFailedError, HTTPError, TarashException
 from ...utils import generate_unique_id, to_float
 from ..classify import error_from_response, error_from_transport, output_refusal
-from ..http import Received, ResponseTooLarge
+from ..http import Received, ResponseTooLarge, checked_header_values
 from ..http import send as http_send
 from ..media import fetch_media, media_bytes, media_urls
 from ..render import JobContext, PreparedRequest, prepare_job
@@ -27,6 +27,9 @@ from ...specs.params import check_request
 
 logger = logging.getLogger("tarash_router.engine")
 _CANCEL_MAX_BYTES = 1024 * 1024  # a cancel answer is read only for its status
+# The response fields each kind of result reads (a video's result is not searched for images).
+_VIDEO_FIELDS = frozenset({"video", "content_type", "audio_url", "duration", "resolution", "aspect_ratio"})
+_IMAGE_FIELDS = frozenset({"images", "content_type", "revised_prompt"})
 
 
 @functools.lru_cache(maxsize=256)  # far from the deadline every request has the settings' timeouts
@@ -215,10 +218,14 @@ class SpecTransport:
                   max_bytes: int | None = None) -> Awaitable[Received]:
         """The send of `prepared` (to await): no coroutine of its own, one less frame per request."""
         limit = max_bytes or call.family.provider.file.max_response_bytes or call.settings.max_response_bytes
+        checked = prepared.checked_values
+        if checked is None:
+            checked = prepared.checked_values = checked_header_values(prepared.headers)
         return http_send(
-            call.pool.get(call.provider), prepared.method, prepared.url, headers=prepared.headers,
+            call.client(), prepared.method, prepared.url, headers=prepared.headers,
             secret_headers=prepared.secret_headers, params=prepared.query or None, json=prepared.json,
-            data=prepared.form, files=prepared.files, content=prepared.content, timeout=timeout, max_bytes=limit)
+            data=prepared.form, files=prepared.files, content=prepared.content, timeout=timeout, max_bytes=limit,
+            checked=checked)
 
     async def _upload(self, call: Call, jc: JobContext, items: list[dict[str, Any]]) -> dict[int, str]:
         """Put large input files on the provider's storage; id(media) -> the URL to send instead."""
@@ -269,7 +276,8 @@ class SpecTransport:
         refusal = output_refusal(call.family.provider, data, model=call.model, request_id=job_id)
         if refusal is not None:
             raise refusal
-        fields = call.family.response.extract(data, {"request": call.request, "model": call.model})
+        fields = call.family.response.extract(data, {"request": call.request, "model": call.model},
+                                              only=_VIDEO_FIELDS if call.modality == "video" else _IMAGE_FIELDS)
         request_id = job_id or generate_unique_id()
         raw = _as_dict(data)
         common = {"request_id": request_id, "raw_response": raw, "provider": call.provider, "model": call.model}
