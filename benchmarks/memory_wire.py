@@ -5,6 +5,11 @@ in-memory wire that answers as fal's queue does: `tarash` through the whole engi
 lifecycle, render, extract, journal), `hand` as a hand-written client would. The wire is the same for
 both, so the difference is the engine's own cost, without the socket noise that makes B1's
 tarash-minus-aiohttp a difference of two noisy medians.
+
+Like a real pool, the wire holds at most `size` exchanges at once (the engine's `max_connections`,
+20 by default, for both sides): with 200 jobs in flight requests wait for a connection, at the wire
+for the hand client as at aiohttp's connector, and at the engine's gate for tarash (which then never
+waits at the wire). Without the limit the hand client would never wait, which no bare transport does.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .baselines import MODEL, Close, Job, _fal_job
 
 BASE_URL = "http://127.0.0.1:9"  # never connected to: the wire answers in process
 POLLS = 4  # a job completes on its fourth status poll, as in B1
+DEFAULT_CONNECTIONS = 20  # TarashSettings.max_connections' default
 
 
 class MemoryResponse:
@@ -48,10 +54,12 @@ class MemoryWire:
 
     is_closed = False
 
-    def __init__(self) -> None:
+    def __init__(self, size: int = DEFAULT_CONNECTIONS) -> None:
         self._ids = itertools.count()
         self._polls: dict[str, int] = {}
+        self._connections = asyncio.Semaphore(size)  # made on the loop that first waits on it
         self.requests = 0
+        self.exchanging = self.most_at_once = 0  # exchanges holding a connection now, and at most
 
     async def open(self, method: str, url: str, *, headers: Mapping[str, str], params: Any = None, json: Any = None,
                    data: Any = None, files: Any = None, content: bytes | None = None, timeout: Any) -> MemoryResponse:
@@ -62,7 +70,14 @@ class MemoryWire:
             url = with_query(url, params)
         if json is not None:
             json_body(json)  # encoded as a wire would
-        await asyncio.sleep(0)  # one pass of the event loop, as a socket's answer takes
+        await self._connections.acquire()
+        self.exchanging += 1
+        self.most_at_once = max(self.most_at_once, self.exchanging)
+        try:
+            await asyncio.sleep(0)  # one pass of the event loop, as a socket's answer takes
+        finally:
+            self.exchanging -= 1
+            self._connections.release()
         return MemoryResponse(url, self._answer(method, url))
 
     def _answer(self, method: str, url: str) -> bytes:
@@ -109,7 +124,7 @@ def engine_on_memory_wire(opened: list[MemoryWire]) -> None:
     import tarash_router.engine.client as pool
 
     def open_wire(settings: Any, size: int) -> MemoryWire:
-        opened.append(MemoryWire())
+        opened.append(MemoryWire(size))
         return opened[-1]
 
     pool.open_wire = open_wire  # type: ignore[assignment]

@@ -53,3 +53,23 @@ def test_b7_the_engine_and_the_hand_client_make_the_same_six_calls_on_the_memory
     assert sum(w.requests for w in wires) == 18 and hand_wire.requests == 18
     assert sorted(engine_videos) == sorted(hand_videos)
     assert all(v.startswith("https://v3.fal.media/files/bench/") for v in engine_videos)
+
+
+def test_b7_the_memory_wire_holds_no_more_exchanges_than_its_connections():
+    """Like a real pool, B7's wire makes requests beyond its connections wait: without that the hand
+    client would never wait for a connection while the engine's gate does, and B7 would count the
+    waiting as the engine's own cost."""
+    from benchmarks import memory_wire
+
+    wire = memory_wire.MemoryWire(size=3)
+    job, close = memory_wire.hand_job(0.0, wire)
+
+    async def run() -> list[str]:
+        try:
+            return await asyncio.gather(*(job(i) for i in range(12)))
+        finally:
+            await close()
+
+    videos = asyncio.run(run())
+    assert len(set(videos)) == 12 and wire.requests == 72
+    assert wire.most_at_once == 3

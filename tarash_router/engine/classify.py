@@ -105,7 +105,9 @@ def error_from_response(
 
 def output_refusal(provider: ProviderSpec, data: Any, *, model: str, request_id: str | None) -> TarashException | None:
     """The error for a successful result that an `output` rule marks as refused, else None."""
-    if not any(r.matches("output", None, "", data) for r in provider.error_rules):
+    # Output rules are opt-in (`phase: output`): most providers have none, so no rule is asked.
+    if not any(r.phases is not None and "output" in r.phases and r.matches("output", None, "", data)
+               for r in provider.error_rules):
         return None
     return error_from_response(provider, "output", None, {}, "", data, model=model, request_id=request_id,
                                job_may_exist=True)

@@ -148,9 +148,8 @@ class ResponsePaths:
                 only: Collection[str] | None = None) -> dict[str, Any]:
         """The fields found in `data` (just those named in `only`, when given)."""
         out: dict[str, Any] = {}
-        for name, paths in self.paths.items():
-            if only is not None and name not in only:
-                continue
+        for name in self.paths if only is None else only:
+            paths = self.paths.get(name, ())
             for path in paths:
                 if isinstance(path, ValueTree):
                     rendered = path.render({**(ctx or {}), "result": data})
@@ -164,11 +163,18 @@ class ResponsePaths:
                         break
                 else:
                     # A scalar field skips containers, so `[$.output[0], $.output]` serves both shapes.
-                    value = next((v for v in values if v is not None and not isinstance(v, (dict, list))), None)
+                    value = _first_scalar(values)
                     if value is not None:
                         out[name] = value
                         break
         return out
+
+
+def _first_scalar(values: list[Any]) -> Any:
+    for value in values:
+        if value is not None and not isinstance(value, (dict, list)):
+            return value
+    return None
 
 
 @dataclass

@@ -661,6 +661,7 @@ class Compiled:
     render: Callable[[dict[str, Any]], Any]
     names: frozenset[str]
     attributes: frozenset[tuple[str, str]]
+    path: tuple[str, ...] | None = None  # `{{ a.b.c }}`: walked in place by a tree's render (no call)
 
 
 def is_template(value: Any) -> bool:
@@ -689,7 +690,7 @@ def compile_leaf(source: str) -> Compiled:
         parts = tuple(dotted.group(1).split("."))
         attrs = frozenset({(parts[0], parts[1])}) if len(parts) > 1 else frozenset()
         return Compiled(source=source, render=lambda ctx: _walk(ctx, parts),
-                        names=frozenset({parts[0]}), attributes=attrs)
+                        names=frozenset({parts[0]}), attributes=attrs, path=parts)
     match = _EXPRESSION.match(source)
     is_expr = match is not None and "{{" not in match.group("expr") and "}}" not in match.group("expr")
     try:
@@ -733,11 +734,29 @@ def _paths_text_renderer(source: str) -> Callable[[dict[str, Any]], Any] | None:
             if value is None or isinstance(value, Undefined):
                 return None
             written.append(str(_finalize(value)))  # charges the budget for a value that is not a scalar
-        text = "".join(written)
-        _budget().build(len(text) - max(map(len, written), default=0), "the template's text")
-        return text
+        return _joined(written)
 
-    return lambda ctx: _within_budget(render, ctx)
+    def render_text(ctx: dict[str, Any]) -> str | None:
+        """`render` when every value is text (the usual URL): its one charge needs no shared budget."""
+        written: list[str] = []
+        for part in parts:
+            if isinstance(part, str):
+                written.append(part)
+                continue
+            value = _walk(ctx, part)
+            if value.__class__ is not str:
+                return _within_budget(render, ctx)  # anything else is written out by the budgeted render
+            written.append(value)
+        return _joined(written)
+
+    return render_text
+
+
+def _joined(written: list[str]) -> str:
+    """The parts of a text, joined: copying all but the largest part is charged to the budget."""
+    text = "".join(written)
+    _budget().build(len(text) - max(map(len, written), default=0), "the template's text")
+    return text
 
 
 def _filtered_renderer(source: str) -> Callable[[dict[str, Any]], Any] | None:
@@ -909,11 +928,16 @@ LeafError = _LeafError
 
 def _render_node(node: Any, ctx: dict[str, Any]) -> Any:
     if isinstance(node, Compiled):
-        value = node.render(ctx)
+        value = node.render(ctx) if node.path is None else _walk(ctx, node.path)
         return DROP if value is None or isinstance(value, Undefined) else value
     if isinstance(node, dict):
         out = {}
         for key, child in node.items():
+            if child.__class__ is Compiled and child.path is not None:  # the usual leaf, without a call
+                value = _walk(ctx, child.path)
+                if value is not None and not isinstance(value, Undefined):
+                    out[key] = value
+                continue
             value = _render_node(child, ctx)
             if value is not DROP:
                 out[key] = value
