@@ -724,20 +724,10 @@ def _paths_text_renderer(source: str) -> Callable[[dict[str, Any]], Any] | None:
         return None  # an expression other than a path (or a stray brace Jinja would judge)
     parts = tuple(p for p in pieces if p != "")
 
-    def render(ctx: dict[str, Any]) -> str | None:
-        written: list[str] = []
-        for part in parts:
-            if isinstance(part, str):
-                written.append(part)
-                continue
-            value = _walk(ctx, part)
-            if value is None or isinstance(value, Undefined):
-                return None
-            written.append(str(_finalize(value)))  # charges the budget for a value that is not a scalar
-        return _joined(written)
-
-    def render_text(ctx: dict[str, Any]) -> str | None:
-        """`render` when every value is text (the usual URL): its one charge needs no shared budget."""
+    def render(ctx: dict[str, Any], text_only: bool = False) -> Any:
+        """The text, or None when a value is missing. `text_only`: every value is expected to be text
+        (the usual URL), whose one charge, the join, needs no shared budget; anything else is then
+        written out by the budgeted render."""
         written: list[str] = []
         for part in parts:
             if isinstance(part, str):
@@ -745,18 +735,17 @@ def _paths_text_renderer(source: str) -> Callable[[dict[str, Any]], Any] | None:
                 continue
             value = _walk(ctx, part)
             if value.__class__ is not str:
-                return _within_budget(render, ctx)  # anything else is written out by the budgeted render
+                if text_only:
+                    return _within_budget(render, ctx)
+                if value is None or isinstance(value, Undefined):
+                    return None
+                value = str(_finalize(value))  # charges the budget for a value that is not a scalar
             written.append(value)
-        return _joined(written)
+        text = "".join(written)
+        _budget().build(len(text) - max(map(len, written), default=0), "the template's text")
+        return text
 
-    return render_text
-
-
-def _joined(written: list[str]) -> str:
-    """The parts of a text, joined: copying all but the largest part is charged to the budget."""
-    text = "".join(written)
-    _budget().build(len(text) - max(map(len, written), default=0), "the template's text")
-    return text
+    return functools.partial(render, text_only=True)
 
 
 def _filtered_renderer(source: str) -> Callable[[dict[str, Any]], Any] | None:
