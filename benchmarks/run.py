@@ -449,6 +449,8 @@ def _fmt(value: float, unit: str) -> str:
         return f"{value:.2f}×"
     if unit == "":
         return f"{value:g}"
+    if value < 10:  # a figure near its limit (0.49 against 0.5 ms) must not round onto it
+        return f"{value:.2f} {unit}"
     return f"{value:,.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
 
 
