@@ -43,19 +43,12 @@ class JsonPath:
         return [m.value for m in self._path.find(data)]
 
     def first(self, data: Any) -> Any:
-        keys = self._simple
-        if keys is None:
-            assert self._path is not None  # compiled whenever the expression is not simple keys
-            matches = self._path.find(data)
-            return matches[0].value if matches else None
-        for key in keys:  # `_walk` written out: this runs for every field of every poll
-            if isinstance(key, int):
-                if not isinstance(data, list) or key >= len(data):
-                    return None
-            elif not isinstance(data, dict) or key not in data:
-                return None
-            data = data[key]
-        return data
+        if self._simple is not None:
+            value = _walk(data, self._simple)
+            return None if value is _MISSING else value
+        assert self._path is not None  # compiled whenever the expression is not simple keys
+        matches = self._path.find(data)
+        return matches[0].value if matches else None
 
     def __repr__(self) -> str:
         return f"JsonPath({self.expression!r})"
